@@ -1,0 +1,323 @@
+"""``podbgp``: the command-line front door (argparse verbs, logging setup, API client tables).
+
+Owns the verbs and their output: ``bgpd`` starts the standalone speaker, ``status`` and
+``routes`` read the REST API and print ``calicoctl node status``-style tables (or the API's JSON),
+``version`` prints the version. Exit status: 0 success, 1 the daemon is unreachable or answered
+an error, 2 a usage or config error. Implements no RFC itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import bgpd
+from bgpd.config import LOG_LEVELS, ConfigError, load_bgpd_config
+
+DEFAULT_API = "http://127.0.0.1:9179"
+API_TIMEOUT = 5.0  # seconds; a local API that takes longer is as good as down
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+PEER_TYPES = {
+    "mesh": "node-to-node mesh",
+    "global": "global",
+    "node": "node specific",
+    "rr-client": "rr client",
+    "route-reflector": "route reflector",
+}
+
+
+class ApiError(Exception):
+    """The API could not be reached or answered with an error; ``str()`` says why."""
+
+    def __init__(self, why: str, reachable: bool) -> None:
+        super().__init__(why)
+        self.reachable = reachable
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr, one line per event; quiet at INFO (per-message detail is DEBUG)."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+
+
+# --- talking to the API -----------------------------------------------------------------------
+
+
+def api_get(base: str, path: str, query: dict[str, str] | None = None) -> Any:
+    """GET ``base + path`` and decode the JSON body; raises :class:`ApiError`."""
+    url = base.rstrip("/") + path
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    try:
+        with urllib.request.urlopen(url, timeout=API_TIMEOUT) as resp:
+            body = resp.read()
+    except urllib.error.HTTPError as exc:
+        raise ApiError(f"{path}: HTTP {exc.code}: {_error_reason(exc)}", reachable=True) from None
+    except urllib.error.URLError as exc:
+        raise ApiError(f"cannot reach {base}: {exc.reason}", reachable=False) from None
+    except (OSError, ValueError) as exc:  # timeouts, resets, a malformed URL
+        raise ApiError(f"cannot reach {base}: {exc}", reachable=False) from None
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise ApiError(f"{path}: answer is not JSON", reachable=True) from None
+
+
+def _error_reason(exc: urllib.error.HTTPError) -> str:
+    try:
+        data = json.loads(exc.read())
+        return str(data.get("reason") or data.get("error") or exc.reason)
+    except (ValueError, AttributeError, OSError):
+        return str(exc.reason)
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A bordered text table: headers centred, cells left-aligned (calicoctl's look)."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def centred(text: str, width: int) -> str:
+        left = (width - len(text)) // 2
+        return " " * left + text + " " * (width - len(text) - left)
+
+    lines = [
+        rule,
+        "| " + " | ".join(centred(h, w) for h, w in zip(headers, widths, strict=True)) + " |",
+        rule,
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+    if rows:
+        lines.append(rule)
+    return "\n".join(lines)
+
+
+def format_duration(seconds: float) -> str:
+    """``303`` -> ``5m3s``; days first for long uptimes (``1d2h0m5s``)."""
+    total = max(0, int(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+    while len(parts) > 1 and parts[0][0] == 0:
+        parts.pop(0)
+    return "".join(f"{n}{unit}" for n, unit in parts)
+
+
+def format_since(value: Any) -> str:
+    """An ISO 8601 timestamp shown in UTC to the second; anything else as given."""
+    if not value:
+        return "-"
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_as_path(value: Any) -> str:
+    """AS numbers separated by spaces; an AS_SET (a nested list) in braces."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        return "" if value is None else str(value)
+    return " ".join(
+        "{" + " ".join(map(str, item)) + "}" if isinstance(item, list) else str(item)
+        for item in value
+    )
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def render_status(status: dict[str, Any], peers: list[dict[str, Any]]) -> str:
+    head = (
+        f"podbgp is running (router ID {status.get('routerId', '?')}, "
+        f"AS {status.get('asNumber', '?')}, up {format_duration(status.get('uptimeSeconds', 0))})"
+    )
+    if not peers:
+        return head + "\n\nNo peers configured."
+    session_rows = [
+        [
+            _cell(p.get("address")),
+            PEER_TYPES.get(str(p.get("type")), _cell(p.get("type"))),
+            _cell(p.get("state")),
+            format_since(p.get("since")),
+            str(p.get("info") or ""),
+        ]
+        for p in peers
+    ]
+    prefix_rows = []
+    for p in peers:
+        prefixes = p.get("prefixes") or {}
+        prefix_rows.append(
+            [_cell(p.get("address"))]
+            + [_cell(prefixes.get(k)) for k in ("received", "accepted", "advertised")]
+        )
+    sessions = render_table(["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"], session_rows)
+    counts = render_table(["PEER ADDRESS", "RECEIVED", "ACCEPTED", "ADVERTISED"], prefix_rows)
+    return f"{head}\n\nBGP sessions\n{sessions}\n\nPrefixes\n{counts}"
+
+
+def render_routes(routes: list[dict[str, Any]]) -> str:
+    if not routes:
+        return "No routes."
+    rows = []
+    for r in routes:
+        reason = str(r.get("reason") or "")
+        if r.get("stale"):
+            reason = f"{reason} (stale)" if reason else "stale"
+        origin = r.get("fromPeer") or "local"
+        rows.append(
+            [
+                _cell(r.get("prefix")),
+                _cell(r.get("nextHop")),
+                format_as_path(r.get("asPath")),
+                str(origin),
+                reason,
+            ]
+        )
+    return render_table(["PREFIX", "NEXT HOP", "AS PATH", "FROM", "REASON"], rows)
+
+
+# --- verbs ------------------------------------------------------------------------------------
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        status = api_get(args.api, "/v1/status")
+        peers = api_get(args.api, "/v1/peers")
+    except ApiError as exc:
+        return _api_failure(exc)
+    if args.output == "json":
+        _print_json({"status": status, "peers": peers})
+    else:
+        print(render_status(status, peers))
+    return 0
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    query = {k: v for k, v in (("prefix", args.prefix), ("peer", args.peer)) if v is not None}
+    try:
+        routes = api_get(args.api, "/v1/routes", query)
+    except ApiError as exc:
+        return _api_failure(exc)
+    if args.output == "json":
+        _print_json(routes)
+    else:
+        print(render_routes(routes))
+    return 0
+
+
+def _api_failure(exc: ApiError) -> int:
+    if exc.reachable:
+        print(f"podbgp API error: {exc}", file=sys.stderr)
+    else:
+        print(f"podbgp is not running: {exc}", file=sys.stderr)
+    return 1
+
+
+def cmd_bgpd(args: argparse.Namespace) -> int:
+    try:
+        config = load_bgpd_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.log_level:
+        config = dataclasses.replace(config, log_level=args.log_level)
+    setup_logging(config.log_level)
+    # Imported here so the CLI (status, routes, --help) works without the daemon's dependencies.
+    from bgpd import daemon
+
+    # Ctrl-C is the normal way to stop a foreground daemon, not an error.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(daemon.run(config))
+    return 0
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"podbgp {bgpd.__version__}")
+    return 0
+
+
+def _add_api_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api",
+        default=os.environ.get("PODBGP_API", DEFAULT_API),
+        metavar="URL",
+        help=f"REST API base URL (default: $PODBGP_API or {DEFAULT_API})",
+    )
+    parser.add_argument(
+        "-o", "--output", choices=("table", "json"), default="table", help="output format"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="podbgp", description="BGP route distribution for Kubernetes-style pod networks."
+    )
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    p = verbs.add_parser(
+        "bgpd",
+        help="run the standalone BGP speaker",
+        description=(
+            "Run the standalone BGP speaker: static peers and originated prefixes from YAML, "
+            "the REST API, no datastore and no kernel routes."
+        ),
+    )
+    p.add_argument("-c", "--config", required=True, metavar="FILE", help="bgpd YAML config")
+    p.add_argument("--log-level", choices=LOG_LEVELS, help="override the config's logLevel")
+    p.set_defaults(func=cmd_bgpd)
+
+    p = verbs.add_parser(
+        "status",
+        help="show BGP sessions",
+        description=("Show the speaker's BGP sessions and prefix counts, read from its REST API."),
+    )
+    _add_api_options(p)
+    p.set_defaults(func=cmd_status)
+
+    p = verbs.add_parser(
+        "routes",
+        help="show the Loc-RIB",
+        description=("Show the best route for each prefix (the Loc-RIB), read from the REST API."),
+    )
+    _add_api_options(p)
+    p.add_argument("--prefix", help="only this prefix, or the prefixes containing this address")
+    p.add_argument("--peer", help="only routes learned from this peer address ('local': ours)")
+    p.set_defaults(func=cmd_routes)
+
+    p = verbs.add_parser("version", help="print the version", description="Print the version.")
+    p.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result

@@ -1,0 +1,250 @@
+"""The standalone speaker's configuration (``podbgp bgpd -c bgpd.yaml``): schema and loader.
+
+Owns the typed, frozen config objects and their validation; the generic field checkers live in
+:mod:`bgpd.configcheck`. Keys are camelCase in YAML (as in Calico) and snake_case in Python.
+Limits come from the RFCs: 4-octet AS numbers (RFC 6793), the BGP Identifier (RFC 4271 §4.2),
+Hold Time 0 or at least 3 s (RFC 4271 §4.2, §10), TCP MD5 keys of at most 80 octets
+(RFC 2385), the 12-bit Restart Time of graceful restart (RFC 4724 §3) and the route-reflector
+Cluster ID (RFC 4456 §7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bgpd.configcheck import (
+    ConfigError,
+    FieldError,
+    Section,
+    check_asn,
+    check_bool,
+    check_enum,
+    check_hold_time,
+    check_int,
+    check_ip,
+    check_port,
+    check_prefix,
+    check_remote_port,
+    check_router_id,
+    check_str,
+    check_unicast_ip,
+    load_yaml,
+    parse_host_port,
+)
+
+__all__ = [
+    "ApiConfig",
+    "BgpdConfig",
+    "ConfigError",
+    "GracefulRestartConfig",
+    "ListenConfig",
+    "PeerConfig",
+    "RouteReflectorConfig",
+    "load_bgpd_config",
+    "parse_host_port",
+]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_HOLD_TIME = 90  # RFC 4271 §10 suggested value
+DEFAULT_API_HOST = "127.0.0.1"  # read-only API stays local unless configured otherwise
+DEFAULT_API_PORT = 9179
+
+_TOP_KEYS = (
+    "asNumber",
+    "routerId",
+    "listen",
+    "api",
+    "gracefulRestart",
+    "logLevel",
+    "peers",
+    "originate",
+    "routeReflector",
+)
+_PEER_KEYS = (
+    "address",
+    "asNumber",
+    "port",
+    "passive",
+    "password",
+    "holdTime",
+    "keepaliveTime",
+    "description",
+    "sourceAddress",
+    "routeReflectorClient",
+)
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    """Where the speaker accepts BGP connections (port 0 picks a free port, for tests)."""
+
+    address: str = "0.0.0.0"
+    port: int = 179
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """Where the REST API listens."""
+
+    host: str = DEFAULT_API_HOST
+    port: int = DEFAULT_API_PORT
+
+    @property
+    def listen(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class GracefulRestartConfig:
+    """RFC 4724 graceful restart: whether to advertise it and the Restart Time in seconds."""
+
+    enabled: bool = True
+    restart_time: int = 120
+
+
+@dataclass(frozen=True)
+class RouteReflectorConfig:
+    """RFC 4456 route reflection: this speaker's Cluster ID (dotted quad)."""
+
+    cluster_id: str
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """One configured BGP neighbour."""
+
+    address: str
+    as_number: int
+    port: int = 179
+    passive: bool = False
+    # Kept out of repr so a logged config never shows the TCP MD5 key.
+    password: str | None = field(default=None, repr=False)
+    hold_time: int = DEFAULT_HOLD_TIME
+    keepalive_time: int | None = None
+    description: str = ""
+    source_address: str | None = None
+    route_reflector_client: bool = False
+
+    @property
+    def effective_keepalive_time(self) -> int:
+        """The configured KeepaliveTime, else one third of the Hold Time (RFC 4271 §10)."""
+        if self.keepalive_time is not None:
+            return self.keepalive_time
+        return self.hold_time // 3
+
+
+@dataclass(frozen=True)
+class BgpdConfig:
+    """A validated bgpd.yaml."""
+
+    as_number: int
+    router_id: str
+    listen: ListenConfig = ListenConfig()
+    api: ApiConfig | None = ApiConfig()  # None: API disabled
+    graceful_restart: GracefulRestartConfig = GracefulRestartConfig()
+    log_level: str = "info"
+    peers: tuple[PeerConfig, ...] = ()
+    originate: tuple[str, ...] = ()
+    route_reflector: RouteReflectorConfig | None = None
+
+    def is_ebgp(self, peer: PeerConfig) -> bool:
+        return peer.as_number != self.as_number
+
+
+def check_api_listen(value: object) -> ApiConfig | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise FieldError("must be a string host:port, or null to disable the API")
+    host, port = parse_host_port(value)
+    return ApiConfig(host, port)
+
+
+def _listen(root: Section) -> ListenConfig:
+    sec = root.section("listen", ("address", "port"))
+    if sec is None:
+        return ListenConfig()
+    return ListenConfig(
+        address=sec.optional("address", check_ip, ListenConfig.address),
+        port=sec.optional("port", check_port, ListenConfig.port),
+    )
+
+
+def _api(root: Section) -> ApiConfig | None:
+    if not root.has("api"):
+        return ApiConfig()
+    sec = root.section("api", ("listen",))
+    if sec is None:  # `api: null` disables the API
+        return None
+    return sec.optional("listen", check_api_listen, ApiConfig())
+
+
+def _graceful_restart(root: Section) -> GracefulRestartConfig:
+    sec = root.section("gracefulRestart", ("enabled", "restartTime"))
+    if sec is None:
+        return GracefulRestartConfig()
+    return GracefulRestartConfig(
+        enabled=sec.optional("enabled", check_bool, GracefulRestartConfig.enabled),
+        # RFC 4724 §3: Restart Time is a 12-bit field.
+        restart_time=sec.optional(
+            "restartTime", check_int(1, 4095), GracefulRestartConfig.restart_time
+        ),
+    )
+
+
+def _peer(sec: Section) -> PeerConfig:
+    peer = PeerConfig(
+        address=sec.required("address", check_unicast_ip),
+        as_number=sec.required("asNumber", check_asn),
+        port=sec.optional("port", check_remote_port, 179),
+        passive=sec.optional("passive", check_bool, False),
+        password=sec.optional("password", check_str(1, 80), None),
+        hold_time=sec.optional("holdTime", check_hold_time, DEFAULT_HOLD_TIME),
+        keepalive_time=sec.optional("keepaliveTime", check_int(1, 65535), None),
+        description=sec.optional("description", check_str(), ""),
+        source_address=sec.optional("sourceAddress", check_ip, None),
+        route_reflector_client=sec.optional("routeReflectorClient", check_bool, False),
+    )
+    keepalive, hold = peer.keepalive_time, peer.hold_time
+    if keepalive is not None and hold > 0 and keepalive >= hold:
+        raise sec.error("keepaliveTime", f"must be less than holdTime ({hold})")
+    source = peer.source_address
+    if source is not None and (":" in source) != (":" in peer.address):
+        family = "IPv6" if ":" in peer.address else "IPv4"
+        raise sec.error("sourceAddress", f"must be an {family} address, like the peer address")
+    return peer
+
+
+def _peers(root: Section) -> tuple[PeerConfig, ...]:
+    peers: list[PeerConfig] = []
+    for sec in root.sections("peers", _PEER_KEYS):
+        peer = _peer(sec)
+        for j, other in enumerate(peers):
+            if other.address == peer.address:
+                raise sec.error("address", f"duplicate peer address; also in peers[{j}]")
+        peers.append(peer)
+    return tuple(peers)
+
+
+def _route_reflector(root: Section) -> RouteReflectorConfig | None:
+    sec = root.section("routeReflector", ("clusterId",))
+    if sec is None:
+        return None
+    return RouteReflectorConfig(cluster_id=sec.required("clusterId", check_router_id))
+
+
+def load_bgpd_config(path: str) -> BgpdConfig:
+    """Read and validate a bgpd YAML file; raises :class:`ConfigError` on the first problem."""
+    root = load_yaml(path)
+    root.check_keys(_TOP_KEYS)
+    return BgpdConfig(
+        as_number=root.required("asNumber", check_asn),
+        router_id=root.required("routerId", check_router_id),
+        listen=_listen(root),
+        api=_api(root),
+        graceful_restart=_graceful_restart(root),
+        log_level=root.optional("logLevel", check_enum(LOG_LEVELS), "info"),
+        peers=_peers(root),
+        originate=tuple(root.items("originate", check_prefix, unique=True)),
+        route_reflector=_route_reflector(root),
+    )

@@ -1,0 +1,430 @@
+"""The speaker: the one task that owns every RIB, and the peers it exchanges routes with.
+
+Data flow: sessions put (peer, generation, UPDATE) into a bounded inbox → ``_apply_update``
+changes the peer's Adj-RIB-In → ``_decide`` runs the decision process for the touched prefixes →
+changed Loc-RIB entries are exported to every Established peer (``bgpd.export``) → route
+listeners (felix) hear about best-route changes. Session up/down events are applied on the loop
+directly; each UPDATE carries the session generation so a late UPDATE from a session that has
+since gone down is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from bgpd import tcp
+from bgpd.codec.errors import CeaseSubcode, ErrorCode
+from bgpd.codec.messages import encode_message
+from bgpd.codec.types import (
+    Afi,
+    Capability,
+    ExtendedMessage,
+    FourOctetAs,
+    GracefulRestart,
+    Message,
+    Multiprotocol,
+    Notification,
+    PathAttributes,
+    RouteRefresh,
+    RouteRefreshCap,
+    Safi,
+    Update,
+    prefix_from_str,
+)
+from bgpd.decision import LOCAL_SOURCE, PathSource, best_path
+from bgpd.export import Exporter
+from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
+from bgpd.policy import PeerPolicy, import_path, local_path
+from bgpd.rib import AdjRibIn, Best, LocRib
+from bgpd.session import Session
+
+log = logging.getLogger("podbgp.speaker")
+
+STALE_PATH_TIME = 360.0  # how long stale paths may wait for End-of-RIB after the peer returns
+INBOX_SIZE = 512
+RouteListener = Callable[[int, bytes, Best | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSpec:
+    """A configured peer, as the speaker needs it (built from YAML or from the topology)."""
+
+    address: str
+    asn: int
+    port: int = 179
+    passive: bool = False
+    password: str | None = None
+    hold_time: int = 90
+    keepalive_time: int | None = None
+    source_address: str | None = None
+    description: str = ""
+    peer_type: str = "global"
+    rr_client: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerConfig:
+    asn: int
+    router_id: str
+    graceful_restart: bool = True
+    restart_time: int = 120
+    cluster_id: str | None = None
+    connect_retry_time: float = 5.0
+
+
+@dataclass(slots=True)
+class Peer:
+    spec: PeerSpec
+    session: Session
+    adj_in: AdjRibIn = field(default_factory=AdjRibIn)
+    source: PathSource | None = None
+    policy: PeerPolicy | None = None
+    generation: int = 0  # the session generation whose UPDATEs we accept; 0 = none
+    negotiated: Negotiated | None = None
+    stale_timer: asyncio.TimerHandle | None = None
+    eor_received: set[tuple[int, int]] = field(default_factory=set)
+
+    @property
+    def ebgp(self) -> bool:
+        return self.source is not None and self.source.ebgp
+
+
+class Speaker:
+    def __init__(self, config: SpeakerConfig) -> None:
+        self.config = config
+        self.router_id_int = int.from_bytes(socket.inet_aton(config.router_id), "big")
+        self.peers: dict[str, Peer] = {}
+        self.loc_rib = LocRib()
+        self.originated: dict[int, dict[bytes, PathAttributes]] = {}
+        self.exporter = Exporter(self)
+        self.route_listeners: list[RouteListener] = []
+        self.started = time.time()
+        self._inbox: asyncio.Queue[tuple[Peer, int, Message]] = asyncio.Queue(INBOX_SIZE)
+        self._dirty: dict[int, set[bytes]] = {}
+        self._servers: list[asyncio.Server] = []
+        self._task: asyncio.Task[None] | None = None
+        self._flush_scheduled = False
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="speaker")
+
+    async def listen(self, address: str, port: int) -> int:
+        sock = tcp.make_listen_socket(address, port)
+        for peer in self.peers.values():
+            if peer.spec.password and tcp.family_of(peer.spec.address) == sock.family:
+                tcp.set_md5_key(sock, peer.spec.address, peer.spec.password)
+        server = await asyncio.start_server(self._on_accept, sock=sock)
+        self._servers.append(server)
+        return int(sock.getsockname()[1])
+
+    async def stop(self, *, graceful: bool) -> None:
+        """Stop every session. ``graceful``: close TCP without NOTIFICATION (we will restart)."""
+        for peer in self.peers.values():
+            peer.session.stop(notify=not graceful)
+            if peer.stale_timer is not None:
+                peer.stale_timer.cancel()
+        for server in self._servers:
+            server.close()
+        await asyncio.sleep(0)  # let closing transports flush
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # --- configuration ---------------------------------------------------------------------
+
+    def add_peer(self, spec: PeerSpec) -> Peer:
+        address = tcp.normalise_address(spec.address)
+        if address in self.peers:
+            raise ValueError(f"peer {address} already configured")
+        session = Session(
+            address,
+            spec.port,
+            self._fsm_config(spec),
+            self,
+            password=spec.password,
+            source_address=spec.source_address,
+        )
+        peer = Peer(spec, session)
+        self.peers[address] = peer
+        for server in self._servers:
+            for sock in server.sockets:
+                if spec.password and tcp.family_of(address) == sock.family:
+                    tcp.set_md5_key(sock, address, spec.password)  # type: ignore[arg-type]
+        session.start()
+        return peer
+
+    def remove_peer(self, address: str) -> None:
+        peer = self.peers.pop(tcp.normalise_address(address))
+        peer.session.stop(notify=True)
+        for afi in list(peer.adj_in.routes):
+            self._mark_dirty(afi, peer.adj_in.clear(afi))
+        self._schedule_flush()
+
+    def originate(self, prefix: str, attrs: PathAttributes | None = None) -> None:
+        afi, wire = prefix_from_str(prefix)
+        self.originated.setdefault(afi, {})[wire] = attrs or local_path()
+        self._mark_dirty(afi, [wire])
+        self._schedule_flush()
+
+    def withdraw_origin(self, prefix: str) -> None:
+        afi, wire = prefix_from_str(prefix)
+        if self.originated.get(afi, {}).pop(wire, None) is not None:
+            self._mark_dirty(afi, [wire])
+            self._schedule_flush()
+
+    def _fsm_config(self, spec: PeerSpec) -> FsmConfig:
+        caps: list[Capability] = [
+            Multiprotocol(Afi.IPV4, Safi.UNICAST),
+            Multiprotocol(Afi.IPV6, Safi.UNICAST),
+            RouteRefreshCap(),
+            FourOctetAs(self.config.asn),
+            ExtendedMessage(),
+        ]
+        if self.config.graceful_restart:
+            # F bit set: a restarting podbgp keeps forwarding (felix never flushes routes).
+            families = ((Afi.IPV4, Safi.UNICAST, 0x80), (Afi.IPV6, Safi.UNICAST, 0x80))
+            caps.append(GracefulRestart(0, self.config.restart_time, families))
+        return FsmConfig(
+            local_asn=self.config.asn,
+            local_router_id=self.config.router_id,
+            peer_asn=spec.asn,
+            hold_time=spec.hold_time,
+            keepalive_time=spec.keepalive_time,
+            passive=spec.passive,
+            capabilities=tuple(caps),
+            connect_retry_time=self.config.connect_retry_time,
+        )
+
+    # --- session events (SessionOwner) -----------------------------------------------------
+
+    def session_up(self, session: Session, negotiated: Negotiated, local_address: str) -> None:
+        peer = self.peers.get(session.address)
+        if peer is None:
+            return
+        ebgp = negotiated.peer_asn != self.config.asn
+        peer.negotiated = negotiated
+        peer.generation = session.generation
+        peer.eor_received = set()
+        peer.source = PathSource(
+            peer=session.address,
+            router_id=int.from_bytes(socket.inet_aton(negotiated.peer_router_id), "big"),
+            ebgp=ebgp,
+            rr_client=peer.spec.rr_client,
+        )
+        v6 = ":" in local_address
+        peer.policy = PeerPolicy(
+            local_asn=self.config.asn,
+            ebgp=ebgp,
+            next_hop_v4=None if v6 else local_address,
+            next_hop_v6=local_address if v6 else None,
+            rr_client=peer.spec.rr_client,
+            cluster_id=self.config.cluster_id,
+        )
+        log.info("peer=%s event=established asn=%d", session.address, negotiated.peer_asn)
+        self._sweep_unsupported_stale(peer, negotiated)
+        self.exporter.send_full_table(peer)
+
+    def session_down(self, session: Session, event: SessionDown) -> None:
+        peer = self.peers.get(session.address)
+        if peer is None:
+            return
+        peer.generation = 0
+        self.exporter.forget(peer)
+        neg = peer.negotiated
+        gr = neg.graceful_restart if neg is not None else None
+        graceful = (
+            gr is not None and gr.restart_time > 0 and event.sent is None and event.received is None
+        )
+        log.info(
+            "peer=%s event=down reason=%s graceful=%s", session.address, event.reason, graceful
+        )
+        if graceful and gr is not None:
+            families = [afi for afi, _safi, _flags in gr.families] or [Afi.IPV4]
+            peer.adj_in.mark_stale(families)
+            for afi in list(peer.adj_in.routes):
+                if afi not in families:
+                    self._mark_dirty(afi, peer.adj_in.clear(afi))
+            self._arm_stale_timer(peer, gr.restart_time)
+            for afi in families:
+                self._mark_dirty(afi, peer.adj_in.stale.get(afi, ()))  # re-decide: now stale
+        else:
+            for afi in list(peer.adj_in.routes):
+                self._mark_dirty(afi, peer.adj_in.clear(afi))
+        self._schedule_flush()
+
+    async def deliver(self, session: Session, message: Message) -> None:
+        peer = self.peers.get(session.address)
+        if peer is not None:
+            await self._inbox.put((peer, session.generation, message))
+
+    # --- graceful restart (RFC 4724 §4.2) ---------------------------------------------------
+
+    def _arm_stale_timer(self, peer: Peer, delay: float) -> None:
+        if peer.stale_timer is not None:
+            peer.stale_timer.cancel()
+        loop = asyncio.get_running_loop()
+        peer.stale_timer = loop.call_later(delay, self._stale_timer_fired, peer)
+
+    def _stale_timer_fired(self, peer: Peer) -> None:
+        peer.stale_timer = None
+        for afi in list(peer.adj_in.stale):
+            log.info("peer=%s event=stale-expired afi=%d", peer.spec.address, afi)
+            self._mark_dirty(afi, peer.adj_in.sweep_stale(afi))
+        self._schedule_flush()
+
+    def _sweep_unsupported_stale(self, peer: Peer, neg: Negotiated) -> None:
+        """On re-establishment, drop stale paths of families the peer no longer preserves."""
+        if not peer.adj_in.stale:
+            return
+        gr = neg.graceful_restart
+        kept = {afi for afi, _s, flags in gr.families if flags & 0x80} if gr else set()
+        for afi in list(peer.adj_in.stale):
+            if afi not in kept:
+                self._mark_dirty(afi, peer.adj_in.sweep_stale(afi))
+        if peer.adj_in.stale:
+            self._arm_stale_timer(peer, STALE_PATH_TIME)
+        self._schedule_flush()
+
+    # --- the RIB task ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        inbox = self._inbox
+        while True:
+            peer, generation, message = await inbox.get()
+            self._handle(peer, generation, message)
+            # Coalesce: apply everything already queued before deciding and exporting.
+            for _ in range(4096):
+                if inbox.empty():
+                    break
+                self._handle(*inbox.get_nowait())
+            self._flush()
+
+    def _handle(self, peer: Peer, generation: int, message: Message) -> None:
+        if generation != peer.generation or peer.source is None:
+            return  # from a session that has gone down since
+        if isinstance(message, Update):
+            self._apply_update(peer, message)
+        elif isinstance(message, RouteRefresh):
+            self.exporter.send_full_table(peer, refresh=True)
+
+    def _apply_update(self, peer: Peer, update: Update) -> None:
+        for err in update.errors:
+            log.warning("peer=%s event=update-error %s", peer.spec.address, err)
+        eor = update.is_end_of_rib()
+        if eor is not None:
+            peer.eor_received.add(eor)
+            if eor[0] in peer.adj_in.stale:
+                self._mark_dirty(eor[0], peer.adj_in.sweep_stale(eor[0]))
+            return
+        adj = peer.adj_in
+        if update.withdrawn:
+            self._mark_dirty(Afi.IPV4, adj.withdraw(Afi.IPV4, update.withdrawn))
+        if update.mp_unreach is not None and update.mp_unreach.withdrawn:
+            mp = update.mp_unreach
+            self._mark_dirty(mp.afi, adj.withdraw(mp.afi, mp.withdrawn))
+        attrs = update.attributes
+        if attrs is None:
+            return
+        if update.nlri:
+            imported = self._import(peer, attrs)
+            self._mark_dirty(Afi.IPV4, adj.announce(Afi.IPV4, update.nlri, imported))
+        if update.mp_reach is not None and update.mp_reach.nlri:
+            mp = update.mp_reach
+            mp_attrs = dataclasses.replace(attrs, next_hop=mp.next_hop[0] if mp.next_hop else None)
+            imported = self._import(peer, mp_attrs)
+            self._mark_dirty(mp.afi, adj.announce(mp.afi, mp.nlri, imported))
+
+    def _import(self, peer: Peer, attrs: PathAttributes) -> PathAttributes | None:
+        assert peer.source is not None
+        return self.exporter.intern(
+            import_path(
+                attrs,
+                local_asn=self.config.asn,
+                router_id=self.config.router_id,
+                ebgp=peer.source.ebgp,
+                cluster_id=self.config.cluster_id,
+            )
+        )
+
+    def _mark_dirty(self, afi: int, prefixes: Iterable[bytes]) -> None:
+        dirty = self._dirty.get(afi)
+        if dirty is None:
+            dirty = self._dirty[afi] = set()
+        dirty.update(prefixes)
+
+    def _schedule_flush(self) -> None:
+        """Decide and export soon, from the loop (used outside the inbox path)."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, {}
+        for afi, prefixes in dirty.items():
+            if not prefixes:
+                continue
+            changed = [p for p in prefixes if self._decide(afi, p)]
+            if changed:
+                self.exporter.export(afi, changed)
+                for listener in self.route_listeners:
+                    table = self.loc_rib.table(afi)
+                    for prefix in changed:
+                        listener(afi, prefix, table.get(prefix))
+
+    def _decide(self, afi: int, prefix: bytes) -> bool:
+        """Run the decision process for one prefix; True when the Loc-RIB changed."""
+        candidates = []
+        local = self.originated.get(afi, {}).get(prefix)
+        if local is not None:
+            candidates.append((local, LOCAL_SOURCE))
+        for peer in self.peers.values():
+            table = peer.adj_in.routes.get(afi)
+            if table:
+                attrs = table.get(prefix)
+                if attrs is not None and peer.source is not None:
+                    candidates.append((attrs, peer.source))
+        if not candidates:
+            return self.loc_rib.set(afi, prefix, None)
+        (attrs, source), reason = best_path(candidates)
+        stale = False
+        if not source.local:
+            owner = self.peers.get(source.peer)
+            stale = owner is not None and prefix in owner.adj_in.stale.get(afi, ())
+        return self.loc_rib.set(afi, prefix, Best(attrs, source, reason, stale))
+
+    # --- inbound connections ---------------------------------------------------------------
+
+    async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername")
+        address = tcp.normalise_address(peername[0]) if peername else "?"
+        peer = self.peers.get(address)
+        if peer is None:
+            log.info("event=reject-connection from=%s reason=not a configured peer", address)
+            cease = Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_REJECTED)
+            writer.write(encode_message(cease))
+            with contextlib.suppress(ConnectionError):
+                await asyncio.wait_for(writer.drain(), 2)
+            writer.close()
+            return
+        peer.session.accept(reader, writer)
+
+    # --- read-only views (REST API, CLI, metrics) -----------------------------------------
+
+    def families_of(self, peer: Peer) -> tuple[tuple[int, int], ...]:
+        if peer.negotiated is None:
+            return ()
+        return peer.negotiated.families
+
+    def established_peers(self) -> list[Peer]:
+        return [p for p in self.peers.values() if p.session.state == State.ESTABLISHED]

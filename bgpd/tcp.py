@@ -1,0 +1,90 @@
+"""TCP plumbing for BGP sessions: sockets with a source address and RFC 2385 TCP MD5 keys.
+
+Linux only for MD5 (``TCP_MD5SIG``, struct tcp_md5sig from linux/tcp.h). The key is set per peer
+address on the listening socket and on each outbound socket before ``connect``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import struct
+
+TCP_MD5SIG = 14
+TCP_MD5SIG_MAXKEYLEN = 80
+_SOCKADDR_STORAGE = 128
+
+
+def _sockaddr(address: str) -> bytes:
+    ip = ipaddress.ip_address(address)
+    if ip.version == 4:
+        raw = struct.pack("=H", socket.AF_INET) + struct.pack("!H", 0) + ip.packed
+    else:
+        raw = struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", 0, 0) + ip.packed
+        raw += struct.pack("=I", 0)
+    return raw.ljust(_SOCKADDR_STORAGE, b"\0")
+
+
+def set_md5_key(sock: socket.socket, peer: str, password: str | None) -> None:
+    """Install (or with ``None`` remove) the TCP MD5 key for ``peer`` on ``sock``."""
+    key = (password or "").encode()
+    if len(key) > TCP_MD5SIG_MAXKEYLEN:
+        raise ValueError("TCP MD5 password longer than 80 bytes")
+    # struct tcp_md5sig: addr, u8 flags, u8 prefixlen, u16 keylen, u32 ifindex, u8 key[80]
+    value = _sockaddr(peer) + struct.pack("=BBHI", 0, 0, len(key), 0)
+    value += key.ljust(TCP_MD5SIG_MAXKEYLEN, b"\0")
+    sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, value)
+
+
+def family_of(address: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+
+
+def make_listen_socket(address: str, port: int) -> socket.socket:
+    family = family_of(address)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and address in ("::", "::0"):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((address, port))
+        sock.listen(64)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def connect(
+    peer: str,
+    port: int,
+    *,
+    source: str | None = None,
+    password: str | None = None,
+    timeout: float = 10.0,
+) -> socket.socket:
+    """Open a TCP connection to a peer, from ``source`` if given, with an MD5 key if given."""
+    sock = socket.socket(family_of(peer), socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if password:
+            set_md5_key(sock, peer, password)
+        if source:
+            sock.bind((source, 0))
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(loop.sock_connect(sock, (peer, port)), timeout)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def normalise_address(address: str) -> str:
+    """Peer addresses as keys: IPv4-mapped IPv6 becomes plain IPv4; IPv6 compressed."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)

@@ -1,0 +1,144 @@
+"""Read-only snapshots of the speaker in the REST API's JSON shape (shared/DESIGN.md §1).
+
+Built on request from the speaker's state; nothing here runs on the UPDATE path. Passwords are
+never copied into a view.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from bgpd.codec.types import (
+    AddPath,
+    ExtendedMessage,
+    FourOctetAs,
+    GracefulRestart,
+    Multiprotocol,
+    RouteRefreshCap,
+    SegmentType,
+    prefix_to_str,
+)
+from bgpd.fsm import State
+
+if TYPE_CHECKING:
+    from bgpd.rib import Best
+    from bgpd.speaker import Peer, Speaker
+
+_AFI_NAMES = {1: "ipv4", 2: "ipv6"}
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _capability_names(caps: tuple[object, ...]) -> list[str]:
+    names: list[str] = []
+    for cap in caps:
+        if isinstance(cap, Multiprotocol):
+            names.append(f"mp-{_AFI_NAMES.get(cap.afi, cap.afi)}-unicast")
+        elif isinstance(cap, RouteRefreshCap):
+            names.append("route-refresh")
+        elif isinstance(cap, FourOctetAs):
+            names.append("4-octet-as")
+        elif isinstance(cap, GracefulRestart):
+            names.append(f"graceful-restart({cap.restart_time}s)")
+        elif isinstance(cap, ExtendedMessage):
+            names.append("extended-message")
+        elif isinstance(cap, AddPath):
+            names.append("add-path")
+    return sorted(set(names))
+
+
+def peer_view(speaker: Speaker, peer: Peer) -> dict[str, Any]:
+    session = peer.session
+    neg = peer.negotiated if session.state == State.ESTABLISHED else None
+    accepted = peer.adj_in.count()
+    received = accepted + peer.adj_in.rejected_count()
+    return {
+        "address": session.address,
+        "asNumber": peer.spec.asn,
+        "type": peer.spec.peer_type,
+        "description": peer.spec.description,
+        "state": str(session.state),
+        "since": _iso(session.stats.since),
+        "info": session.fsm.last_error,
+        "holdTime": neg.hold_time if neg else peer.spec.hold_time,
+        "keepaliveTime": neg.keepalive_time if neg else None,
+        "routerId": neg.peer_router_id if neg else None,
+        "capabilities": _capability_names(neg.peer_capabilities) if neg else [],
+        "prefixes": {
+            "received": received,
+            "accepted": accepted,
+            "stale": peer.adj_in.stale_count(),
+            "advertised": speaker.exporter.advertised_count(peer),
+        },
+        "messages": {
+            "sent": sum(session.stats.sent.values()),
+            "received": sum(session.stats.received.values()),
+            "sentByType": dict(session.stats.sent),
+            "receivedByType": dict(session.stats.received),
+        },
+        "flaps": session.stats.flaps,
+    }
+
+
+def _as_path_text(best: Best) -> str:
+    parts: list[str] = []
+    for seg_type, asns in best.attrs.as_path:
+        text = " ".join(str(a) for a in asns)
+        parts.append("{" + text + "}" if seg_type == SegmentType.AS_SET else text)
+    return " ".join(parts)
+
+
+def route_view(afi: int, prefix: bytes, best: Best) -> dict[str, Any]:
+    attrs = best.attrs
+    return {
+        "prefix": prefix_to_str(afi, prefix),
+        "nextHop": attrs.next_hop,
+        "asPath": _as_path_text(best),
+        "origin": attrs.origin.name.lower(),
+        "localPref": attrs.local_pref,
+        "med": attrs.med,
+        "communities": [f"{c >> 16}:{c & 0xFFFF}" for c in attrs.communities],
+        "largeCommunities": [f"{a}:{b}:{c}" for a, b, c in attrs.large_communities],
+        "originatorId": attrs.originator_id,
+        "clusterList": list(attrs.cluster_list),
+        "fromPeer": best.source.peer or "local",
+        "reason": str(best.reason),
+        "stale": best.stale,
+    }
+
+
+class SpeakerViews:
+    """The ``SpeakerView`` the REST API reads (status, peers, routes)."""
+
+    def __init__(self, speaker: Speaker, node_name: str | None = None) -> None:
+        self.speaker = speaker
+        self.node_name = node_name
+
+    def status(self) -> dict[str, Any]:
+        speaker = self.speaker
+        counts: dict[str, int] = {}
+        for peer in speaker.peers.values():
+            state = str(peer.session.state)
+            counts[state] = counts.get(state, 0) + 1
+        return {
+            "nodeName": self.node_name,
+            "routerId": speaker.config.router_id,
+            "asNumber": speaker.config.asn,
+            "uptimeSeconds": int(time.time() - speaker.started),
+            "peers": counts,
+            "routes": speaker.loc_rib.count(),
+        }
+
+    def peers(self) -> list[dict[str, Any]]:
+        return [peer_view(self.speaker, p) for p in self.speaker.peers.values()]
+
+    def routes(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for afi, table in self.speaker.loc_rib.best.items():
+            for prefix, best in table.items():
+                out.append(route_view(afi, prefix, best))
+        return out

@@ -1,0 +1,1 @@
+"""felix: podbgp's node agent (kernel routes, tunnels, CNI)."""

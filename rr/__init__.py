@@ -1,0 +1,1 @@
+"""rr: podbgp's dedicated route reflector daemon (RFC 4456)."""

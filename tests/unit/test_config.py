@@ -86,6 +86,17 @@ ERRORS = [
         HEAD + "listen: {addr: 0.0.0.0}\n",
         "listen.addr: unknown key; expected one of address, port",
     ),
+    (
+        "non-string-key",
+        HEAD + "5: x\n",
+        "5: unknown key; expected one of asNumber, routerId, listen, api, gracefulRestart, "
+        "logLevel, peers, originate, routeReflector",
+    ),
+    (
+        "unhashable-key",
+        HEAD + "? [a, b]\n: 1\n",
+        "line 3, column 3: invalid YAML: found unhashable key",
+    ),
     ("missing-asNumber", "routerId: 192.0.2.11\n", "asNumber: required key is missing"),
     ("missing-routerId", "asNumber: 64512\n", "routerId: required key is missing"),
     (

@@ -1,0 +1,68 @@
+"""Import/export rules: loops, split horizon, next hop self, eBGP attribute handling."""
+
+from __future__ import annotations
+
+from bgpd.codec.types import PathAttributes, SegmentType
+from bgpd.decision import LOCAL_SOURCE, PathSource
+from bgpd.policy import PeerPolicy, export_attributes, import_path, may_advertise
+
+SEQ = SegmentType.AS_SEQUENCE
+IBGP_PEER = PeerPolicy(local_asn=64512, ebgp=False, next_hop_v4="192.0.2.11", next_hop_v6=None)
+EBGP_PEER = PeerPolicy(local_asn=64512, ebgp=True, next_hop_v4="192.0.2.11", next_hop_v6=None)
+FROM_IBGP = PathSource(peer="192.0.2.12", router_id=12)
+FROM_EBGP = PathSource(peer="198.51.100.1", router_id=99, ebgp=True)
+
+
+def test_ebgp_import_drops_paths_with_our_as_and_sets_local_pref() -> None:
+    looped = PathAttributes(as_path=((SEQ, (65001, 64512)),), next_hop="198.51.100.1")
+    assert import_path(looped, local_asn=64512, router_id="192.0.2.11", ebgp=True) is None
+    fine = PathAttributes(as_path=((SEQ, (65001,)),), next_hop="198.51.100.1", local_pref=900)
+    imported = import_path(fine, local_asn=64512, router_id="192.0.2.11", ebgp=True)
+    assert imported is not None and imported.local_pref == 100
+
+
+def test_ibgp_import_defaults_local_pref_and_drops_reflection_loops() -> None:
+    plain = PathAttributes(next_hop="192.0.2.12")
+    got = import_path(plain, local_asn=64512, router_id="192.0.2.11", ebgp=False)
+    assert got is not None and got.local_pref == 100
+    ours = PathAttributes(next_hop="192.0.2.12", originator_id="192.0.2.11")
+    assert import_path(ours, local_asn=64512, router_id="192.0.2.11", ebgp=False) is None
+    looped = PathAttributes(next_hop="192.0.2.12", cluster_list=("1.1.1.1",))
+    kwargs = {"local_asn": 64512, "router_id": "192.0.2.11", "ebgp": False}
+    assert import_path(looped, cluster_id="1.1.1.1", **kwargs) is None  # type: ignore[arg-type]
+    assert import_path(looped, cluster_id="2.2.2.2", **kwargs) is not None  # type: ignore[arg-type]
+
+
+def test_split_horizon_and_no_echo() -> None:
+    assert may_advertise(LOCAL_SOURCE, "192.0.2.12", IBGP_PEER)
+    assert may_advertise(FROM_EBGP, "192.0.2.12", IBGP_PEER)
+    assert not may_advertise(FROM_IBGP, "192.0.2.13", IBGP_PEER)  # iBGP → iBGP: never
+    assert may_advertise(FROM_IBGP, "198.51.100.1", EBGP_PEER)
+    assert not may_advertise(FROM_EBGP, "198.51.100.1", EBGP_PEER)  # back to its sender
+
+
+def test_local_route_to_ibgp_gets_next_hop_self_and_local_pref() -> None:
+    out = export_attributes(PathAttributes(), LOCAL_SOURCE, IBGP_PEER, "192.0.2.11", ipv6=False)
+    assert out is not None
+    assert out.next_hop == "192.0.2.11" and out.local_pref == 100 and out.as_path == ()
+
+
+def test_ebgp_export_prepends_and_strips_internal_attributes() -> None:
+    learned = PathAttributes(
+        as_path=((SEQ, (64513,)),),
+        next_hop="192.0.2.12",
+        local_pref=300,
+        med=7,
+        originator_id="192.0.2.50",
+        cluster_list=("1.1.1.1",),
+    )
+    out = export_attributes(learned, FROM_IBGP, EBGP_PEER, "192.0.2.11", ipv6=False)
+    assert out is not None
+    assert out.as_path == ((SEQ, (64512, 64513)),)
+    assert out.next_hop == "192.0.2.11"
+    assert out.local_pref is None and out.med is None
+    assert out.originator_id is None and out.cluster_list == ()
+
+
+def test_no_next_hop_of_the_family_means_no_export() -> None:
+    assert export_attributes(PathAttributes(), LOCAL_SOURCE, IBGP_PEER, "192.0.2.11", True) is None

@@ -229,8 +229,11 @@ class Fsm:
         self._failures = 0
         self._last_failure_at = None
         data = shutdown_data(event.reason) if event.subcode in SHUTDOWN_SUBCODES else b""
-        sent = Notification(ErrorCode.CEASE, event.subcode, data)
-        reason = f"Stopped ({describe_notification(sent)})"
+        sent: Notification | None = None
+        reason = "Stopped"
+        if event.notify:
+            sent = Notification(ErrorCode.CEASE, event.subcode, data)
+            reason = f"Stopped ({describe_notification(sent)})"
         actions: list[Action] = []
         for c in list(self._conns.values()):
             actions += self._end(c, self._now, reason, sent=sent, failure=False)
@@ -284,9 +287,14 @@ class Fsm:
     def _tcp_accepted(self, conn: int, now: float) -> list[Action]:
         if conn in self._conns:
             return []
-        if not self._started or self._idle_until is not None:
+        if not self._started:
             # RFC 4271 §8.2.2: Idle refuses connections; RFC 4486 §4 says how to tell the peer.
             return self._reject(conn, _REJECTED)
+        if self._idle_until is not None:
+            # Backing off after an error only holds back our own connects: accepting the peer's
+            # (passive TCP establishment, §8.1.1) keeps two speakers that fail together from
+            # rejecting each other in lockstep forever.
+            self._idle_until = None
         if self._established() is not None:
             return self._reject(conn, _COLLISION)
         actions: list[Action] = []

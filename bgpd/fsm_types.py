@@ -102,6 +102,9 @@ class ManualStart:
 class ManualStop:
     subcode: int = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN
     reason: str = ""  # sent as the RFC 9003 shutdown communication for subcodes 2 and 4
+    # False: close without a NOTIFICATION, which a graceful-restart peer (RFC 4724) takes for
+    # our restart and so keeps our routes.
+    notify: bool = True
 
 
 @dataclass(frozen=True, slots=True)

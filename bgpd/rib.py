@@ -46,8 +46,10 @@ class AdjRibIn:
         for prefix in prefixes:
             old = table.get(prefix)
             table[prefix] = attrs
-            if stale:
+            if stale and prefix in stale:
                 stale.discard(prefix)
+                changed.append(prefix)  # refreshed after a restart: no longer stale
+                continue
             if rejected:
                 rejected.discard(prefix)
             if old is not attrs:

@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -121,8 +122,7 @@ class Session:
     def stop(self, *, notify: bool = True) -> None:
         """Stop the session: with a Cease NOTIFICATION, or (``notify=False``) by just closing
         the TCP connections, which a graceful-restart peer treats as our restart."""
-        if notify:
-            self._dispatch(ManualStop())
+        self._dispatch(ManualStop(notify=notify))
         for conn in list(self._conns.values()):
             self._close(conn)
         for task in self._pending_connects:
@@ -175,7 +175,7 @@ class Session:
         actions = self.fsm.handle(event, now)  # type: ignore[arg-type]
         return self._execute(actions)
 
-    def _execute(self, actions: list[object]) -> list[Message]:
+    def _execute(self, actions: Sequence[object]) -> list[Message]:
         deliveries: list[Message] = []
         for action in actions:
             if isinstance(action, Deliver):

@@ -28,6 +28,8 @@ from bgpd.codec.types import (
     Aggregator,
     AsPath,
     AttrType,
+    MpReach,
+    MpUnreach,
     Origin,
     PathAttributes,
     SegmentType,
@@ -45,6 +47,7 @@ OPT_TRANS = OPTIONAL | TRANSITIVE
 
 MP_CODES = frozenset((AttrType.MP_REACH_NLRI, AttrType.MP_UNREACH_NLRI))
 _CONFED = frozenset((SegmentType.AS_CONFED_SEQUENCE, SegmentType.AS_CONFED_SET))
+_SETS = frozenset((SegmentType.AS_SET, SegmentType.AS_CONFED_SET))
 _SEGMENT_TYPES = frozenset(int(t) for t in SegmentType)
 _ORIGINS = tuple(Origin)
 
@@ -85,8 +88,8 @@ class AttrState:
         self.ctx = ctx
         self.fields: dict[str, Any] = {}
         self.errors: list[BGPError] = []
-        self.mp_reach: nlri.MpReach | None = None
-        self.mp_unreach: nlri.MpUnreach | None = None
+        self.mp_reach: MpReach | None = None
+        self.mp_unreach: MpUnreach | None = None
         self.as4_path: AsPath | None = None
         self.as4_aggregator: Aggregator | None = None
 
@@ -449,8 +452,8 @@ def encode_as_path_value(path: AsPath, four_octet: bool) -> bytes:
     for stype, asns in path:
         if not four_octet:
             asns = tuple(a if a <= 0xFFFF else AS_TRANS for a in asns)
-        if len(asns) > 255 and stype != SegmentType.AS_SEQUENCE and stype != 3:
-            raise ValueError("an AS_SET cannot hold more than 255 ASes")
+        if len(asns) > 255 and stype in _SETS:
+            raise ValueError("an AS_SET cannot be split into segments of 255 ASes")
         for i in range(0, len(asns), 255):  # long sequences become several segments
             chunk = asns[i : i + 255]
             out.append(bytes((stype, len(chunk))))
@@ -490,7 +493,9 @@ def _enc_local_pref(a: PathAttributes, ctx: CodecContext) -> bytes:
 
 
 def _enc_atomic_aggregate(a: PathAttributes, ctx: CodecContext) -> bytes:
-    return encode_attribute(TRANSITIVE, AttrType.ATOMIC_AGGREGATE, b"") if a.atomic_aggregate else b""
+    if not a.atomic_aggregate:
+        return b""
+    return encode_attribute(TRANSITIVE, AttrType.ATOMIC_AGGREGATE, b"")
 
 
 def _enc_aggregator(a: PathAttributes, ctx: CodecContext) -> bytes:
@@ -578,57 +583,28 @@ def encode_path_attributes(a: PathAttributes, ctx: CodecContext) -> bytes:
 
 def build_attribute_table() -> dict[int, AttrSpec]:
     """The attribute table, keyed by type code (flags from each attribute's defining RFC)."""
-    rows = (
-        AttrSpec(AttrType.ORIGIN, "ORIGIN", TRANSITIVE, _dec_origin, _enc_origin),
-        AttrSpec(AttrType.AS_PATH, "AS_PATH", TRANSITIVE, _dec_as_path, _enc_as_path),
-        AttrSpec(AttrType.NEXT_HOP, "NEXT_HOP", TRANSITIVE, _dec_next_hop, _enc_next_hop),
-        AttrSpec(AttrType.MULTI_EXIT_DISC, "MULTI_EXIT_DISC", OPTIONAL, _dec_med, _enc_med),
-        AttrSpec(AttrType.LOCAL_PREF, "LOCAL_PREF", TRANSITIVE, _dec_local_pref, _enc_local_pref),
-        AttrSpec(
-            AttrType.ATOMIC_AGGREGATE,
-            "ATOMIC_AGGREGATE",
-            TRANSITIVE,
-            _dec_atomic_aggregate,
-            _enc_atomic_aggregate,
-        ),
-        AttrSpec(AttrType.AGGREGATOR, "AGGREGATOR", OPT_TRANS, _dec_aggregator, _enc_aggregator),
-        AttrSpec(
-            AttrType.COMMUNITIES, "COMMUNITIES", OPT_TRANS, _dec_communities, _enc_communities
-        ),
-        AttrSpec(
-            AttrType.ORIGINATOR_ID, "ORIGINATOR_ID", OPTIONAL, _dec_originator_id, _enc_originator_id
-        ),
-        AttrSpec(
-            AttrType.CLUSTER_LIST, "CLUSTER_LIST", OPTIONAL, _dec_cluster_list, _enc_cluster_list
-        ),
-        AttrSpec(
-            AttrType.MP_REACH_NLRI, "MP_REACH_NLRI", OPTIONAL, _dec_mp_reach, None, session_reset=True
-        ),
-        AttrSpec(
-            AttrType.MP_UNREACH_NLRI,
-            "MP_UNREACH_NLRI",
-            OPTIONAL,
-            _dec_mp_unreach,
-            None,
-            session_reset=True,
-        ),
-        AttrSpec(AttrType.AS4_PATH, "AS4_PATH", OPT_TRANS, _dec_as4_path, _enc_as4_path),
-        AttrSpec(
-            AttrType.AS4_AGGREGATOR,
-            "AS4_AGGREGATOR",
-            OPT_TRANS,
-            _dec_as4_aggregator,
-            _enc_as4_aggregator,
-        ),
-        AttrSpec(
-            AttrType.LARGE_COMMUNITY,
-            "LARGE_COMMUNITY",
-            OPT_TRANS,
-            _dec_large_communities,
-            _enc_large_communities,
-        ),
+    rows: tuple[tuple[AttrType, int, Decode, Encode | None], ...] = (
+        # (type code, required Optional/Transitive bits, decoder, encoder or None)
+        (AttrType.ORIGIN, TRANSITIVE, _dec_origin, _enc_origin),
+        (AttrType.AS_PATH, TRANSITIVE, _dec_as_path, _enc_as_path),
+        (AttrType.NEXT_HOP, TRANSITIVE, _dec_next_hop, _enc_next_hop),
+        (AttrType.MULTI_EXIT_DISC, OPTIONAL, _dec_med, _enc_med),
+        (AttrType.LOCAL_PREF, TRANSITIVE, _dec_local_pref, _enc_local_pref),
+        (AttrType.ATOMIC_AGGREGATE, TRANSITIVE, _dec_atomic_aggregate, _enc_atomic_aggregate),
+        (AttrType.AGGREGATOR, OPT_TRANS, _dec_aggregator, _enc_aggregator),
+        (AttrType.COMMUNITIES, OPT_TRANS, _dec_communities, _enc_communities),
+        (AttrType.ORIGINATOR_ID, OPTIONAL, _dec_originator_id, _enc_originator_id),
+        (AttrType.CLUSTER_LIST, OPTIONAL, _dec_cluster_list, _enc_cluster_list),
+        (AttrType.MP_REACH_NLRI, OPTIONAL, _dec_mp_reach, None),
+        (AttrType.MP_UNREACH_NLRI, OPTIONAL, _dec_mp_unreach, None),
+        (AttrType.AS4_PATH, OPT_TRANS, _dec_as4_path, _enc_as4_path),
+        (AttrType.AS4_AGGREGATOR, OPT_TRANS, _dec_as4_aggregator, _enc_as4_aggregator),
+        (AttrType.LARGE_COMMUNITY, OPT_TRANS, _dec_large_communities, _enc_large_communities),
     )
-    return {int(row.code): row for row in rows}
+    return {
+        int(code): AttrSpec(code, code.name, flags, decode, encode, code in MP_CODES)
+        for code, flags, decode, encode in rows
+    }
 
 
 ATTRIBUTES: dict[int, AttrSpec] = build_attribute_table()

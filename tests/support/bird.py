@@ -147,9 +147,13 @@ class BirdConfig:
 
     @staticmethod
     def _render_channel(nbr: BirdNeighbor, family: int, ibgp: bool, hop: str | None) -> str:
-        parts = ["import all;", "export all;"]
+        parts = ["import all;"]
         if ibgp:
-            parts.append(f"gateway {nbr.gateway};")
+            parts += ["export all;", f"gateway {nbr.gateway};"]
+        else:
+            # BIRD sends MED to another AS only when the export filter set it; setting it to
+            # itself lets a MED given on a static route (or learned) go out, as a test expects.
+            parts.append("export filter { if defined(bgp_med) then bgp_med = bgp_med; accept; };")
         if hop is not None:
             parts.append(f"next hop address {hop};")
         elif nbr.next_hop_self:
@@ -254,7 +258,9 @@ class BirdRouter:
             return proto if proto is not None and proto.bgp_state == "Established" else None
 
         established.__name__ = f"BIRD protocol {name} Established"
-        return wait_until(established, timeout)
+        proto = wait_until(established, timeout)
+        assert proto is not None  # wait_until returns only a truthy value
+        return proto
 
     def routes(self, *filters: str) -> list[dict[str, Any]]:
         """``show route all [filters]`` as dicts; see :func:`parse_routes` for the keys."""

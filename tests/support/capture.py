@@ -319,13 +319,20 @@ class RawPeer:
 
 
 def write_captures(
-    out_dir: Path, name: str, frames: list[bytes], comment: str, add_path: bool = False
+    out_dir: Path,
+    name: str,
+    frames: list[bytes],
+    comment: str,
+    add_path: bool = False,
+    kinds: set[str] | None = None,
 ) -> list[Path]:
-    """Sort ``frames`` by kind into ``<name>_<kind>.hex`` files (first of each kind kept for
-    keepalives); returns the files written."""
+    """Sort ``frames`` by kind into ``<name>_<kind>.hex`` files, only ``kinds`` when given;
+    returns the files written."""
     by_kind: dict[str, list[bytes]] = {}
     for frame in frames:
         kind = classify(frame, add_path)
+        if kinds is not None and kind not in kinds:
+            continue
         if kind == "keepalive" and by_kind.get(kind):
             continue  # one is enough: they are all the same 19 bytes
         by_kind.setdefault(kind, []).append(frame)
@@ -333,7 +340,9 @@ def write_captures(
     for kind, kind_frames in sorted(by_kind.items()):
         path = out_dir / f"{name}_{kind}.hex"
         lines = [f"# {line}" for line in comment.strip().splitlines()]
-        lines.append("# regenerate: python -m tests.support.capture --out tests/unit/codec/captured")
+        lines.append(
+            "# regenerate: python -m tests.support.capture --out tests/unit/codec/captured"
+        )
         lines += [frame.hex() for frame in kind_frames]
         path.write_text("\n".join(lines) + "\n")
         written.append(path)

@@ -7,6 +7,10 @@ into plain dicts), and originating/withdrawing routes (``global rib add|del``).
 
 BGP features configurable per neighbour: MD5 (RFC 2385), graceful restart (RFC 4724), ADD-PATH
 (RFC 7911), route-reflector clients (RFC 4456), IPv4 and IPv6 unicast (RFC 4760).
+
+Known behaviour of GoBGP 3.10: after ``gobgp neighbor ADDR reset`` the neighbour stays Idle and
+refuses connections for 30 s; ``idle-hold-time-after-reset`` in the TOML file is not applied
+(the API still reports 30), so a test that resets must wait longer than that.
 """
 
 from __future__ import annotations

@@ -286,9 +286,9 @@ class NetnsFactory:
                 errors.append(f"pid {proc.pid} survived SIGKILL")
         for ns in reversed(self.namespaces):
             self._kill_leftovers(ns)
-            proc = run(None, "ip", "netns", "delete", ns, check=False)
-            if proc.returncode != 0 and (NETNS_DIR / ns).exists():
-                errors.append(f"deleting {ns}: {proc.stderr.strip()}")
+            deleted = run(None, "ip", "netns", "delete", ns, check=False)
+            if deleted.returncode != 0 and (NETNS_DIR / ns).exists():
+                errors.append(f"deleting {ns}: {deleted.stderr.strip()}")
         if errors:
             raise RuntimeError("netns teardown incomplete: " + "; ".join(errors))
 

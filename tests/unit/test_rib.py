@@ -35,7 +35,8 @@ def test_stale_paths_survive_until_swept_and_refresh_clears_the_mark() -> None:
     rib.announce(Afi.IPV4, [P1, P2], A1)
     rib.mark_stale([Afi.IPV4])
     assert rib.stale_count() == 2
-    rib.announce(Afi.IPV4, [P1], A1)  # re-announced after the restart: fresh again
+    # Re-announced after the restart with the same attributes: a change (no longer stale).
+    assert rib.announce(Afi.IPV4, [P1], A1) == [P1]
     assert rib.sweep_stale(Afi.IPV4) == [P2]
     assert set(rib.table(Afi.IPV4)) == {P1}
     assert rib.stale_count() == 0

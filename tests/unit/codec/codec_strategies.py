@@ -100,7 +100,8 @@ def unknown_attributes() -> st.SearchStrategy[tuple[UnknownAttribute, ...]]:
 
     def build(codes: list[int], values: list[bytes]) -> tuple[UnknownAttribute, ...]:
         # Passed-on optional transitive attributes carry PARTIAL (RFC 4271 §5).
-        return tuple(UnknownAttribute(0xE0, c, v) for c, v in zip(sorted(codes), values))
+        pairs = zip(sorted(codes), values[: len(codes)], strict=True)
+        return tuple(UnknownAttribute(0xE0, code, value) for code, value in pairs)
 
     return st.builds(build, codes, st.lists(st.binary(max_size=300), min_size=3, max_size=3))
 
@@ -150,9 +151,8 @@ def _mp_reach(ctx: CodecContext) -> st.SearchStrategy[MpReach]:
 def _mp_unreach(ctx: CodecContext) -> st.SearchStrategy[MpUnreach]:
     def family(afi: int, prefix: st.SearchStrategy[bytes]) -> st.SearchStrategy[MpUnreach]:
         ap = (afi, 1) in ctx.add_path_send
-        return st.builds(
-            MpUnreach, st.just(afi), st.just(1), st.lists(entries(prefix, ap), max_size=20).map(tuple)
-        )
+        withdrawn = st.lists(entries(prefix, ap), max_size=20).map(tuple)
+        return st.builds(MpUnreach, st.just(afi), st.just(1), withdrawn)
 
     return family(2, ipv6_prefix) | family(1, ipv4_prefix)
 
@@ -220,8 +220,6 @@ def contexts() -> st.SearchStrategy[CodecContext]:
 def messages_in_context(draw: st.DrawFn) -> tuple[CodecContext, Message]:
     ctx = draw(contexts())
     msg: Message = draw(
-        st.one_of(
-            updates(ctx), opens(), notifications, route_refreshes, st.just(Keepalive())
-        )
+        st.one_of(updates(ctx), opens(), notifications, route_refreshes, st.just(Keepalive()))
     )
     return ctx, msg

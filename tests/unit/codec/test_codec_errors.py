@@ -60,14 +60,16 @@ P24_BYTES = h(P24)
 
 
 def test_framer_bad_marker() -> None:
-    err = pytest.raises(BGPError, Framer().feed, h("00" * 16 + "0013 04")).value
-    assert (err.code, err.subcode, err.action) == (1, 1, RESET)
+    with pytest.raises(BGPError) as info:
+        Framer().feed(h("00" * 16 + "0013 04"))
+    assert (info.value.code, info.value.subcode, info.value.action) == (1, 1, RESET)
 
 
 @pytest.mark.parametrize("length", ["0012", "1001", "0000"])
 def test_framer_bad_length_carries_the_length_field(length: str) -> None:
-    err = pytest.raises(BGPError, Framer().feed, h(MARKER + length + "04")).value
-    assert (err.code, err.subcode, err.data) == (1, 2, h(length))
+    with pytest.raises(BGPError) as info:
+        Framer().feed(h(MARKER + length + "04"))
+    assert (info.value.code, info.value.subcode, info.value.data) == (1, 2, h(length))
 
 
 def test_framer_accepts_extended_length_once_negotiated() -> None:
@@ -233,7 +235,7 @@ def test_missing_attribute_error_names_the_type_code() -> None:
 
 
 def test_nlri_without_any_attribute_is_withdrawn() -> None:
-    decoded, err = _withdrawn(update("", nlri=P24))
+    _, err = _withdrawn(update("", nlri=P24))
     assert (err.subcode, err.data) == (3, b"\x01")
 
 
@@ -343,9 +345,7 @@ def test_malformed_as4_path_is_discarded_and_as_path_used() -> None:
 
 
 def test_confederation_segments_in_as4_path_are_dropped() -> None:
-    section = (
-        ORIGIN + "40 02 04 02 01 5ba0" + NEXT_HOP + "c0 11 0c 03 01 0000fde8 02 01 00011170"
-    )
+    section = ORIGIN + "40 02 04 02 01 5ba0" + NEXT_HOP + "c0 11 0c 03 01 0000fde8 02 01 00011170"
     decoded, errors = _kept(update(section, nlri=P24), CTX2)
     assert decoded.attributes is not None
     assert decoded.attributes.as_path == ((2, (70000,)),)

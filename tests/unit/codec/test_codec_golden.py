@@ -172,7 +172,8 @@ MESSAGE_VECTORS: list[tuple[str, bytes, Message]] = [
         msg(
             "0034",
             "02",
-            "0000 001d 80 0e 0d 0001 01 04 0a000001 00 18 0af401 40 01 01 00 40 02 06 02 01 0000fde9",
+            "0000 001d 80 0e 0d 0001 01 04 0a000001 00 18 0af401"
+            "40 01 01 00 40 02 06 02 01 0000fde9",
         ),
         Update(
             attributes=PathAttributes(as_path=((2, (65001,)),)),
@@ -344,9 +345,7 @@ ATTRIBUTE_VECTORS: list[tuple[str, CodecContext, str, PathAttributes]] = [
         + "c0 07 06 5ba0 c0000201"  # AGGREGATOR AS_TRANS
         + "c0 11 0a 02 02 0000fde8 00011170"  # AS4_PATH (65000, 70000)
         + "c0 12 08 00011170 c0000201",  # AS4_AGGREGATOR 70000
-        PathAttributes(
-            as_path=((2, (65000, 70000)),), aggregator=Aggregator(70000, "192.0.2.1")
-        ),
+        PathAttributes(as_path=((2, (65000, 70000)),), aggregator=Aggregator(70000, "192.0.2.1")),
     ),
     (
         "long unknown attribute uses Extended Length",

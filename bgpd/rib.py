@@ -11,7 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bgpd.codec.types import PathAttributes
-from bgpd.decision import PathSource, Reason
+from bgpd.decision import LOCAL_SOURCE, Candidate, PathSource, Reason, best_path
+
+# A peer's view for one family: where its paths come from, its table, its stale prefixes.
+PeerTable = tuple[PathSource, dict[bytes, PathAttributes], set[bytes] | None]
 
 
 @dataclass(slots=True)
@@ -111,7 +114,93 @@ class Best:
 
 @dataclass(slots=True)
 class LocRib:
+    """Best path per prefix. ``Best`` entries are interned: many prefixes share one object."""
+
     best: dict[int, dict[bytes, Best]] = field(default_factory=dict)
+    _interned: dict[tuple[int, int, Reason, bool], Best] = field(default_factory=dict)
+
+    def decide(
+        self,
+        afi: int,
+        prefixes: Iterable[bytes],
+        peers: list[PeerTable],
+        local: dict[bytes, PathAttributes] | None,
+    ) -> list[bytes]:
+        """Run the decision process for ``prefixes``; return those whose best path changed."""
+        table = self.table(afi)
+        if len(peers) == 1 and not local:
+            return self._decide_single(table, prefixes, peers[0])
+        changed: list[bytes] = []
+        for prefix in prefixes:
+            candidates: list[Candidate] = []
+            stale_of: dict[int, bool] = {}
+            if local:
+                attrs = local.get(prefix)
+                if attrs is not None:
+                    candidates.append((attrs, LOCAL_SOURCE))
+            for source, paths, stale in peers:
+                attrs = paths.get(prefix)
+                if attrs is not None:
+                    candidates.append((attrs, source))
+                    if stale and prefix in stale:
+                        stale_of[id(source)] = True
+            old = table.get(prefix)
+            if not candidates:
+                if old is not None:
+                    del table[prefix]
+                    changed.append(prefix)
+                continue
+            if len(candidates) == 1:
+                (attrs, source), reason = candidates[0], Reason.ONLY_PATH
+            else:
+                (attrs, source), reason = best_path(candidates)
+            best = self._intern(attrs, source, reason, stale_of.get(id(source), False))
+            if old is best:
+                continue
+            table[prefix] = best
+            if old is None or old.attrs is not attrs or old.source != source:
+                changed.append(prefix)
+        return changed
+
+    def _decide_single(
+        self, table: dict[bytes, Best], prefixes: Iterable[bytes], peer: PeerTable
+    ) -> list[bytes]:
+        """The common case, one source of paths: its path is the best (the hot path in bulk)."""
+        source, paths, stale = peer
+        bests: dict[tuple[int, bool], Best] = {}
+        changed: list[bytes] = []
+        for prefix in prefixes:
+            attrs = paths.get(prefix)
+            old = table.get(prefix)
+            if attrs is None:
+                if old is not None:
+                    del table[prefix]
+                    changed.append(prefix)
+                continue
+            is_stale = stale is not None and prefix in stale
+            best = bests.get((id(attrs), is_stale))
+            if best is None:
+                best = bests[id(attrs), is_stale] = self._intern(
+                    attrs, source, Reason.ONLY_PATH, is_stale
+                )
+            if old is best:
+                continue
+            table[prefix] = best
+            if old is None or old.attrs is not attrs or old.source != source:
+                changed.append(prefix)
+        return changed
+
+    def _intern(
+        self, attrs: PathAttributes, source: PathSource, reason: Reason, stale: bool
+    ) -> Best:
+        # Keyed by identity: the cache holds each Best, and so its attrs and source, alive.
+        key = (id(attrs), id(source), reason, stale)
+        best = self._interned.get(key)
+        if best is None or best.attrs is not attrs or best.source is not source:
+            if len(self._interned) > 100_000:
+                self._interned.clear()
+            best = self._interned[key] = Best(attrs, source, reason, stale)
+        return best
 
     def table(self, afi: int) -> dict[bytes, Best]:
         table = self.best.get(afi)

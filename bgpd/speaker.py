@@ -38,7 +38,7 @@ from bgpd.codec.types import (
     Update,
     prefix_from_str,
 )
-from bgpd.decision import LOCAL_SOURCE, PathSource, best_path
+from bgpd.decision import PathSource
 from bgpd.export import Exporter
 from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
 from bgpd.policy import PeerPolicy, import_path, local_path
@@ -374,34 +374,18 @@ class Speaker:
         for afi, prefixes in dirty.items():
             if not prefixes:
                 continue
-            changed = [p for p in prefixes if self._decide(afi, p)]
+            peers = [
+                (p.source, table, p.adj_in.stale.get(afi))
+                for p in self.peers.values()
+                if p.source is not None and (table := p.adj_in.routes.get(afi))
+            ]
+            changed = self.loc_rib.decide(afi, prefixes, peers, self.originated.get(afi))
             if changed:
                 self.exporter.export(afi, changed)
+                table = self.loc_rib.table(afi)
                 for listener in self.route_listeners:
-                    table = self.loc_rib.table(afi)
                     for prefix in changed:
                         listener(afi, prefix, table.get(prefix))
-
-    def _decide(self, afi: int, prefix: bytes) -> bool:
-        """Run the decision process for one prefix; True when the Loc-RIB changed."""
-        candidates = []
-        local = self.originated.get(afi, {}).get(prefix)
-        if local is not None:
-            candidates.append((local, LOCAL_SOURCE))
-        for peer in self.peers.values():
-            table = peer.adj_in.routes.get(afi)
-            if table:
-                attrs = table.get(prefix)
-                if attrs is not None and peer.source is not None:
-                    candidates.append((attrs, peer.source))
-        if not candidates:
-            return self.loc_rib.set(afi, prefix, None)
-        (attrs, source), reason = best_path(candidates)
-        stale = False
-        if not source.local:
-            owner = self.peers.get(source.peer)
-            stale = owner is not None and prefix in owner.adj_in.stale.get(afi, ())
-        return self.loc_rib.set(afi, prefix, Best(attrs, source, reason, stale))
 
     # --- inbound connections ---------------------------------------------------------------
 

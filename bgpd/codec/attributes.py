@@ -104,10 +104,10 @@ class AttrSpec:
 
     code: int
     name: str
-    flags: int  # the Optional and Transitive bits it must carry (RFC 7606 §3 b)
+    flags: int  # the Optional and Transitive bits it must carry (RFC 7606 §3)
     decode: Decode
     encode: Encode | None  # None: encoded by the message layer (MP_REACH/MP_UNREACH)
-    # RFC 7606 §3 f / §7.11: if the attribute cannot be parsed the NLRI cannot be located,
+    # RFC 7606 §3 / §7.11: if the attribute cannot be parsed the NLRI cannot be located,
     # so no error in it can be contained.
     session_reset: bool = False
 
@@ -120,8 +120,10 @@ def scan_attributes(section: bytes) -> tuple[list[RawAttr], list[BGPError]]:
 
     RFC 7606 §4: an attribute overrunning the section (or a header fragment at its end) is
     treat-as-withdraw and parsing stops there; the Total Path Attribute Length still locates
-    the NLRI. RFC 7606 §3 g: a repeated MP_REACH/MP_UNREACH resets the session, any other
-    repeated attribute is discarded after its first occurrence.
+    the NLRI. An overrunning MP_REACH/MP_UNREACH resets the session instead, since its
+    prefixes cannot be withdrawn without parsing it. RFC 7606 §3: a repeated MP_REACH or
+    MP_UNREACH resets the session, any other repeated attribute is discarded after its first
+    occurrence.
     """
     entries: list[RawAttr] = []
     errors: list[BGPError] = []
@@ -141,6 +143,11 @@ def scan_attributes(section: bytes) -> tuple[list[RawAttr], list[BGPError]]:
             vstart = pos + 3
             vend = vstart + section[pos + 2]
         if vend > end:
+            if code in MP_CODES:
+                # RFC 7606 §3: treat-as-withdraw needs the MP attributes parsed; they are not.
+                raise BGPError(
+                    _UPDATE, UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, reason=f"{code} overruns"
+                )
             errors.append(_framing_error(pos, f"attribute {code} overruns the attribute section"))
             break
         bit = 1 << code
@@ -182,7 +189,7 @@ def decode_entries(section: bytes, entries: Iterable[RawAttr], st: AttrState) ->
             _keep_unknown(section, flags, code, hstart, vstart, vend, st)
             continue
         if flags & OPT_TRANS != spec.flags:
-            # RFC 7606 §3 b: conflicting Optional/Transitive bits make the attribute malformed.
+            # RFC 7606 §3: conflicting Optional/Transitive bits make the attribute malformed.
             error = BGPError(
                 _UPDATE,
                 UpdateSubcode.ATTRIBUTE_FLAGS_ERROR,
@@ -363,17 +370,20 @@ def _dec_aggregator(value: bytes, st: AttrState) -> None:
     st.fields["aggregator"] = Aggregator(asn, socket.inet_ntoa(address))
 
 
-def _u32_list(value: bytes) -> tuple[int, ...]:
-    if not value or len(value) % 4:
+def _multiple_of(value: bytes, size: int) -> int:
+    """Element count of a list attribute that must be a non-zero multiple of ``size`` octets."""
+    if not value or len(value) % size:
         raise _Malformed(
-            UpdateSubcode.ATTRIBUTE_LENGTH_ERROR, _TAW, f"length {len(value)} not a multiple of 4"
+            UpdateSubcode.ATTRIBUTE_LENGTH_ERROR,
+            _TAW,
+            f"length {len(value)} is not a non-zero multiple of {size}",
         )
-    unpacked: tuple[int, ...] = struct.unpack(f">{len(value) // 4}I", value)
-    return unpacked
+    return len(value) // size
 
 
 def _dec_communities(value: bytes, st: AttrState) -> None:
-    st.fields["communities"] = _u32_list(value)  # RFC 7606 §7.8
+    count = _multiple_of(value, 4)  # RFC 7606 §7.8
+    st.fields["communities"] = struct.unpack(f">{count}I", value)
 
 
 def _dec_originator_id(value: bytes, st: AttrState) -> None:
@@ -382,9 +392,9 @@ def _dec_originator_id(value: bytes, st: AttrState) -> None:
 
 
 def _dec_cluster_list(value: bytes, st: AttrState) -> None:
-    _u32_list(value)  # RFC 7606 §7.10: length must be a non-zero multiple of 4
+    count = _multiple_of(value, 4)  # RFC 7606 §7.10
     st.fields["cluster_list"] = tuple(
-        socket.inet_ntoa(value[i : i + 4]) for i in range(0, len(value), 4)
+        socket.inet_ntoa(value[i * 4 : i * 4 + 4]) for i in range(count)
     )
 
 
@@ -425,11 +435,7 @@ def _dec_as4_aggregator(value: bytes, st: AttrState) -> None:
 
 
 def _dec_large_communities(value: bytes, st: AttrState) -> None:
-    if not value or len(value) % 12:
-        # RFC 8092 §6: a non-zero multiple of 12, else treat-as-withdraw.
-        raise _Malformed(
-            UpdateSubcode.ATTRIBUTE_LENGTH_ERROR, _TAW, f"length {len(value)} not a multiple of 12"
-        )
+    _multiple_of(value, 12)  # RFC 8092 §6: else treat-as-withdraw
     st.fields["large_communities"] = tuple(_LARGE.iter_unpack(value))
 
 

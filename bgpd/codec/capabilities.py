@@ -185,7 +185,7 @@ def decode_open(frame: bytes) -> Open:
                 reason=f"unsupported optional parameter type {ptype}",
             )
         caps.extend(decode_capabilities(param))
-    # The real AS comes from the 4-octet AS capability when present (RFC 6793 §3).
+    # The real AS comes from the 4-octet AS capability when present (RFC 6793).
     asn = next((c.asn for c in caps if isinstance(c, FourOctetAs)), my_as)
     return Open(asn, hold_time, socket.inet_ntoa(router_id), tuple(caps), version)
 
@@ -196,7 +196,7 @@ def encode_open_body(msg: Open) -> bytes:
         router_id = socket.inet_pton(socket.AF_INET, msg.router_id)
     except OSError:
         raise ValueError(f"router id is not an IPv4 address: {msg.router_id!r}") from None
-    my_as = msg.asn if msg.asn <= 0xFFFF else AS_TRANS  # RFC 6793 §4.1
+    my_as = msg.asn if msg.asn <= 0xFFFF else AS_TRANS  # RFC 6793: AS_TRANS stands in
     fixed = _OPEN_FIXED.pack(msg.version, my_as, msg.hold_time, router_id)
     caps = b"".join(encode_capability(c) for c in msg.capabilities)
     if not caps:

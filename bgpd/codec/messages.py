@@ -3,8 +3,8 @@
 Implements the message header and the five message types of RFC 4271 §4 (OPEN body in
 ``capabilities``), ROUTE-REFRESH (RFC 2918, subtypes of RFC 7313), extended messages (RFC 8654),
 End-of-RIB (RFC 4724 §2), and the UPDATE-level rules of RFC 7606: which length errors reset the
-session (§3 a, §5.3), what treat-as-withdraw does to the announced prefixes (§2), and that
-missing well-known attributes are treat-as-withdraw (§3 d). Attribute rows live in
+session (§3, §5.3), what treat-as-withdraw does to the announced prefixes (§2), and that
+missing well-known attributes are treat-as-withdraw (§3). Attribute rows live in
 ``attributes``, prefixes and MP bodies in ``nlri``.
 
 The codec is pure: bytes in, dataclasses out and back. Decoding raises only ``BGPError``.
@@ -191,7 +191,7 @@ class Decoder:
                 raise _length_error(frame, "KEEPALIVE longer than a header")
             return Keepalive()
         if mtype == MessageType.OPEN:
-            # RFC 8654 §3: OPEN stays within 4096 octets even with extended messages.
+            # RFC 8654: OPEN (like KEEPALIVE) stays within 4096 octets even with extended messages.
             if size < _MIN_OPEN or size > MAX_MESSAGE_SIZE:
                 raise _length_error(frame, f"OPEN of {size} octets")
             return decode_open(frame)
@@ -213,7 +213,7 @@ class Decoder:
         if size < _MIN_UPDATE:
             raise _length_error(frame, f"UPDATE of {size} octets")
         w_end = 21 + ((frame[19] << 8) | frame[20])
-        # RFC 4271 §6.3 / RFC 7606 §3 a: lengths that do not add up cannot be contained.
+        # RFC 4271 §6.3 / RFC 7606 §3: lengths that do not add up cannot be contained.
         if w_end + 2 > size:
             raise _update_error(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, "withdrawn routes overrun")
         a_start = w_end + 2
@@ -221,7 +221,7 @@ class Decoder:
         if a_end > size:
             raise _update_error(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, "attributes overrun")
         add_path = self._ipv4_add_path
-        # RFC 7606 §3 e / §5.3: both prefix fields must parse, or the session is reset.
+        # RFC 7606 §3 / §5.3: both prefix fields must parse, or the session is reset.
         withdrawn = (
             parse_prefixes(frame, 21, w_end, 32, add_path, UpdateSubcode.MALFORMED_ATTRIBUTE_LIST)
             if w_end > 21
@@ -274,7 +274,7 @@ class Decoder:
         errors.extend(st.errors)
         reach = st.mp_reach
         if announced or (reach is not None and reach.nlri):
-            # RFC 7606 §3 d; NEXT_HOP is mandatory only for the NLRI field (RFC 4760 §3).
+            # RFC 7606 §3; NEXT_HOP is mandatory only for the NLRI field (RFC 4760 §3).
             for code, bit in ((AttrType.ORIGIN, _ORIGIN_BIT), (AttrType.AS_PATH, _AS_PATH_BIT)):
                 if not seen & bit:
                     errors.append(_missing(code))

@@ -2,7 +2,7 @@
 
 Owns the tight loops that slice wire-form prefixes out of an UPDATE (RFC 4271 §4.3), with
 ADD-PATH path identifiers (RFC 7911 §3), and the multiprotocol attribute bodies for IPv4 and
-IPv6 unicast (RFC 4760 §3-§4, RFC 2545 §3 for the 16/32-octet IPv6 next hop, RFC 8950 for an
+IPv6 unicast (RFC 4760 §3-§4, RFC 2545 §3or the 16/32-octet IPv6 next hop, RFC 8950 for an
 IPv6 next hop on IPv4 unicast). A prefix stays one ``bytes`` object — length octet plus the
 significant address octets — so the RIB can use it as a key with no further parsing; host bits
 set beyond the prefix length are cleared so equal prefixes have equal keys.

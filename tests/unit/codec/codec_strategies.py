@@ -191,7 +191,7 @@ def capabilities(asn: int) -> st.SearchStrategy[list[Capability]]:
 def opens(draw: st.DrawFn) -> Open:
     asn = draw(U32)
     caps = draw(capabilities(asn))
-    # The real AS of a 4-octet speaker is in its capability (RFC 6793 §3).
+    # The real AS of a 4-octet speaker is in its capability (RFC 6793).
     if asn > 0xFFFF or draw(st.booleans()):
         caps.insert(draw(st.integers(0, len(caps))), FourOctetAs(asn))
     return Open(asn, draw(U16), draw(any_ipv4), tuple(caps))

@@ -170,6 +170,7 @@ def test_malformed_optional_parameters_are_open_error_0(params: str) -> None:
         (update("800e 16 0002 01 10 20010db8000000000000000000000001 00 81"), 9),  # /129
         (update("800f 06 0002 01 40 2001"), 9),  # truncated IPv6 withdrawal
         (update("c00e 0d 0001 01 04 0a000001 00 18 0af401"), 4),  # MP_REACH flags
+        (update(GOOD + "800e 10 0001 01 04 0a000001 00 18 0af401"), 1),  # MP_REACH overruns
     ],
 )
 def test_update_session_reset(raw: bytes, subcode: int) -> None:
@@ -330,7 +331,7 @@ def test_attribute_discard(extra: str, ctx: CodecContext, subcode: int) -> None:
 
 
 def test_repeated_attribute_keeps_the_first_copy() -> None:
-    # RFC 7606 §3 g: only MP_REACH/MP_UNREACH repetition resets the session.
+    # RFC 7606 §3: only MP_REACH/MP_UNREACH repetition resets the session.
     decoded, errors = _kept(update(GOOD + "80 04 04 00000001 80 04 04 00000002", nlri=P24))
     assert decoded.attributes is not None and decoded.attributes.med == 1
     assert [(e.subcode, e.action, e.data) for e in errors] == [(1, DISCARD, h("800404 00000002"))]

@@ -169,7 +169,7 @@ def test_mutated_attribute_sections_raise_only_bgp_error(case: tuple[CodecContex
             continue
         assert isinstance(decoded, Update)
         if decoded.attributes is None:
-            # Nothing is ever announced without attributes (RFC 7606 §3 d).
+            # Nothing is ever announced without attributes (RFC 7606 §3).
             assert decoded.nlri == ()
             assert decoded.mp_reach is None or decoded.mp_reach.nlri == ()
 

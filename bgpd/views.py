@@ -63,7 +63,8 @@ def peer_view(speaker: Speaker, peer: Peer) -> dict[str, Any]:
         "description": peer.spec.description,
         "state": str(session.state),
         "since": _iso(session.stats.since),
-        "info": session.fsm.last_error,
+        # The last error explains a session that is down; once up again it is history.
+        "info": "" if neg is not None else session.fsm.last_error,
         "holdTime": neg.hold_time if neg else peer.spec.hold_time,
         "keepaliveTime": neg.keepalive_time if neg else None,
         "routerId": neg.peer_router_id if neg else None,

@@ -73,6 +73,18 @@ def test_routes_both_ways_withdraw_and_reset(
     assert route["localPref"] == 100
     assert route["asPath"] == ("" if bird_asn == 64512 else "65001")
 
+    # ROUTE-REFRESH (RFC 2918): BIRD asks for our routes again and gets them.
+    before = sp.get(f"/v1/peers/{ROUTER_V4}")["messages"]
+    router.birdc("reload", "in", proto)
+    after = wait_for(
+        lambda: (m := sp.get(f"/v1/peers/{ROUTER_V4}")["messages"])["receivedByType"].get(
+            "route-refresh", 0) > before["receivedByType"].get("route-refresh", 0) and
+        m["sentByType"].get("update", 0) > before["sentByType"].get("update", 0) and m,
+        15, what="route refresh answered",
+    )  # fmt: skip
+    assert after["sentByType"]["update"] > before["sentByType"]["update"]
+    router.wait_route("10.244.1.0/24", 15)
+
     # Withdrawal: BIRD stops originating; the route leaves our Loc-RIB.
     router.configure(router.with_routes())
     wait_for(lambda: "10.245.0.0/24" not in sp.route_prefixes(), 15, what="withdrawal")

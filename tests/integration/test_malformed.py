@@ -187,3 +187,22 @@ def test_malformed_messages(speakers: tuple[PodbgpSpeaker, PodbgpSpeaker]) -> No
         assert main.running(), main.log()[-3000:]
         assert other_session_since(main) == since, f"{name} disturbed another session"
     assert "10.244.3.0/24" in main.route_prefixes()
+
+
+def test_unconfigured_address_gets_cease(speakers: tuple[PodbgpSpeaker, PodbgpSpeaker]) -> None:
+    main, _other = speakers
+    wait_for(lambda: main.peer_state(OTHER) == "Established", 20, what="other session")
+    stranger = socket.socket()
+    stranger.settimeout(5)
+    try:
+        stranger.bind((f"{NET}.9", 0))
+        stranger.connect((SPEAKER, PORT))
+        head = stranger.recv(19, socket.MSG_WAITALL)
+        body = stranger.recv(2, socket.MSG_WAITALL)
+        assert head[:16] == MARKER and head[18] == 3, "expected a NOTIFICATION"
+        assert (body[0], body[1]) == (6, 5)  # Cease / Connection Rejected
+        assert stranger.recv(1) == b""  # and the connection is closed
+    finally:
+        stranger.close()
+    assert main.running()
+    assert main.peer_state(OTHER) == "Established"

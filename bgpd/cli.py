@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import json
 import logging
 import os
@@ -29,6 +30,10 @@ from bgpd.config import LOG_LEVELS, ConfigError, load_bgpd_config
 DEFAULT_API = "http://127.0.0.1:9179"
 API_TIMEOUT = 5.0  # seconds; a local API that takes longer is as good as down
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+# Modules that add verbs: each has ``register(verbs)`` taking the argparse subparsers object and
+# setting ``func`` (args -> exit status) on its parsers. Listed explicitly, imported on use.
+VERB_MODULES: tuple[str, ...] = ()
 
 PEER_TYPES = {
     "mesh": "node-to-node mesh",
@@ -314,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("version", help="print the version", description="Print the version.")
     p.set_defaults(func=cmd_version)
+    for module_name in VERB_MODULES:
+        importlib.import_module(module_name).register(verbs)
     return parser
 
 

@@ -238,7 +238,8 @@ class Update:
             if self.mp_unreach.withdrawn or self.attributes not in (None, PathAttributes()):
                 return None
             return (self.mp_unreach.afi, self.mp_unreach.safi)
-        if self.attributes is None:
+        if self.attributes is None and not self.errors:
+            # An empty UPDATE; one left empty by RFC 7606 treat-as-withdraw is not a marker.
             return IPV4_UNICAST
         return None
 

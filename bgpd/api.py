@@ -1,31 +1,45 @@
-"""The read-only REST API (aiohttp): status, peers and the Loc-RIB as JSON.
+"""The read-only REST API (aiohttp): status, peers and the Loc-RIB as JSON, and its access rule.
 
 Owns the HTTP surface described in DESIGN.md §1 ("REST API and metrics"): ``/v1/status``,
-``/v1/peers``, ``/v1/peers/{address}``, ``/v1/routes`` (``?prefix=``, ``?peer=``), ``/healthz``
-and ``/readyz``. It reads snapshots through the :class:`SpeakerView` protocol and never changes
-state. Every answer, errors included, is JSON; no answer ever carries a password or a token.
-Implements no RFC itself; the data it shows follows RFC 4271 (FSM states, path attributes).
+``/v1/peers``, ``/v1/peers/{address}``, ``/v1/routes`` (``?prefix=``, ``?peer=``), ``/healthz``,
+``/readyz`` and ``/v1/openapi.json`` (built by :mod:`bgpd.openapi`), plus the endpoints a daemon
+adds (``/metrics`` from :mod:`bgpd.metrics`, ``/v1/node``, ...). It reads snapshots through the
+:class:`SpeakerView` protocol and never changes state. Every answer, errors included, is JSON
+(``/metrics`` excepted); no answer or log line ever carries a password or a token.
+
+Access: bound to loopback, the API is open. Bound anywhere else, it requires a bearer token
+(RFC 6750 §2.1, ``Authorization: Bearer <token>``) read from a file; the kubelet probes
+``/healthz`` and ``/readyz`` stay open. Data shown follows RFC 4271 (FSM states, attributes).
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import date, datetime
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
+from bgpd import openapi
+from bgpd.config import is_loopback_host, read_token_file
 from bgpd.configcheck import FieldError, check_prefix
+
+if TYPE_CHECKING:
+    from bgpd.config import ApiConfig
 
 log = logging.getLogger(__name__)
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Extra readiness condition (e.g. "datastore synced"): None when ready, else the reason.
+ReadyCheck = Callable[[], str | None]
 
 # Defence in depth: the speaker's snapshots should never hold secrets, but a key with one of
 # these names is dropped from every answer whatever its nesting.
@@ -49,7 +63,54 @@ class SpeakerView(Protocol):
     def routes(self) -> list[dict[str, Any]]: ...
 
 
+class BearerToken:
+    """The API's bearer token, read from a file and re-read when the file changes, so a token
+    can be rotated (a Kubernetes Secret update, a new file) without restarting the daemon.
+
+    A changed file that holds no valid token is logged and ignored: the last good token stays.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._token = read_token_file(path)  # OSError / ValueError: refuse to start
+        self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def current(self) -> str:
+        stamp = self._file_stamp()
+        if stamp is not None and stamp != self._stamp:
+            self._stamp = stamp  # one reload attempt (and at most one log line) per change
+            try:
+                self._token = read_token_file(self.path)
+            except (OSError, ValueError) as exc:
+                log.warning("event=token-reload-failed keeping=previous problem=%s", exc)
+            else:
+                log.info("event=token-reloaded file=%s", self.path)
+        return self._token
+
+    def refusal(self, authorization: str | None) -> str | None:
+        """None when ``authorization`` carries the token, else why the request is refused."""
+        if not authorization:
+            return "missing bearer token (send Authorization: Bearer <token>)"
+        scheme, _, presented = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            return "the Authorization header must use the Bearer scheme"
+        # Constant-time comparison: the answer's timing must not reveal a token's prefix.
+        if not hmac.compare_digest(presented.strip().encode(), self.current().encode()):
+            return "invalid bearer token"
+        return None
+
+
 VIEW_KEY = web.AppKey("view", SpeakerView)
+TOKEN_KEY = web.AppKey("token", BearerToken)
+READY_KEY = web.AppKey("ready_checks", tuple)
+OPENAPI_KEY = web.AppKey("openapi", dict)
 
 
 def redact(value: Any) -> Any:
@@ -173,17 +234,44 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _readyz(request: web.Request) -> web.Response:
     # Ready with no peers configured, or when at least one is Established: one dead peer out of
-    # many must not take a node out of service.
+    # many must not take a node out of service. A daemon adds its own conditions (datastore
+    # synced) as ready checks, which come first.
     peers = request.app[VIEW_KEY].peers()
     established = sum(1 for p in peers if p.get("state") == "Established")
     body = {"peers": len(peers), "established": established}
-    if not peers or established:
+    reasons = [r for r in (check() for check in request.app[READY_KEY]) if r]
+    if peers and not established:
+        reasons.append(f"no peer is Established (0 of {len(peers)})")
+    if not reasons:
         return _json({"status": "ready", **body})
-    reason = f"no peer is Established (0 of {len(peers)})"
-    return _json({"status": "not ready", "reason": reason, **body}, status=503)
+    return _json({"status": "not ready", "reason": "; ".join(reasons), **body}, status=503)
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return _json(request.app[OPENAPI_KEY])
 
 
 # --- application ------------------------------------------------------------------------------
+
+
+@web.middleware
+async def _bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: with a token configured, only the probes answer without it (unknown paths
+    included, so an unauthenticated client learns nothing about the API)."""
+    token = request.app.get(TOKEN_KEY)
+    if token is None or request.path in openapi.OPEN_PATHS:
+        return await handler(request)
+    refusal = token.refusal(request.headers.get("Authorization"))
+    if refusal is None:
+        return await handler(request)
+    # The presented credentials are never logged, only that a request was refused and why.
+    log.info("event=api-unauthorized remote=%s path=%s", request.remote, request.path)
+    resp = _error(401, "unauthorized", refusal)
+    challenge = 'Bearer realm="podbgp"'
+    if refusal == "invalid bearer token":
+        challenge += ', error="invalid_token"'  # RFC 6750 §3.1
+    resp.headers["WWW-Authenticate"] = challenge
+    return resp
 
 
 @web.middleware
@@ -206,10 +294,33 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return _error(500, "internal error", type(exc).__name__)
 
 
-def make_app(view: SpeakerView, routes: Iterable[web.AbstractRouteDef] = ()) -> web.Application:
-    """The API application reading from ``view``; ``routes`` adds endpoints (e.g. /metrics)."""
-    app = web.Application(middlewares=[_json_errors])
+def make_app(
+    view: SpeakerView,
+    routes: Iterable[web.AbstractRouteDef] = (),
+    *,
+    docs: Mapping[str, Mapping[str, Any]] | None = None,
+    token: BearerToken | None = None,
+    ready_checks: Iterable[ReadyCheck] = (),
+) -> web.Application:
+    """The API application reading from ``view``.
+
+    ``routes`` adds endpoints (``/metrics``, ``/v1/node``, ...), and ``docs`` their OpenAPI path
+    items by path (an extra route without one gets a minimal entry, so the document always
+    lists every path served). ``token``: require it on every path but the probes.
+    ``ready_checks``: extra ``/readyz`` conditions.
+    """
+    extra = list(routes)
+    app = web.Application(middlewares=[_bearer_auth, _json_errors])
     app[VIEW_KEY] = view
+    app[READY_KEY] = tuple(ready_checks)
+    if token is not None:
+        app[TOKEN_KEY] = token
+    extra_docs = {path: item for path, item in (docs or {}).items()}
+    for route in extra:
+        path = getattr(route, "path", None)
+        if isinstance(path, str) and path not in extra_docs:
+            extra_docs[path] = openapi.extension_doc(path)
+    app[OPENAPI_KEY] = openapi.build_document(extra_docs, token_required=token is not None)
     app.add_routes(
         [
             web.get("/v1/status", _status),
@@ -218,24 +329,62 @@ def make_app(view: SpeakerView, routes: Iterable[web.AbstractRouteDef] = ()) -> 
             web.get("/v1/routes", _routes),
             web.get("/healthz", _healthz),
             web.get("/readyz", _readyz),
-            *routes,
+            web.get(openapi.OPENAPI_PATH, _openapi),
+            *extra,
         ]
     )
     return app
 
 
 async def start_api(
-    view: SpeakerView, host: str, port: int, routes: Iterable[web.AbstractRouteDef] = ()
+    view: SpeakerView,
+    host: str,
+    port: int,
+    routes: Iterable[web.AbstractRouteDef] = (),
+    *,
+    token_file: str | None = None,
+    docs: Mapping[str, Mapping[str, Any]] | None = None,
+    ready_checks: Iterable[ReadyCheck] = (),
 ) -> web.AppRunner:
     """Serve the API on ``host:port`` inside the running loop; ``await runner.cleanup()`` stops
-    it. ``runner.addresses`` tells the bound port when ``port`` is 0."""
+    it. ``runner.addresses`` tells the bound port when ``port`` is 0.
+
+    ``token_file`` is required unless ``host`` is a loopback address (ValueError otherwise);
+    an unreadable or empty token file raises OSError / ValueError before anything listens.
+    """
+    if token_file is None and not is_loopback_host(host):
+        raise ValueError(f"the API on {host} needs a bearer token: set api.tokenFile")
+    token = BearerToken(token_file) if token_file is not None else None
+    if token_file is not None and os.stat(token_file).st_mode & 0o004:
+        log.warning("event=token-file-world-readable file=%s", token_file)
+    app = make_app(view, routes, docs=docs, token=token, ready_checks=ready_checks)
     # No access log: the API is polled and must keep INFO quiet; requests are logged at DEBUG.
-    runner = web.AppRunner(make_app(view, routes), access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
     except BaseException:
         await runner.cleanup()
         raise
-    log.info("api listening host=%s port=%s", host, port)
+    log.info("api listening host=%s port=%s token=%s", host, port, token is not None)
     return runner
+
+
+async def serve_api(
+    view: SpeakerView,
+    config: ApiConfig,
+    routes: Iterable[web.AbstractRouteDef] = (),
+    *,
+    docs: Mapping[str, Mapping[str, Any]] | None = None,
+    ready_checks: Iterable[ReadyCheck] = (),
+) -> web.AppRunner:
+    """:func:`start_api` for a validated ``api`` config section (bgpd, node and rr alike)."""
+    return await start_api(
+        view,
+        config.host,
+        config.port,
+        routes,
+        token_file=config.token_file,
+        docs=docs,
+        ready_checks=ready_checks,
+    )

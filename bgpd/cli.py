@@ -33,7 +33,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 # Modules that add verbs: each has ``register(verbs)`` taking the argparse subparsers object and
 # setting ``func`` (args -> exit status) on its parsers. Listed explicitly, imported on use.
-VERB_MODULES: tuple[str, ...] = ()
+VERB_MODULES: tuple[str, ...] = ("rr.cli",)
 
 PEER_TYPES = {
     "mesh": "node-to-node mesh",

@@ -5,11 +5,15 @@ Owns the typed, frozen config objects and their validation; the generic field ch
 Limits come from the RFCs: 4-octet AS numbers (RFC 6793), the BGP Identifier (RFC 4271 §4.2),
 Hold Time 0 or at least 3 s (RFC 4271 §4.2, §10), TCP MD5 keys of at most 80 octets
 (RFC 2385), the 12-bit Restart Time of graceful restart (RFC 4724 §3) and the route-reflector
-Cluster ID (RFC 4456 §7).
+Cluster ID (RFC 4456 §7). The ``api`` section (shared with the node and rr configs through
+:func:`api_section`) takes the REST API's bearer token from a file (RFC 6750 token syntax).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
+import re
 from dataclasses import dataclass, field
 
 from bgpd.configcheck import (
@@ -40,14 +44,19 @@ __all__ = [
     "ListenConfig",
     "PeerConfig",
     "RouteReflectorConfig",
+    "api_section",
+    "is_loopback_host",
     "load_bgpd_config",
     "parse_host_port",
+    "read_token_file",
 ]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_HOLD_TIME = 90  # RFC 4271 §10 suggested value
 DEFAULT_API_HOST = "127.0.0.1"  # read-only API stays local unless configured otherwise
 DEFAULT_API_PORT = 9179
+# RFC 6750 §2.1 b64token: what may follow "Bearer " in an Authorization header.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 _TOP_KEYS = (
     "asNumber",
@@ -59,6 +68,7 @@ _TOP_KEYS = (
     "peers",
     "originate",
     "routeReflector",
+    "peerRanges",
 )
 _PEER_KEYS = (
     "address",
@@ -72,6 +82,7 @@ _PEER_KEYS = (
     "sourceAddress",
     "routeReflectorClient",
 )
+_PEER_RANGE_KEYS = ("range", "asNumber", "routeReflectorClient", "password", "holdTime")
 
 
 @dataclass(frozen=True)
@@ -84,14 +95,24 @@ class ListenConfig:
 
 @dataclass(frozen=True)
 class ApiConfig:
-    """Where the REST API listens."""
+    """Where the REST API listens, and the file holding its bearer token.
+
+    The token itself is never kept here: the API reads ``token_file`` when it starts (and again
+    when the file changes), so a config object can be logged or shown without leaking it.
+    """
 
     host: str = DEFAULT_API_HOST
     port: int = DEFAULT_API_PORT
+    token_file: str | None = None
 
     @property
     def listen(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        """True when only this machine can reach the API (127.0.0.0/8, ::1, localhost)."""
+        return is_loopback_host(self.host)
 
 
 @dataclass(frozen=True)
@@ -107,6 +128,17 @@ class RouteReflectorConfig:
     """RFC 4456 route reflection: this speaker's Cluster ID (dotted quad)."""
 
     cluster_id: str
+
+
+@dataclass(frozen=True)
+class PeerRangeConfig:
+    """Dynamic neighbours: any peer connecting from ``range`` is accepted (we stay passive)."""
+
+    range: str
+    as_number: int
+    route_reflector_client: bool = False
+    password: str | None = field(default=None, repr=False)
+    hold_time: int = DEFAULT_HOLD_TIME
 
 
 @dataclass(frozen=True)
@@ -146,6 +178,7 @@ class BgpdConfig:
     peers: tuple[PeerConfig, ...] = ()
     originate: tuple[str, ...] = ()
     route_reflector: RouteReflectorConfig | None = None
+    peer_ranges: tuple[PeerRangeConfig, ...] = ()
 
     def is_ebgp(self, peer: PeerConfig) -> bool:
         return peer.as_number != self.as_number
@@ -170,13 +203,74 @@ def _listen(root: Section) -> ListenConfig:
     )
 
 
+def is_loopback_host(host: str) -> bool:
+    """True for a loopback address (127.0.0.0/8, ::1) or the name ``localhost``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # any other host name may resolve to a reachable address
+
+
+def check_token_file(value: object) -> str:
+    """A readable file holding one bearer token (RFC 6750 ``b64token`` characters)."""
+    if not isinstance(value, str) or not value:
+        raise FieldError("must be the path of a file holding the API token")
+    try:
+        read_token_file(value)
+    except (OSError, ValueError) as exc:
+        raise FieldError(str(exc)) from None
+    return value
+
+
+def read_token_file(path: str) -> str:
+    """The token in ``path`` (surrounding whitespace stripped).
+
+    Raises OSError when unreadable and ValueError when it holds no valid token; neither
+    message contains the file's content.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except OSError as exc:
+        raise OSError(f"cannot read token file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"token file {path} is not UTF-8 text") from None
+    if not token:
+        raise ValueError(f"token file {path} is empty")
+    if not _B64TOKEN.fullmatch(token):
+        raise ValueError(
+            f"token file {path} must hold one token of letters, digits and -._~+/ (then =)"
+        )
+    return token
+
+
 def _api(root: Section) -> ApiConfig | None:
+    """The ``api`` section: ``listen`` (null disables the API) and ``tokenFile``.
+
+    A listen address other than loopback requires ``tokenFile``: the API then answers only
+    requests carrying ``Authorization: Bearer <token>`` (the kubelet probes excepted).
+    """
     if not root.has("api"):
         return ApiConfig()
-    sec = root.section("api", ("listen",))
+    sec = root.section("api", ("listen", "tokenFile"))
     if sec is None:  # `api: null` disables the API
         return None
-    return sec.optional("listen", check_api_listen, ApiConfig())
+    listen = sec.optional("listen", check_api_listen, ApiConfig())
+    if listen is None:
+        return None
+    token_file = sec.optional("tokenFile", check_token_file, None)
+    if token_file is None and not listen.loopback:
+        raise sec.error(
+            "tokenFile",
+            f"required when api.listen is not a loopback address ({listen.listen})",
+        )
+    return dataclasses.replace(listen, token_file=token_file)
+
+
+# The node and route-reflector configs share the section and its rules.
+api_section = _api
 
 
 def _graceful_restart(root: Section) -> GracefulRestartConfig:
@@ -226,6 +320,21 @@ def _peers(root: Section) -> tuple[PeerConfig, ...]:
     return tuple(peers)
 
 
+def _peer_ranges(root: Section, reflector: bool) -> tuple[PeerRangeConfig, ...]:
+    ranges: list[PeerRangeConfig] = []
+    for sec in root.sections("peerRanges", _PEER_RANGE_KEYS):
+        ranges.append(
+            PeerRangeConfig(
+                range=sec.required("range", check_prefix),
+                as_number=sec.required("asNumber", check_asn),
+                route_reflector_client=sec.optional("routeReflectorClient", check_bool, reflector),
+                password=sec.optional("password", check_str(1, 80), None),
+                hold_time=sec.optional("holdTime", check_hold_time, DEFAULT_HOLD_TIME),
+            )
+        )
+    return tuple(ranges)
+
+
 def _route_reflector(root: Section) -> RouteReflectorConfig | None:
     sec = root.section("routeReflector", ("clusterId",))
     if sec is None:
@@ -246,5 +355,6 @@ def load_bgpd_config(path: str) -> BgpdConfig:
         log_level=root.optional("logLevel", check_enum(LOG_LEVELS), "info"),
         peers=_peers(root),
         originate=tuple(root.items("originate", check_prefix, unique=True)),
-        route_reflector=_route_reflector(root),
+        route_reflector=(reflector := _route_reflector(root)),
+        peer_ranges=_peer_ranges(root, reflector is not None),
     )

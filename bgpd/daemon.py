@@ -14,7 +14,7 @@ import logging
 import signal
 
 from bgpd.config import BgpdConfig, PeerConfig
-from bgpd.speaker import PeerSpec, Speaker, SpeakerConfig
+from bgpd.speaker import PeerRange, PeerSpec, Speaker, SpeakerConfig
 from bgpd.views import SpeakerViews
 
 log = logging.getLogger("podbgp.daemon")
@@ -52,6 +52,12 @@ async def start_speaker(config: BgpdConfig) -> Speaker:
     await speaker.start()
     for peer in config.peers:
         speaker.add_peer(peer_spec(peer))
+    for rng in config.peer_ranges:
+        speaker.add_peer_range(
+            PeerRange(
+                rng.range, rng.as_number, rng.route_reflector_client, rng.password, rng.hold_time
+            )
+        )
     await speaker.listen(config.listen.address, config.listen.port)
     for prefix in config.originate:
         speaker.originate(prefix)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import socket
 import time
@@ -70,6 +71,20 @@ class PeerSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerRange:
+    """Dynamic neighbours: accept any peer connecting from ``prefix`` (we stay passive)."""
+
+    prefix: str
+    asn: int
+    rr_client: bool = False
+    password: str | None = None
+    hold_time: int = 90
+
+    def contains(self, address: str) -> bool:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(self.prefix)
+
+
+@dataclass(frozen=True, slots=True)
 class SpeakerConfig:
     asn: int
     router_id: str
@@ -90,6 +105,7 @@ class Peer:
     negotiated: Negotiated | None = None
     stale_timer: asyncio.TimerHandle | None = None
     eor_received: set[tuple[int, int]] = field(default_factory=set)
+    dynamic: bool = False  # created from a peer range; removed once its session is gone
 
     @property
     def ebgp(self) -> bool:
@@ -109,6 +125,7 @@ class Speaker:
         self._inbox: asyncio.Queue[tuple[Peer, int, Message]] = asyncio.Queue(INBOX_SIZE)
         self._dirty: dict[int, set[bytes]] = {}
         self._servers: list[asyncio.Server] = []
+        self.peer_ranges: list[PeerRange] = []
         self._task: asyncio.Task[None] | None = None
         self._flush_scheduled = False
 
@@ -122,6 +139,8 @@ class Speaker:
         for peer in self.peers.values():
             if peer.spec.password and tcp.family_of(peer.spec.address) == sock.family:
                 tcp.set_md5_key(sock, peer.spec.address, peer.spec.password)
+        for rng in self.peer_ranges:
+            self._range_md5(sock, rng)
         server = await asyncio.start_server(self._on_accept, sock=sock)
         self._servers.append(server)
         return int(sock.getsockname()[1])
@@ -162,6 +181,42 @@ class Speaker:
                     tcp.set_md5_key(sock, address, spec.password)  # type: ignore[arg-type]
         session.start()
         return peer
+
+    def add_peer_range(self, rng: PeerRange) -> None:
+        self.peer_ranges.append(rng)
+        for server in self._servers:
+            for sock in server.sockets:
+                self._range_md5(sock, rng)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _range_md5(sock: socket.socket, rng: PeerRange) -> None:
+        net = ipaddress.ip_network(rng.prefix)
+        if rng.password and tcp.family_of(str(net.network_address)) == sock.family:
+            tcp.set_md5_key(sock, str(net.network_address), rng.password, net.prefixlen)
+
+    def _dynamic_peer(self, address: str) -> Peer | None:
+        """A peer for a connection from ``address`` if a peer range covers it."""
+        for rng in self.peer_ranges:
+            if rng.contains(address):
+                spec = PeerSpec(
+                    address=address, asn=rng.asn, passive=True, password=rng.password,
+                    hold_time=rng.hold_time, rr_client=rng.rr_client,
+                    peer_type="rr-client" if rng.rr_client else "dynamic",
+                    description=f"from peer range {rng.prefix}",
+                )  # fmt: skip
+                peer = self.add_peer(spec)
+                peer.dynamic = True
+                log.info("peer=%s event=dynamic-peer range=%s", address, rng.prefix)
+                return peer
+        return None
+
+    def _drop_dynamic(self, peer: Peer) -> None:
+        """A dynamic peer goes away with its session (and its stale paths, if any)."""
+        if not peer.dynamic or peer.generation or peer.adj_in.stale:
+            return
+        if self.peers.get(peer.session.address) is peer:
+            log.info("peer=%s event=dynamic-peer-removed", peer.session.address)
+            self.remove_peer(peer.session.address)
 
     def remove_peer(self, address: str) -> None:
         peer = self.peers.pop(tcp.normalise_address(address))
@@ -261,6 +316,8 @@ class Speaker:
             for afi in list(peer.adj_in.routes):
                 self._mark_dirty(afi, peer.adj_in.clear(afi))
         self._schedule_flush()
+        if peer.dynamic:
+            asyncio.get_running_loop().call_soon(self._drop_dynamic, peer)
 
     async def deliver(self, session: Session, message: Message) -> None:
         peer = self.peers.get(session.address)
@@ -281,6 +338,7 @@ class Speaker:
             log.info("peer=%s event=stale-expired afi=%d", peer.spec.address, afi)
             self._mark_dirty(afi, peer.adj_in.sweep_stale(afi))
         self._schedule_flush()
+        self._drop_dynamic(peer)
 
     def _sweep_unsupported_stale(self, peer: Peer, neg: Negotiated) -> None:
         """On re-establishment, drop stale paths of families the peer no longer preserves."""
@@ -392,7 +450,7 @@ class Speaker:
     async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
         address = tcp.normalise_address(peername[0]) if peername else "?"
-        peer = self.peers.get(address)
+        peer = self.peers.get(address) or self._dynamic_peer(address)
         if peer is None:
             log.info("event=reject-connection from=%s reason=not a configured peer", address)
             cease = Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_REJECTED)

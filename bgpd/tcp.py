@@ -12,6 +12,8 @@ import socket
 import struct
 
 TCP_MD5SIG = 14
+TCP_MD5SIG_EXT = 32
+TCP_MD5SIG_FLAG_PREFIX = 1
 TCP_MD5SIG_MAXKEYLEN = 80
 _SOCKADDR_STORAGE = 128
 
@@ -26,15 +28,23 @@ def _sockaddr(address: str) -> bytes:
     return raw.ljust(_SOCKADDR_STORAGE, b"\0")
 
 
-def set_md5_key(sock: socket.socket, peer: str, password: str | None) -> None:
-    """Install (or with ``None`` remove) the TCP MD5 key for ``peer`` on ``sock``."""
+def set_md5_key(
+    sock: socket.socket, peer: str, password: str | None, prefixlen: int | None = None
+) -> None:
+    """Install (or with ``None`` remove) the TCP MD5 key for ``peer`` on ``sock``.
+
+    With ``prefixlen`` the key covers the whole range ``peer/prefixlen`` (TCP_MD5SIG_EXT, for
+    dynamic neighbours).
+    """
     key = (password or "").encode()
     if len(key) > TCP_MD5SIG_MAXKEYLEN:
         raise ValueError("TCP MD5 password longer than 80 bytes")
     # struct tcp_md5sig: addr, u8 flags, u8 prefixlen, u16 keylen, u32 ifindex, u8 key[80]
-    value = _sockaddr(peer) + struct.pack("=BBHI", 0, 0, len(key), 0)
+    flags = 0 if prefixlen is None else TCP_MD5SIG_FLAG_PREFIX
+    value = _sockaddr(peer) + struct.pack("=BBHI", flags, prefixlen or 0, len(key), 0)
     value += key.ljust(TCP_MD5SIG_MAXKEYLEN, b"\0")
-    sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, value)
+    option = TCP_MD5SIG if prefixlen is None else TCP_MD5SIG_EXT
+    sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def family_of(address: str) -> socket.AddressFamily:

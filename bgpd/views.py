@@ -59,7 +59,9 @@ def peer_view(speaker: Speaker, peer: Peer) -> dict[str, Any]:
     return {
         "address": session.address,
         "asNumber": peer.spec.asn,
-        "type": peer.spec.peer_type,
+        "type": "rr-client"
+        if peer.spec.rr_client and peer.spec.peer_type == "global"
+        else peer.spec.peer_type,
         "description": peer.spec.description,
         "state": str(session.state),
         "since": _iso(session.stats.since),

@@ -72,7 +72,7 @@ ERRORS = [
         HEAD + "asnumber: 1\n",
         "asnumber: unknown key; expected one of "
         "asNumber, routerId, listen, api, gracefulRestart, logLevel, peers, originate, "
-        "routeReflector",
+        "routeReflector, peerRanges",
     ),
     (
         "unknown-peer-key",
@@ -90,7 +90,7 @@ ERRORS = [
         "non-string-key",
         HEAD + "5: x\n",
         "5: unknown key; expected one of asNumber, routerId, listen, api, gracefulRestart, "
-        "logLevel, peers, originate, routeReflector",
+        "logLevel, peers, originate, routeReflector, peerRanges",
     ),
     (
         "unhashable-key",

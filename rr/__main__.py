@@ -1,0 +1,7 @@
+"""`python -m rr -c FILE` is `podbgp rr -c FILE`."""
+
+import sys
+
+from bgpd.cli import main
+
+sys.exit(main(["rr", *sys.argv[1:]]))

@@ -1,0 +1,49 @@
+"""`podbgp rr -c FILE`: the speaker in route-reflector role (RFC 4456), no kernel writes.
+
+The config is the bgpd YAML; ``routeReflector: {clusterId: ...}`` is required here, and peers
+marked ``routeReflectorClient: true`` (or accepted from ``peerRanges``) are the clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from bgpd.config import LOG_LEVELS, BgpdConfig, ConfigError, load_bgpd_config
+
+
+def load_rr_config(path: str) -> BgpdConfig:
+    config = load_bgpd_config(path)
+    if config.route_reflector is None:
+        raise ConfigError(path, "routeReflector", "required for podbgp rr (clusterId: A.B.C.D)")
+    return config
+
+
+def cmd_rr(args: argparse.Namespace) -> int:
+    from bgpd.cli import setup_logging
+    from bgpd.daemon import run
+
+    try:
+        config = load_rr_config(args.config)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    setup_logging(args.log_level or config.log_level)
+    asyncio.run(run(config))
+    return 0
+
+
+def register(verbs: Any) -> None:
+    p = verbs.add_parser(
+        "rr",
+        help="run a dedicated route reflector",
+        description=(
+            "Run a route reflector (RFC 4456): the bgpd speaker reflecting routes between its "
+            "clients. Never writes kernel routes."
+        ),
+    )
+    p.add_argument("-c", "--config", required=True, metavar="FILE", help="rr YAML config")
+    p.add_argument("--log-level", choices=LOG_LEVELS, help="override the config's logLevel")
+    p.set_defaults(func=cmd_rr)

@@ -1,9 +1,11 @@
 """``podbgp``: the command-line front door (argparse verbs, logging setup, API client tables).
 
 Owns the verbs and their output: ``bgpd`` starts the standalone speaker, ``status`` and
-``routes`` read the REST API and print ``calicoctl node status``-style tables (or the API's JSON),
-``version`` prints the version. Exit status: 0 success, 1 the daemon is unreachable or answered
-an error, 2 a usage or config error. Implements no RFC itself.
+``routes`` read the REST API and print ``calicoctl node status``-style tables (or the API's JSON;
+``status --cluster`` the cluster-wide peer view of ``/v1/cluster/peers``), ``version`` prints the
+version. An API bound off loopback wants a bearer token: ``--token-file`` (or
+``$PODBGP_TOKEN_FILE``) names the file holding it. Exit status: 0 success, 1 the daemon is
+unreachable or answered an error, 2 a usage or config error. Implements no RFC itself.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import bgpd
-from bgpd.config import LOG_LEVELS, ConfigError, load_bgpd_config
+from bgpd.config import LOG_LEVELS, ConfigError, load_bgpd_config, read_token_file
 
 DEFAULT_API = "http://127.0.0.1:9179"
 API_TIMEOUT = 5.0  # seconds; a local API that takes longer is as good as down
+# The cluster view asks every node in turn (each bounded by the node daemon), so it may take
+# longer than one local answer.
+CLUSTER_TIMEOUT = 30.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 # Modules that add verbs: each has ``register(verbs)`` taking the argparse subparsers object and
@@ -60,16 +65,34 @@ def setup_logging(level: str) -> None:
 # --- talking to the API -----------------------------------------------------------------------
 
 
-def api_get(base: str, path: str, query: dict[str, str] | None = None) -> Any:
-    """GET ``base + path`` and decode the JSON body; raises :class:`ApiError`."""
+def api_get(
+    base: str,
+    path: str,
+    query: dict[str, str] | None = None,
+    *,
+    token: str | None = None,
+    timeout: float = API_TIMEOUT,
+) -> Any:
+    """GET ``base + path`` and decode the JSON body; raises :class:`ApiError`.
+
+    ``token`` goes in an ``Authorization: Bearer`` header (RFC 6750), never in the URL, so it
+    cannot end up in an error message or a server's request log.
+    """
     url = base.rstrip("/") + path
     if query:
         url += "?" + urllib.parse.urlencode(query)
+    headers = {"Accept": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     try:
-        with urllib.request.urlopen(url, timeout=API_TIMEOUT) as resp:
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             body = resp.read()
     except urllib.error.HTTPError as exc:
-        raise ApiError(f"{path}: HTTP {exc.code}: {_error_reason(exc)}", reachable=True) from None
+        why = f"{path}: HTTP {exc.code}: {_error_reason(exc)}"
+        if exc.code == 401:
+            why += " (pass the API token with --token-file or $PODBGP_TOKEN_FILE)"
+        raise ApiError(why, reachable=True) from None
     except urllib.error.URLError as exc:
         raise ApiError(f"cannot reach {base}: {exc.reason}", reachable=False) from None
     except (OSError, ValueError) as exc:  # timeouts, resets, a malformed URL
@@ -155,23 +178,25 @@ def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _session_row(peer: dict[str, Any]) -> list[str]:
+    return [
+        _cell(peer.get("address")),
+        PEER_TYPES.get(str(peer.get("type")), _cell(peer.get("type"))),
+        _cell(peer.get("state")),
+        format_since(peer.get("since")),
+        str(peer.get("info") or ""),
+    ]
+
+
 def render_status(status: dict[str, Any], peers: list[dict[str, Any]]) -> str:
+    where = f" on {status['nodeName']}" if status.get("nodeName") else ""
     head = (
-        f"podbgp is running (router ID {status.get('routerId', '?')}, "
+        f"podbgp is running{where} (router ID {status.get('routerId', '?')}, "
         f"AS {status.get('asNumber', '?')}, up {format_duration(status.get('uptimeSeconds', 0))})"
     )
     if not peers:
         return head + "\n\nNo peers configured."
-    session_rows = [
-        [
-            _cell(p.get("address")),
-            PEER_TYPES.get(str(p.get("type")), _cell(p.get("type"))),
-            _cell(p.get("state")),
-            format_since(p.get("since")),
-            str(p.get("info") or ""),
-        ]
-        for p in peers
-    ]
+    session_rows = [_session_row(p) for p in peers]
     prefix_rows = []
     for p in peers:
         prefixes = p.get("prefixes") or {}
@@ -182,6 +207,32 @@ def render_status(status: dict[str, Any], peers: list[dict[str, Any]]) -> str:
     sessions = render_table(["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"], session_rows)
     counts = render_table(["PEER ADDRESS", "RECEIVED", "ACCEPTED", "ADVERTISED"], prefix_rows)
     return f"{head}\n\nBGP sessions\n{sessions}\n\nPrefixes\n{counts}"
+
+
+def render_cluster(api: str, view: dict[str, Any]) -> str:
+    """The ``/v1/cluster/peers`` answer: every node's sessions, then the nodes not reached."""
+    nodes = [n for n in view.get("nodes") or [] if isinstance(n, dict)]
+    reached = [n for n in nodes if n.get("reachable")]
+    head = f"podbgp cluster view from {api}: {len(nodes)} nodes, {len(reached)} reachable"
+    rows = []
+    for node in reached:
+        name = _cell(node.get("name"))
+        peers = node.get("peers") or []
+        if not peers:
+            rows.append([name, "-", "-", "-", "-", "no peers"])
+        rows.extend([name, *_session_row(p)] for p in peers)
+    parts = [head]
+    if rows:
+        headers = ["NODE", "PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"]
+        parts.append("BGP sessions\n" + render_table(headers, rows))
+    down = [
+        [_cell(n.get("name")), _cell(n.get("apiAddress")), str(n.get("error") or "unreachable")]
+        for n in nodes
+        if not n.get("reachable")
+    ]
+    if down:
+        parts.append("Unreachable nodes\n" + render_table(["NODE", "API ADDRESS", "ERROR"], down))
+    return "\n\n".join(parts)
 
 
 def render_routes(routes: list[dict[str, Any]]) -> str:
@@ -212,10 +263,27 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2))
 
 
+def _token(args: argparse.Namespace) -> str | None:
+    """The token from ``--token-file``; raises ConfigError naming the option."""
+    if not args.token_file:
+        return None
+    try:
+        return read_token_file(args.token_file)
+    except (OSError, ValueError) as exc:
+        raise ConfigError("--token-file", "", str(exc)) from None
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     try:
-        status = api_get(args.api, "/v1/status")
-        peers = api_get(args.api, "/v1/peers")
+        token = _token(args)
+    except ConfigError as exc:
+        print(f"podbgp status: {exc.problem}", file=sys.stderr)
+        return 2
+    if args.cluster:
+        return _cluster_status(args, token)
+    try:
+        status = api_get(args.api, "/v1/status", token=token)
+        peers = api_get(args.api, "/v1/peers", token=token)
     except ApiError as exc:
         return _api_failure(exc)
     if args.output == "json":
@@ -225,10 +293,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster_status(args: argparse.Namespace, token: str | None) -> int:
+    try:
+        view = api_get(args.api, "/v1/cluster/peers", token=token, timeout=CLUSTER_TIMEOUT)
+    except ApiError as exc:
+        if exc.reachable and "HTTP 404" in str(exc):
+            exc = ApiError(f"{exc} (the cluster view is served by `podbgp node`)", True)
+        return _api_failure(exc)
+    if args.output == "json":
+        _print_json(view)
+    else:
+        print(render_cluster(args.api, view))
+    return 0
+
+
 def cmd_routes(args: argparse.Namespace) -> int:
     query = {k: v for k, v in (("prefix", args.prefix), ("peer", args.peer)) if v is not None}
     try:
-        routes = api_get(args.api, "/v1/routes", query)
+        routes = api_get(args.api, "/v1/routes", query, token=_token(args))
+    except ConfigError as exc:
+        print(f"podbgp routes: {exc.problem}", file=sys.stderr)
+        return 2
     except ApiError as exc:
         return _api_failure(exc)
     if args.output == "json":
@@ -277,6 +362,13 @@ def _add_api_options(parser: argparse.ArgumentParser) -> None:
         help=f"REST API base URL (default: $PODBGP_API or {DEFAULT_API})",
     )
     parser.add_argument(
+        "--token-file",
+        default=os.environ.get("PODBGP_TOKEN_FILE") or None,
+        metavar="FILE",
+        help="file holding the API's bearer token, for an API bound off loopback "
+        "(default: $PODBGP_TOKEN_FILE)",
+    )
+    parser.add_argument(
         "-o", "--output", choices=("table", "json"), default="table", help="output format"
     )
 
@@ -302,9 +394,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser(
         "status",
         help="show BGP sessions",
-        description=("Show the speaker's BGP sessions and prefix counts, read from its REST API."),
+        description=(
+            "Show the speaker's BGP sessions and prefix counts, read from its REST API. "
+            "Exit status 1 when the daemon cannot be reached."
+        ),
     )
     _add_api_options(p)
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="every node's sessions, gathered by this node's daemon (podbgp node)",
+    )
     p.set_defaults(func=cmd_status)
 
     p = verbs.add_parser(

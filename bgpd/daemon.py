@@ -1,9 +1,12 @@
 """`podbgp bgpd`: a standalone speaker from a YAML config — peers, originated prefixes, REST API.
 
 Wires the pieces together and owns process lifetime: start the speaker task, listen for BGP, add
-the configured peers, originate prefixes, serve the API, and stop on SIGTERM/SIGINT. With graceful
-restart enabled, stopping closes the TCP connections without a NOTIFICATION, so peers keep our
-routes (marked stale) until we come back and send End-of-RIB (RFC 4724).
+the configured peers, originate prefixes, serve the API and ``/metrics`` (a collector on a
+registry of this run's own), tell systemd we are ready (``READY=1``, then watchdog pings when
+``WatchdogSec=`` is set), and stop on SIGTERM/SIGINT. With graceful restart enabled, stopping
+closes the TCP connections without a NOTIFICATION, so peers keep our routes (marked stale) until
+we come back and send End-of-RIB (RFC 4724). A start that fails (a port in use, an unreadable
+token file) logs one line and exits with status 1.
 """
 
 from __future__ import annotations
@@ -12,10 +15,20 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from bgpd.config import BgpdConfig, PeerConfig
+from aiohttp import web
+from prometheus_client.registry import CollectorRegistry
+
+from bgpd import sdnotify
+from bgpd.config import ApiConfig, BgpdConfig, PeerConfig
+from bgpd.metrics import METRICS_DOC, Snapshot, metrics_route, register_collector
 from bgpd.speaker import PeerRange, PeerSpec, Speaker, SpeakerConfig
 from bgpd.views import SpeakerViews
+
+if TYPE_CHECKING:
+    from bgpd.api import ReadyCheck
 
 log = logging.getLogger("podbgp.daemon")
 
@@ -64,30 +77,70 @@ async def start_speaker(config: BgpdConfig) -> Speaker:
     return speaker
 
 
-async def run(config: BgpdConfig) -> None:
-    from bgpd.api import start_api
+async def start_operations(
+    views: SpeakerViews,
+    api: ApiConfig | None,
+    registry: CollectorRegistry,
+    *,
+    felix: Snapshot | None = None,
+    datastore: Snapshot | None = None,
+    routes: Iterable[web.AbstractRouteDef] = (),
+    docs: Mapping[str, Mapping[str, Any]] | None = None,
+    ready_checks: Iterable[ReadyCheck] = (),
+) -> web.AppRunner | None:
+    """The metrics collector on ``registry`` and the REST API with ``/metrics`` as ``api``
+    says (None: no API). The node and rr daemons pass their snapshots, endpoints and ready
+    checks; raises OSError / ValueError when the API cannot start."""
+    from bgpd.api import serve_api
 
+    register_collector(registry, views, felix=felix, datastore=datastore)
+    if api is None:
+        return None
+    return await serve_api(
+        views,
+        api,
+        [metrics_route(registry), *routes],
+        docs={"/metrics": METRICS_DOC, **(docs or {})},
+        ready_checks=ready_checks,
+    )
+
+
+async def run(config: BgpdConfig) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    speaker = await start_speaker(config)
-    runner = None
-    if config.api is not None:
-        runner = await start_api(SpeakerViews(speaker), config.api.host, config.api.port)
-    log.info(
-        "event=started router_id=%s asn=%d peers=%d listen=%s:%d",
-        config.router_id,
-        config.as_number,
-        len(config.peers),
-        config.listen.address,
-        config.listen.port,
-    )
+    notifier = sdnotify.Notifier()
+    speaker: Speaker | None = None
+    runner: web.AppRunner | None = None
+    watchdog: asyncio.Task[None] | None = None
     try:
+        try:
+            speaker = await start_speaker(config)
+            views = SpeakerViews(speaker)
+            runner = await start_operations(views, config.api, CollectorRegistry())
+        except (OSError, ValueError) as exc:
+            # One line, no traceback: the cause is in the config or on the host, not in podbgp.
+            log.error("event=start-failed error=%s", exc)
+            raise SystemExit(1) from None
+        log.info(
+            "event=started router_id=%s asn=%d peers=%d listen=%s:%d api=%s",
+            config.router_id,
+            config.as_number,
+            len(config.peers),
+            config.listen.address,
+            config.listen.port,
+            config.api.listen if config.api is not None else "disabled",
+        )
+        notifier.ready(f"{len(config.peers)} peers configured")
+        watchdog = sdnotify.start_watchdog(notifier)
         await stop.wait()
     finally:
-        log.info("event=stopping graceful=%s", config.graceful_restart.enabled)
-        await speaker.stop(graceful=config.graceful_restart.enabled)
+        notifier.stopping()
+        await sdnotify.stop_watchdog(watchdog)
+        if speaker is not None:
+            log.info("event=stopping graceful=%s", config.graceful_restart.enabled)
+            await speaker.stop(graceful=config.graceful_restart.enabled)
         if runner is not None:
             with contextlib.suppress(Exception):
                 await runner.cleanup()

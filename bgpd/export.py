@@ -1,36 +1,85 @@
-"""Adj-RIB-Out and UPDATE generation (RFC 4271 §9.2): from Loc-RIB changes to bytes on the wire.
+"""Adj-RIB-Out, update groups and UPDATE generation (RFC 4271 §9.2, RFC 7911 ADD-PATH send).
 
-For each Established peer and each changed prefix: may the best path go there (``may_advertise``),
-with which attributes (``export_attributes``), and did that change from what the peer already has
-(the peer's Adj-RIB-Out)? Announcements are grouped by attribute set so many prefixes share one
-UPDATE, encoded once per group. Attribute sets are interned so identity checks are cheap.
+Peers whose outbound policy is the same (``PeerPolicy``, families, ADD-PATH, codec context) form
+an *update group*: the group computes one Adj-RIB-Out, and every change is encoded once per
+attribute set and the same bytes go to every member. One per-member rule stays: a path is never
+sent back to the peer it came from (RFC 4456 reflection would loop it back), so announcements
+are bucketed by (attributes, source peer) and a member skips the buckets it is the source of.
+
+A member whose socket write buffer passes ``HIGH_WATER`` is paused: instead of queueing more
+bytes for it, the group remembers which entries changed (at most one mark per entry, so memory
+is bounded by the table size) and replays their current state once the socket drains.
+
+Entries are prefixes in wire form, or for ADD-PATH groups the 4-octet path identifier followed by
+the prefix; path identifiers are allocated per (source peer, received path identifier).
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bgpd.codec.messages import encode_end_of_rib, encode_updates, encode_withdrawals
+from bgpd.codec.messages import (
+    CodecContext,
+    encode_end_of_rib,
+    encode_updates,
+    encode_withdrawals,
+)
 from bgpd.codec.types import Afi, PathAttributes, Safi
-from bgpd.policy import export_attributes, may_advertise
-from bgpd.rib import Best
+from bgpd.decision import PathSource
+from bgpd.policy import PeerPolicy, export_attributes, may_advertise
 
 if TYPE_CHECKING:
     from bgpd.speaker import Peer, Speaker
 
 log = logging.getLogger("podbgp.export")
 
+HIGH_WATER = 4 << 20  # bytes queued on one socket before its member is paused
 _CACHE_LIMIT = 100_000
+
+Out = tuple[PathAttributes, str]  # exported attributes, source peer address ("" = local)
+GroupKey = tuple[PeerPolicy, tuple[tuple[int, int], ...], frozenset[tuple[int, int]], CodecContext]
+
+
+@dataclass(slots=True)
+class Member:
+    peer: Peer
+    paused: bool = False
+    dirty: dict[int, set[bytes]] = field(default_factory=dict)  # entries changed while paused
+
+
+@dataclass(slots=True)
+class Changes:
+    """One export step of a group for one family, before per-member filtering."""
+
+    announce: dict[Out, list[bytes]] = field(default_factory=dict)
+    withdraw: dict[str, list[bytes]] = field(default_factory=dict)  # by old source
+    # A member that became the source of an entry it had from elsewhere must withdraw it.
+    member_withdraw: dict[str, list[bytes]] = field(default_factory=dict)
+    touched: list[bytes] = field(default_factory=list)
+
+
+class UpdateGroup:
+    def __init__(self, key: GroupKey) -> None:
+        self.key = key
+        self.policy, self.families, self.add_path, self.ctx = key
+        self.members: dict[str, Member] = {}
+        self.adj_out: dict[int, dict[bytes, Out]] = {}
+        self.entries_of: dict[int, dict[bytes, set[bytes]]] = {}  # ADD-PATH: prefix → entries
+        self.synced = False
 
 
 class Exporter:
     def __init__(self, speaker: Speaker) -> None:
         self.speaker = speaker
-        self.adj_out: dict[str, dict[int, dict[bytes, PathAttributes]]] = {}
+        self.groups: dict[GroupKey, UpdateGroup] = {}
+        self.group_of: dict[str, UpdateGroup] = {}
         self._interned: dict[PathAttributes, PathAttributes] = {}
         self._out_cache: dict[tuple[object, ...], PathAttributes | None] = {}
+        self._path_ids: dict[tuple[str, bytes], bytes] = {}
 
     def intern(self, attrs: PathAttributes | None) -> PathAttributes | None:
         if attrs is None:
@@ -43,96 +92,221 @@ class Exporter:
         self._interned[attrs] = attrs
         return attrs
 
+    # --- membership ------------------------------------------------------------------------
+
+    def _key(self, peer: Peer) -> GroupKey:
+        assert peer.policy is not None and peer.negotiated is not None
+        neg = peer.negotiated
+        families = tuple(f for f in neg.families if f[1] == Safi.UNICAST)
+        return (peer.policy, families, neg.add_path_send, peer.session.codec_context())
+
+    def send_full_table(self, peer: Peer, *, refresh: bool = False) -> None:
+        """Join the peer to its update group and send it the group's Adj-RIB-Out."""
+        address = peer.session.address
+        group = self.group_of.get(address)
+        if group is None:
+            key = self._key(peer)
+            group = self.groups.get(key)
+            if group is None:
+                group = self.groups[key] = UpdateGroup(key)
+            self.group_of[address] = group
+            group.members[address] = Member(peer)
+        if not group.synced:
+            for afi, _safi in group.families:
+                self._compute(group, afi, list(self.speaker.loc_rib.table(afi)))
+            group.synced = True
+        member = group.members[address]
+        member.dirty.clear()
+        for afi, safi in group.families:
+            out = group.adj_out.get(afi, {})
+            buckets: dict[Out, list[bytes]] = {}
+            for entry, value in out.items():
+                if value[1] != address:
+                    buckets.setdefault(value, []).append(entry)
+            frames = [f for value, entries in buckets.items() for f in self._encode(group, afi,
+                      value[0], entries)]  # fmt: skip
+            peer.session.send_raw(frames)
+            neg = peer.negotiated
+            if neg is not None and neg.graceful_restart is not None and not refresh:
+                peer.session.send_raw([encode_end_of_rib(afi, safi)])
+        self._check_pressure(group, member)
+
     def forget(self, peer: Peer) -> None:
-        self.adj_out.pop(peer.session.address, None)
+        address = peer.session.address
+        group = self.group_of.pop(address, None)
+        if group is None:
+            return
+        group.members.pop(address, None)
+        if not group.members:
+            del self.groups[group.key]
 
     def advertised_count(self, peer: Peer) -> int:
-        tables = self.adj_out.get(peer.session.address, {})
-        return sum(len(t) for t in tables.values())
+        address = peer.session.address
+        group = self.group_of.get(address)
+        if group is None:
+            return 0
+        return sum(1 for out in group.adj_out.values() for v in out.values() if v[1] != address)
 
     # --- export ------------------------------------------------------------------------
 
     def export(self, afi: int, prefixes: list[bytes]) -> None:
-        for peer in self.speaker.peers.values():
-            if peer.generation and peer.policy is not None:
-                self._export_to(peer, afi, prefixes)
-
-    def send_full_table(self, peer: Peer, *, refresh: bool = False) -> None:
-        """Send the whole Loc-RIB to a peer that just came up (or asked for a refresh)."""
-        self.adj_out[peer.session.address] = {}
-        neg = peer.negotiated
-        if neg is None:
-            return
-        for afi, safi in neg.families:
-            if safi != Safi.UNICAST:
+        for group in list(self.groups.values()):
+            if not group.synced or (afi, Safi.UNICAST) not in group.families:
                 continue
-            self._export_to(peer, afi, list(self.speaker.loc_rib.table(afi)))
-            if neg.graceful_restart is not None and not refresh:
-                peer.session.send_raw([encode_end_of_rib(afi, safi)])
+            changes = self._compute(group, afi, prefixes)
+            if changes.touched:
+                self._distribute(group, afi, changes)
 
-    def _export_to(self, peer: Peer, afi: int, prefixes: Iterable[bytes]) -> None:
-        neg = peer.negotiated
-        if neg is None or (afi, Safi.UNICAST) not in neg.families:
-            return
-        tables = self.adj_out.setdefault(peer.session.address, {})
-        out = tables.setdefault(afi, {})
+    def _compute(self, group: UpdateGroup, afi: int, prefixes: Iterable[bytes]) -> Changes:
+        out = group.adj_out.setdefault(afi, {})
+        changes = Changes()
+        if (afi, Safi.UNICAST) in group.add_path:
+            self._compute_add_path(group, afi, prefixes, out, changes)
+            return changes
         loc = self.speaker.loc_rib.table(afi)
-        groups: dict[PathAttributes, list[bytes]] = {}
-        withdrawn: list[bytes] = []
         for prefix in prefixes:
             best = loc.get(prefix)
-            attrs = self._outbound(best, peer, afi) if best is not None else None
-            old = out.get(prefix)
-            if attrs is None:
-                if old is not None:
-                    del out[prefix]
-                    withdrawn.append(prefix)
-            elif old is not attrs:
-                out[prefix] = attrs
-                group = groups.get(attrs)
-                if group is None:
-                    groups[attrs] = [prefix]
-                else:
-                    group.append(prefix)
-        self._send(peer, afi, groups, withdrawn)
+            new = self._outbound(best.attrs, best.source, group, afi) if best else None
+            self._diff(out, prefix, new, changes)
+        return changes
 
-    def _outbound(self, best: Best, peer: Peer, afi: int) -> PathAttributes | None:
-        policy = peer.policy
-        assert policy is not None
-        if not may_advertise(best.source, peer.session.address, policy):
+    def _compute_add_path(
+        self, group: UpdateGroup, afi: int, prefixes: Iterable[bytes], out: dict[bytes, Out],
+        changes: Changes,
+    ) -> None:  # fmt: skip
+        index = group.entries_of.setdefault(afi, {})
+        for prefix in prefixes:
+            wanted: dict[bytes, Out] = {}
+            for attrs, source, rx_id in self.speaker.paths_for(afi, prefix):
+                new = self._outbound(attrs, source, group, afi)
+                if new is not None:
+                    wanted[self._path_id(source.peer, rx_id) + prefix] = new
+            for entry in index.pop(prefix, set()) - set(wanted):
+                self._diff(out, entry, None, changes)
+            for entry, new in wanted.items():
+                self._diff(out, entry, new, changes)
+            if wanted:
+                index[prefix] = set(wanted)
+
+    @staticmethod
+    def _diff(out: dict[bytes, Out], entry: bytes, new: Out | None, changes: Changes) -> None:
+        old = out.get(entry)
+        if new is None:
+            if old is not None:
+                del out[entry]
+                changes.withdraw.setdefault(old[1], []).append(entry)
+                changes.touched.append(entry)
+            return
+        if old is not None and old[0] is new[0] and old[1] == new[1]:
+            return
+        out[entry] = new
+        changes.announce.setdefault(new, []).append(entry)
+        changes.touched.append(entry)
+        if old is not None and old[1] != new[1]:
+            changes.member_withdraw.setdefault(new[1], []).append(entry)
+
+    def _path_id(self, source_peer: str, rx_id: bytes) -> bytes:
+        key = (source_peer, rx_id)
+        found = self._path_ids.get(key)
+        if found is None:
+            found = self._path_ids[key] = struct.pack("!I", len(self._path_ids) + 1)
+        return found
+
+    def _outbound(
+        self, attrs: PathAttributes, source: PathSource, group: UpdateGroup, afi: int
+    ) -> Out | None:
+        """The attributes of a path towards the group, or None if it may not go there."""
+        policy = group.policy
+        if not may_advertise(source, None, policy):
             return None
-        key = (best.attrs, best.source, policy, afi)
+        key = (attrs, source, policy, afi)
         try:
-            return self._out_cache[key]
+            exported = self._out_cache[key]
         except KeyError:
-            pass
-        attrs = self.intern(
-            export_attributes(
-                best.attrs, best.source, policy, self.speaker.config.router_id, afi == Afi.IPV6
+            exported = self.intern(
+                export_attributes(
+                    attrs, source, policy, self.speaker.config.router_id, afi == Afi.IPV6
+                )
             )
-        )
-        if len(self._out_cache) > _CACHE_LIMIT:
-            self._out_cache.clear()
-        self._out_cache[key] = attrs
-        return attrs
+            if len(self._out_cache) > _CACHE_LIMIT:
+                self._out_cache.clear()
+            self._out_cache[key] = exported
+        return None if exported is None else (exported, source.peer)
 
-    def _send(
-        self,
-        peer: Peer,
-        afi: int,
-        groups: dict[PathAttributes, list[bytes]],
-        withdrawn: list[bytes],
-    ) -> None:
-        session = peer.session
-        ctx = session.codec_context()
-        frames: list[bytes] = []
-        if withdrawn:
-            frames.extend(encode_withdrawals(withdrawn, ctx, afi))
-        for attrs, prefixes in groups.items():
-            if afi == Afi.IPV6:
-                next_hop = (attrs.next_hop,) if attrs.next_hop else ()
-                frames.extend(encode_updates(attrs, prefixes, ctx, afi, next_hop))
-            else:
-                frames.extend(encode_updates(attrs, prefixes, ctx, afi))
-        if frames:
-            session.send_raw(frames)
+    # --- sending -----------------------------------------------------------------------
+
+    def _distribute(self, group: UpdateGroup, afi: int, changes: Changes) -> None:
+        encoded: dict[object, list[bytes]] = {}
+
+        def frames_for(key: object, build: object) -> list[bytes]:
+            if key not in encoded:
+                encoded[key] = build()  # type: ignore[operator]
+            return encoded[key]
+
+        for address, member in group.members.items():
+            if member.paused:
+                member.dirty.setdefault(afi, set()).update(changes.touched)
+                continue
+            frames: list[bytes] = []
+            for src, entries in changes.withdraw.items():
+                if src != address:
+                    frames += frames_for(
+                        ("w", src), lambda e=entries: self._withdraw(group, afi, e)
+                    )
+            own = changes.member_withdraw.get(address)
+            if own:
+                frames += self._withdraw(group, afi, own)
+            for value, entries in changes.announce.items():
+                if value[1] != address:
+                    frames += frames_for(
+                        value, lambda v=value, e=entries: self._encode(group, afi, v[0], e)
+                    )
+            if frames:
+                member.peer.session.send_raw(frames)
+                self._check_pressure(group, member)
+
+    def _encode(
+        self, group: UpdateGroup, afi: int, attrs: PathAttributes, entries: list[bytes]
+    ) -> list[bytes]:
+        if afi == Afi.IPV6:
+            next_hop = (attrs.next_hop,) if attrs.next_hop else ()
+            return encode_updates(attrs, entries, group.ctx, afi, next_hop)
+        return encode_updates(attrs, entries, group.ctx, afi)
+
+    @staticmethod
+    def _withdraw(group: UpdateGroup, afi: int, entries: list[bytes]) -> list[bytes]:
+        return encode_withdrawals(entries, group.ctx, afi)
+
+    # --- slow peers --------------------------------------------------------------------
+
+    def _check_pressure(self, group: UpdateGroup, member: Member) -> None:
+        session = member.peer.session
+        if member.paused or session.write_buffer_size() < HIGH_WATER:
+            return
+        member.paused = True
+        log.info("peer=%s event=paused buffered=%d", session.address, session.write_buffer_size())
+        session.when_drained(lambda: self._resume(group, member))
+
+    def _resume(self, group: UpdateGroup, member: Member) -> None:
+        """Replay the current state of every entry that changed while the member was paused."""
+        address = member.peer.session.address
+        if group.members.get(address) is not member:
+            return
+        member.paused = False
+        dirty, member.dirty = member.dirty, {}
+        log.info("peer=%s event=resumed replay=%d", address, sum(len(d) for d in dirty.values()))
+        for afi, entries in dirty.items():
+            out = group.adj_out.get(afi, {})
+            buckets: dict[Out, list[bytes]] = {}
+            gone: list[bytes] = []
+            for entry in entries:
+                value = out.get(entry)
+                if value is None or value[1] == address:
+                    gone.append(entry)
+                else:
+                    buckets.setdefault(value, []).append(entry)
+            frames = self._withdraw(group, afi, gone) if gone else []
+            for value, items in buckets.items():
+                frames += self._encode(group, afi, value[0], items)
+            member.peer.session.send_raw(frames)
+        self._check_pressure(group, member)

@@ -56,14 +56,15 @@ def import_path(
     return attrs
 
 
-def may_advertise(source: PathSource, to_peer: str, policy: PeerPolicy) -> bool:
-    """May a best path from ``source`` go to the peer at ``to_peer``?
+def may_advertise(source: PathSource, to_peer: str | None, policy: PeerPolicy) -> bool:
+    """May a best path from ``source`` go to the peer at ``to_peer`` (None: any peer with
+    this policy; the caller then keeps the path from going back to its source)?
 
     Never back to the peer it came from. Locally originated and eBGP-learned paths go to every
     peer. An iBGP-learned path goes to eBGP peers; to iBGP peers only through reflection
     (RFC 4456 §6): client paths to everyone, non-client paths to clients only.
     """
-    if source.peer == to_peer:
+    if to_peer is not None and source.peer == to_peer:
         return False
     if source.local or source.ebgp or policy.ebgp:
         return True

@@ -13,17 +13,26 @@ from dataclasses import dataclass, field
 from bgpd.codec.types import PathAttributes
 from bgpd.decision import LOCAL_SOURCE, Candidate, PathSource, Reason, best_path
 
-# A peer's view for one family: where its paths come from, its table, its stale prefixes.
-PeerTable = tuple[PathSource, dict[bytes, PathAttributes], set[bytes] | None]
+# A peer's view for one family: where its paths come from, its table, its stale entries, and
+# for ADD-PATH families the prefix → entries index (see AdjRibIn).
+PeerTable = tuple[
+    PathSource, dict[bytes, PathAttributes], set[bytes] | None, dict[bytes, set[bytes]] | None
+]
 
 
 @dataclass(slots=True)
 class AdjRibIn:
-    """Paths one peer announced, after import normalisation, by family then prefix."""
+    """Paths one peer announced, after import normalisation, by family then prefix.
+
+    For a family received with ADD-PATH (RFC 7911) the table is keyed by *entry* — the 4-octet
+    path identifier followed by the prefix — and ``multi`` indexes prefix → its entries. The
+    lists returned as "changed" always hold plain prefixes, the Loc-RIB's keys.
+    """
 
     routes: dict[int, dict[bytes, PathAttributes]] = field(default_factory=dict)
     stale: dict[int, set[bytes]] = field(default_factory=dict)
     rejected: dict[int, set[bytes]] = field(default_factory=dict)
+    multi: dict[int, dict[bytes, set[bytes]]] = field(default_factory=dict)
 
     def table(self, afi: int) -> dict[bytes, PathAttributes]:
         table = self.routes.get(afi)
@@ -31,47 +40,71 @@ class AdjRibIn:
             table = self.routes[afi] = {}
         return table
 
+    def set_add_path(self, afi: int, enabled: bool) -> list[bytes]:
+        """Switch a family to/from ADD-PATH keys; the old paths go (returned as changed)."""
+        if enabled == (afi in self.multi):
+            return []
+        changed = self.clear(afi)
+        if enabled:
+            self.multi[afi] = {}
+        return changed
+
     def announce(
-        self, afi: int, prefixes: Iterable[bytes], attrs: PathAttributes | None
+        self, afi: int, entries: Iterable[bytes], attrs: PathAttributes | None
     ) -> list[bytes]:
-        """Store ``attrs`` for each prefix (None: rejected by import policy); return changed."""
+        """Store ``attrs`` for each entry (None: rejected by import policy); return changed."""
         table = self.table(afi)
+        index = self.multi.get(afi)
         stale = self.stale.get(afi)
-        rejected = self.rejected.get(afi)
         changed: list[bytes] = []
         if attrs is None:
             rejected = self.rejected.setdefault(afi, set())
-            for prefix in prefixes:
-                rejected.add(prefix)
-                if table.pop(prefix, None) is not None:
-                    changed.append(prefix)
+            for entry in entries:
+                rejected.add(entry)
+                if table.pop(entry, None) is not None:
+                    changed.append(self._unindex(index, entry))
             return changed
-        for prefix in prefixes:
-            old = table.get(prefix)
-            table[prefix] = attrs
-            if stale and prefix in stale:
-                stale.discard(prefix)
-                changed.append(prefix)  # refreshed after a restart: no longer stale
-                continue
+        rejected = self.rejected.get(afi)
+        for entry in entries:
+            old = table.get(entry)
+            table[entry] = attrs
+            if index is not None:
+                index.setdefault(entry[4:], set()).add(entry)
+            if stale and entry in stale:
+                stale.discard(entry)
+                old = None  # refreshed after a restart: no longer stale, a change
             if rejected:
-                rejected.discard(prefix)
+                rejected.discard(entry)
             if old is not attrs:
-                changed.append(prefix)
+                changed.append(entry if index is None else entry[4:])
         return changed
 
-    def withdraw(self, afi: int, prefixes: Iterable[bytes]) -> list[bytes]:
+    def withdraw(self, afi: int, entries: Iterable[bytes]) -> list[bytes]:
         table = self.table(afi)
+        index = self.multi.get(afi)
         stale = self.stale.get(afi)
         rejected = self.rejected.get(afi)
         changed: list[bytes] = []
-        for prefix in prefixes:
-            if table.pop(prefix, None) is not None:
-                changed.append(prefix)
+        for entry in entries:
+            if table.pop(entry, None) is not None:
+                changed.append(self._unindex(index, entry))
             if stale:
-                stale.discard(prefix)
+                stale.discard(entry)
             if rejected:
-                rejected.discard(prefix)
+                rejected.discard(entry)
         return changed
+
+    @staticmethod
+    def _unindex(index: dict[bytes, set[bytes]] | None, entry: bytes) -> bytes:
+        if index is None:
+            return entry
+        prefix = entry[4:]
+        entries = index.get(prefix)
+        if entries is not None:
+            entries.discard(entry)
+            if not entries:
+                del index[prefix]
+        return prefix
 
     def mark_stale(self, families: Iterable[int]) -> None:
         """RFC 4724 §4.2: keep the paths of these families, marked stale."""
@@ -82,14 +115,35 @@ class AdjRibIn:
         """Remove the paths of ``afi`` still stale (End-of-RIB received, or timer ended)."""
         stale = self.stale.pop(afi, set())
         table = self.table(afi)
-        for prefix in stale:
-            del table[prefix]
-        return list(stale)
+        index = self.multi.get(afi)
+        changed = []
+        for entry in stale:
+            del table[entry]
+            changed.append(self._unindex(index, entry))
+        return changed
+
+    def prefixes(self, afi: int) -> list[bytes]:
+        """The plain prefixes this peer has paths for."""
+        index = self.multi.get(afi)
+        return list(index) if index is not None else list(self.routes.get(afi, ()))
+
+    def is_stale(self, afi: int, prefix: bytes) -> bool:
+        stale = self.stale.get(afi)
+        if not stale:
+            return False
+        index = self.multi.get(afi)
+        if index is None:
+            return prefix in stale
+        return any(e in stale for e in index.get(prefix, ()))
 
     def clear(self, afi: int) -> list[bytes]:
         table = self.routes.pop(afi, {})
         self.stale.pop(afi, None)
         self.rejected.pop(afi, None)
+        index = self.multi.get(afi)
+        if index is not None:
+            self.multi[afi] = {}
+            return list(index)
         return list(table)
 
     def count(self) -> int:
@@ -128,7 +182,7 @@ class LocRib:
     ) -> list[bytes]:
         """Run the decision process for ``prefixes``; return those whose best path changed."""
         table = self.table(afi)
-        if len(peers) == 1 and not local:
+        if len(peers) == 1 and not local and peers[0][3] is None:
             return self._decide_single(table, prefixes, peers[0])
         changed: list[bytes] = []
         for prefix in prefixes:
@@ -138,7 +192,13 @@ class LocRib:
                 attrs = local.get(prefix)
                 if attrs is not None:
                     candidates.append((attrs, LOCAL_SOURCE))
-            for source, paths, stale in peers:
+            for source, paths, stale, index in peers:
+                if index is not None:
+                    for entry in index.get(prefix, ()):
+                        candidates.append((paths[entry], source))
+                        if stale and entry in stale:
+                            stale_of[id(source)] = True
+                    continue
                 attrs = paths.get(prefix)
                 if attrs is not None:
                     candidates.append((attrs, source))
@@ -166,7 +226,7 @@ class LocRib:
         self, table: dict[bytes, Best], prefixes: Iterable[bytes], peer: PeerTable
     ) -> list[bytes]:
         """The common case, one source of paths: its path is the best (the hot path in bulk)."""
-        source, paths, stale = peer
+        source, paths, stale, _index = peer
         bests: dict[tuple[int, bool], Best] = {}
         changed: list[bytes] = []
         for prefix in prefixes:

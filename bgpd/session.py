@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -160,6 +160,22 @@ class Session:
         conn.writer.writelines(frames)
         self.stats.sent[kind] = self.stats.sent.get(kind, 0) + len(frames)
         return True
+
+    def when_drained(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the Established connection's write buffer has drained."""
+        conn = self._conns.get(self.established_conn or -1)
+        if conn is None:
+            return
+
+        async def wait() -> None:
+            with contextlib.suppress(ConnectionError):
+                await conn.writer.drain()
+                if self._conns.get(conn.ident) is conn:
+                    callback()
+
+        task = asyncio.create_task(wait())
+        self._pending_connects.add(task)  # cancelled with the session, like connects
+        task.add_done_callback(self._pending_connects.discard)
 
     def write_buffer_size(self) -> int:
         conn = self._conns.get(self.established_conn or -1)

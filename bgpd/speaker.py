@@ -24,6 +24,7 @@ from bgpd import tcp
 from bgpd.codec.errors import CeaseSubcode, ErrorCode
 from bgpd.codec.messages import encode_message
 from bgpd.codec.types import (
+    AddPath,
     Afi,
     Capability,
     ExtendedMessage,
@@ -39,7 +40,7 @@ from bgpd.codec.types import (
     Update,
     prefix_from_str,
 )
-from bgpd.decision import PathSource
+from bgpd.decision import LOCAL_SOURCE, PathSource
 from bgpd.export import Exporter
 from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
 from bgpd.policy import PeerPolicy, import_path, local_path
@@ -244,6 +245,8 @@ class Speaker:
             RouteRefreshCap(),
             FourOctetAs(self.config.asn),
             ExtendedMessage(),
+            # RFC 7911: receive and send several paths per prefix, where the peer agrees.
+            AddPath(((Afi.IPV4, Safi.UNICAST, 3), (Afi.IPV6, Safi.UNICAST, 3))),
         ]
         if self.config.graceful_restart:
             # F bit set: a restarting podbgp keeps forwarding (felix never flushes routes).
@@ -285,6 +288,9 @@ class Speaker:
             rr_client=peer.spec.rr_client,
             cluster_id=self.config.cluster_id,
         )
+        for afi in (Afi.IPV4, Afi.IPV6):
+            add_path = (afi, Safi.UNICAST) in negotiated.add_path_receive
+            self._mark_dirty(afi, peer.adj_in.set_add_path(afi, add_path))
         log.info("peer=%s event=established asn=%d", session.address, negotiated.peer_asn)
         self._sweep_unsupported_stale(peer, negotiated)
         self.exporter.send_full_table(peer)
@@ -311,7 +317,7 @@ class Speaker:
                     self._mark_dirty(afi, peer.adj_in.clear(afi))
             self._arm_stale_timer(peer, gr.restart_time)
             for afi in families:
-                self._mark_dirty(afi, peer.adj_in.stale.get(afi, ()))  # re-decide: now stale
+                self._mark_dirty(afi, peer.adj_in.prefixes(afi))  # re-decide: now stale
         else:
             for afi in list(peer.adj_in.routes):
                 self._mark_dirty(afi, peer.adj_in.clear(afi))
@@ -433,7 +439,7 @@ class Speaker:
             if not prefixes:
                 continue
             peers = [
-                (p.source, table, p.adj_in.stale.get(afi))
+                (p.source, table, p.adj_in.stale.get(afi), p.adj_in.multi.get(afi))
                 for p in self.peers.values()
                 if p.source is not None and (table := p.adj_in.routes.get(afi))
             ]
@@ -444,6 +450,25 @@ class Speaker:
                 for listener in self.route_listeners:
                     for prefix in changed:
                         listener(afi, prefix, table.get(prefix))
+
+    def paths_for(self, afi: int, prefix: bytes) -> list[tuple[PathAttributes, PathSource, bytes]]:
+        """Every eligible path for a prefix: (attributes, source, received path id or b"")."""
+        paths: list[tuple[PathAttributes, PathSource, bytes]] = []
+        local = self.originated.get(afi, {}).get(prefix)
+        if local is not None:
+            paths.append((local, LOCAL_SOURCE, b""))
+        for peer in self.peers.values():
+            table = peer.adj_in.routes.get(afi)
+            if not table or peer.source is None:
+                continue
+            index = peer.adj_in.multi.get(afi)
+            if index is None:
+                attrs = table.get(prefix)
+                if attrs is not None:
+                    paths.append((attrs, peer.source, b""))
+            else:
+                paths.extend((table[e], peer.source, e[:4]) for e in index.get(prefix, ()))
+        return paths
 
     # --- inbound connections ---------------------------------------------------------------
 

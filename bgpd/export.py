@@ -149,11 +149,16 @@ class Exporter:
 
     # --- export ------------------------------------------------------------------------
 
-    def export(self, afi: int, prefixes: list[bytes]) -> None:
+    def export(self, afi: int, changed: list[bytes], touched: Iterable[bytes]) -> None:
+        """Send the Loc-RIB changes (``changed``: best path changed; ``touched``: any path of
+        the prefix changed, which matters to ADD-PATH groups) to every group."""
         for group in list(self.groups.values()):
             if not group.synced or (afi, Safi.UNICAST) not in group.families:
                 continue
-            changes = self._compute(group, afi, prefixes)
+            add_path = (afi, Safi.UNICAST) in group.add_path
+            if not (touched if add_path else changed):
+                continue
+            changes = self._compute(group, afi, touched if add_path else changed)
             if changes.touched:
                 self._distribute(group, afi, changes)
 

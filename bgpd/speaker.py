@@ -42,7 +42,7 @@ from bgpd.codec.types import (
 )
 from bgpd.decision import LOCAL_SOURCE, PathSource
 from bgpd.export import Exporter
-from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
+from bgpd.fsm import FsmConfig, Negotiated, SessionDown
 from bgpd.policy import PeerPolicy, import_path, local_path
 from bgpd.rib import AdjRibIn, Best, LocRib
 from bgpd.session import Session
@@ -444,8 +444,9 @@ class Speaker:
                 if p.source is not None and (table := p.adj_in.routes.get(afi))
             ]
             changed = self.loc_rib.decide(afi, prefixes, peers, self.originated.get(afi))
+            # ADD-PATH groups advertise every path, so they see every touched prefix.
+            self.exporter.export(afi, changed, prefixes)
             if changed:
-                self.exporter.export(afi, changed)
                 table = self.loc_rib.table(afi)
                 for listener in self.route_listeners:
                     for prefix in changed:
@@ -485,13 +486,3 @@ class Speaker:
             writer.close()
             return
         peer.session.accept(reader, writer)
-
-    # --- read-only views (REST API, CLI, metrics) -----------------------------------------
-
-    def families_of(self, peer: Peer) -> tuple[tuple[int, int], ...]:
-        if peer.negotiated is None:
-            return ()
-        return peer.negotiated.families
-
-    def established_peers(self) -> list[Peer]:
-        return [p for p in self.peers.values() if p.session.state == State.ESTABLISHED]

@@ -237,3 +237,82 @@ def test_redundant_reflectors_survive_one_loss(netns_factory: NetnsFactory, tmp_
         wait_for(lambda sp=sp: sp.peer_state(victim) == "Established", 40, what="rejoin")
         wait_for(lambda sp=sp: has_all(sp), 20, what="all blocks after rejoin")
     assert since_to(survivor) == before, "sessions to the surviving reflector flapped"
+
+
+ANYCAST = "10.99.0.0/24"
+
+
+def test_add_path_send_two_paths_reach_a_bird_client(
+    netns_factory: NetnsFactory, tmp_path: Path
+) -> None:
+    """Two BIRD clients originate one prefix; a third (`add paths on`) gets both paths from
+    the podbgp reflector (RFC 7911), one per next hop."""
+    clients = ["192.0.2.11", "192.0.2.12", "192.0.2.13"]
+    ns = {a: netns_factory.namespace("c") for a in [RR, *clients]}
+    netns_factory.lan({ns[a]: [f"{a}/24"] for a in ns})
+    start_podbgp(
+        netns_factory, ns[RR], tmp_path, "rr", RR, routeReflector={"clusterId": CLUSTER},
+        peers=[{"address": a, "asNumber": ASN, "routeReflectorClient": True} for a in clients],
+    )  # fmt: skip
+    birds = []
+    for i, a in enumerate(clients):
+        receiver = i == 2
+        config = BirdConfig(
+            router_id=a, asn=ASN, listen_address=a,
+            neighbors=(BirdNeighbor(RR, ASN, name="reflector", add_paths_rx=receiver,
+                                    add_paths_tx=receiver),),
+            routes=() if receiver else (StaticRoute(ANYCAST),),
+        )  # fmt: skip
+        birds.append(BirdRouter(netns_factory, ns[a], config, tmp_path / a).start())
+    receiver = birds[2]
+    receiver.wait_established("reflector", 30)
+    paths = wait_for(
+        lambda: len(r := [x for x in receiver.routes() if x["prefix"] == ANYCAST]) == 2 and r,
+        30, what="two paths for the anycast prefix",
+    )  # fmt: skip
+    assert sorted(p["next_hop"] for p in paths) == clients[:2]
+    assert sorted(p["originator_id"] for p in paths) == clients[:2]
+    # A client without ADD-PATH gets only the best path (the reflector prefers .11, lower
+    # router ID), and .11, its source, gets nothing back.
+    plain = wait_for(
+        lambda: [p for p in birds[1].routes() if p["prefix"] == ANYCAST and
+                 p["protocol"] == "reflector"], 20, what="best path at .12",
+    )  # fmt: skip
+    assert [p["next_hop"] for p in plain] == [clients[0]]
+    assert not [p for p in birds[0].routes() if p["protocol"] == "reflector"]
+
+
+def test_add_path_receive_from_a_bird_reflector(
+    netns_factory: NetnsFactory, tmp_path: Path
+) -> None:
+    """A BIRD reflector with `add paths tx` sends podbgp both paths of one prefix."""
+    origins = ["192.0.2.11", "192.0.2.12"]
+    node = "192.0.2.20"
+    ns = {a: netns_factory.namespace("n") for a in [RR, *origins, node]}
+    netns_factory.lan({ns[a]: [f"{a}/24"] for a in ns})
+    config = BirdConfig(
+        router_id=RR, asn=ASN, listen_address=RR, rr_cluster_id=CLUSTER,
+        neighbors=(
+            *(BirdNeighbor(a, ASN, rr_client=True) for a in origins),
+            BirdNeighbor(node, ASN, rr_client=True, add_paths_tx=True, add_paths_rx=True),
+        ),
+    )  # fmt: skip
+    BirdRouter(netns_factory, ns[RR], config, tmp_path / "rr").start()
+    for a in origins:
+        origin_cfg = BirdConfig(
+            router_id=a, asn=ASN, listen_address=a,
+            neighbors=(BirdNeighbor(RR, ASN, name="reflector"),), routes=(StaticRoute(ANYCAST),),
+        )  # fmt: skip
+        BirdRouter(netns_factory, ns[a], origin_cfg, tmp_path / a).start()
+    sp = start_podbgp(
+        netns_factory, ns[node], tmp_path, "node", node, peers=[{"address": RR, "asNumber": ASN}]
+    )
+    peer = wait_for(
+        lambda: ((p := sp.try_get(f"/v1/peers/{RR}")) or {}).get("prefixes", {}).get("accepted")
+        == 2 and p, 30, what="two paths received for one prefix",
+    )  # fmt: skip
+    assert "add-path" in peer["capabilities"]
+    route = sp.routes_by_prefix()[ANYCAST]
+    assert route["nextHop"] in origins
+    assert route["reason"] == "lower router ID"  # decided between the two received paths
+    assert route["originatorId"] == origins[0]

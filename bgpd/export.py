@@ -80,6 +80,7 @@ class Exporter:
         self._interned: dict[PathAttributes, PathAttributes] = {}
         self._out_cache: dict[tuple[object, ...], PathAttributes | None] = {}
         self._path_ids: dict[tuple[str, bytes], bytes] = {}
+        self.high_water = HIGH_WATER
 
     def intern(self, attrs: PathAttributes | None) -> PathAttributes | None:
         if attrs is None:
@@ -286,7 +287,7 @@ class Exporter:
 
     def _check_pressure(self, group: UpdateGroup, member: Member) -> None:
         session = member.peer.session
-        if member.paused or session.write_buffer_size() < HIGH_WATER:
+        if member.paused or session.write_buffer_size() < self.high_water:
             return
         member.paused = True
         log.info("peer=%s event=paused buffered=%d", session.address, session.write_buffer_size())

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -176,6 +177,11 @@ class Session:
         task = asyncio.create_task(wait())
         self._pending_connects.add(task)  # cancelled with the session, like connects
         task.add_done_callback(self._pending_connects.discard)
+
+    def established_socket(self) -> socket.socket | None:
+        """The Established connection's socket (socket options, diagnostics)."""
+        conn = self._conns.get(self.established_conn or -1)
+        return None if conn is None else conn.writer.get_extra_info("socket")
 
     def write_buffer_size(self) -> int:
         conn = self._conns.get(self.established_conn or -1)

@@ -295,9 +295,18 @@ class Fsm:
             # (passive TCP establishment, §8.1.1) keeps two speakers that fail together from
             # rejecting each other in lockstep forever.
             self._idle_until = None
-        if self._established() is not None:
-            return self._reject(conn, _COLLISION)
         actions: list[Action] = []
+        established = self._established()
+        if established is not None:
+            neg = established.negotiated
+            if neg is None or neg.graceful_restart is None:
+                return self._reject(conn, _COLLISION)
+            # RFC 4724 §4.2: a graceful-restart peer connecting again while we still hold its
+            # old session has restarted; the old session ends without a NOTIFICATION (its
+            # routes turn stale) and the new connection proceeds.
+            actions += self._end(
+                established, now, "Peer restarted (graceful restart)", failure=False
+            )
         for old in [c for c in self._conns.values() if not c.outbound]:
             # A peer has one outbound connection at a time: a new one means it gave up the old.
             actions += self._end(old, now, "", sent=_COLLISION, failure=False)

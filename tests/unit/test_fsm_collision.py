@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from bgpd.codec.errors import CeaseSubcode, ErrorCode, OpenSubcode
-from bgpd.codec.types import Keepalive, Message, Notification, Open
+from bgpd.codec.types import FourOctetAs, GracefulRestart, Keepalive, Message, Notification, Open
 from bgpd.fsm import (
     Close,
     Connect,
@@ -18,6 +18,7 @@ from bgpd.fsm import (
     ManualStart,
     MessageReceived,
     Send,
+    SessionDown,
     SessionUp,
     State,
     TcpAccepted,
@@ -188,3 +189,25 @@ def test_late_failure_of_a_closed_connection_is_not_taken_for_the_pending_connec
     # Still waiting for our connect, which is then taken as the outbound connection.
     assert fsm.handle(TcpConnected(OUTBOUND), 1.0) == [Send(OUTBOUND, _our_open(cfg))]
     assert fsm.connections == {4: State.OPEN_SENT, OUTBOUND: State.OPEN_SENT}
+
+
+def test_graceful_restart_peer_reconnecting_while_established_replaces_the_session() -> None:
+    # RFC 4724 §4.2: the peer restarted before we noticed; its new connection wins, and the old
+    # session ends without a NOTIFICATION so that its routes can be kept as stale.
+    gr_open = Open(
+        asn=65002, hold_time=90, router_id=PEER_ID,
+        capabilities=(FourOctetAs(65002), GracefulRestart(0, 120, ((1, 1, 0x80),))),
+    )  # fmt: skip
+    fsm = Fsm(config(passive=True))
+    fsm.handle(ManualStart(), 0.0)
+    fsm.handle(TcpAccepted(INBOUND), 0.0)
+    fsm.handle(rx(INBOUND, gr_open), 0.0)
+    fsm.handle(rx(INBOUND, Keepalive()), 0.0)
+    assert fsm.state is State.ESTABLISHED
+    actions = fsm.handle(TcpAccepted(5), 1.0)
+    downs = [a for a in actions if isinstance(a, SessionDown)]
+    assert len(downs) == 1 and downs[0].sent is None and downs[0].received is None
+    assert Close(INBOUND) in actions
+    assert not any(isinstance(a, Send) and a.conn == INBOUND for a in actions)
+    assert any(isinstance(a, Send) and a.conn == 5 and isinstance(a.message, Open) for a in actions)
+    assert fsm.connections == {5: State.OPEN_SENT}

@@ -188,12 +188,29 @@ def _session_row(peer: dict[str, Any]) -> list[str]:
     ]
 
 
+def _datastore_line(ds: dict[str, Any]) -> str:
+    """``podbgp node``'s datastore health in one line (absent for a plain speaker)."""
+    where = " ".join(str(ds[k]) for k in ("type", "description") if ds.get(k))
+    if ds.get("synced") and ds.get("connected", True):
+        state = "connected, synced"
+    elif ds.get("connected"):
+        state = "connected, not synced yet"
+    else:
+        state = "not connected"
+    if ds.get("lastError") and state != "connected, synced":
+        state += f" (last error: {ds['lastError']})"
+    return f"Datastore {where}: {state}"
+
+
 def render_status(status: dict[str, Any], peers: list[dict[str, Any]]) -> str:
     where = f" on {status['nodeName']}" if status.get("nodeName") else ""
     head = (
         f"podbgp is running{where} (router ID {status.get('routerId', '?')}, "
         f"AS {status.get('asNumber', '?')}, up {format_duration(status.get('uptimeSeconds', 0))})"
     )
+    datastore = status.get("datastore")
+    if isinstance(datastore, dict):
+        head += "\n" + _datastore_line(datastore)
     if not peers:
         return head + "\n\nNo peers configured."
     session_rows = [_session_row(p) for p in peers]

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("podbgp.metrics")
 
 Snapshot = Callable[[], Mapping[str, Any]]
+Family = GaugeMetricFamily | CounterMetricFamily
 
 # BGP4-MIB bgpPeerState (RFC 4273): idle(1) .. established(6); 0 means a state we do not know.
 STATE_VALUES = {
@@ -83,9 +84,9 @@ def _counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> CounterMetric
     return CounterMetricFamily(name, doc, labels=list(labels))
 
 
-def _families() -> dict[str, Metric]:
+def _families() -> dict[str, Family]:
     """Every family the collector can export, empty; keyed by the name without ``_total``."""
-    f: list[Metric] = [
+    f: list[Family] = [
         _gauge("podbgp_bgp_session_state", "BGP session state: 1 Idle, 2 Connect, 3 Active, "
                "4 OpenSent, 5 OpenConfirm, 6 Established (BGP4-MIB bgpPeerState)", PEER_LABELS),
         _gauge("podbgp_bgp_session_up", "1 when the BGP session is Established", PEER_LABELS),
@@ -183,7 +184,7 @@ class PodbgpCollector:
     def collect(self) -> Iterator[Metric]:
         families = _families()
         ok = families["podbgp_snapshot_ok"]
-        sources: list[tuple[str, Callable[[dict[str, Metric]], None]]] = [
+        sources: list[tuple[str, Callable[[dict[str, Family]], None]]] = [
             ("speaker", self._speaker)
         ]
         if self.felix is not None:
@@ -203,7 +204,7 @@ class PodbgpCollector:
             if family.samples:
                 yield family
 
-    def _speaker(self, f: dict[str, Metric]) -> None:
+    def _speaker(self, f: dict[str, Family]) -> None:
         status = self.view.status()
         for key, name in (
             ("routes", "podbgp_bgp_loc_rib_routes"),
@@ -216,7 +217,7 @@ class PodbgpCollector:
         for peer in self.view.peers():
             self._peer(f, peer, now)
 
-    def _peer(self, f: dict[str, Metric], peer: Mapping[str, Any], now: float) -> None:
+    def _peer(self, f: dict[str, Family], peer: Mapping[str, Any], now: float) -> None:
         labels = [str(peer.get("address")), str(peer.get("type") or "")]
         state = str(peer.get("state"))
         up = state == "Established"
@@ -243,7 +244,7 @@ class PodbgpCollector:
                 if value is not None:
                     f[name].add_metric([*labels, str(kind)], value)
 
-    def _felix(self, f: dict[str, Metric]) -> None:
+    def _felix(self, f: dict[str, Family]) -> None:
         assert self.felix is not None
         snap = self.felix()
         for kind, count in sorted((snap.get("routes_programmed") or {}).items()):
@@ -252,12 +253,12 @@ class PodbgpCollector:
                 f["podbgp_felix_routes_programmed"].add_metric([str(kind)], value)
         _scalars(f, snap, _FELIX_SCALARS)
 
-    def _datastore(self, f: dict[str, Metric]) -> None:
+    def _datastore(self, f: dict[str, Family]) -> None:
         assert self.datastore is not None
         _scalars(f, self.datastore(), _DATASTORE_SCALARS)
 
 
-def _scalars(f: dict[str, Metric], snap: Mapping[str, Any], keys: Mapping[str, str]) -> None:
+def _scalars(f: dict[str, Family], snap: Mapping[str, Any], keys: Mapping[str, str]) -> None:
     for key, name in keys.items():
         value = _number(snap.get(key))
         if value is not None:

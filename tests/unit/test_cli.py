@@ -1,4 +1,5 @@
-"""``podbgp status`` / ``routes`` / ``version`` against a real API server on loopback.
+"""``podbgp status`` / ``routes`` / ``version`` against a real API server on loopback, with and
+without a bearer token, and ``status --cluster`` against a served ``/v1/cluster/peers`` answer.
 
 The server is the real ``bgpd.api`` application started with ``start_api``; the speaker behind it
 is a small in-test ``SpeakerView`` with fixed data so the tables can be golden-tested. The fake is
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 import bgpd
 from bgpd.api import start_api
@@ -282,3 +284,215 @@ def test_render_table_centres_headers() -> None:
         "| wide cell | x    |\n"
         "+-----------+------+"
     )
+
+
+# --- bearer token ----------------------------------------------------------------------------
+
+TOKEN = "cli-t0ken_value"
+
+
+@pytest.fixture
+def token_file(tmp_path: Path) -> str:
+    path = tmp_path / "token"
+    path.write_text(TOKEN + "\n")
+    return str(path)
+
+
+@pytest.fixture
+async def secured_api(view: FixedView, token_file: str) -> AsyncIterator[str]:
+    runner = await start_api(view, "127.0.0.1", 0, token_file=token_file)
+    try:
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_status_with_token_file(
+    secured_api: str, token_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await run_main("status", "--api", secured_api, "--token-file", token_file) == 0
+    assert capsys.readouterr().out == STATUS_TABLE
+
+
+async def test_token_file_from_environment(
+    secured_api: str, token_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PODBGP_TOKEN_FILE": token_file}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bgpd", "routes", "--api", secured_api, "-o", "json",
+        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert (proc.returncode, err.decode()) == (0, "")
+    assert json.loads(out) == ROUTES
+
+
+async def test_missing_token_is_an_api_error(
+    secured_api: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await run_main("status", "--api", secured_api) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        "podbgp API error: /v1/status: HTTP 401: missing bearer token (send Authorization: "
+        "Bearer <token>) (pass the API token with --token-file or $PODBGP_TOKEN_FILE)\n"
+    )
+
+
+async def test_wrong_token_is_refused_and_not_echoed(
+    secured_api: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-token\n")
+    assert await run_main("routes", "--api", secured_api, "--token-file", str(wrong)) == 1
+    out, err = capsys.readouterr()
+    assert "HTTP 401: invalid bearer token" in err
+    assert "not-the-token" not in out + err
+
+
+@pytest.mark.parametrize("verb", ["status", "routes"])
+async def test_unreadable_token_file_exits_2(
+    verb: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing"
+    url = f"http://127.0.0.1:{free_port()}"
+    assert await run_main(verb, "--api", url, "--token-file", str(missing)) == 2
+    assert capsys.readouterr().err == (
+        f"podbgp {verb}: cannot read token file {missing}: No such file or directory\n"
+    )
+
+
+async def test_status_names_the_node(
+    api: str, view: FixedView, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(STATUS, "nodeName", "node-1")
+    view.peer_list = []
+    assert await run_main("status", "--api", api) == 0
+    assert capsys.readouterr().out.startswith("podbgp is running on node-1 (router ID 192.0.2.11,")
+
+
+# --- the cluster view ------------------------------------------------------------------------
+
+CLUSTER = {
+    "nodes": [
+        {
+            "name": "node-1",
+            "apiAddress": "http://192.0.2.11:9179",
+            "reachable": True,
+            "error": None,
+            "peers": [PEERS[0]],
+        },
+        {
+            "name": "node-2",
+            "apiAddress": "http://192.0.2.12:9179",
+            "reachable": True,
+            "error": None,
+            "peers": [],
+        },
+        {
+            "name": "node-3",
+            "apiAddress": "http://198.51.100.13:9179",
+            "reachable": False,
+            "error": "timed out after 3s",
+            "peers": [],
+        },
+    ]
+}
+
+CLUSTER_TABLE = """\
+podbgp cluster view from {api}: 3 nodes, 2 reachable
+
+BGP sessions
++--------+--------------+-----------+-------------+----------------------+----------+
+|  NODE  | PEER ADDRESS | PEER TYPE |    STATE    |        SINCE         |   INFO   |
++--------+--------------+-----------+-------------+----------------------+----------+
+| node-1 | 192.0.2.12   | global    | Established | 2024-05-01T12:00:00Z |          |
+| node-2 | -            | -         | -           | -                    | no peers |
++--------+--------------+-----------+-------------+----------------------+----------+
+
+Unreachable nodes
++--------+---------------------------+--------------------+
+|  NODE  |        API ADDRESS        |       ERROR        |
++--------+---------------------------+--------------------+
+| node-3 | http://198.51.100.13:9179 | timed out after 3s |
++--------+---------------------------+--------------------+
+"""
+
+
+@pytest.fixture
+async def cluster_api(view: FixedView) -> AsyncIterator[str]:
+    async def cluster_peers(request: web.Request) -> web.Response:
+        return web.json_response(CLUSTER)
+
+    runner = await start_api(
+        view, "127.0.0.1", 0, routes=[web.get("/v1/cluster/peers", cluster_peers)]
+    )
+    try:
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_status_cluster_table(cluster_api: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert await run_main("status", "--cluster", "--api", cluster_api) == 0
+    assert capsys.readouterr().out == CLUSTER_TABLE.format(api=cluster_api)
+
+
+async def test_status_cluster_json(cluster_api: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert await run_main("status", "--cluster", "--api", cluster_api, "-o", "json") == 0
+    assert json.loads(capsys.readouterr().out) == CLUSTER
+
+
+async def test_status_cluster_on_a_plain_speaker(
+    api: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await run_main("status", "--cluster", "--api", api) == 1
+    assert capsys.readouterr().err == (
+        "podbgp API error: /v1/cluster/peers: HTTP 404: no such endpoint: /v1/cluster/peers "
+        "(the cluster view is served by `podbgp node`)\n"
+    )
+
+
+async def test_status_cluster_unreachable_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    assert await run_main("status", "--cluster", "--api", url) == 1
+    assert capsys.readouterr().err.startswith(f"podbgp is not running: cannot reach {url}")
+
+
+@pytest.mark.parametrize(
+    ("datastore", "line"),
+    [
+        (
+            {"type": "etcd", "description": "http://192.0.2.2:2379", "connected": True,
+             "synced": True, "lastError": "old news"},
+            "Datastore etcd http://192.0.2.2:2379: connected, synced",
+        ),
+        (
+            {"type": "etcd", "description": "http://192.0.2.2:2379", "connected": False,
+             "synced": True, "lastError": "connection refused"},
+            "Datastore etcd http://192.0.2.2:2379: not connected (last error: connection refused)",
+        ),
+        (
+            {"type": "file", "description": "/etc/podbgp/cluster", "connected": True,
+             "synced": False, "lastError": None},
+            "Datastore file /etc/podbgp/cluster: connected, not synced yet",
+        ),
+    ],
+)  # fmt: skip
+async def test_status_shows_the_nodes_datastore(
+    api: str,
+    view: FixedView,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    datastore: dict[str, Any],
+    line: str,
+) -> None:
+    monkeypatch.setitem(STATUS, "datastore", datastore)
+    view.peer_list = []
+    assert await run_main("status", "--api", api) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        "podbgp is running (router ID 192.0.2.11, AS 64512, up 5m3s)",
+        line,
+    ]

@@ -38,7 +38,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 # Modules that add verbs: each has ``register(verbs)`` taking the argparse subparsers object and
 # setting ``func`` (args -> exit status) on its parsers. Listed explicitly, imported on use.
-VERB_MODULES: tuple[str, ...] = ("rr.cli", "bgpd.lab")
+VERB_MODULES: tuple[str, ...] = ("rr.cli", "felix.cli", "bgpd.lab")
 
 PEER_TYPES = {
     "mesh": "node-to-node mesh",

@@ -1,0 +1,398 @@
+"""felix's dataplane: the speaker's best routes, the node's blocks and pods, into kernel routes.
+
+:class:`Dataplane` is what ``podbgp node`` runs next to its BGP speaker. It collects inputs
+(best-route changes through :meth:`Dataplane.on_route`, which is appended to the speaker's
+``route_listeners``; pools, own blocks and nodes from the datastore; local pods from the kernel,
+where ``podbgp-cni`` tags each pod's host-side veth), keeps the tunnel devices converged
+(felix.tunnels), and runs the reconciler (felix.reconcile) that makes felix's routes in the
+kernel match felix.plan's output. Nothing is flushed on start or stop: routes left by a previous
+run are adopted and removed only once the speaker has converged (:meth:`mark_converged`, or the
+convergence timeout).
+
+The route listener is synchronous and cheap (it only records the next hop and wakes the
+reconciler), so the speaker task is never held up by kernel writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from bgpd.codec.types import prefix_to_str
+from felix.netlink import KernelError, LinkMonitor, Netlink, ensure_protocol_name
+from felix.plan import (
+    IPIP_DEVICE,
+    IPIP_OVERHEAD,
+    VXLAN_DEVICE,
+    VXLAN_OVERHEAD,
+    EncapMode,
+    Plan,
+    PlanInput,
+    Pool,
+    Vtep,
+    plan,
+    tunnels_needed,
+    workload_ips,
+)
+from felix.reconcile import Reconciler
+from felix.tunnels import TunnelState, ensure_ipip, ensure_vxlan, vtep_mac
+
+log = logging.getLogger("podbgp.felix.dataplane")
+
+DEFAULT_ROUTE_PROTOCOL = 80
+AddressSource = Callable[[str], Awaitable[str]]  # IPAM handle -> address from our block
+VtepPublisher = Callable[[dict[str, str]], Awaitable[None]]
+
+
+def ipip_handle(node: str) -> str:
+    return f"{IPIP_DEVICE}:{node}"
+
+
+def vxlan_handle(node: str) -> str:
+    return f"{VXLAN_DEVICE}:{node}"
+
+
+def to_pool(obj: Any) -> Pool:
+    """An IPPool-like object (``cidr``, ``ipip_mode``, ``vxlan_mode``, ``disabled``) as a Pool."""
+    if isinstance(obj, Pool):
+        return obj
+    return Pool(
+        cidr=str(obj.cidr),
+        ipip_mode=EncapMode(getattr(obj, "ipip_mode", "Never") or "Never"),
+        vxlan_mode=EncapMode(getattr(obj, "vxlan_mode", "Never") or "Never"),
+        disabled=bool(getattr(obj, "disabled", False)),
+    )
+
+
+def to_vtep(node: Any) -> Vtep | None:
+    """A node record's VTEP (``vtep`` dict with ``ip`` and ``mac``, published by its felix)."""
+    if isinstance(node, Vtep):
+        return node
+    vtep = getattr(node, "vtep", None) or {}
+    address = node.address(4) if hasattr(node, "address") else None
+    if not vtep.get("ip") or not vtep.get("mac") or not address:
+        return None
+    return Vtep(node_ip=str(address), ip=str(vtep["ip"]), mac=str(vtep["mac"]).lower())
+
+
+class Dataplane:
+    """Programs one node's kernel routes; see the module docstring."""
+
+    def __init__(
+        self,
+        node_name: str,
+        node_address: str,
+        uplink: str,
+        route_protocol: int = DEFAULT_ROUTE_PROTOCOL,
+        mtu: int | None = None,
+        *,
+        resync_interval: float = 10.0,
+        converge_timeout: float = 60.0,
+        netns: str | None = None,
+        address_source: AddressSource | None = None,
+        vtep_publisher: VtepPublisher | None = None,
+        register_protocol_name: bool = True,
+        enable_forwarding: bool = True,
+    ) -> None:
+        self.node_name = node_name
+        self.node_address = str(ipaddress.ip_interface(node_address))
+        self.uplink = uplink
+        self.route_protocol = route_protocol
+        self.mtu_override = mtu
+        self.converge_timeout = converge_timeout
+        self.netns = netns
+        self.address_source = address_source
+        self.vtep_publisher = vtep_publisher
+        self.register_protocol_name = register_protocol_name
+        self.enable_forwarding = enable_forwarding
+        self.nl = Netlink(route_protocol, netns)
+        self.reconciler = Reconciler(
+            self.nl, self._plan, resync_interval=resync_interval, vxlan_device=None
+        )
+        self.best: dict[str, str] = {}  # remote prefix -> next hop
+        self.pools: tuple[Pool, ...] = ()
+        self.blocks: frozenset[str] = frozenset()
+        self.vteps: dict[str, Vtep] = {}
+        self.tunnel_addresses: dict[str, str] = {}
+        self.tunnels: dict[str, TunnelState] = {}
+        self.uplink_mtu = mtu or 1500
+        self.pods: dict[str, str] = {}
+        self.protocol_file: str | None = None
+        self.started = 0.0
+        self._published_vtep: dict[str, str] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._monitor: LinkMonitor | None = None
+        self._tunnel_errors: dict[str, str] = {}
+
+    # -- inputs (called from the speaker and the agent; never block) ---------------------------
+
+    def on_route(self, afi: int, prefix_wire: bytes, best: Any) -> None:
+        """Speaker route listener: record the best path's next hop for remote prefixes."""
+        prefix = prefix_to_str(afi, prefix_wire)
+        if best is None or best.source.local:
+            changed = self.best.pop(prefix, None) is not None
+        else:
+            next_hop = str(best.attrs.next_hop)
+            changed = self.best.get(prefix) != next_hop
+            self.best[prefix] = next_hop
+        if changed:
+            self.reconciler.trigger()
+
+    def set_pools(self, pools: Iterable[Any]) -> None:
+        new = tuple(sorted((to_pool(p) for p in pools), key=lambda p: p.cidr))
+        if new != self.pools:
+            self.pools = new
+            self.reconciler.trigger(full=True)
+
+    def set_blocks(self, blocks: Iterable[Any]) -> None:
+        new = frozenset(str(getattr(b, "cidr", b)) for b in blocks)
+        if new != self.blocks:
+            self.blocks = new
+            self.reconciler.trigger(full=True)
+
+    def set_nodes(self, nodes: Iterable[Any]) -> None:
+        vteps = {v.node_ip: v for v in (to_vtep(n) for n in nodes) if v is not None}
+        if vteps != self.vteps:
+            self.vteps = vteps
+            self.reconciler.trigger()
+
+    def set_tunnel_address(self, device: str, ip: str) -> None:
+        """Use ``ip`` for ``device`` (instead of asking ``address_source``)."""
+        if self.tunnel_addresses.get(device) != ip:
+            self.tunnel_addresses[device] = ip
+            self.reconciler.trigger(full=True)
+
+    def mark_converged(self) -> None:
+        self.reconciler.mark_converged()
+
+    def forget_routes(self) -> None:
+        """The speaker was replaced: drop its routes from the plan, not from the kernel.
+
+        Until the new speaker converges again, kernel routes the plan no longer lists are kept
+        (adopted), so traffic keeps flowing while the sessions come back.
+        """
+        self.best.clear()
+        self.reconciler.converged = False
+        if self._tasks:
+            self._tasks[0].cancel()
+            self._tasks[0] = asyncio.create_task(
+                self._converge_after_timeout(), name="felix-converge"
+            )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Open the kernel socket and run until :meth:`stop`; routes stay installed on exit."""
+        self.started = time.time()
+        if self.register_protocol_name:
+            try:
+                written = ensure_protocol_name(self.route_protocol)
+                self.protocol_file = str(written) if written else None
+            except OSError as exc:
+                log.warning("event=protocol-name-failed error=%s", exc)
+        if self.enable_forwarding and self.netns is None:
+            self._enable_forwarding()
+        await self.nl.open()
+        self._tasks = [
+            asyncio.create_task(self._converge_after_timeout(), name="felix-converge"),
+            asyncio.create_task(self._watch_links(), name="felix-monitor"),
+        ]
+        log.info(
+            "event=started node=%s address=%s uplink=%s protocol=%d",
+            self.node_name, self.node_address, self.uplink, self.route_protocol,
+        )  # fmt: skip
+        try:
+            await self.reconciler.run()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if self._monitor is not None:
+                self._monitor.close()
+            await self.nl.close()
+
+    def _enable_forwarding(self) -> None:
+        """A node routes for its pods: IPv4 forwarding on (and IPv6 when the node has IPv6)."""
+        keys = ["net/ipv4/ip_forward"]
+        if ipaddress.ip_interface(self.node_address).version == 6:
+            keys.append("net/ipv6/conf/all/forwarding")
+        for key in keys:
+            path = Path("/proc/sys", key)
+            try:
+                if path.read_text().strip() != "1":
+                    path.write_text("1")
+                    log.info("event=forwarding-enabled sysctl=%s", key.replace("/", "."))
+            except OSError as exc:
+                log.warning("event=forwarding-failed sysctl=%s error=%s", key, exc)
+
+    async def stop(self) -> None:
+        """Stop the loop. Kernel routes stay (a restart adopts them)."""
+        self.reconciler.stop()
+
+    async def wait_synced(self, timeout: float = 10.0) -> None:
+        """Wait for the next completed pass (tests and start-up)."""
+        self.reconciler.synced.clear()
+        await asyncio.wait_for(self.reconciler.synced.wait(), timeout)
+
+    async def _converge_after_timeout(self) -> None:
+        await asyncio.sleep(self.converge_timeout)
+        if not self.reconciler.converged:
+            log.info("event=converge-timeout after=%.0fs", self.converge_timeout)
+            self.reconciler.mark_converged()
+
+    async def _watch_links(self) -> None:
+        """Heal at once when a link felix cares about changes (down/up, deleted, re-created)."""
+        self._monitor = LinkMonitor(self.netns)
+        try:
+            await self._monitor.open()
+            while True:
+                events = await self._monitor.events()
+                if any(event.endswith("LINK") for event, _ in events):
+                    self.reconciler.trigger(full=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the periodic resync still heals, only later
+            log.warning("event=monitor-failed error=%s", exc)
+
+    # -- planning ------------------------------------------------------------------------------
+
+    async def _plan(self, full: bool) -> Plan:
+        links = await self.nl.links()
+        by_name = {link.name: link for link in links}
+        uplink = by_name.get(self.uplink)
+        if self.mtu_override is None and uplink is not None and uplink.mtu:
+            self.uplink_mtu = uplink.mtu
+        self.pods = {
+            ip: link.name
+            for link in links
+            for ip in workload_ips(link.alias)
+            if link.kind == "veth"
+        }
+        want_ipip, want_vxlan = tunnels_needed(self.pools)
+        if full or (want_ipip and IPIP_DEVICE not in self.tunnels):
+            await self._ensure_tunnels(want_ipip, want_vxlan)
+        ipip = self.tunnels.get(IPIP_DEVICE)
+        vxlan = self.tunnels.get(VXLAN_DEVICE)
+        self.reconciler.vxlan_device = VXLAN_DEVICE if vxlan is not None and vxlan.ready else None
+        return plan(
+            PlanInput(
+                node_address=self.node_address,
+                uplink=self.uplink,
+                uplink_mtu=self.uplink_mtu,
+                blocks=self.blocks,
+                pools=self.pools,
+                best=dict(self.best),
+                vteps=dict(self.vteps),
+                pods=self.pods,
+                ipip_ready=ipip is not None and ipip.ready,
+                vxlan_ready=vxlan is not None and vxlan.ready,
+            )
+        )
+
+    async def _ensure_tunnels(self, want_ipip: bool, want_vxlan: bool) -> None:
+        if want_ipip:
+            address = await self._tunnel_address(IPIP_DEVICE, ipip_handle(self.node_name))
+            self.tunnels[IPIP_DEVICE] = await ensure_ipip(
+                self.nl, mtu=self.uplink_mtu - IPIP_OVERHEAD, address=address
+            )
+        else:
+            self.tunnels.pop(IPIP_DEVICE, None)
+        if want_vxlan:
+            address = await self._tunnel_address(VXLAN_DEVICE, vxlan_handle(self.node_name))
+            mac = vtep_mac(self.node_name)
+            state = await ensure_vxlan(
+                self.nl,
+                local=str(ipaddress.ip_interface(self.node_address).ip),
+                uplink=self.uplink,
+                mac=mac,
+                mtu=self.uplink_mtu - VXLAN_OVERHEAD,
+                address=address,
+            )
+            self.tunnels[VXLAN_DEVICE] = state
+            if state.ready and address is not None:
+                await self._publish_vtep({"ip": address, "mac": mac})
+        else:
+            self.tunnels.pop(VXLAN_DEVICE, None)
+        for name, state in self.tunnels.items():
+            if state.error and state.error != self._tunnel_errors.get(name):
+                log.warning("event=tunnel-not-ready device=%s error=%s", name, state.error)
+        self._tunnel_errors = {name: s.error for name, s in self.tunnels.items() if s.error}
+
+    async def _tunnel_address(self, device: str, handle: str) -> str | None:
+        """The tunnel's /32 from our block: given, or assigned by IPAM once and remembered."""
+        address = self.tunnel_addresses.get(device)
+        if address is None and self.address_source is not None and self.blocks:
+            try:
+                address = await self.address_source(handle)
+            except Exception as exc:  # the datastore may be down; try again next resync
+                log.warning("event=tunnel-address-failed device=%s error=%s", device, exc)
+                return None
+            self.tunnel_addresses[device] = address
+        return address
+
+    async def _publish_vtep(self, vtep: dict[str, str]) -> None:
+        if self.vtep_publisher is None or vtep == self._published_vtep:
+            return
+        try:
+            await self.vtep_publisher(vtep)
+            self._published_vtep = vtep
+        except Exception as exc:  # retried on the next resync
+            log.warning("event=vtep-publish-failed error=%s", exc)
+
+    # -- views ---------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Read-only state for ``/v1/node`` and metrics."""
+        stats = self.reconciler.stats
+        last = self.reconciler.last_plan
+        return {
+            "node": self.node_name,
+            "address": self.node_address,
+            "uplink": self.uplink,
+            "uplinkMtu": self.uplink_mtu,
+            "routeProtocol": self.route_protocol,
+            "converged": self.reconciler.converged,
+            "blocks": sorted(self.blocks),
+            "pools": [
+                {"cidr": p.cidr, "ipipMode": str(p.ipip_mode), "vxlanMode": str(p.vxlan_mode)}
+                for p in self.pools
+            ],
+            "tunnels": {name: state.to_json() for name, state in sorted(self.tunnels.items())},
+            "pods": dict(sorted(self.pods.items())),
+            "routes": {
+                "desired": len(last.routes) if last else 0,
+                "installed": stats.installed,
+                "adoptedPendingConvergence": stats.kept,
+                "skipped": dict(last.skipped) if last else {},
+                "conflicts": list(stats.conflicts),
+                "table": _table(last),
+            },
+            "sync": {
+                "passes": stats.syncs,
+                "fullResyncs": stats.full_syncs,
+                "replaced": stats.replaced,
+                "deleted": stats.deleted,
+                "errors": stats.errors,
+                "lastSync": stats.last_sync,
+                "lastDurationSeconds": round(stats.last_duration, 4),
+                "lastErrors": [{"what": e.what, "error": e.error} for e in stats.last_errors],
+            },
+        }
+
+
+def _table(last: Plan | None, limit: int = 500) -> list[str]:
+    """The desired routes as ``ip route`` lines (the first ``limit``: views stay small)."""
+    if last is None:
+        return []
+    return [last.routes[dst].describe() for dst in sorted(last.routes)[:limit]]
+
+
+__all__ = ["DEFAULT_ROUTE_PROTOCOL", "Dataplane", "KernelError", "to_pool", "to_vtep"]

@@ -1,0 +1,262 @@
+"""Make the kernel match the plan: a pure diff, and the asyncio loop that applies it.
+
+The loop keeps what it believes is installed (a cache of felix's own routes, filled by a dump of
+the kernel) and, on every trigger, diffs the latest plan against that cache and applies
+``replace`` / ``delete`` in batches. A periodic full resync re-dumps the kernel, so a route
+deleted or changed behind felix's back is repaired within one resync interval, and any apply
+error makes the next pass a full one.
+
+Adopt, never flush: until :meth:`Reconciler.mark_converged` is called (End-of-RIB from every peer,
+or a timeout), routes of felix's protocol that the plan does not (yet) want stay installed; only
+afterwards are they removed. A restarted node therefore keeps forwarding pod traffic with the
+previous process's routes while its BGP sessions come back (RFC 4724's forwarding-state
+preservation, seen from the kernel side). A desired route whose destination is held by a route
+of another protocol is not installed (felix only ever touches its own routes) and is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from felix.plan import FdbEntry, Neighbour, Plan, Route
+
+log = logging.getLogger("podbgp.felix.reconcile")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RouteDiff:
+    """What to change so that the kernel matches the plan."""
+
+    replace: tuple[Route, ...] = ()
+    delete: tuple[Route, ...] = ()
+    kept: tuple[Route, ...] = ()  # unwanted, but adopted until the speaker has converged
+    conflicts: tuple[str, ...] = ()  # desired destinations held by another protocol's route
+
+    @property
+    def empty(self) -> bool:
+        return not self.replace and not self.delete
+
+
+def diff_routes(
+    desired: Mapping[str, Route],
+    actual: Mapping[str, Route],
+    *,
+    converged: bool,
+    foreign: Iterable[str] = (),
+) -> RouteDiff:
+    """Routes to replace (missing or different) and to delete (unwanted, once converged)."""
+    foreign_dsts = set(foreign)
+    replace: list[Route] = []
+    conflicts: list[str] = []
+    for dst, route in desired.items():
+        if actual.get(dst) == route:
+            continue
+        if dst in foreign_dsts and dst not in actual:
+            conflicts.append(dst)
+            continue
+        replace.append(route)
+    unwanted = [route for dst, route in actual.items() if dst not in desired]
+    if converged:
+        return RouteDiff(tuple(replace), tuple(unwanted), (), tuple(conflicts))
+    return RouteDiff(tuple(replace), (), tuple(unwanted), tuple(conflicts))
+
+
+def diff_sets(desired: frozenset[T], actual: frozenset[T]) -> tuple[list[T], list[T]]:
+    """(to add, to remove) for neighbour and FDB entries; felix owns its device's entries."""
+    return sorted(desired - actual, key=repr), sorted(actual - desired, key=repr)
+
+
+@dataclass(frozen=True)
+class KernelRoutes:
+    """A dump of the main table: felix's own routes, and destinations held by other protocols."""
+
+    own: dict[str, Route]
+    foreign: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ApplyError:
+    """One change the kernel refused."""
+
+    what: str  # e.g. "replace 10.244.2.0/24 via ..."
+    error: str
+
+
+class Kernel(Protocol):
+    """The kernel operations the reconciler needs (felix.netlink.Netlink provides them)."""
+
+    async def dump_routes(self) -> KernelRoutes: ...
+
+    async def apply_routes(
+        self, replace: Sequence[Route], delete: Sequence[Route]
+    ) -> list[ApplyError]: ...
+
+    async def dump_neighbours(self, dev: str) -> frozenset[Neighbour]: ...
+
+    async def dump_fdb(self, dev: str) -> frozenset[FdbEntry]: ...
+
+    async def apply_neighbours(
+        self, add: Sequence[Neighbour], remove: Sequence[Neighbour]
+    ) -> list[ApplyError]: ...
+
+    async def apply_fdb(
+        self, add: Sequence[FdbEntry], remove: Sequence[FdbEntry]
+    ) -> list[ApplyError]: ...
+
+
+@dataclass
+class SyncStats:
+    """Counters for the API and metrics; mutated only by the reconciler task."""
+
+    syncs: int = 0
+    full_syncs: int = 0
+    replaced: int = 0
+    deleted: int = 0
+    errors: int = 0
+    last_sync: float = 0.0  # wall-clock time of the last completed pass
+    last_duration: float = 0.0
+    installed: int = 0  # routes of felix's protocol after the last pass
+    kept: int = 0  # adopted routes awaiting convergence
+    conflicts: tuple[str, ...] = ()
+    last_errors: list[ApplyError] = field(default_factory=list)
+
+
+PlanSource = Callable[[bool], Awaitable[Plan]]  # argument: this is a full resync
+
+
+class Reconciler:
+    """Applies the latest plan to the kernel on triggers and on a periodic full resync."""
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        plan_source: PlanSource,
+        *,
+        resync_interval: float = 10.0,
+        debounce: float = 0.05,
+        vxlan_device: str | None = None,
+    ) -> None:
+        self.kernel = kernel
+        self.plan_source = plan_source
+        self.resync_interval = resync_interval
+        self.debounce = debounce
+        self.vxlan_device = vxlan_device
+        self.converged = False
+        self.stats = SyncStats()
+        self.last_plan: Plan | None = None
+        self._cache: dict[str, Route] | None = None  # None: unknown, dump before diffing
+        self._foreign: frozenset[str] = frozenset()
+        self._wakeup = asyncio.Event()
+        self._full = True
+        self._stopping = False
+        self.synced = asyncio.Event()  # set after every completed pass (tests wait on it)
+
+    def trigger(self, *, full: bool = False) -> None:
+        """Ask for a pass soon (coalesced); ``full`` re-dumps the kernel first."""
+        self._full = self._full or full
+        self._wakeup.set()
+
+    def mark_converged(self) -> None:
+        """The speaker has converged: unwanted adopted routes may now be removed."""
+        if not self.converged:
+            self.converged = True
+            log.info("event=converged kept=%d", self.stats.kept)
+            self.trigger()
+
+    async def run(self) -> None:
+        """Loop until :meth:`stop`: wait for a trigger or the resync timer, then sync."""
+        loop = asyncio.get_running_loop()
+        next_resync = loop.time()
+        while not self._stopping:
+            timeout = max(0.0, next_resync - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            if self._stopping:
+                break
+            if loop.time() >= next_resync:
+                self._full = True
+                next_resync = loop.time() + self.resync_interval
+            elif self.debounce:
+                await asyncio.sleep(self.debounce)  # let a burst of route changes coalesce
+            self._wakeup.clear()
+            full, self._full = self._full, False
+            try:
+                await self.sync_once(full=full)
+            except Exception as exc:  # keep the loop alive; the next pass dumps and retries
+                log.exception("event=sync-failed error=%s", exc)
+                self.stats.errors += 1
+                self._cache = None
+                self._full = True
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+
+    async def sync_once(self, *, full: bool = True) -> RouteDiff:
+        """One pass: plan, (dump), diff, apply. Returns the diff that was applied."""
+        started = time.monotonic()
+        plan = await self.plan_source(full or self._cache is None)
+        self.last_plan = plan
+        if full or self._cache is None:
+            dumped = await self.kernel.dump_routes()
+            self._cache = dict(dumped.own)
+            self._foreign = dumped.foreign
+            self.stats.full_syncs += 1
+        diff = diff_routes(
+            plan.routes, self._cache, converged=self.converged, foreign=self._foreign
+        )
+        errors: list[ApplyError] = []
+        if not diff.empty:
+            errors += await self.kernel.apply_routes(diff.replace, diff.delete)
+            for route in diff.replace:
+                self._cache[route.dst] = route
+            for route in diff.delete:
+                self._cache.pop(route.dst, None)
+        if self.vxlan_device is not None and (full or plan.neighbours or plan.fdb):
+            errors += await self._sync_vxlan(plan, self.vxlan_device)
+        self._record(diff, errors, started)
+        if errors:
+            self._cache = None  # what the kernel holds is uncertain now: dump next time
+        return diff
+
+    async def _sync_vxlan(self, plan: Plan, dev: str) -> list[ApplyError]:
+        add_n, del_n = diff_sets(plan.neighbours, await self.kernel.dump_neighbours(dev))
+        add_f, del_f = diff_sets(plan.fdb, await self.kernel.dump_fdb(dev))
+        if not self.converged:
+            del_n, del_f = [], []
+        errors: list[ApplyError] = []
+        if add_n or del_n:
+            errors += await self.kernel.apply_neighbours(add_n, del_n)
+        if add_f or del_f:
+            errors += await self.kernel.apply_fdb(add_f, del_f)
+        return errors
+
+    def _record(self, diff: RouteDiff, errors: list[ApplyError], started: float) -> None:
+        stats = self.stats
+        stats.syncs += 1
+        stats.replaced += len(diff.replace)
+        stats.deleted += len(diff.delete)
+        stats.errors += len(errors)
+        stats.kept = len(diff.kept)
+        stats.conflicts = diff.conflicts
+        stats.installed = len(self._cache or {})
+        stats.last_sync = time.time()
+        stats.last_duration = time.monotonic() - started
+        if errors:
+            stats.last_errors = errors[-10:]
+            for err in errors[:5]:
+                log.warning("event=apply-failed what=%r error=%s", err.what, err.error)
+        if diff.replace or diff.delete:
+            log.info(
+                "event=synced replaced=%d deleted=%d kept=%d errors=%d",
+                len(diff.replace), len(diff.delete), len(diff.kept), len(errors),
+            )  # fmt: skip
+        self.synced.set()

@@ -1,0 +1,141 @@
+"""The tunnel devices felix owns: ``tunl0`` (IPIP, RFC 2003) and ``vxlan.podbgp`` (RFC 7348).
+
+Each ``ensure_*`` call converges one device to what felix wants and reports a
+:class:`TunnelState` (ready or not, and why not in words): it is cheap when nothing changed, so
+the dataplane calls it on every full resync, which also heals a device that was set down, had its
+MTU or address changed, or was deleted behind felix's back.
+
+* ``tunl0``: the kernel's IPIP fallback device (it appears in every namespace once the ``ipip``
+  module is loaded; asking for it loads the module). Up, MTU = uplink MTU - 20, path-MTU
+  discovery on, and one /32 address from this node's block, so traffic the node itself sends
+  into the tunnel has a routable source.
+* ``vxlan.podbgp``: VNI 4096, UDP port 4789, local = the node's address, learning off (felix
+  programs the FDB), a stable MAC derived from the node name, MTU = uplink MTU - 50, and its own
+  /32 address from the block (the VTEP IP that other nodes route to).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import ipaddress
+import logging
+from dataclasses import dataclass
+
+from felix.netlink import KernelError, LinkInfo, Netlink
+from felix.plan import IPIP_DEVICE, VXLAN_DEVICE
+
+log = logging.getLogger("podbgp.felix.tunnels")
+
+VXLAN_VNI = 4096
+VXLAN_PORT = 4789
+# What the kernel answers when a link kind has no driver (module missing or not built).
+_NO_DRIVER = (errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOENT, errno.EAFNOSUPPORT)
+
+
+@dataclass(frozen=True)
+class TunnelState:
+    """One tunnel device as felix last saw it; ``error`` says why it is not ready."""
+
+    device: str
+    ready: bool
+    error: str | None = None
+    address: str | None = None
+    mtu: int = 0
+    mac: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "device": self.device,
+            "ready": self.ready,
+            "error": self.error,
+            "address": self.address,
+            "mtu": self.mtu,
+            "mac": self.mac,
+        }
+
+
+def vtep_mac(node_name: str) -> str:
+    """A stable, locally administered unicast MAC for the node's VXLAN device."""
+    digest = hashlib.sha256(node_name.encode()).digest()
+    octets = [(digest[0] & 0xFC) | 0x02, *digest[1:6]]  # U/L bit set, I/G bit clear
+    return ":".join(f"{b:02x}" for b in octets)
+
+
+async def ensure_ipip(nl: Netlink, *, mtu: int, address: str | None) -> TunnelState:
+    """Bring ``tunl0`` to: up, ``mtu``, pmtudisc, and ``address`` (/32) as its only address."""
+    link = await nl.link(IPIP_DEVICE)
+    if link is None:
+        try:
+            await nl.create_ipip(IPIP_DEVICE)
+        except KernelError as exc:
+            if exc.code in _NO_DRIVER:
+                return TunnelState(IPIP_DEVICE, False, "the kernel lacks the ipip module")
+            return TunnelState(IPIP_DEVICE, False, f"cannot create {IPIP_DEVICE}: {exc}")
+        link = await nl.link(IPIP_DEVICE)
+        if link is None:
+            return TunnelState(IPIP_DEVICE, False, f"{IPIP_DEVICE} did not appear")
+    try:
+        if not nl.ipip_pmtudisc(IPIP_DEVICE, enable=True):
+            log.warning("event=pmtudisc-off device=%s", IPIP_DEVICE)
+        await _converge_link(nl, link, mtu=mtu, address=address)
+    except KernelError as exc:
+        return TunnelState(IPIP_DEVICE, False, str(exc), address, link.mtu)
+    return TunnelState(IPIP_DEVICE, True, None, address, mtu)
+
+
+async def ensure_vxlan(
+    nl: Netlink,
+    *,
+    local: str,
+    uplink: str,
+    mac: str,
+    mtu: int,
+    address: str | None,
+    vni: int = VXLAN_VNI,
+    port: int = VXLAN_PORT,
+) -> TunnelState:
+    """Bring ``vxlan.podbgp`` to the wanted VNI/port/local/MAC/MTU/address, re-creating it when
+    a setting that cannot be changed in place differs."""
+    try:
+        link = await nl.link(VXLAN_DEVICE)
+        if link is not None:
+            settings = await nl.vxlan_settings(VXLAN_DEVICE)
+            uplink_index = await nl.index(uplink)
+            wanted = {"vni": vni, "port": port, "local": local, "link": uplink_index}
+            if link.kind != "vxlan" or settings != wanted:
+                log.info("event=recreate device=%s had=%s want=%s", VXLAN_DEVICE, settings, wanted)
+                await nl.delete_link(VXLAN_DEVICE)
+                link = None
+        if link is None:
+            await nl.create_vxlan(
+                VXLAN_DEVICE, vni=vni, port=port, local=local, uplink=uplink, mac=mac
+            )
+            link = await nl.link(VXLAN_DEVICE)
+            if link is None:
+                return TunnelState(VXLAN_DEVICE, False, f"{VXLAN_DEVICE} did not appear")
+        await _converge_link(nl, link, mtu=mtu, address=address, mac=mac)
+    except KernelError as exc:
+        if exc.code in _NO_DRIVER:
+            return TunnelState(VXLAN_DEVICE, False, "the kernel lacks the vxlan module")
+        return TunnelState(VXLAN_DEVICE, False, str(exc), address)
+    return TunnelState(VXLAN_DEVICE, True, None, address, mtu, mac)
+
+
+async def _converge_link(
+    nl: Netlink, link: LinkInfo, *, mtu: int, address: str | None, mac: str | None = None
+) -> None:
+    if mac is not None and (link.mac or "").lower() != mac.lower():
+        await nl.set_link(link.name, mac=mac)
+    if link.mtu != mtu:
+        await nl.set_link(link.name, mtu=mtu)
+    if address is not None:
+        wanted = f"{ipaddress.ip_address(address)}/32"
+        present = await nl.addresses(link.name)
+        for cidr in present:
+            if cidr != wanted and ipaddress.ip_interface(cidr).version == 4:
+                await nl.delete_address(link.name, cidr)  # felix owns the device's address
+        if wanted not in present:
+            await nl.add_address(link.name, wanted)
+    if not link.up:
+        await nl.set_link(link.name, up=True)

@@ -1,0 +1,379 @@
+"""The etcd datastore against a real etcd: block claims, IPAM, resources, watches, TLS, CLI.
+
+One etcd serves the module; every test works under its own key prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from felix import ipam
+from felix.datastore import (
+    ChangeKind,
+    Datastore,
+    DatastoreConfig,
+    DatastoreError,
+    DatastoreUnavailable,
+    NodeInfo,
+    open_datastore,
+)
+from felix.resources import BGPConfiguration, IPPool, Node, ResourceError
+from tests.support.etcd import EtcdServer, etcd_available, make_pki
+from tests.support.podbgp_node import run_podbgp
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    reason = etcd_available()
+    if reason is not None:
+        pytest.skip(reason)
+    server = EtcdServer(tmp_path_factory.mktemp("etcd")).start()
+    yield server
+    server.stop()
+
+
+def new_prefix() -> str:
+    return f"/podbgp-test-{uuid.uuid4().hex[:8]}/"
+
+
+def config(etcd: EtcdServer, prefix: str) -> DatastoreConfig:
+    return DatastoreConfig(type="etcd", endpoints=(etcd.endpoint,), prefix=prefix)
+
+
+@pytest.fixture
+async def store(etcd: EtcdServer) -> AsyncIterator[Datastore]:
+    s = open_datastore(config(etcd, new_prefix()))
+    yield s
+    await s.close()
+
+
+async def dump(store: Datastore) -> dict[str, tuple[bytes, int]]:
+    kvs, _ = await store.backend.range("")
+    return {kv.key: (kv.value, kv.mod_revision) for kv in kvs}
+
+
+# --- block claims ------------------------------------------------------------------------------
+
+
+async def test_twenty_nodes_claim_distinct_blocks_concurrently(
+    store: Datastore, etcd: EtcdServer
+) -> None:
+    # 32 blocks for 20 nodes: the nodes' hashed starting points collide often, so the
+    # compare-and-swap really decides.
+    pool = IPPool("pool-a", "10.96.0.0/19", block_size=24)
+    await store.apply([pool])
+    prefix = store.backend.prefix  # type: ignore[attr-defined]
+    stores = [open_datastore(config(etcd, prefix)) for _ in range(20)]
+    try:
+        blocks = await asyncio.gather(*(s.claim_block(f"node-{i}") for i, s in enumerate(stores)))
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+    cidrs = [b.cidr for b in blocks]
+    assert len(set(cidrs)) == 20
+    for block in blocks:
+        net = ipaddress.ip_network(block.cidr)
+        assert net.prefixlen == 24 and net.subnet_of(pool.network)  # type: ignore[arg-type]
+    stored = await ipam.all_blocks(store)
+    assert sorted(b.cidr for b in stored) == sorted(cidrs)
+    owners = {b.cidr: b.node for b in stored}
+    assert owners == {b.cidr: f"node-{i}" for i, b in enumerate(blocks)}
+    affinities, _ = await store.backend.range("ipam/affinity/")
+    assert len(affinities) == 20
+    for i, block in enumerate(blocks):
+        assert [b.cidr for b, _ in await ipam.node_blocks(store, f"node-{i}")] == [block.cidr]
+
+
+async def test_restarted_node_gets_its_block_back(store: Datastore, etcd: EtcdServer) -> None:
+    await store.apply([IPPool("pool-a", "10.97.0.0/16")])
+    first = await store.claim_block("node-1")
+    await store.claim_block("node-2")
+    again = open_datastore(config(etcd, store.backend.prefix))  # type: ignore[attr-defined]
+    try:
+        assert await again.claim_block("node-1") == first
+    finally:
+        await again.close()
+    assert len(await ipam.all_blocks(store)) == 2
+
+
+async def test_exhausted_pool_is_a_clear_error_and_changes_nothing(store: Datastore) -> None:
+    await store.apply([IPPool("tiny", "10.98.0.0/23", block_size=24)])
+    a = await store.claim_block("node-1")
+    b = await store.claim_block("node-2")
+    before = await dump(store)
+    with pytest.raises(ipam.PoolExhaustedError) as err:
+        await store.claim_block("node-3")
+    assert str(err.value) == (
+        "no free block for node node-3: every block is claimed in "
+        "tiny (10.98.0.0/23, 2 blocks of /24)"
+    )
+    assert await dump(store) == before  # nothing written, nothing half-claimed
+    # Space frees when a node is deleted: its block goes back to the pool.
+    assert await store.delete_resource(Node.KIND, "node-1")
+    c = await store.claim_block("node-3")
+    assert c.cidr == a.cidr and c.node == "node-3"
+    assert {x.cidr: x.node for x in await ipam.all_blocks(store)} == {
+        b.cidr: "node-2",
+        c.cidr: "node-3",
+    }
+
+
+async def test_no_pool_for_the_node(store: Datastore) -> None:
+    await store.apply([IPPool("zoned", "10.99.0.0/16", node_selector=_sel("zone == 'a'"))])
+    with pytest.raises(ipam.NoPoolError, match="no enabled IPPool selects node node-1"):
+        await store.claim_block("node-1", {"zone": "b"})
+    block = await store.claim_block("node-1", {"zone": "a"})
+    assert block.pool == "zoned"
+
+
+async def test_pinned_blocks_are_honoured(store: Datastore) -> None:
+    pool = IPPool("pool-a", "10.100.0.0/16")
+    await store.apply([pool, Node("node-1", blocks=("10.100.7.0/24",))])
+    assert (await store.claim_block("node-1")).cidr == "10.100.7.0/24"
+    await store.apply([Node("node-2", blocks=("10.100.8.0/24",))])
+    await store.claim_block("node-2")
+    # An administrator pins node-2's block on node-3 too: refused, node-2 keeps it.
+    with pytest.raises(ResourceError, match="is pinned to Node/node-2"):
+        await store.apply([Node("node-3", blocks=("10.100.8.0/24",))])
+
+
+def _sel(text: str):  # type: ignore[no-untyped-def]
+    from felix.selector import parse_selector
+
+    return parse_selector(text)
+
+
+# --- pod addresses -----------------------------------------------------------------------------
+
+
+async def test_pod_addresses_are_unique_idempotent_and_reusable(store: Datastore) -> None:
+    # /29 blocks: six usable addresses each (no network, no broadcast address).
+    await store.apply([IPPool("small", "10.101.0.0/28", block_size=29)])
+    handles = [f"ctr{i}.eth0" for i in range(6)]
+    got = await asyncio.gather(*(store.assign_address("node-1", h) for h in handles))
+    ips = [ip for ip, _block in got]
+    block = got[0][1]
+    assert len(set(ips)) == 6
+    assert {b for _ip, b in got} == {block}
+    net = ipaddress.ip_network(block)
+    assert str(net.network_address) not in ips and str(net.broadcast_address) not in ips
+    assert await store.assign_address("node-1", "ctr3.eth0") == got[3]  # same handle, same IP
+    # The block is full: the seventh pod comes from a second block the node claims.
+    ip7, block7 = await store.assign_address("node-1", "ctr6.eth0")
+    assert block7 != block and ipaddress.ip_address(ip7) in ipaddress.ip_network(block7)
+    allocations = await store.list_allocations("node-1")
+    assert allocations == {**dict(zip(handles, ips, strict=True)), "ctr6.eth0": ip7}
+    # Released addresses are handed out again; unknown handles are reported.
+    assert await store.release_address("ctr2.eth0")
+    assert not await store.release_address("ctr2.eth0")
+    assert (await store.assign_address("node-1", "ctr9.eth0"))[0] == ips[2]
+    # The pool is now full for everyone else.
+    with pytest.raises(ipam.PoolExhaustedError):
+        await store.assign_address("node-2", "other.eth0")
+
+
+async def test_tunnel_address_uses_a_plain_handle(store: Datastore) -> None:
+    await store.apply([IPPool("pool-a", "10.102.0.0/16")])
+    ip, block = await store.assign_address("node-1", "tunl0:node-1")
+    assert ip == str(ipaddress.ip_network(block).network_address + 1)
+    assert await store.list_allocations("node-1") == {"tunl0:node-1": ip}
+
+
+# --- resources and registrations ---------------------------------------------------------------
+
+
+async def test_apply_is_all_or_nothing(store: Datastore) -> None:
+    a = IPPool("a", "10.110.0.0/16")
+    result = await store.apply([a, BGPConfiguration("default", as_number=65001)])
+    assert [(r.name, action) for r, action in result] == [("a", "created"), ("default", "created")]
+    before = await dump(store)
+    with pytest.raises(ResourceError, match="overlaps IPPool/a"):
+        await store.apply(
+            [BGPConfiguration("default", as_number=65002), IPPool("b", "10.110.5.0/24")]
+        )
+    assert await dump(store) == before
+    again = await store.apply([a, BGPConfiguration("default", as_number=65003)])
+    assert [action for _r, action in again] == ["unchanged", "configured"]
+    got = await store.get_resource("BGPConfiguration", "default")
+    assert isinstance(got, BGPConfiguration) and got.as_number == 65003
+
+
+async def test_registration_updates_never_lose_a_concurrent_writer(
+    store: Datastore, etcd: EtcdServer
+) -> None:
+    await store.register_node(NodeInfo("node-1", ("192.0.2.1/24",), router_id="192.0.2.1"))
+    other = open_datastore(config(etcd, store.backend.prefix))  # type: ignore[attr-defined]
+    try:
+        await asyncio.gather(
+            store.update_node_status("node-1", vtep={"ip": "10.0.0.1", "mac": "02:00:00:00:00:01"}),
+            other.update_node_status("node-1", api_address="192.0.2.1:9179"),
+        )
+    finally:
+        await other.close()
+    reg = await store.get_registration("node-1")
+    assert reg is not None
+    assert reg.vtep == {"ip": "10.0.0.1", "mac": "02:00:00:00:00:01"}
+    assert reg.api_address == "192.0.2.1:9179" and reg.router_id == "192.0.2.1"
+    # The administrator's Node resource merges in: labels and cluster ID from it.
+    await store.apply([Node("node-1", route_reflector_cluster_id="1.0.0.1", labels=(("rr", "y"),))])
+    merged = await store.get_node("node-1")
+    assert merged is not None and merged.route_reflector_cluster_id == "1.0.0.1"
+    assert merged.addresses == ("192.0.2.1/24",) and merged.label_map == {"rr": "y"}
+    # Re-registering keeps the VTEP felix published.
+    await store.register_node(NodeInfo("node-1", ("192.0.2.1/24",), router_id="192.0.2.1"))
+    reg = await store.get_registration("node-1")
+    assert reg is not None and reg.vtep["ip"] == "10.0.0.1"
+
+
+async def test_watch_reports_resource_node_and_block_changes(store: Datastore) -> None:
+    snap = await store.snapshot()
+    changes = []
+
+    async def follow() -> None:
+        async for change in store.watch(snap.revision):
+            changes.append(change)
+            if len(changes) == 4:
+                return
+
+    task = asyncio.create_task(follow())
+    await store.apply([IPPool("w", "10.120.0.0/16")])
+    await store.register_node(NodeInfo("node-w", ("192.0.2.9/24",)))
+    block = await store.claim_block("node-w")  # one transaction: block and affinity
+    await asyncio.wait_for(task, 10)
+    kinds = [(c.kind, c.name) for c in changes]
+    assert kinds[0] == (ChangeKind.RESOURCE, "IPPool/w")
+    assert kinds[1] == (ChangeKind.NODE, "node-w")
+    assert (ChangeKind.BLOCK, block.cidr) in kinds[2:]
+    assert isinstance(changes[0].value, IPPool) and changes[0].value.cidr == "10.120.0.0/16"
+    for change in changes:
+        snap.apply(change)
+    assert [b.cidr for b in snap.blocks_of("node-w")] == [block.cidr]
+
+
+# --- connection loss and TLS ------------------------------------------------------------------
+
+
+async def test_unreachable_etcd_is_reported_then_reconnected(tmp_path: Path) -> None:
+    server = EtcdServer(tmp_path).start()
+    store = open_datastore(config(server, "/outage/"))
+    try:
+        await store.apply([IPPool("p", "10.130.0.0/16")])
+        server.stop()
+        with pytest.raises(DatastoreUnavailable):
+            await store.list_resources()
+        server.start()
+        assert [r.name for r in await store.list_resources()] == ["p"]
+    finally:
+        await store.close()
+        server.stop()
+
+
+async def test_tls_with_client_certificates(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    server = EtcdServer(tmp_path, pki=pki).start()
+    good = DatastoreConfig(
+        type="etcd",
+        endpoints=(server.endpoint,),
+        prefix="/tls/",
+        ca_file=str(pki.ca),
+        cert_file=str(pki.client_cert),
+        key_file=str(pki.client_key),
+    )
+    store = open_datastore(good)
+    anonymous = open_datastore(
+        DatastoreConfig(
+            type="etcd", endpoints=(server.endpoint,), prefix="/tls/", ca_file=str(pki.ca)
+        )
+    )
+    try:
+        await store.apply([IPPool("p", "10.131.0.0/16")])
+        assert [r.name for r in await store.list_resources("IPPool")] == ["p"]
+        with pytest.raises(DatastoreError):  # the server insists on a client certificate
+            await anonymous.list_resources()
+    finally:
+        await store.close()
+        await anonymous.close()
+        server.stop()
+
+
+# --- the CLI -----------------------------------------------------------------------------------
+
+
+GOOD = """\
+apiVersion: podbgp/v1
+kind: IPPool
+metadata: {name: pool-a}
+spec: {cidr: 10.140.0.0/16, ipipMode: CrossSubnet}
+---
+apiVersion: podbgp/v1
+kind: BGPConfiguration
+metadata: {name: default}
+spec: {asNumber: 64512, nodeToNodeMeshEnabled: true}
+"""
+BAD = """\
+apiVersion: podbgp/v1
+kind: BGPPeer
+metadata: {name: fine}
+spec: {peerIP: 192.0.2.1, asNumber: 65000}
+---
+apiVersion: podbgp/v1
+kind: IPPool
+metadata: {name: pool-b}
+spec: {cidr: 10.141.0.0/16, blockSize: 33}
+"""
+
+
+async def test_cli_apply_get_delete_and_bad_resources(store: Datastore, tmp_path: Path) -> None:
+    prefix = store.backend.prefix  # type: ignore[attr-defined]
+    env = {
+        "PODBGP_ETCD_ENDPOINTS": str(store.backend.endpoints[0]),  # type: ignore[attr-defined]
+        "PODBGP_ETCD_PREFIX": prefix,
+    }
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(GOOD)
+    bad.write_text(BAD)
+    run = await asyncio.to_thread(run_podbgp, "apply", "-f", str(good), env=env)
+    assert run.returncode == 0, run.stderr
+    assert "IPPool/pool-a created" in run.stdout
+    before = await dump(store)
+
+    run = await asyncio.to_thread(run_podbgp, "apply", "-f", str(bad), env=env)
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        f"podbgp apply: {bad} (document 2) IPPool/pool-b: spec.blockSize: "
+        "must be an integer in 16..30"
+    )
+    assert await dump(store) == before  # the valid BGPPeer in the same file was not written
+
+    overlap = tmp_path / "overlap.yaml"
+    overlap.write_text(GOOD.replace("pool-a", "pool-c").replace("10.140.0.0/16", "10.140.9.0/24"))
+    run = await asyncio.to_thread(run_podbgp, "apply", "-f", str(overlap), env=env)
+    assert run.returncode == 2 and "overlaps IPPool/pool-a" in run.stderr
+    assert await dump(store) == before
+
+    run = await asyncio.to_thread(run_podbgp, "get", "ippool", "pool-a", "-o", "yaml", env=env)
+    assert run.returncode == 0, run.stderr
+    doc = yaml.safe_load(run.stdout)
+    assert doc["spec"]["cidr"] == "10.140.0.0/16" and doc["spec"]["ipipMode"] == "CrossSubnet"
+
+    await store.claim_block("node-1")
+    run = await asyncio.to_thread(
+        run_podbgp, "ipam", "show", "--show-blocks", "-o", "json", env=env
+    )
+    data = json.loads(run.stdout)
+    assert data["pools"][0]["blocksInUse"] == 1 and data["pools"][0]["blocksTotal"] == 256
+    assert data["blocks"][0]["node"] == "node-1"
+
+    run = await asyncio.to_thread(run_podbgp, "delete", "ippool", "pool-a", env=env)
+    assert run.returncode == 0 and "Successfully deleted IPPool/pool-a" in run.stdout
+    run = await asyncio.to_thread(run_podbgp, "delete", "ippool", "pool-a", env=env)
+    assert run.returncode == 1 and "IPPool/pool-a not found" in run.stderr
+    run = await asyncio.to_thread(run_podbgp, "get", "pods", env=env)
+    assert run.returncode == 2 and "unknown kind 'pods'" in run.stderr

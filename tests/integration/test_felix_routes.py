@@ -1,0 +1,310 @@
+"""felix's dataplane against real kernel routes in network namespaces (host kernel, no IPIP).
+
+Each test drives a :class:`felix.dataplane.Dataplane` from the test process into a "node"
+namespace (``netns=``), feeds it best routes the way the speaker would, and checks the kernel with
+iproute2: every route kind, repair of a route deleted or changed behind felix's back within the
+resync period, adoption (never a flush) across a restart, healing after an interface goes down
+and up, and pod-to-pod forwarding over VXLAN. IPIP runs in a VM: tests/vm/test_ipip_vm.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from bgpd.codec.types import prefix_from_str
+from felix.dataplane import Dataplane
+from felix.netlink import ensure_protocol_name
+from felix.plan import EncapMode, Pool, Vtep
+from felix.tunnels import vtep_mac
+from tests.support.kernel import eventually, links, make_pod, ping, route_get, routes
+from tests.support.netns import NetnsFactory, run
+
+pytestmark = pytest.mark.netns
+
+RESYNC = 0.5
+POOL = Pool("10.244.0.0/16", ipip_mode=EncapMode.CROSS_SUBNET)
+VXLAN_POOL = Pool("10.245.0.0/16", vxlan_mode=EncapMode.ALWAYS)
+
+
+def best(next_hop: str) -> Any:
+    """A Loc-RIB entry as the speaker hands it to route listeners (remote path)."""
+    return SimpleNamespace(
+        attrs=SimpleNamespace(next_hop=next_hop), source=SimpleNamespace(local=False)
+    )
+
+
+def announce(dp: Dataplane, prefix: str, next_hop: str | None) -> None:
+    afi, wire = prefix_from_str(prefix)
+    dp.on_route(afi, wire, best(next_hop) if next_hop else None)
+
+
+def dataplane(ns: str, address: str, uplink: str, **kw: Any) -> Dataplane:
+    kw.setdefault("resync_interval", RESYNC)
+    kw.setdefault("converge_timeout", 3600.0)  # tests decide when the speaker has converged
+    return Dataplane(
+        f"node-{ns}", address, uplink, 80, netns=ns, register_protocol_name=False, **kw
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(dp: Dataplane) -> AsyncIterator[Dataplane]:
+    task = asyncio.create_task(dp.run())
+    try:
+        await dp.wait_synced()
+        yield dp
+    finally:
+        await dp.stop()
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+def lan(netns_factory: NetnsFactory) -> SimpleNamespace:
+    """A node and its same-subnet neighbour: node 192.0.2.1/24 on ``up0``."""
+    node = netns_factory.namespace("n")
+    peer = netns_factory.namespace("q")
+    netns_factory.veth(node, peer, ["192.0.2.1/24"], ["192.0.2.2/24"], "up0", "up0")
+    return SimpleNamespace(node=node, peer=peer)
+
+
+async def test_every_route_kind_is_programmed_with_our_protocol(
+    lan: SimpleNamespace, netns_factory: NetnsFactory
+) -> None:
+    _pod, host_veth = make_pod(netns_factory, lan.node, "10.244.1.7")
+    dp = dataplane(lan.node, "192.0.2.1/24", "up0")
+    dp.set_pools([POOL, VXLAN_POOL])
+    dp.set_blocks(["10.244.1.0/24"])
+    dp.set_tunnel_address("vxlan.podbgp", "10.245.1.0")
+    dp.set_nodes([Vtep("192.0.2.2", "10.245.2.0", "66:00:00:00:00:02")])
+    announce(dp, "10.244.2.0/24", "192.0.2.2")  # same subnet: direct
+    announce(dp, "10.244.3.0/24", "198.51.100.3")  # other subnet: tunl0, absent here
+    announce(dp, "10.245.2.0/24", "192.0.2.2")  # VXLAN Always
+    async with running(dp):
+        want = {
+            "blackhole 10.244.1.0/24",
+            "10.244.2.0/24 via 192.0.2.2 dev up0",
+            f"10.244.1.7 dev {host_veth} scope link",
+            "10.245.2.0/24 via 10.245.2.0 dev vxlan.podbgp onlink mtu 1450",
+        }
+        await eventually(lambda: routes(lan.node) == want)
+        neigh = run(lan.node, "ip", "neigh", "show", "dev", "vxlan.podbgp").stdout
+        assert "10.245.2.0 lladdr 66:00:00:00:00:02 PERMANENT" in neigh
+        fdb = run(lan.node, "bridge", "fdb", "show", "dev", "vxlan.podbgp").stdout
+        assert "66:00:00:00:00:02 dst 192.0.2.2 self permanent" in fdb
+        vx = links(lan.node)["vxlan.podbgp"]
+        assert vx["mtu"] == 1450 and vx["address"] == vtep_mac(dp.node_name)
+        assert vx["linkinfo"]["info_data"]["id"] == 4096
+        assert vx["linkinfo"]["info_data"]["port"] == 4789
+        snap = dp.snapshot()
+        # No ipip module in this kernel: said in words, and the route is not faked.
+        assert snap["tunnels"]["tunl0"]["error"] == "the kernel lacks the ipip module"
+        assert snap["routes"]["skipped"]["10.244.3.0/24"] == "tunl0 is not available"
+        assert snap["pods"] == {"10.244.1.7": host_veth}
+        index = vx["ifindex"]
+        await dp.wait_synced()
+        await dp.wait_synced()  # full resyncs leave a converged device alone
+        assert links(lan.node)["vxlan.podbgp"]["ifindex"] == index
+
+
+async def test_route_deleted_or_changed_by_hand_is_repaired_within_the_resync_period(
+    lan: SimpleNamespace,
+) -> None:
+    dp = dataplane(lan.node, "192.0.2.1/24", "up0")
+    dp.set_pools([POOL])
+    dp.set_blocks(["10.244.1.0/24"])
+    announce(dp, "10.244.2.0/24", "192.0.2.2")
+    async with running(dp):
+        direct = "10.244.2.0/24 via 192.0.2.2 dev up0"
+        await eventually(lambda: direct in routes(lan.node))
+        run(lan.node, "ip", "route", "del", "10.244.2.0/24")
+        run(lan.node, "ip", "route", "del", "blackhole", "10.244.1.0/24")
+        assert direct not in routes(lan.node)
+        await eventually(
+            lambda: {direct, "blackhole 10.244.1.0/24"} <= routes(lan.node), timeout=RESYNC * 10
+        )
+        run(lan.node, "ip", "route", "replace", "10.244.2.0/24", "via", "192.0.2.9", "dev", "up0",
+            "proto", "80")  # fmt: skip
+        await eventually(lambda: direct in routes(lan.node), timeout=RESYNC * 10)
+        assert dp.snapshot()["sync"]["fullResyncs"] >= 3
+
+
+async def test_withdrawn_route_is_removed_and_foreign_routes_are_never_touched(
+    lan: SimpleNamespace,
+) -> None:
+    run(lan.node, "ip", "route", "add", "10.99.0.0/24", "via", "192.0.2.2", "proto", "static")
+    run(lan.node, "ip", "route", "add", "10.244.5.0/24", "via", "192.0.2.2", "proto", "static")
+    dp = dataplane(lan.node, "192.0.2.1/24", "up0")
+    dp.set_pools([POOL])
+    dp.mark_converged()
+    announce(dp, "10.244.2.0/24", "192.0.2.2")
+    announce(dp, "10.244.5.0/24", "192.0.2.2")  # held by someone else's static route
+    async with running(dp):
+        await eventually(lambda: "10.244.2.0/24 via 192.0.2.2 dev up0" in routes(lan.node))
+        announce(dp, "10.244.2.0/24", None)
+        await eventually(lambda: routes(lan.node) == set())
+        static = routes(lan.node, "static")
+        assert static == {
+            "10.99.0.0/24 via 192.0.2.2 dev up0",
+            "10.244.5.0/24 via 192.0.2.2 dev up0",
+        }
+        assert dp.snapshot()["routes"]["conflicts"] == ["10.244.5.0/24"]
+
+
+async def test_restart_adopts_existing_routes_and_removes_leftovers_only_after_convergence(
+    lan: SimpleNamespace,
+) -> None:
+    first = dataplane(lan.node, "192.0.2.1/24", "up0")
+    first.set_pools([POOL])
+    first.set_blocks(["10.244.1.0/24"])
+    announce(first, "10.244.2.0/24", "192.0.2.2")
+    announce(first, "10.244.4.0/24", "192.0.2.2")
+    installed = {
+        "blackhole 10.244.1.0/24",
+        "10.244.2.0/24 via 192.0.2.2 dev up0",
+        "10.244.4.0/24 via 192.0.2.2 dev up0",
+    }
+    async with running(first):
+        await eventually(lambda: routes(lan.node) == installed)
+    assert routes(lan.node) == installed  # stopping never flushes
+    second = dataplane(lan.node, "192.0.2.1/24", "up0")
+    second.set_pools([POOL])
+    second.set_blocks(["10.244.1.0/24"])
+    async with running(second):
+        # The new speaker has not re-learned anything yet: everything stays (adopted).
+        await second.wait_synced()
+        assert routes(lan.node) == installed
+        assert second.snapshot()["routes"]["adoptedPendingConvergence"] == 2
+        announce(second, "10.244.2.0/24", "192.0.2.2")
+        second.mark_converged()  # End-of-RIB from every peer: 10.244.4.0/24 was not re-learned
+        await eventually(
+            lambda: routes(lan.node) == installed - {"10.244.4.0/24 via 192.0.2.2 dev up0"}
+        )
+        assert second.snapshot()["sync"]["deleted"] == 1
+
+
+async def test_interface_down_and_up_is_healed(
+    lan: SimpleNamespace, netns_factory: NetnsFactory
+) -> None:
+    _pod, host_veth = make_pod(netns_factory, lan.node, "10.244.1.7")
+    dp = dataplane(lan.node, "192.0.2.1/24", "up0", resync_interval=30.0)  # link events heal
+    dp.set_pools([POOL, VXLAN_POOL])
+    dp.set_blocks(["10.244.1.0/24"])
+    dp.set_tunnel_address("vxlan.podbgp", "10.245.1.0")
+    announce(dp, "10.244.2.0/24", "192.0.2.2")
+    async with running(dp):
+        direct = "10.244.2.0/24 via 192.0.2.2 dev up0"
+        pod = f"10.244.1.7 dev {host_veth} scope link"
+        await eventually(lambda: {direct, pod} <= routes(lan.node))
+        for dev, route in (("up0", direct), (host_veth, pod)):
+            run(lan.node, "ip", "link", "set", dev, "down")
+            await eventually(lambda route=route: route not in routes(lan.node))  # kernel drops it
+            run(lan.node, "ip", "link", "set", dev, "up")
+            await eventually(lambda route=route: route in routes(lan.node))
+        run(lan.node, "ip", "link", "set", "vxlan.podbgp", "down")
+        await eventually(lambda: "UP" in links(lan.node)["vxlan.podbgp"]["flags"])
+        run(lan.node, "ip", "link", "del", "vxlan.podbgp")
+        await eventually(lambda: "vxlan.podbgp" in links(lan.node))
+        addrs = run(lan.node, "ip", "-4", "addr", "show", "dev", "vxlan.podbgp").stdout
+        assert "10.245.1.0/32" in addrs
+
+
+async def test_pods_on_two_nodes_reach_each_other_over_vxlan(netns_factory: NetnsFactory) -> None:
+    a = netns_factory.namespace("a")
+    b = netns_factory.namespace("b")
+    netns_factory.veth(a, b, ["192.0.2.1/24"], ["192.0.2.2/24"], "up0", "up0")
+    for ns in (a, b):
+        run(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    pod_a, _ = make_pod(netns_factory, a, "10.245.1.5")
+    pod_b, _ = make_pod(netns_factory, b, "10.245.2.5")
+    dp_a = dataplane(a, "192.0.2.1/24", "up0")
+    dp_b = dataplane(b, "192.0.2.2/24", "up0")
+    for dp, block, vtep_ip in (
+        (dp_a, "10.245.1.0/24", "10.245.1.0"),
+        (dp_b, "10.245.2.0/24", "10.245.2.0"),
+    ):
+        dp.set_pools([VXLAN_POOL])
+        dp.set_blocks([block])
+        dp.set_tunnel_address("vxlan.podbgp", vtep_ip)
+    dp_a.set_nodes([Vtep("192.0.2.2", "10.245.2.0", vtep_mac(dp_b.node_name))])
+    dp_b.set_nodes([Vtep("192.0.2.1", "10.245.1.0", vtep_mac(dp_a.node_name))])
+    announce(dp_a, "10.245.2.0/24", "192.0.2.2")
+    announce(dp_b, "10.245.1.0/24", "192.0.2.1")
+    async with running(dp_a), running(dp_b):
+        await eventually(lambda: "dev vxlan.podbgp" in route_get(a, "10.245.2.5"))
+        await eventually(lambda: "dev vxlan.podbgp" in route_get(b, "10.245.1.5"))
+        tcpdump = ["tcpdump", "-l", "-n", "-c", "2", "-i", "up0", "udp port 4789"]
+        capture = subprocess.Popen(
+            ["ip", "netns", "exec", b, *tcpdump],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        try:
+            await asyncio.sleep(0.5)  # let tcpdump attach
+            assert await asyncio.to_thread(ping, pod_a, "10.245.2.5", 3)
+            assert await asyncio.to_thread(ping, pod_b, "10.245.1.5", 1)
+            out, _ = await asyncio.to_thread(capture.communicate, timeout=10)
+        finally:
+            if capture.poll() is None:
+                capture.kill()
+                capture.wait(5)
+        assert "VXLAN" in out or "4789" in out
+        assert "10.245.1.5 > 10.245.2.5" in out
+
+
+def test_protocol_name_is_registered_once(tmp_path: Any) -> None:
+    directory = tmp_path / "rt_protos.d"
+    first = ensure_protocol_name(80, directory=directory)
+    assert first == directory / "podbgp.conf"
+    assert "80\tpodbgp" in first.read_text()
+    assert ensure_protocol_name(80, directory=directory) is None  # idempotent
+    (directory / "other.conf").write_text("81 podbgp\n")
+    assert ensure_protocol_name(81, directory=directory) is None  # someone else named it
+
+
+async def test_bulk_and_per_request_paths_program_identical_routes(
+    netns_factory: NetnsFactory,
+) -> None:
+    """Large diffs go through felix.rtnl_batch; it must write exactly what pyroute2 writes."""
+    from felix.netlink import BULK_THRESHOLD, Netlink
+    from felix.plan import Route, RouteType, Scope, canonical
+
+    spaces = []
+    for _ in range(2):
+        ns = netns_factory.namespace("k")
+        peer = netns_factory.namespace("q")
+        netns_factory.veth(
+            ns, peer, ["192.0.2.1/24", "2001:db8::1/64"], ["192.0.2.2/24"], "up0", "up0"
+        )
+        spaces.append(ns)
+    kinds = [
+        lambda i: Route(f"10.244.{i}.0/24", gateway="192.0.2.2", dev="up0"),
+        lambda i: Route(f"10.245.{i}.0/24", RouteType.BLACKHOLE),
+        lambda i: Route(
+            f"10.246.{i}.0/24", gateway="198.51.100.9", dev="up0", onlink=True, mtu=1450
+        ),
+        lambda i: Route(f"10.247.0.{i}/32", dev="up0", scope=Scope.LINK),
+        lambda i: Route(canonical(f"fd00:10:0:{i:x}::/64"), gateway="2001:db8::2", dev="up0"),
+    ]
+    wanted = [kind(i) for i in range(40) for kind in kinds]
+    assert len(wanted) >= BULK_THRESHOLD
+    bad = [Route("10.250.0.0/24", gateway="198.51.100.9", dev="up0")]  # gateway not on-link
+    async with Netlink(80, spaces[0]) as bulk, Netlink(80, spaces[1]) as single:
+        bulk_errors = await bulk.apply_routes([*wanted, *bad], [])
+        single_errors = []
+        for route in [*wanted, *bad]:
+            single_errors += await single.apply_routes([route], [])
+        assert [e.what for e in bulk_errors] == [e.what for e in single_errors]
+        assert len(bulk_errors) == 1 and "10.250.0.0/24" in bulk_errors[0].what
+        assert routes(spaces[0]) == routes(spaces[1])
+        assert len(routes(spaces[0])) == len(wanted)
+        assert set((await bulk.dump_routes()).own.values()) == set(wanted)
+        assert await bulk.apply_routes([], [*wanted, *bad]) == []  # a missing route is no error
+        assert routes(spaces[0]) == set()
+        for route in [*wanted, *bad]:
+            assert await single.apply_routes([], [route]) == []
+        assert routes(spaces[1]) == set()

@@ -1,0 +1,97 @@
+"""Kernel-state helpers for felix tests: read routes with iproute2, make pods by hand, wait.
+
+Reading goes through the ``ip`` command on purpose: assertions about what felix programmed
+should not depend on felix's own netlink code. Pods made here imitate what ``podbgp-cni`` does
+(veth, /32, default route via 169.254.1.1, the host-side alias felix reads) without the plugin,
+for tests of felix alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from tests.support.netns import NetnsFactory, run, unique_name
+
+T = TypeVar("T")
+GATEWAY = "169.254.1.1"
+
+
+def routes(ns: str | None, proto: int | str = 80) -> set[str]:
+    """``ip route show proto P`` (IPv4 and IPv6), one normalised line per route."""
+    out: set[str] = set()
+    for family in ("-4", "-6"):
+        text = run(ns, "ip", family, "route", "show", "proto", str(proto)).stdout
+        out |= {" ".join(line.split()) for line in text.splitlines() if line.strip()}
+    return out
+
+
+def route_get(ns: str, dst: str) -> str:
+    """``ip route get DST`` as one normalised line."""
+    return " ".join(run(ns, "ip", "route", "get", dst).stdout.split())
+
+
+def links(ns: str) -> dict[str, dict[str, object]]:
+    """``ip -j -d link show`` by interface name."""
+    data = json.loads(run(ns, "ip", "-j", "-d", "link", "show").stdout)
+    return {item["ifname"]: item for item in data}
+
+
+def ping(ns: str, dst: str, count: int = 1, timeout: float = 2.0) -> bool:
+    proc = run(ns, "ping", "-c", str(count), "-W", str(int(timeout)), "-i", "0.2", dst,
+               check=False, timeout=timeout * count + 5)  # fmt: skip
+    return proc.returncode == 0
+
+
+def make_pod(factory: NetnsFactory, node_ns: str, ip: str) -> tuple[str, str]:
+    """A pod namespace wired into ``node_ns`` like podbgp-cni would; returns (pod ns, host veth)."""
+    pod = factory.namespace("p")
+    host = unique_name("h")
+    run(None, "ip", "link", "add", host, "netns", node_ns, "type", "veth", "peer", "name", "eth0",
+        "netns", pod)  # fmt: skip
+    run(pod, "ip", "addr", "add", f"{ip}/32", "dev", "eth0")
+    run(pod, "ip", "link", "set", "eth0", "up")
+    run(node_ns, "ip", "link", "set", host, "alias", f"podbgp:{ip} test", "up")
+    mac = links(node_ns)[host]["address"]
+    run(pod, "ip", "route", "add", f"{GATEWAY}/32", "dev", "eth0", "scope", "link")
+    run(pod, "ip", "route", "add", "default", "via", GATEWAY, "dev", "eth0")
+    run(
+        pod,
+        "ip",
+        "neigh",
+        "replace",
+        GATEWAY,
+        "lladdr",
+        str(mac),
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    )
+    run(node_ns, "sysctl", "-qw", f"net.ipv4.conf.{host}.proxy_arp=1")
+    return pod, host
+
+
+async def eventually(
+    predicate: Callable[[], T | Awaitable[T]], timeout: float = 10.0, interval: float = 0.1
+) -> T:
+    """Async twin of ``wait_until``: poll without blocking the event loop; bounded in time."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if isinstance(value, Awaitable):
+                value = await value
+            if value:
+                return value  # type: ignore[return-value]
+        except Exception as exc:  # not checkable yet
+            last = exc
+        if time.monotonic() >= deadline:
+            what = getattr(predicate, "__name__", repr(predicate))
+            detail = f"; last error: {last!r}" if last else ""
+            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}{detail}")
+        await asyncio.sleep(interval)

@@ -1,0 +1,107 @@
+"""Run real `podbgp node` processes and the cluster CLI verbs (`apply`, `get`, ...) for tests.
+
+The cluster verbs live in ``felix.cli``; the child processes add that module to
+``bgpd.cli.VERB_MODULES`` if the front door does not list it yet, so the tests run the real
+``podbgp`` argument parser either way.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.support.podbgp import REPO, PodbgpSpeaker
+
+_BOOT = (
+    "import sys, bgpd.cli as c;"
+    "c.VERB_MODULES = tuple(dict.fromkeys((*c.VERB_MODULES, 'felix.cli')));"
+    "raise SystemExit(c.main(sys.argv[1:]))"
+)
+
+
+def podbgp_argv(*args: str) -> list[str]:
+    return [sys.executable, "-c", _BOOT, *args]
+
+
+def run_podbgp(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run one `podbgp` verb to completion; stdout/stderr captured as text."""
+    full_env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
+    return subprocess.run(
+        podbgp_argv(*args),
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        input=stdin,
+        check=False,
+    )
+
+
+def node_config(
+    name: str,
+    address: str,
+    etcd_endpoint: str,
+    prefix: str,
+    *,
+    api_port: int = 9179,
+    felix: bool = False,
+) -> dict[str, Any]:
+    """A node.yaml for a node on ``address`` ("127.x.y.z/24") using etcd under ``prefix``.
+
+    felix stays off: these nodes share the test machine's namespace, whose kernel routes a
+    test must never change (``felix=True`` is for nodes started inside a namespace)."""
+    ip = address.split("/")[0]
+    return {
+        "nodeName": name,
+        "address": address,
+        "datastore": {"type": "etcd", "endpoints": [etcd_endpoint], "prefix": prefix},
+        "api": {"listen": f"{ip}:{api_port}"},
+        "felix": {"enabled": felix},
+        "logLevel": "debug",
+    }
+
+
+class PodbgpNode(PodbgpSpeaker):
+    """One `podbgp node -c FILE` process, with the REST API of :class:`PodbgpSpeaker`."""
+
+    def start(self) -> PodbgpNode:
+        self.config_path.write_text(yaml.safe_dump(self.config))
+        argv = podbgp_argv("node", "-c", str(self.config_path))
+        if self.netns:
+            argv = ["ip", "netns", "exec", self.netns, *argv]
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        return self
+
+    @property
+    def ip(self) -> str:
+        return str(self.config["address"]).split("/")[0]
+
+    def node_status(self) -> dict[str, Any] | None:
+        status = self.try_get("/v1/node")
+        return status if isinstance(status, dict) else None
+
+    def peers(self) -> dict[str, dict[str, Any]]:
+        return {p["address"]: p for p in (self.try_get("/v1/peers") or [])}
+
+    def established(self) -> dict[str, dict[str, Any]]:
+        return {a: p for a, p in self.peers().items() if p["state"] == "Established"}
+
+    def blocks(self) -> list[str]:
+        status = self.node_status() or {}
+        return list(status.get("blocks") or [])
+
+
+def workdir_file(workdir: Path, name: str, text: str) -> Path:
+    path = workdir / name
+    path.write_text(text)
+    return path

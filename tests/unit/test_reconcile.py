@@ -1,0 +1,147 @@
+"""felix.reconcile: the pure diff, and one reconciler pass against an in-memory route table.
+
+The in-memory table stands in for the kernel only to pin down the reconciler's bookkeeping
+(adopt before convergence, cached incremental passes, re-dump after an error); the same loop is
+exercised against real kernel routes in tests/integration/test_felix_routes.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from felix.plan import FdbEntry, Neighbour, Plan, Route, RouteType
+from felix.reconcile import ApplyError, KernelRoutes, Reconciler, diff_routes, diff_sets
+
+A = Route("10.244.2.0/24", gateway="192.0.2.2", dev="eth0")
+A2 = Route("10.244.2.0/24", gateway="192.0.2.3", dev="eth0")
+B = Route("10.244.3.0/24", gateway="198.51.100.7", dev="tunl0", onlink=True, mtu=1480)
+HOLE = Route("10.244.1.0/24", RouteType.BLACKHOLE)
+
+
+def test_missing_and_changed_routes_are_replaced_equal_ones_untouched() -> None:
+    diff = diff_routes(
+        {A.dst: A2, B.dst: B, HOLE.dst: HOLE}, {A.dst: A, HOLE.dst: HOLE}, converged=True
+    )
+    assert set(diff.replace) == {A2, B}
+    assert diff.delete == () and diff.kept == ()
+
+
+def test_unwanted_routes_are_adopted_until_converged_then_deleted() -> None:
+    before = diff_routes({HOLE.dst: HOLE}, {HOLE.dst: HOLE, B.dst: B}, converged=False)
+    assert before.delete == () and before.kept == (B,) and before.empty
+    after = diff_routes({HOLE.dst: HOLE}, {HOLE.dst: HOLE, B.dst: B}, converged=True)
+    assert after.delete == (B,) and after.kept == ()
+
+
+def test_destination_held_by_another_protocol_is_not_taken_over() -> None:
+    diff = diff_routes({A.dst: A}, {}, converged=True, foreign=[A.dst])
+    assert diff.replace == () and diff.conflicts == (A.dst,)
+    # Our own route to the same destination may still be updated.
+    diff = diff_routes({A.dst: A2}, {A.dst: A}, converged=True, foreign=[A.dst])
+    assert diff.replace == (A2,) and diff.conflicts == ()
+
+
+def test_diff_sets_adds_and_removes() -> None:
+    n1 = Neighbour("vxlan.podbgp", "10.245.2.0", "66:00:00:00:00:02")
+    n2 = Neighbour("vxlan.podbgp", "10.245.3.0", "66:00:00:00:00:03")
+    assert diff_sets(frozenset({n1, n2}), frozenset({n2})) == ([n1], [])
+    assert diff_sets(frozenset({n1}), frozenset({n2})) == ([n1], [n2])
+
+
+class TableKernel:
+    """felix's route table as a dict, counting dumps; ``refuse`` makes replaces fail."""
+
+    def __init__(self, routes: Sequence[Route] = (), foreign: Sequence[str] = ()) -> None:
+        self.routes = {r.dst: r for r in routes}
+        self.foreign = frozenset(foreign)
+        self.dumps = 0
+        self.refuse: set[str] = set()
+
+    async def dump_routes(self) -> KernelRoutes:
+        self.dumps += 1
+        return KernelRoutes(dict(self.routes), self.foreign)
+
+    async def apply_routes(
+        self, replace: Sequence[Route], delete: Sequence[Route]
+    ) -> list[ApplyError]:
+        errors = []
+        for route in delete:
+            self.routes.pop(route.dst, None)
+        for route in replace:
+            if route.dst in self.refuse:
+                errors.append(ApplyError(f"replace {route.dst}", "Network is unreachable"))
+                continue
+            self.routes[route.dst] = route
+        return errors
+
+    async def dump_neighbours(self, dev: str) -> frozenset[Neighbour]:
+        return frozenset()
+
+    async def dump_fdb(self, dev: str) -> frozenset[FdbEntry]:
+        return frozenset()
+
+    async def apply_neighbours(
+        self, add: Sequence[Neighbour], remove: Sequence[Neighbour]
+    ) -> list[ApplyError]:
+        return []
+
+    async def apply_fdb(
+        self, add: Sequence[FdbEntry], remove: Sequence[FdbEntry]
+    ) -> list[ApplyError]:
+        return []
+
+
+def reconciler(kernel: TableKernel, routes: dict[str, Route]) -> Reconciler:
+    async def source(full: bool) -> Plan:
+        return Plan(dict(routes), frozenset(), frozenset(), {})
+
+    return Reconciler(kernel, source)
+
+
+async def test_first_pass_adopts_existing_routes_and_installs_missing_ones() -> None:
+    kernel = TableKernel([B])  # left by a previous run
+    rec = reconciler(kernel, {HOLE.dst: HOLE, A.dst: A})
+    diff = await rec.sync_once(full=False)  # no cache yet: dumps anyway
+    assert kernel.dumps == 1
+    assert kernel.routes == {HOLE.dst: HOLE, A.dst: A, B.dst: B}
+    assert diff.kept == (B,) and rec.stats.kept == 1
+    rec.mark_converged()
+    await rec.sync_once(full=False)
+    assert kernel.routes == {HOLE.dst: HOLE, A.dst: A}
+    assert rec.stats.deleted == 1
+
+
+async def test_incremental_pass_uses_the_cache_and_full_pass_repairs() -> None:
+    kernel = TableKernel()
+    desired = {A.dst: A}
+    rec = reconciler(kernel, desired)
+    rec.mark_converged()
+    await rec.sync_once(full=True)
+    desired[B.dst] = B
+    await rec.sync_once(full=False)
+    assert kernel.dumps == 1 and kernel.routes == {A.dst: A, B.dst: B}
+    del kernel.routes[A.dst]  # deleted behind felix's back
+    await rec.sync_once(full=False)
+    assert A.dst not in kernel.routes  # the cache cannot know...
+    await rec.sync_once(full=True)
+    assert kernel.routes[A.dst] == A  # ...the periodic full resync does
+
+
+async def test_a_refused_change_is_reported_and_forces_a_dump_next_time() -> None:
+    kernel = TableKernel()
+    kernel.refuse.add(B.dst)
+    rec = reconciler(kernel, {A.dst: A, B.dst: B})
+    await rec.sync_once(full=True)
+    assert rec.stats.errors == 1
+    assert rec.stats.last_errors[0].what == f"replace {B.dst}"
+    kernel.refuse.clear()
+    await rec.sync_once(full=False)
+    assert kernel.dumps == 2 and kernel.routes[B.dst] == B
+
+
+async def test_conflicting_foreign_route_is_left_and_reported() -> None:
+    kernel = TableKernel(foreign=[A.dst])
+    rec = reconciler(kernel, {A.dst: A, HOLE.dst: HOLE})
+    await rec.sync_once(full=True)
+    assert kernel.routes == {HOLE.dst: HOLE}
+    assert rec.stats.conflicts == (A.dst,)

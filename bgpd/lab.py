@@ -368,16 +368,23 @@ def ping_matrix(state: LabState) -> tuple[str, int]:
 
 
 def peer_table(state: LabState, token_file: Path) -> str:
+    """Reflectors answer for themselves; the nodes through one node's `/v1/cluster/peers`."""
     rows = [("NODE", "PEER ADDRESS", "PEER TYPE", "STATE", "SINCE")]
+    answers: list[tuple[str, Any]] = []
     for member in state.members:
-        if member.name == "etcd":
-            continue
-        peers = api(state, member, "/v1/peers", token_file)
+        if member.name.startswith("rr-"):
+            answers.append((member.name, api(state, member, "/v1/peers", token_file)))
+    cluster = api(state, state.nodes[0], "/v1/cluster/peers", token_file) or {}
+    by_name = {entry["name"]: entry for entry in cluster.get("nodes", [])}
+    for node in state.nodes:
+        entry = by_name.get(node.name) or {}
+        answers.append((node.name, entry.get("peers") if entry.get("reachable") else None))
+    for name, peers in answers:
         if peers is None:
-            rows.append((member.name, "-", "-", "unreachable", "-"))
+            rows.append((name, "-", "-", "unreachable", "-"))
             continue
         for p in peers:
-            rows.append((member.name, p["address"], p["type"], p["state"], p["since"]))
+            rows.append((name, p["address"], p["type"], p["state"], p["since"]))
     widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True))
                      for r in rows)  # fmt: skip

@@ -497,10 +497,26 @@ class NodeAgent:
 
     async def _start_api(self) -> web.AppRunner | None:
         from bgpd.daemon import start_operations
+        from bgpd.openapi import CLUSTER_PEERS_DOC
 
         async def node_handler(request: web.Request) -> web.Response:
             text = json.dumps(self.node_status(), default=str)
             return web.json_response(text=text)
+
+        async def cluster_handler(request: web.Request) -> web.Response:
+            from bgpd.config import read_token_file
+            from felix.cluster_view import gather_cluster_peers
+
+            api = self.config.api
+            token = read_token_file(api.token_file) if api and api.token_file else None
+            own = self.nodes.get(self.name)
+            answer = await gather_cluster_peers(
+                self.nodes.values(), self.name, NodeViews(self).peers, token
+            )
+            for entry in answer["nodes"]:
+                if entry["name"] == self.name and own is not None:
+                    entry["apiAddress"] = own.api_address
+            return web.json_response(answer)
 
         felix_metrics = getattr(self.dataplane, "metrics", None)
         return await start_operations(
@@ -509,7 +525,12 @@ class NodeAgent:
             CollectorRegistry(),
             felix=felix_metrics if callable(felix_metrics) else None,
             datastore=self.datastore_metrics,
-            routes=[web.get("/v1/node", node_handler), *self.extra_api_routes],
+            routes=[
+                web.get("/v1/node", node_handler),
+                web.get("/v1/cluster/peers", cluster_handler),
+                *self.extra_api_routes,
+            ],
+            docs={"/v1/cluster/peers": CLUSTER_PEERS_DOC},
             ready_checks=[self._ready, *self.ready_checks],
         )
 

@@ -1,6 +1,7 @@
-"""Benchmark: podbgp, BIRD and GoBGP as the route reflector, side by side in one run.
+"""Benchmark: podbgp, BIRD, GoBGP and FRR as the route reflector, side by side in one run.
 
-Run as root: ``python -m bench.reflect [--clients 50] [--prefixes 100000]``.
+Run as root: ``python -m bench.reflect [--clients 50] [--prefixes 100000]``. FRR (Debian's
+``frr`` package, bgpd only, without zebra) joins the comparison when it is installed.
 
 (a) Cold start: N BIRD clients (passive, each originating one /24 and five /32s) on one LAN;
     the reflector starts and connects to all of them. Time from the reflector's start until
@@ -67,6 +68,8 @@ def start_reflector(
         bird = BirdRouter(factory, ns, bird_cfg, work / "rr").start()
         assert bird.proc is not None
         return Reflector(bird.proc.pid, bird.stop)
+    if kind == "frr":
+        return start_frr(factory, ns, work, clients)
     gob_cfg = GoBgpConfig(
         router_id=RR, asn=ASN, listen_addresses=(RR,),
         neighbors=tuple(GoBgpNeighbor(c, ASN, rr_client=True, rr_cluster_id=CLUSTER)
@@ -75,6 +78,32 @@ def start_reflector(
     gob = GoBgpRouter(factory, ns, gob_cfg, work / "rr").start()
     assert gob.proc is not None
     return Reflector(gob.proc.pid, gob.stop)
+
+
+def start_frr(factory: NetnsFactory, ns: str, work: Path, clients: list[str]) -> Reflector:
+    """FRR's bgpd alone (no zebra: next hops count as reachable, nothing goes to a kernel)."""
+    work.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "frr defaults traditional",
+        "hostname rr",
+        "log stdout warnings",
+        "router bgp 64512",
+        f" bgp router-id {RR}",
+        f" bgp cluster-id {CLUSTER}",
+        " no bgp ebgp-requires-policy",
+    ]
+    lines += [f" neighbor {c} remote-as {ASN}" for c in clients]
+    lines += [" address-family ipv4 unicast"]
+    lines += [f"  neighbor {c} route-reflector-client" for c in clients]
+    lines += [" exit-address-family"]  # fmt: skip
+    conf = work / "frr-bgpd.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    vty = work / "frr-vty"
+    vty.mkdir(exist_ok=True)
+    argv = ["/usr/lib/frr/bgpd", "-f", str(conf), "-i", str(work / "frr.pid"), "--vty_socket",
+            str(vty), "-Z", "-S", "-n", "-N", ns]  # fmt: skip
+    proc = factory.popen(ns, argv, work / "frr.log")
+    return Reflector(proc.pid, lambda: factory.stop(proc))
 
 
 def bird_count(router: BirdRouter, protocol: str) -> int:
@@ -164,11 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--prefixes", type=int, default=100_000)
-    parser.add_argument("--reflectors", default="podbgp,bird,gobgp")
+    parser.add_argument("--reflectors", default="podbgp,bird,gobgp,frr")
     args = parser.parse_args(argv)
     rows = {}
     with TemporaryDirectory(prefix="podbgp-bench-") as tmp:
-        for kind in args.reflectors.split(","):
+        kinds = [k for k in args.reflectors.split(",")
+                 if k != "frr" or Path("/usr/lib/frr/bgpd").exists()]  # fmt: skip
+        for kind in kinds:
             print(f"... {kind}: cold start, {args.clients} clients", file=sys.stderr, flush=True)
             row = cold_start(kind, args.clients, Path(tmp) / f"{kind}-cold")
             print(f"... {kind}: bulk, {args.prefixes} prefixes", file=sys.stderr, flush=True)

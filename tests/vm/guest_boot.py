@@ -27,7 +27,9 @@ def sh(*argv: str) -> None:
 
 
 def setup(job: dict[str, object]) -> None:
-    for target, fstype in (("/tmp", "tmpfs"), ("/run", "tmpfs"), ("/dev/shm", "tmpfs")):
+    # /tmp stays the overlay of the host's /tmp (writable through the overlay): a checkout
+    # under /tmp, as CI's may be, must remain visible in the guest.
+    for target, fstype in (("/run", "tmpfs"), ("/dev/shm", "tmpfs")):
         os.makedirs(target, exist_ok=True)
         sh("mount", "-t", fstype, fstype, target)
     os.makedirs("/dev/pts", exist_ok=True)

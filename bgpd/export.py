@@ -170,10 +170,42 @@ class Exporter:
             self._compute_add_path(group, afi, prefixes, out, changes)
             return changes
         loc = self.speaker.loc_rib.table(afi)
+        # Loc-RIB entries are interned, so one export computation serves every prefix that
+        # shares a best path; buckets are keyed by identity for the same reason.
+        memo: dict[int, Out | None] = {}
+        buckets: dict[int, list[bytes]] = {}
+        values: dict[int, Out] = {}
+        touched = changes.touched
         for prefix in prefixes:
             best = loc.get(prefix)
-            new = self._outbound(best.attrs, best.source, group, afi) if best else None
-            self._diff(out, prefix, new, changes)
+            if best is None:
+                new = None
+            else:
+                key = id(best)
+                if key in memo:
+                    new = memo[key]
+                else:
+                    new = memo[key] = self._outbound(best.attrs, best.source, group, afi)
+            old = out.get(prefix)
+            if new is None:
+                if old is not None:
+                    del out[prefix]
+                    changes.withdraw.setdefault(old[1], []).append(prefix)
+                    touched.append(prefix)
+                continue
+            if old is new or (old is not None and old[0] is new[0] and old[1] == new[1]):
+                continue
+            out[prefix] = new
+            bucket = buckets.get(id(new))
+            if bucket is None:
+                bucket = buckets[id(new)] = []
+                values[id(new)] = new
+            bucket.append(prefix)
+            touched.append(prefix)
+            if old is not None and old[1] != new[1]:
+                changes.member_withdraw.setdefault(new[1], []).append(prefix)
+        for key, entries in buckets.items():
+            changes.announce.setdefault(values[key], []).extend(entries)
         return changes
 
     def _compute_add_path(

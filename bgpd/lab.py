@@ -109,7 +109,11 @@ def kernel_has(kind: str, prefix: str) -> bool:
     ns = f"{prefix}probe"
     sh("ip", "netns", "add", ns, check=False)
     try:
-        extra = ["id", "42", "dstport", "4789"] if kind == "vxlan" else []
+        # Endpoints of their own: a bare ipip device would clash with the fallback tunl0.
+        if kind == "vxlan":
+            extra = ["id", "42", "dstport", "4789"]
+        else:
+            extra = ["local", "198.51.100.1", "remote", "198.51.100.2"]
         added = sh("ip", "link", "add", "probe0", "type", kind, *extra, ns=ns, check=False)
         return added.returncode == 0
     finally:

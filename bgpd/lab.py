@@ -14,13 +14,16 @@ Addresses follow docker-compose.yml: subnet k is 172.31.k.0/24 with the router a
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +32,8 @@ from typing import Any
 import yaml
 
 DEFAULT_DIR = Path("/run/podbgp-lab")
+CLONE_NEWNET = 0x40000000
+API_TIMEOUT = 5.0
 POOL = "10.244.0.0/16"
 ASN = 64512
 
@@ -89,7 +94,7 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def sh(*argv: str, ns: str | None = None, check: bool = True, timeout: float = 30,
+def sh(*argv: str, ns: str | None = None, check: bool = True, timeout: float = 120,
        stdin: str | None = None, env: dict[str, str] | None = None,
        ) -> subprocess.CompletedProcess[str]:  # fmt: skip
     cmd = (["ip", "netns", "exec", ns] if ns else []) + list(argv)
@@ -206,7 +211,7 @@ def wait(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> An
         time.sleep(interval)
 
 
-def start_etcd(state: LabState) -> None:
+def start_etcd(state: LabState, timeout: float) -> None:
     etcd = next(m for m in state.members if m.name == "etcd")
     data = Path(state.directory) / "etcd-data"
     ip = etcd.address.split("/")[0]
@@ -219,7 +224,7 @@ def start_etcd(state: LabState) -> None:
         "--initial-cluster", "lab=http://127.0.0.1:2380",
     ], "etcd.log")  # fmt: skip
     wait(lambda: sh("etcdctl", "--endpoints", "http://127.0.0.1:2379", "endpoint", "health",
-                    ns=etcd.ns, check=False).returncode == 0, 30, "etcd")  # fmt: skip
+                    ns=etcd.ns, check=False).returncode == 0, timeout, "etcd")  # fmt: skip
 
 
 def etcd_url(state: LabState) -> str:
@@ -282,20 +287,46 @@ def configure(state: LabState, token_file: Path) -> None:
               f"{node.name}.log")  # fmt: skip
 
 
+def ns_socket(ns: str) -> socket.socket:
+    """A TCP socket created inside namespace ``ns`` (a socket stays in the namespace it was made
+    in): a short-lived thread enters ``ns`` with setns(2), so this process never switches."""
+    made: list[socket.socket | BaseException] = []
+
+    def create() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            with open(f"/var/run/netns/{ns}", "rb") as handle:
+                if libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns {ns}")
+            made.append(socket.socket())
+        except BaseException as exc:
+            made.append(exc)
+
+    worker = threading.Thread(target=create)
+    worker.start()
+    worker.join()
+    if isinstance(made[0], BaseException):
+        raise made[0]
+    return made[0]
+
+
 def api(state: LabState, member: Member, path: str, token_file: Path) -> Any:
-    bearer = f"Bearer {token_file.read_text().strip()}"
-    code = (
-        "import sys,urllib.request as u;"
-        "r=u.Request(sys.argv[1],headers={'Authorization':sys.argv[2]});"
-        "sys.stdout.write(u.urlopen(r,timeout=3).read().decode())"
-    )
-    out = sh(sys.executable, "-c", code, f"http://127.0.0.1:9179{path}", bearer, ns=member.ns,
-             check=False, timeout=10)  # fmt: skip
-    if out.returncode != 0:
-        return None
+    """GET ``path`` from the member's REST API (127.0.0.1:9179 in its namespace), or None."""
+    token = token_file.read_text().strip()
+    request = f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
     try:
-        return json.loads(out.stdout)
-    except ValueError:
+        with ns_socket(member.ns) as sock:
+            sock.settimeout(API_TIMEOUT)
+            sock.connect(("127.0.0.1", 9179))
+            sock.sendall(request.encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        if b" 200 " not in head.split(b"\r\n", 1)[0]:
+            return None
+        return json.loads(body)
+    except (OSError, ValueError):
         return None
 
 
@@ -320,7 +351,7 @@ def plug_pods(state: LabState) -> None:
                    CNI_PATH=str(Path(sys.executable).parent))  # fmt: skip
         conf = json.dumps(netconf | {"nodeName": pod.node})
         out = sh(sys.executable, "-m", "felix.cni_main", ns=node.ns, stdin=conf, env=env,
-                 check=False, timeout=60)  # fmt: skip
+                 check=False, timeout=180)  # fmt: skip
         try:
             result = json.loads(out.stdout)
             pod.ip = result["ips"][0]["address"].split("/")[0]
@@ -437,11 +468,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"{args.reflectors} reflectors, {len(state.pods)} pods (encap {encap})")  # fmt: skip
         build_network(state)
         say("==> etcd")
-        start_etcd(state)
+        start_etcd(state, args.timeout)
         say("==> cluster resources, reflectors and `podbgp node` per node")
         configure(state, token_file)
         for node in state.nodes:
-            wait(lambda n=node: node_ready(state, n, token_file), 90,
+            wait(lambda n=node: node_ready(state, n, token_file), args.timeout,
                  f"{node.name}: sessions Established and every block routed")  # fmt: skip
             say(f"    {node.name} ready")
         say("==> pods through podbgp-cni")
@@ -517,6 +548,10 @@ def register(verbs: Any) -> None:
     up.add_argument("--nodes", type=int, default=4)
     up.add_argument("--subnets", type=int, default=2)
     up.add_argument("--reflectors", type=int, choices=(0, 2), default=2)
+    up.add_argument(
+        "--timeout", type=float, default=120.0,
+        help="seconds each wait may take (etcd, each node's convergence)",
+    )  # fmt: skip
     up.add_argument(
         "--encap",
         choices=("auto", "ipip", "vxlan", "none"),

@@ -24,6 +24,7 @@ class PeerPolicy:
     next_hop_v6: str | None
     rr_client: bool = False
     cluster_id: str | None = None  # set when this speaker reflects routes
+    keep_next_hop: bool = False  # eBGP: keep a learned path's next hop instead of our own
 
 
 def import_path(
@@ -86,6 +87,8 @@ def export_attributes(
     """
     own_next_hop = policy.next_hop_v6 if ipv6 else policy.next_hop_v4
     if policy.ebgp:
+        if policy.keep_next_hop and not source.local and attrs.next_hop:
+            own_next_hop = attrs.next_hop  # the owning node stays the next hop
         if own_next_hop is None:
             return None
         as_path = _prepend(attrs.as_path, policy.local_asn)

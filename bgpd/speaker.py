@@ -69,6 +69,8 @@ class PeerSpec:
     description: str = ""
     peer_type: str = "global"
     rr_client: bool = False
+    keep_next_hop: bool = False  # eBGP: pass the original next hop on (Calico keepOriginalNextHop)
+    restart_time: int | None = None  # the Restart Time we advertise to this peer (RFC 4724)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +253,8 @@ class Speaker:
         if self.config.graceful_restart:
             # F bit set: a restarting podbgp keeps forwarding (felix never flushes routes).
             families = ((Afi.IPV4, Safi.UNICAST, 0x80), (Afi.IPV6, Safi.UNICAST, 0x80))
-            caps.append(GracefulRestart(0, self.config.restart_time, families))
+            restart = spec.restart_time or self.config.restart_time
+            caps.append(GracefulRestart(0, min(restart, 4095), families))
         return FsmConfig(
             local_asn=self.config.asn,
             local_router_id=self.config.router_id,
@@ -287,6 +290,7 @@ class Speaker:
             next_hop_v6=local_address if v6 else None,
             rr_client=peer.spec.rr_client,
             cluster_id=self.config.cluster_id,
+            keep_next_hop=peer.spec.keep_next_hop,
         )
         for afi in (Afi.IPV4, Afi.IPV6):
             add_path = (afi, Safi.UNICAST) in negotiated.add_path_receive

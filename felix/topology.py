@@ -85,7 +85,13 @@ class _Builder:
         self.reasons[spec.address] = reason
 
     def node_peer(
-        self, other: NodeInfo, version: int, peer_type: str, password: str | None, reason: str
+        self,
+        other: NodeInfo,
+        version: int,
+        peer_type: str,
+        password: str | None,
+        reason: str,
+        bgp_peer: BGPPeer | None = None,
     ) -> None:
         mine, theirs = self.my_address(version), other.address(version)
         if mine is None or theirs is None or mine == theirs:
@@ -108,6 +114,8 @@ class _Builder:
             description=f"node {other.name}",
             peer_type=peer_type,
             rr_client=rr_client,
+            keep_next_hop=bgp_peer.keep_original_next_hop if bgp_peer else False,
+            restart_time=bgp_peer.max_restart_time if bgp_peer else None,
         )
         self.add(spec, reason, override=peer_type != "mesh")
 
@@ -139,7 +147,7 @@ def compute_topology(
             known = by_address.get(peer.peer_ip)
             if known is not None and peer.peer_port is None:
                 version = _ip(peer.peer_ip).version
-                b.node_peer(known, version, local_type, peer.password, reason)
+                b.node_peer(known, version, local_type, peer.password, reason, peer)
             else:
                 _external_peer(b, peer, local_type, reason)
         elif peer.peer_selector is not None:
@@ -150,7 +158,7 @@ def compute_topology(
                     reverse and _applies_to(peer, other)
                 ):
                     for version in (4, 6):
-                        b.node_peer(other, version, local_type, peer.password, reason)
+                        b.node_peer(other, version, local_type, peer.password, reason, peer)
     speaker = SpeakerConfig(
         asn=b.asn,
         router_id=me.router_id or me.address(4) or "0.0.0.0",
@@ -175,5 +183,7 @@ def _external_peer(b: _Builder, peer: BGPPeer, peer_type: str, reason: str) -> N
         source_address=mine,
         description=reason,
         peer_type=peer_type,
+        keep_next_hop=peer.keep_original_next_hop,
+        restart_time=peer.max_restart_time,
     )
     b.add(spec, reason, override=True)

@@ -66,3 +66,14 @@ def test_ebgp_export_prepends_and_strips_internal_attributes() -> None:
 
 def test_no_next_hop_of_the_family_means_no_export() -> None:
     assert export_attributes(PathAttributes(), LOCAL_SOURCE, IBGP_PEER, "192.0.2.11", True) is None
+
+
+def test_keep_original_next_hop_towards_an_ebgp_peer() -> None:
+    keep = PeerPolicy(
+        local_asn=64512, ebgp=True, next_hop_v4="192.0.2.11", next_hop_v6=None, keep_next_hop=True
+    )
+    learned = PathAttributes(next_hop="192.0.2.12", local_pref=100)
+    out = export_attributes(learned, FROM_IBGP, keep, "192.0.2.11", ipv6=False)
+    assert out is not None and out.next_hop == "192.0.2.12"  # the owning node, not us
+    own = export_attributes(PathAttributes(), LOCAL_SOURCE, keep, "192.0.2.11", ipv6=False)
+    assert own is not None and own.next_hop == "192.0.2.11"  # our own block: us

@@ -196,3 +196,16 @@ def test_snapshot_follows_changes() -> None:
     snap.apply(decode_event(WatchEvent(EventType.DELETE, "resources/IPPool/p", b"", 9)))
     assert snap.pools() == [] and snap.revision == 9
     assert snap.bgp_configuration().as_number == 64512  # absent: Calico's defaults
+
+
+def test_peer_options_reach_the_speaker_peer() -> None:
+    # keepOriginalNextHop and maxRestartTime of a BGPPeer become the session's own settings.
+    nodes = cluster(node(1), node(2))
+    tor = BGPPeer(
+        "tor", peer_ip="192.0.2.254", as_number=65000, keep_original_next_hop=True,
+        max_restart_time=300,
+    )  # fmt: skip
+    plain = BGPPeer("plain", peer_ip="192.0.2.253", as_number=65000)
+    spec = compute_topology("node-1", nodes, NO_MESH, [tor, plain]).peers
+    assert (spec["192.0.2.254"].keep_next_hop, spec["192.0.2.254"].restart_time) == (True, 300)
+    assert (spec["192.0.2.253"].keep_next_hop, spec["192.0.2.253"].restart_time) == (False, None)

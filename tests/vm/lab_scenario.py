@@ -28,6 +28,15 @@ def run(*argv: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie: the guest's init (guest_boot.py) does not reap orphans."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def lab(*args: str) -> subprocess.CompletedProcess[str]:
     return run(sys.executable, "-m", "bgpd", "lab", *args, "--dir", LAB_DIR)
 
@@ -64,7 +73,7 @@ def scenario() -> dict[str, Any]:
     facts["down"] = {"status": down.returncode, "stdout": down.stdout}
     netns = run("ip", "netns", "list").stdout.split()
     facts["left_namespaces"] = [n for n in netns if n.startswith(PREFIX)]
-    facts["left_pids"] = [p for p in state["pids"] if Path(f"/proc/{p}").exists()]
+    facts["left_pids"] = [p for p in state["pids"] if running(p)]
     return facts
 
 

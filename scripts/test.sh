@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-test-host.sh
 python3 -m ruff check .
 python3 -m ruff format --check .
+python3 -m mypy  # --strict on the codec and the FSM (files in pyproject.toml)
 python3 -m pytest -q -p no:cacheprovider "$@"

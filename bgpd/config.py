@@ -81,6 +81,7 @@ _PEER_KEYS = (
     "description",
     "sourceAddress",
     "routeReflectorClient",
+    "ttlSecurity",
 )
 _PEER_RANGE_KEYS = ("range", "asNumber", "routeReflectorClient", "password", "holdTime")
 
@@ -156,6 +157,7 @@ class PeerConfig:
     description: str = ""
     source_address: str | None = None
     route_reflector_client: bool = False
+    ttl_security: int = 0  # RFC 5082 GTSM: hops to the peer; 0 = off
 
     @property
     def effective_keepalive_time(self) -> int:
@@ -298,6 +300,7 @@ def _peer(sec: Section) -> PeerConfig:
         description=sec.optional("description", check_str(), ""),
         source_address=sec.optional("sourceAddress", check_ip, None),
         route_reflector_client=sec.optional("routeReflectorClient", check_bool, False),
+        ttl_security=sec.optional("ttlSecurity", check_int(0, 254), 0),
     )
     keepalive, hold = peer.keepalive_time, peer.hold_time
     if keepalive is not None and hold > 0 and keepalive >= hold:

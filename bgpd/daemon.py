@@ -46,6 +46,7 @@ def peer_spec(peer: PeerConfig, peer_type: str = "global") -> PeerSpec:
         description=peer.description,
         peer_type=peer_type,
         rr_client=peer.route_reflector_client,
+        ttl_security=peer.ttl_security,
     )
 
 

@@ -99,10 +99,12 @@ class Session:
         *,
         password: str | None = None,
         source_address: str | None = None,
+        ttl_security: int = 0,
     ) -> None:
         self.address = address
         self.port = port
         self.password = password
+        self.ttl_security = ttl_security
         self.source_address = source_address
         self.fsm = Fsm(fsm_config)
         self.owner = owner
@@ -133,6 +135,9 @@ class Session:
             self._timer = None
 
     def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None and self.ttl_security:
+            tcp.set_ttl_security(sock, self.ttl_security)
         conn = self._register(reader, writer, outbound=False)
         self._dispatch(TcpAccepted(conn.ident))
 
@@ -296,6 +301,7 @@ class Session:
                 self.port,
                 source=self.source_address,
                 password=self.password,
+                ttl_security=self.ttl_security,
             )
             reader, writer = await asyncio.open_connection(sock=sock)
         except (OSError, TimeoutError) as exc:

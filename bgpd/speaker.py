@@ -71,6 +71,7 @@ class PeerSpec:
     rr_client: bool = False
     keep_next_hop: bool = False  # eBGP: pass the original next hop on (Calico keepOriginalNextHop)
     restart_time: int | None = None  # the Restart Time we advertise to this peer (RFC 4724)
+    ttl_security: int = 0  # RFC 5082 GTSM: the peer is at most this many hops away; 0 = off
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,7 @@ class Speaker:
             self,
             password=spec.password,
             source_address=spec.source_address,
+            ttl_security=spec.ttl_security,
         )
         peer = Peer(spec, session)
         self.peers[address] = peer

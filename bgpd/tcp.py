@@ -15,6 +15,8 @@ TCP_MD5SIG = 14
 TCP_MD5SIG_EXT = 32
 TCP_MD5SIG_FLAG_PREFIX = 1
 TCP_MD5SIG_MAXKEYLEN = 80
+IP_MINTTL = 21  # linux/in.h
+IPV6_MINHOPCOUNT = 73  # linux/in6.h
 _SOCKADDR_STORAGE = 128
 
 
@@ -47,6 +49,19 @@ def set_md5_key(
     sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
+def set_ttl_security(sock: socket.socket, hops: int) -> None:
+    """RFC 5082 GTSM: send with TTL 255 and drop anything that travelled more than ``hops``
+    hops (arrived with TTL below 256 - hops). ``hops`` 0 leaves the socket alone."""
+    if hops <= 0:
+        return
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MINHOPCOUNT, 256 - hops)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
+        sock.setsockopt(socket.IPPROTO_IP, IP_MINTTL, 256 - hops)
+
+
 def family_of(address: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
 
@@ -73,6 +88,7 @@ async def connect(
     *,
     source: str | None = None,
     password: str | None = None,
+    ttl_security: int = 0,
     timeout: float = 10.0,
 ) -> socket.socket:
     """Open a TCP connection to a peer, from ``source`` if given, with an MD5 key if given."""
@@ -82,6 +98,7 @@ async def connect(
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if password:
             set_md5_key(sock, peer, password)
+        set_ttl_security(sock, ttl_security)
         if source:
             sock.bind((source, 0))
         loop = asyncio.get_running_loop()

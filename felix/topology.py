@@ -116,6 +116,7 @@ class _Builder:
             rr_client=rr_client,
             keep_next_hop=bgp_peer.keep_original_next_hop if bgp_peer else False,
             restart_time=bgp_peer.max_restart_time if bgp_peer else None,
+            ttl_security=bgp_peer.ttl_security if bgp_peer else 0,
         )
         self.add(spec, reason, override=peer_type != "mesh")
 
@@ -185,5 +186,6 @@ def _external_peer(b: _Builder, peer: BGPPeer, peer_type: str, reason: str) -> N
         peer_type=peer_type,
         keep_next_hop=peer.keep_original_next_hop,
         restart_time=peer.max_restart_time,
+        ttl_security=peer.ttl_security,
     )
     b.add(spec, reason, override=True)

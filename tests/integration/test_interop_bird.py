@@ -173,3 +173,35 @@ def test_md5_password(netns_factory: NetnsFactory, tmp_path: Path) -> None:
     router.wait_route("10.244.1.0/24", 15)
     wait_for(lambda: "10.245.0.0/24" in sp.route_prefixes(), 15, what="route over MD5 session")
     assert "s3cret-md5" not in str(sp.get("/v1/peers"))
+
+
+def test_ttl_security_with_bird(netns_factory: NetnsFactory, tmp_path: Path) -> None:
+    """RFC 5082 GTSM on both sides (BIRD `ttl security on`, podbgp `ttlSecurity: 1`): BIRD
+    accepts only TTL 255 from us, and we only TTL 255 from it; the session comes up."""
+    ns_p, ns_r = two_namespaces(netns_factory)
+    config = BirdConfig(
+        router_id=ROUTER_V4, asn=64512, listen_address=ROUTER_V4,
+        neighbors=(BirdNeighbor(PODBGP_V4, 64512),), routes=(BIRD_ROUTE,),
+    )  # fmt: skip
+    gtsm = _WithTtlSecurity(config)
+    router = BirdRouter(netns_factory, ns_r, gtsm, tmp_path / "bird")  # type: ignore[arg-type]
+    router.start()
+    assert "ttl security on" in router.conf_path.read_text()
+    sp = podbgp_in(
+        netns_factory, ns_p, tmp_path, asn=64512, originate=["10.244.1.0/24"],
+        peers=[{"address": ROUTER_V4, "asNumber": 64512, "ttlSecurity": 1}],
+    )  # fmt: skip
+    router.wait_established(BirdNeighbor(PODBGP_V4, 64512).protocol, 30)
+    router.wait_route("10.244.1.0/24", 15)
+    wait_for(lambda: "10.245.0.0/24" in sp.route_prefixes(), 15, what="route over GTSM session")
+
+
+class _WithTtlSecurity:
+    """A BirdConfig whose BGP protocols also say `ttl security on`."""
+
+    def __init__(self, config: BirdConfig) -> None:
+        self.config = config
+        self.neighbors = config.neighbors
+
+    def render(self) -> str:
+        return self.config.render().replace("  direct;\n", "  direct;\n  ttl security on;\n")

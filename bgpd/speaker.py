@@ -1,8 +1,8 @@
 """The speaker: the one task that owns every RIB, and the peers it exchanges routes with.
 
 Data flow: sessions put (peer, generation, UPDATE) into a bounded inbox → ``_apply_update``
-changes the peer's Adj-RIB-In → ``_decide`` runs the decision process for the touched prefixes →
-changed Loc-RIB entries are exported to every Established peer (``bgpd.export``) → route
+changes the peer's Adj-RIB-In → ``LocRib.decide`` runs the decision process for the touched
+prefixes → changed Loc-RIB entries go to every update group (``bgpd.export``) → route
 listeners (felix) hear about best-route changes. Session up/down events are applied on the loop
 directly; each UPDATE carries the session generation so a late UPDATE from a session that has
 since gone down is dropped.
@@ -111,15 +111,10 @@ class Peer:
     eor_received: set[tuple[int, int]] = field(default_factory=set)
     dynamic: bool = False  # created from a peer range; removed once its session is gone
 
-    @property
-    def ebgp(self) -> bool:
-        return self.source is not None and self.source.ebgp
-
 
 class Speaker:
     def __init__(self, config: SpeakerConfig) -> None:
         self.config = config
-        self.router_id_int = int.from_bytes(socket.inet_aton(config.router_id), "big")
         self.peers: dict[str, Peer] = {}
         self.loc_rib = LocRib()
         self.originated: dict[int, dict[bytes, PathAttributes]] = {}
@@ -226,6 +221,14 @@ class Speaker:
     def remove_peer(self, address: str) -> None:
         peer = self.peers.pop(tcp.normalise_address(address))
         peer.session.stop(notify=True)
+        self.exporter.forget(peer)
+        if peer.stale_timer is not None:
+            peer.stale_timer.cancel()
+        if peer.spec.password and not peer.dynamic:
+            for server in self._servers:
+                for sock in server.sockets:
+                    if tcp.family_of(peer.session.address) == sock.family:
+                        tcp.set_md5_key(sock, peer.session.address, None)  # type: ignore[arg-type]
         for afi in list(peer.adj_in.routes):
             self._mark_dirty(afi, peer.adj_in.clear(afi))
         self._schedule_flush()

@@ -88,6 +88,9 @@ class DatastoreSettings:
     prefix: str = "/podbgp/"
     path: str | None = None
     state_path: str | None = None
+    ca_file: str | None = None  # etcd client TLS, as in node.yaml's datastore.tls
+    cert_file: str | None = None
+    key_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,12 +172,19 @@ def _datastore(raw: Any) -> DatastoreSettings:
         raise CniError(CniCode.INVALID_CONFIG, "datastore.endpoints: a list of etcd URLs")
     if not all(isinstance(e, str) for e in endpoints):
         raise CniError(CniCode.INVALID_CONFIG, "datastore.endpoints: a list of etcd URLs")
-    unknown = sorted(set(raw) - {"type", "endpoints", "prefix", "path", "statePath"})
+    unknown = sorted(set(raw) - {"type", "endpoints", "prefix", "path", "statePath", "tls"})
     if unknown:
         raise CniError(CniCode.UNSUPPORTED_FIELD, f"unsupported field datastore.{unknown[0]}")
+    tls = raw.get("tls") or {}
+    if not isinstance(tls, dict) or not all(isinstance(v, str) for v in tls.values()):
+        raise CniError(CniCode.INVALID_CONFIG, "datastore.tls: {caFile, certFile, keyFile}")
+    unknown = sorted(set(tls) - {"caFile", "certFile", "keyFile"})
+    if unknown:
+        raise CniError(CniCode.UNSUPPORTED_FIELD, f"unsupported field datastore.tls.{unknown[0]}")
     return DatastoreSettings(
         kind, tuple(endpoints), str(raw.get("prefix", "/podbgp/")),
         raw.get("path"), raw.get("statePath"),
+        tls.get("caFile"), tls.get("certFile"), tls.get("keyFile"),
     )  # fmt: skip
 
 

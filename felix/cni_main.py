@@ -46,6 +46,9 @@ def open_store(conf: NetConf) -> Any:
         prefix=ds.prefix,
         path=ds.path or DEFAULT_FILE_PATH,
         state_path=ds.state_path,
+        ca_file=ds.ca_file,
+        cert_file=ds.cert_file,
+        key_file=ds.key_file,
     )
     return open_datastore(config)
 

@@ -62,6 +62,20 @@ def test_full_config_parses() -> None:
     assert conf.route_protocol == 80 and conf.mtu is None
 
 
+def test_etcd_client_tls_files_reach_the_datastore_config() -> None:
+    tls = {"caFile": "/etc/podbgp/ca.pem", "certFile": "/etc/podbgp/c.pem", "keyFile": "/k.pem"}
+    conf = parse_netconf(conf_bytes(datastore={**CONF["datastore"], "tls": tls}))  # type: ignore[dict-item]
+    ds = conf.datastore
+    assert (ds.ca_file, ds.cert_file, ds.key_file) == (
+        "/etc/podbgp/ca.pem",
+        "/etc/podbgp/c.pem",
+        "/k.pem",
+    )
+    bad = conf_bytes(datastore={**CONF["datastore"], "tls": {"ca": "x"}})  # type: ignore[dict-item]
+    with pytest.raises(CniError):
+        parse_netconf(bad)
+
+
 def test_node_name_defaults_to_the_host_name() -> None:
     assert parse_netconf(conf_bytes(nodeName=None), default_node="worker-7").node_name == "worker-7"
 

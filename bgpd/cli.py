@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import importlib
 import json
 import logging
@@ -22,7 +21,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -348,22 +347,30 @@ def _api_failure(exc: ApiError) -> int:
     return 1
 
 
-def cmd_bgpd(args: argparse.Namespace) -> int:
+def run_daemon(
+    args: argparse.Namespace,
+    load: Callable[[str], Any],
+    main: Callable[[Any], Coroutine[Any, Any, None]],
+) -> int:
+    """The shape of every daemon verb: load and validate ``args.config`` (a bad one: its one
+    line on stderr, exit 2), set up logging, run ``main(config)`` until stopped."""
     try:
-        config = load_bgpd_config(args.config)
+        config = load(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    if args.log_level:
-        config = dataclasses.replace(config, log_level=args.log_level)
-    setup_logging(config.log_level)
+    setup_logging(args.log_level or config.log_level)
+    # Ctrl-C is the normal way to stop a foreground daemon, not an error.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main(config))
+    return 0
+
+
+def cmd_bgpd(args: argparse.Namespace) -> int:
     # Imported here so the CLI (status, routes, --help) works without the daemon's dependencies.
     from bgpd import daemon
 
-    # Ctrl-C is the normal way to stop a foreground daemon, not an error.
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(daemon.run(config))
-    return 0
+    return run_daemon(args, load_bgpd_config, daemon.run)
 
 
 def cmd_version(args: argparse.Namespace) -> int:

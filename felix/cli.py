@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import sys
@@ -21,7 +20,6 @@ from typing import Any
 
 import yaml
 
-from bgpd.configcheck import ConfigError
 from felix.datastore import (
     DEFAULT_FILE_PATH,
     DEFAULT_PREFIX,
@@ -124,25 +122,20 @@ def _with_store(args: argparse.Namespace, work: Callable[[Datastore], Awaitable[
 
 
 def cmd_node(args: argparse.Namespace) -> int:
-    from bgpd.cli import setup_logging
+    from bgpd.cli import run_daemon
     from felix.node import run_node
     from felix.nodeconfig import load_node_config
 
-    try:
-        config = load_node_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    setup_logging(args.log_level or config.log_level)
-    factory = None
-    if config.felix.enabled:
-        # The kernel dataplane; `felix: {enabled: false}` runs the control plane alone.
-        from felix.node_dataplane import node_dataplane_factory
+    async def main(config: Any) -> None:
+        factory = None
+        if config.felix.enabled:
+            # The kernel dataplane; `felix: {enabled: false}` runs the control plane alone.
+            from felix.node_dataplane import node_dataplane_factory
 
-        factory = node_dataplane_factory
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_node(config, factory))
-    return 0
+            factory = node_dataplane_factory
+        await run_node(config, factory)
+
+    return run_daemon(args, load_node_config, main)
 
 
 # --- apply ------------------------------------------------------------------------------------

@@ -7,8 +7,6 @@ marked ``routeReflectorClient: true`` (or accepted from ``peerRanges``) are the 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
 from typing import Any
 
 from bgpd.config import LOG_LEVELS, BgpdConfig, ConfigError, load_bgpd_config
@@ -22,17 +20,10 @@ def load_rr_config(path: str) -> BgpdConfig:
 
 
 def cmd_rr(args: argparse.Namespace) -> int:
-    from bgpd.cli import setup_logging
+    from bgpd.cli import run_daemon
     from bgpd.daemon import run
 
-    try:
-        config = load_rr_config(args.config)
-    except ConfigError as err:
-        print(err, file=sys.stderr)
-        return 2
-    setup_logging(args.log_level or config.log_level)
-    asyncio.run(run(config))
-    return 0
+    return run_daemon(args, load_rr_config, run)
 
 
 def register(verbs: Any) -> None:

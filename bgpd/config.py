@@ -159,13 +159,6 @@ class PeerConfig:
     route_reflector_client: bool = False
     ttl_security: int = 0  # RFC 5082 GTSM: hops to the peer; 0 = off
 
-    @property
-    def effective_keepalive_time(self) -> int:
-        """The configured KeepaliveTime, else one third of the Hold Time (RFC 4271 §10)."""
-        if self.keepalive_time is not None:
-            return self.keepalive_time
-        return self.hold_time // 3
-
 
 @dataclass(frozen=True)
 class BgpdConfig:
@@ -181,9 +174,6 @@ class BgpdConfig:
     originate: tuple[str, ...] = ()
     route_reflector: RouteReflectorConfig | None = None
     peer_ranges: tuple[PeerRangeConfig, ...] = ()
-
-    def is_ebgp(self, peer: PeerConfig) -> bool:
-        return peer.as_number != self.as_number
 
 
 def check_api_listen(value: object) -> ApiConfig | None:

@@ -127,15 +127,6 @@ class AdjRibIn:
         index = self.multi.get(afi)
         return list(index) if index is not None else list(self.routes.get(afi, ()))
 
-    def is_stale(self, afi: int, prefix: bytes) -> bool:
-        stale = self.stale.get(afi)
-        if not stale:
-            return False
-        index = self.multi.get(afi)
-        if index is None:
-            return prefix in stale
-        return any(e in stale for e in index.get(prefix, ()))
-
     def clear(self, afi: int) -> list[bytes]:
         table = self.routes.pop(afi, {})
         self.stale.pop(afi, None)
@@ -267,22 +258,6 @@ class LocRib:
         if table is None:
             table = self.best[afi] = {}
         return table
-
-    def set(self, afi: int, prefix: bytes, best: Best | None) -> bool:
-        """Install or remove the best path; True when the Loc-RIB changed."""
-        table = self.table(afi)
-        old = table.get(prefix)
-        if best is None:
-            if old is None:
-                return False
-            del table[prefix]
-            return True
-        if old is not None and old.attrs is best.attrs and old.source == best.source:
-            if old.reason != best.reason or old.stale != best.stale:
-                table[prefix] = best  # same path; only the explanation changed
-            return False
-        table[prefix] = best
-        return True
 
     def count(self) -> int:
         return sum(len(t) for t in self.best.values())

@@ -135,7 +135,3 @@ def notify_ready(status: str = "") -> bool:
 def notify_watchdog() -> bool:
     """One watchdog keep-alive (``WATCHDOG=1``)."""
     return Notifier().watchdog()
-
-
-def notify_stopping() -> bool:
-    return Notifier().stopping()

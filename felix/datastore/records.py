@@ -157,9 +157,6 @@ class Block:
     def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         return ipaddress.ip_network(self.cidr)
 
-    def allocation_map(self) -> dict[str, str]:
-        return dict(self.allocations)
-
     def to_json(self) -> dict[str, Any]:
         return {
             "cidr": self.cidr,

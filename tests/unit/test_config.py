@@ -347,8 +347,8 @@ def test_full_config(tmp_path: Path) -> None:
         route_reflector_client=True,
     )
     assert "s3cret" not in repr(config)
-    assert config.is_ebgp(ebgp) and not config.is_ebgp(ibgp)
-    assert (ibgp.hold_time, ibgp.keepalive_time, ibgp.effective_keepalive_time) == (3, None, 1)
+    assert ebgp.as_number != config.as_number and ibgp.as_number == config.as_number
+    assert (ibgp.hold_time, ibgp.keepalive_time) == (3, None)  # the FSM derives keepalive 1
     assert config.originate == ("10.244.1.0/24", "2001:db8:1::/48")
     assert config.route_reflector == RouteReflectorConfig("1.1.1.1")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bgpd.codec.types import Afi, PathAttributes, prefix_from_str
 from bgpd.decision import LOCAL_SOURCE, PathSource, Reason
-from bgpd.rib import AdjRibIn, Best, LocRib
+from bgpd.rib import AdjRibIn, LocRib
 
 P1 = prefix_from_str("10.244.1.0/24")[1]
 P2 = prefix_from_str("10.244.2.0/24")[1]
@@ -42,13 +42,43 @@ def test_stale_paths_survive_until_swept_and_refresh_clears_the_mark() -> None:
     assert rib.stale_count() == 0
 
 
-def test_loc_rib_change_detection() -> None:
+def test_loc_rib_decide_reports_changes_and_interns_entries() -> None:
     loc = LocRib()
     src = PathSource(peer="192.0.2.1", router_id=1)
-    assert loc.set(Afi.IPV4, P1, Best(A1, src, Reason.ONLY_PATH))
-    assert not loc.set(Afi.IPV4, P1, Best(A1, src, Reason.ROUTER_ID))  # same path
-    assert loc.table(Afi.IPV4)[P1].reason == Reason.ROUTER_ID
-    assert loc.set(Afi.IPV4, P1, Best(A1, LOCAL_SOURCE, Reason.LOCAL_ORIGIN))
-    assert loc.set(Afi.IPV4, P1, None)
-    assert not loc.set(Afi.IPV4, P1, None)
-    assert loc.count() == 0
+    paths = {P1: A1, P2: A1}
+    table = [(src, paths, None, None)]
+    assert sorted(loc.decide(Afi.IPV4, [P1, P2], table, None)) == [P1, P2]
+    best = loc.table(Afi.IPV4)
+    assert best[P1] is best[P2]  # one shared entry for one path
+    assert best[P1].reason == Reason.ONLY_PATH
+    assert loc.decide(Afi.IPV4, [P1, P2], table, None) == []  # nothing changed
+    # A local origination wins, and says why.
+    assert loc.decide(Afi.IPV4, [P1], table, {P1: A2}) == [P1]
+    assert best[P1].source == LOCAL_SOURCE and best[P1].reason == Reason.LOCAL_ORIGIN
+    # Withdrawn everywhere: the entry goes, once.
+    del paths[P2]
+    assert loc.decide(Afi.IPV4, [P2], table, None) == [P2]
+    assert loc.decide(Afi.IPV4, [P2], table, None) == []
+    assert loc.count() == 1
+
+
+def test_loc_rib_stale_flag_changes_the_entry_but_not_the_route() -> None:
+    loc = LocRib()
+    src = PathSource(peer="192.0.2.1", router_id=1)
+    assert loc.decide(Afi.IPV4, [P1], [(src, {P1: A1}, {P1}, None)], None) == [P1]
+    assert loc.table(Afi.IPV4)[P1].stale
+    # Refreshed after the restart: same path, so no export, but no longer marked stale.
+    assert loc.decide(Afi.IPV4, [P1], [(src, {P1: A1}, set(), None)], None) == []
+    assert not loc.table(Afi.IPV4)[P1].stale
+
+
+def test_loc_rib_decides_between_add_path_entries_of_one_peer() -> None:
+    loc = LocRib()
+    src = PathSource(peer="192.0.2.1", router_id=1)
+    low = PathAttributes(next_hop="192.0.2.7", local_pref=100)
+    high = PathAttributes(next_hop="192.0.2.8", local_pref=200)
+    e1, e2 = b"\0\0\0\1" + P1, b"\0\0\0\2" + P1
+    table = [(src, {e1: low, e2: high}, None, {P1: {e1, e2}})]
+    assert loc.decide(Afi.IPV4, [P1], table, None) == [P1]
+    best = loc.table(Afi.IPV4)[P1]
+    assert best.attrs is high and best.reason == Reason.LOCAL_PREF

@@ -12,6 +12,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY bgpd ./bgpd
 COPY felix ./felix
+COPY podbgp ./podbgp
 COPY rr ./rr
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

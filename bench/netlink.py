@@ -3,13 +3,12 @@
 Run as root: ``python -m bench.netlink [--sizes 10000,100000] [--out FILE]``. For each size, in
 one run and in fresh network namespaces (one per contender, so neither sees the other's table):
 
-* felix, bulk: ``felix.netlink.Netlink.apply_routes`` as the reconciler calls it (a batch this
-  size goes through felix.rtnl_batch: many messages per send), then a full ``dump_routes``
-  (pyroute2: what a resync reads), then ``apply_routes`` deleting them all;
-* felix, per request: ``Netlink.replace_route`` / ``delete_route`` once per route (pyroute2
-  ``AsyncIPRoute``: the path small diffs take);
-* iproute2: ``ip -batch`` with the same routes (``route replace ... proto 80``), then
-  ``route del``.
+* felix, bulk: ``felix.kernel.netlink.Netlink.apply_routes`` as the reconciler calls it (a batch
+this size goes through felix.kernel.batch: many messages per send), then a full ``dump_routes``
+(pyroute2: what a resync reads), then ``apply_routes`` deleting them all; * felix, per request:
+``Netlink.replace_route`` / ``delete_route`` once per route (pyroute2 ``AsyncIPRoute``: the path
+small diffs take); * iproute2: ``ip -batch`` with the same routes (``route replace ... proto 80``),
+then ``route del``.
 
 Routes are ``10.x.y.z/32 via 192.0.2.2 dev up0`` (unicast via an on-link gateway: the common
 case, a remote block via its node). Each phase is checked against the kernel (route count by
@@ -28,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from felix.netlink import Netlink
+from felix.kernel.netlink import Netlink
 from felix.plan import Route
 from tests.support.netns import NetnsFactory, run
 

@@ -1,5 +1,5 @@
 """``python -m bgpd``: the same command line as the ``podbgp`` console script."""
 
-from bgpd.cli import main
+from podbgp.cli import main
 
 raise SystemExit(main())

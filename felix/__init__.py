@@ -1,1 +1,1 @@
-"""felix: podbgp's node agent (kernel routes, tunnels, CNI)."""
+"""felix: podbgp's kernel dataplane — plan, reconcile, tunnels, and the kernel adapter."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bgpd.codec.types import prefix_to_str
-from felix.netlink import KernelError, LinkMonitor, Netlink, ensure_protocol_name
+from felix.kernel.netlink import KernelError, LinkMonitor, Netlink, ensure_protocol_name
 from felix.plan import (
     IPIP_DEVICE,
     IPIP_OVERHEAD,

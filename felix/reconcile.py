@@ -91,7 +91,7 @@ class ApplyError:
 
 
 class Kernel(Protocol):
-    """The kernel operations the reconciler needs (felix.netlink.Netlink provides them)."""
+    """The kernel operations the reconciler needs (felix.kernel.netlink.Netlink provides them)."""
 
     async def dump_routes(self) -> KernelRoutes: ...
 

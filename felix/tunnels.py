@@ -22,7 +22,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 
-from felix.netlink import KernelError, LinkInfo, Netlink
+from felix.kernel.netlink import KernelError, LinkInfo, Netlink
 from felix.plan import IPIP_DEVICE, VXLAN_DEVICE
 
 log = logging.getLogger("podbgp.felix.tunnels")

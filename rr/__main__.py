@@ -2,6 +2,6 @@
 
 import sys
 
-from bgpd.cli import main
+from podbgp.cli import main
 
 sys.exit(main(["rr", *sys.argv[1:]]))

@@ -20,8 +20,8 @@ def load_rr_config(path: str) -> BgpdConfig:
 
 
 def cmd_rr(args: argparse.Namespace) -> int:
-    from bgpd.cli import run_daemon
-    from bgpd.daemon import run
+    from podbgp.cli import run_daemon
+    from podbgp.daemon import run
 
     return run_daemon(args, load_rr_config, run)
 

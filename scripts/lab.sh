@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-test-host.sh >/dev/null
-exec python3 -m bgpd lab up "$@"
+exec python3 -m podbgp lab up "$@"

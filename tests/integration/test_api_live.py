@@ -27,7 +27,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from bgpd.metrics import exported_names
+from podbgp.ops.metrics import exported_names
 from tests.support.netns import NetnsFactory, netns_socket, wait_until
 from tests.support.podbgp import REPO, PodbgpSpeaker, wait_for
 

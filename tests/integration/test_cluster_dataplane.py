@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from felix.cni import host_veth_name
+from podbgp.cni.plugin import host_veth_name
 from tests.support.kernel import ping, route_get, routes
 from tests.support.netns import NetnsFactory, netns_available, run, wait_until
 
@@ -55,8 +55,8 @@ spec: {cidr: 10.244.0.0/16, blockSize: 24, vxlanMode: CrossSubnet, ipipMode: Nev
 """
 DATASTORE_SNIPPET = """
 import asyncio, sys, yaml
-from felix.datastore import DatastoreConfig, open_datastore
-from felix.resources import parse_resource
+from podbgp.cluster.datastore import DatastoreConfig, open_datastore
+from podbgp.cluster.resources import parse_resource
 async def main(action, arg):
     store = open_datastore(DatastoreConfig(type="etcd", endpoints=(sys.argv[3],)))
     try:
@@ -73,12 +73,12 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 
 def node_command() -> list[str]:
     """``podbgp node`` once the CLI lists felix's verbs; until then the same agent and felix
-    through felix.node_dataplane's entry point (identical wiring: run_node + the factory)."""
-    from bgpd.cli import VERB_MODULES
+    through podbgp.node.wiring's entry point (identical wiring: run_node + the factory)."""
+    from podbgp.cli import VERB_MODULES
 
-    if "felix.cli" in VERB_MODULES:
+    if "podbgp.cluster.cli" in VERB_MODULES:
         return [sys.executable, "-m", "bgpd", "node"]
-    return [sys.executable, "-m", "felix.node_dataplane"]
+    return [sys.executable, "-m", "podbgp.node.wiring"]
 
 
 HTTP_GET = (
@@ -186,7 +186,7 @@ def add_pod(cluster: Cluster, node: str, index: int) -> None:
         "CNI_IFNAME": "eth0",
         "CNI_PATH": "/opt/cni/bin",
     }
-    argv = ["ip", "netns", "exec", cluster.ns[node], sys.executable, "-m", "felix.cni_main"]
+    argv = ["ip", "netns", "exec", cluster.ns[node], sys.executable, "-m", "podbgp.cni.main"]
     proc = subprocess.run(argv, input=json.dumps(conf).encode(), capture_output=True, env=env,
                           timeout=60, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()

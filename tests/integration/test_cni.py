@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from felix.cni import GATEWAY, host_veth_name
+from podbgp.cni.plugin import GATEWAY, host_veth_name
 from tests.support.kernel import links, ping, routes
 from tests.support.netns import NetnsFactory, run
 
@@ -67,7 +67,7 @@ def cni(
         "CNI_ARGS": "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0",
     }
     data = json.dumps(node.conf).encode() if stdin is None else stdin
-    argv = ["ip", "netns", "exec", node.ns, sys.executable, "-m", "felix.cni_main"]
+    argv = ["ip", "netns", "exec", node.ns, sys.executable, "-m", "podbgp.cni.main"]
     proc = subprocess.run(argv, input=data, capture_output=True, env=env, timeout=30, check=False)
     out = proc.stdout.decode().strip()
     return proc.returncode, json.loads(out) if out else None, proc.stderr.decode()

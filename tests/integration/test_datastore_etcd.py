@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from felix import ipam
-from felix.datastore import (
+from podbgp.cluster import ipam
+from podbgp.cluster.datastore import (
     ChangeKind,
     Datastore,
     DatastoreConfig,
@@ -25,7 +25,7 @@ from felix.datastore import (
     NodeInfo,
     open_datastore,
 )
-from felix.resources import BGPConfiguration, IPPool, Node, ResourceError
+from podbgp.cluster.resources import BGPConfiguration, IPPool, Node, ResourceError
 from tests.support.etcd import EtcdServer, etcd_available, make_pki
 from tests.support.podbgp_node import run_podbgp
 
@@ -145,7 +145,7 @@ async def test_pinned_blocks_are_honoured(store: Datastore) -> None:
 
 
 def _sel(text: str):  # type: ignore[no-untyped-def]
-    from felix.selector import parse_selector
+    from podbgp.cluster.selector import parse_selector
 
     return parse_selector(text)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from felix import ipam
-from felix.datastore import ChangeKind, DatastoreConfig, DatastoreError, open_datastore
-from felix.resources import IPPool, Node
+from podbgp.cluster import ipam
+from podbgp.cluster.datastore import ChangeKind, DatastoreConfig, DatastoreError, open_datastore
+from podbgp.cluster.resources import IPPool, Node
 from tests.support.podbgp import REPO, wait_for
 from tests.support.podbgp_node import PodbgpNode, run_podbgp
 
@@ -94,7 +94,7 @@ async def test_apply_and_delete_rewrite_only_their_documents(tmp_path: Path) -> 
 
 _CLAIM = """
 import asyncio, sys
-from felix.datastore import DatastoreConfig, open_datastore
+from podbgp.cluster.datastore import DatastoreConfig, open_datastore
 store = open_datastore(DatastoreConfig(type="file", path=sys.argv[1]))
 print(asyncio.run(store.claim_block(sys.argv[2])).cidr)
 """

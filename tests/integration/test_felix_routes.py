@@ -20,7 +20,7 @@ import pytest
 
 from bgpd.codec.types import prefix_from_str
 from felix.dataplane import Dataplane
-from felix.netlink import ensure_protocol_name
+from felix.kernel.netlink import ensure_protocol_name
 from felix.plan import EncapMode, Pool, Vtep
 from felix.tunnels import vtep_mac
 from tests.support.kernel import eventually, links, make_pod, ping, route_get, routes
@@ -269,8 +269,8 @@ def test_protocol_name_is_registered_once(tmp_path: Any) -> None:
 async def test_bulk_and_per_request_paths_program_identical_routes(
     netns_factory: NetnsFactory,
 ) -> None:
-    """Large diffs go through felix.rtnl_batch; it must write exactly what pyroute2 writes."""
-    from felix.netlink import BULK_THRESHOLD, Netlink
+    """Large diffs go through felix.kernel.batch; it must write exactly what pyroute2 writes."""
+    from felix.kernel.netlink import BULK_THRESHOLD, Netlink
     from felix.plan import Route, RouteType, Scope, canonical
 
     spaces = []

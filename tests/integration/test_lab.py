@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bgpd.lab import kernel_has
+from podbgp.lab.lab import kernel_has
 
 pytestmark = pytest.mark.netns
 

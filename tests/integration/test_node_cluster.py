@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from felix.datastore import DatastoreConfig, open_datastore
-from felix.resources import BGPConfiguration, BGPPeer, IPPool, Node, Resource
-from felix.selector import parse_selector
+from podbgp.cluster.datastore import DatastoreConfig, open_datastore
+from podbgp.cluster.resources import BGPConfiguration, BGPPeer, IPPool, Node, Resource
+from podbgp.cluster.selector import parse_selector
 from tests.support.etcd import EtcdServer, etcd_available
 from tests.support.podbgp import wait_for
 from tests.support.podbgp_node import PodbgpNode, node_config, run_podbgp
@@ -331,8 +331,8 @@ def _outage_scenario(cluster: Cluster, etcd: EtcdServer) -> None:
 
 
 def test_address_from_an_interface() -> None:
-    from felix.datastore import DatastoreConfig as Ds
-    from felix.nodeconfig import NodeConfig, resolve_address
+    from podbgp.cluster.datastore import DatastoreConfig as Ds
+    from podbgp.node.config import NodeConfig, resolve_address
 
     config = NodeConfig(node_name="n", datastore=Ds(), interface="lo")
     assert resolve_address(config) == "127.0.0.1/8"

@@ -6,7 +6,7 @@ KEEPALIVE and one kind of UPDATE, RFC 4271 §4; capabilities per RFC 5492, 4760,
 capture scenarios in :mod:`tests.support.capture_scenarios`. It does not use ``bgpd.codec``:
 the captures exist to check that codec against independent bytes.
 
-Script mode (root): ``python -m tests.support.capture --out tests/unit/codec/captured``
+Script mode (root): ``python -m tests.support.capture --out tests/unit/bgpd/codec/captured``
 writes ``<daemon>_<kind>.hex`` files: ``#`` comment lines saying how they were produced, then
 one whole BGP message (header included) per line in hex.
 """
@@ -341,7 +341,7 @@ def write_captures(
         path = out_dir / f"{name}_{kind}.hex"
         lines = [f"# {line}" for line in comment.strip().splitlines()]
         lines.append(
-            "# regenerate: python -m tests.support.capture --out tests/unit/codec/captured"
+            "# regenerate: python -m tests.support.capture --out tests/unit/bgpd/codec/captured"
         )
         lines += [frame.hex() for frame in kind_frames]
         path.write_text("\n".join(lines) + "\n")

@@ -3,7 +3,7 @@
 Each scenario builds two namespaces joined by a veth (the daemon on 192.0.2.1 / 2001:db8::1, raw
 peers on 192.0.2.2-4 / 2001:db8::2), lets :class:`tests.support.capture.RawPeer` sessions
 record everything the daemon sends, and writes ``.hex`` files. The expected decoded values in
-``tests/unit/codec/captured/test_captured.py`` come from the constants here.
+``tests/unit/bgpd/codec/captured/test_captured.py`` come from the constants here.
 
 - ``*_ebgp``: eBGP, 4-octet AS on one side; IPv4 and IPv6 routes with communities, large
   communities, MED, a prepended AS_PATH and origin INCOMPLETE; End-of-RIB for both families;

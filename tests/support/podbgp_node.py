@@ -1,7 +1,7 @@
 """Run real `podbgp node` processes and the cluster CLI verbs (`apply`, `get`, ...) for tests.
 
-The cluster verbs live in ``felix.cli``; the child processes add that module to
-``bgpd.cli.VERB_MODULES`` if the front door does not list it yet, so the tests run the real
+The cluster verbs live in ``podbgp.cluster.cli``; the child processes add that module to
+``podbgp.cli.VERB_MODULES`` if the front door does not list it yet, so the tests run the real
 ``podbgp`` argument parser either way.
 """
 
@@ -18,8 +18,8 @@ import yaml
 from tests.support.podbgp import REPO, PodbgpSpeaker
 
 _BOOT = (
-    "import sys, bgpd.cli as c;"
-    "c.VERB_MODULES = tuple(dict.fromkeys((*c.VERB_MODULES, 'felix.cli')));"
+    "import sys, podbgp.cli as c;"
+    "c.VERB_MODULES = tuple(dict.fromkeys((*c.VERB_MODULES, 'podbgp.cluster.cli')));"
     "raise SystemExit(c.main(sys.argv[1:]))"
 )
 

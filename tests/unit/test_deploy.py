@@ -25,8 +25,8 @@ import pytest
 import yaml
 
 from bgpd.config import read_token_file
-from bgpd.metrics import exported_names
-from bgpd.openapi import OPEN_PATHS
+from podbgp.ops.metrics import exported_names
+from podbgp.ops.openapi import OPEN_PATHS
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -202,7 +202,7 @@ def test_compose_services_and_networks(compose: dict[str, Any]) -> None:
 
 
 def test_compose_nodes_match_their_configs(compose: dict[str, Any], tmp_path: Path) -> None:
-    from felix.nodeconfig import load_node_config
+    from podbgp.node.config import load_node_config
 
     services, nets = compose["services"], subnets(compose)
     router = services["router"]["networks"]
@@ -232,7 +232,7 @@ def test_compose_nodes_match_their_configs(compose: dict[str, Any], tmp_path: Pa
 
 
 def test_compose_reflectors_and_cluster(compose: dict[str, Any]) -> None:
-    from felix.resources import BGPConfiguration, BGPPeer, IPPool, parse_resource
+    from podbgp.cluster.resources import BGPConfiguration, BGPPeer, IPPool, parse_resource
     from rr.cli import load_rr_config
 
     services, nets = compose["services"], subnets(compose)
@@ -424,7 +424,7 @@ def test_install_cni_renders_this_nodes_files(
     manifests: dict[tuple[str, str], dict[str, Any]], tmp_path: Path
 ) -> None:
     """Run the init container's script against a scratch host root."""
-    from felix.nodeconfig import load_node_config
+    from podbgp.node.config import load_node_config
 
     data = manifests[("ConfigMap", "podbgp-config")]["data"]
     config_dir = tmp_path / "config"
@@ -508,7 +508,7 @@ def test_cni_host_shim_runs_the_plugin(tmp_path: Path) -> None:
     dist = tmp_path / "site/podbgp_cni_test-0.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: podbgp-cni-test\nVersion: 0\n")
-    (dist / "entry_points.txt").write_text("[console_scripts]\npodbgp-cni = felix.cni_main:main\n")
+    (dist / "entry_points.txt").write_text("[console_scripts]\npodbgp-cni = podbgp.cni.main:main\n")
     env = {
         "PATH": "/usr/bin:/bin",
         "PODBGP_RUNTIME": sys.prefix,

@@ -1,0 +1,147 @@
+"""Bulk route changes: many RTM_NEWROUTE / RTM_DELROUTE messages per ``send`` on a netlink socket.
+
+felix's normal path (felix.kernel.netlink through pyroute2) costs about 0.25 ms of Python per route,
+which is fine for the handful of changes a BGP update brings but makes a 100,000-route table
+take half a minute. This module encodes route messages directly with ``struct`` (the rtnetlink
+layout of linux/rtnetlink.h, RFC 3549 §2.3.3.1: nlmsghdr, rtmsg, then route attributes), sends
+them in chunks, and matches the kernel's acknowledgements (NLMSG_ERROR, error 0 = success) back
+to each route by sequence number. Only the route shapes felix plans are encoded: unicast via a
+gateway and/or device (optionally onlink, optionally with an MTU metric), link-scope device
+routes, and blackholes, for IPv4 and IPv6, in the main table.
+
+Blocking I/O on a socket the caller opened (felix.kernel.netlink creates it in the right namespace
+and runs :func:`apply_bulk` in a worker thread). No pyroute2 here.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from felix.plan import Route
+
+NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
+RTMSG = struct.Struct(
+    "=BBBBBBBBI"
+)  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
+RTATTR = struct.Struct("=HH")  # length, type
+NLMSGERR = struct.Struct("=i")  # negative errno, followed by the offending header
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+RTM_NEWROUTE = 24
+RTM_DELROUTE = 25
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLM_F_REPLACE = 0x100
+NLM_F_CREATE = 0x400
+RTA_DST = 1
+RTA_OIF = 4
+RTA_GATEWAY = 5
+RTA_METRICS = 8
+RTA_TABLE = 15
+RTAX_MTU = 2
+RTNH_F_ONLINK = 4
+MAIN_TABLE = 254
+RT_SCOPE_NOWHERE = 255
+CHUNK = 256  # messages per send: their acks (≤ 64 bytes each on error) fit the receive buffer
+
+
+@dataclass(frozen=True)
+class BulkError:
+    """A change the kernel refused: which route, what was asked, errno."""
+
+    route: Route
+    delete: bool
+    code: int
+
+    @property
+    def message(self) -> str:
+        return f"{os.strerror(self.code)} (errno {self.code})"
+
+
+def _attr(kind: int, payload: bytes) -> bytes:
+    data = RTATTR.pack(RTATTR.size + len(payload), kind) + payload
+    return data + b"\0" * (-len(data) % 4)
+
+
+def encode_route(
+    route: Route, seq: int, protocol: int, index_of: Callable[[str], int], *, delete: bool
+) -> bytes:
+    """One complete RTM_NEWROUTE (replace) or RTM_DELROUTE netlink message for ``route``."""
+    net = ipaddress.ip_network(route.dst)
+    family = socket.AF_INET6 if net.version == 6 else socket.AF_INET
+    attrs = [_attr(RTA_TABLE, struct.pack("=I", MAIN_TABLE))]
+    if net.prefixlen:
+        attrs.append(_attr(RTA_DST, net.network_address.packed))
+    if delete:
+        # Scope "nowhere" and type 0 match a route of any scope and type (as `ip route del`).
+        body = RTMSG.pack(family, net.prefixlen, 0, 0, MAIN_TABLE, protocol, RT_SCOPE_NOWHERE, 0, 0)
+        msg_type, flags = RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK
+    else:
+        if route.gateway:
+            attrs.append(_attr(RTA_GATEWAY, ipaddress.ip_address(route.gateway).packed))
+        if route.dev:
+            attrs.append(_attr(RTA_OIF, struct.pack("=I", index_of(route.dev))))
+        if route.mtu:
+            attrs.append(_attr(RTA_METRICS, _attr(RTAX_MTU, struct.pack("=I", route.mtu))))
+        rflags = RTNH_F_ONLINK if route.onlink else 0
+        body = RTMSG.pack(
+            family, net.prefixlen, 0, 0, MAIN_TABLE, protocol, int(route.scope), int(route.type),
+            rflags,
+        )  # fmt: skip
+        msg_type = RTM_NEWROUTE
+        flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE | NLM_F_CREATE
+    payload = body + b"".join(attrs)
+    return NLMSGHDR.pack(NLMSGHDR.size + len(payload), msg_type, flags, seq, 0) + payload
+
+
+def apply_bulk(
+    sock: socket.socket,
+    replace: Sequence[Route],
+    delete: Sequence[Route],
+    protocol: int,
+    index_of: Callable[[str], int],
+) -> list[BulkError]:
+    """Delete, then replace, in chunks; returns what the kernel refused (a missing route to
+    delete is not an error). ``index_of`` raises KeyError for an unknown device."""
+    work = [(r, True) for r in delete] + [(r, False) for r in replace]
+    errors: list[BulkError] = []
+    for start in range(0, len(work), CHUNK):
+        chunk = work[start : start + CHUNK]
+        pending: dict[int, tuple[Route, bool]] = {}
+        data = bytearray()
+        for offset, (route, is_delete) in enumerate(chunk):
+            seq = start + offset + 1
+            try:
+                data += encode_route(route, seq, protocol, index_of, delete=is_delete)
+            except KeyError:
+                errors.append(BulkError(route, is_delete, errno.ENODEV))
+                continue
+            pending[seq] = (route, is_delete)
+        if data:
+            sock.sendall(bytes(data))
+        _collect_acks(sock, pending, errors)
+    return errors
+
+
+def _collect_acks(
+    sock: socket.socket, pending: dict[int, tuple[Route, bool]], errors: list[BulkError]
+) -> None:
+    while pending:
+        buf = sock.recv(1 << 20)
+        offset = 0
+        while offset + NLMSGHDR.size <= len(buf):
+            length, msg_type, _flags, seq, _pid = NLMSGHDR.unpack_from(buf, offset)
+            if length < NLMSGHDR.size:
+                break
+            if msg_type == NLMSG_ERROR and seq in pending:
+                (code,) = NLMSGERR.unpack_from(buf, offset + NLMSGHDR.size)
+                route, is_delete = pending.pop(seq)
+                if code and not (is_delete and -code in (errno.ESRCH, errno.ENOENT)):
+                    errors.append(BulkError(route, is_delete, -code))
+            offset += (length + 3) & ~3

@@ -1,0 +1,1 @@
+"""The cluster control plane: resources, selectors, block IPAM and the datastore."""

@@ -1,0 +1,346 @@
+"""Block IPAM: nodes claim pool blocks, pods get addresses from their node's blocks.
+
+Owns the allocation rules. A node *claims* a free block of a pool whose ``nodeSelector``
+matches it with one transaction that requires both the block key and the node's affinity key to
+be absent (compare-and-swap), so two nodes can never own one block; a node that asks again gets
+the block it already owns (a restart keeps its block); a node whose ``Node`` resource pins
+blocks gets those. Pod addresses are handed out from the node's blocks one transaction per
+address (block CAS + handle absent), idempotent per handle, never the block's network address
+(nor an IPv4 block's broadcast address). When every block of the node is full, a further block
+is claimed. Implements no RFC; address arithmetic follows RFC 4632 (CIDR).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from podbgp.cluster.datastore import records
+from podbgp.cluster.datastore.kv import Compare, DatastoreError, Delete, KeyValue, Op, Put
+from podbgp.cluster.datastore.records import Block, Handle
+from podbgp.cluster.datastore.store import Datastore
+from podbgp.cluster.resources import IPPool, Node
+from podbgp.cluster.selector import Selector
+
+log = logging.getLogger("podbgp.ipam")
+
+TXN_RETRIES = 50  # CAS attempts; each failure means another writer made progress
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class IpamError(Exception):
+    """An allocation that cannot be made; ``str()`` says why in one line."""
+
+
+class NoPoolError(IpamError):
+    """No enabled IPPool selects this node."""
+
+
+class PoolExhaustedError(IpamError):
+    """Every block of every pool that selects this node is claimed."""
+
+
+class BlockConflictError(IpamError):
+    """A block pinned to this node is owned by another node."""
+
+
+@dataclass(frozen=True)
+class PoolUsage:
+    """One pool's occupancy, for ``podbgp ipam show``."""
+
+    pool: IPPool
+    blocks_total: int
+    blocks: tuple[Block, ...]
+
+    @property
+    def addresses_in_use(self) -> int:
+        return sum(len(b.allocations) for b in self.blocks)
+
+
+# --- address arithmetic -----------------------------------------------------------------------
+
+
+def block_count(pool: IPPool) -> int:
+    return 1 << (pool.block_size - pool.network.prefixlen)
+
+
+def nth_block(pool: IPPool, index: int) -> str:
+    net = pool.network
+    size = 1 << (net.max_prefixlen - pool.block_size)
+    start = int(net.network_address) + index * size
+    return f"{ipaddress.ip_address(start)}/{pool.block_size}"
+
+
+def usable_addresses(cidr: str) -> Iterator[IpAddress]:
+    """The addresses IPAM may hand out: never the network address; for IPv4 blocks of /30 and
+    shorter, not the broadcast address either (some tools still treat it as broadcast)."""
+    net: IpNetwork = ipaddress.ip_network(cidr)
+    first = int(net.network_address) + 1
+    last = int(net.broadcast_address)
+    if net.version == 4 and net.prefixlen <= 30:
+        last -= 1
+    for value in range(first, last + 1):
+        yield ipaddress.ip_address(value)
+
+
+def next_free_address(block: Block) -> str | None:
+    taken = {ip for ip, _handle in block.allocations}
+    for addr in usable_addresses(block.cidr):
+        if str(addr) not in taken:
+            return str(addr)
+    return None
+
+
+def _start_index(node: str, count: int) -> int:
+    """Where a node starts looking: spread by name so concurrent claims rarely collide."""
+    digest = hashlib.sha256(node.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+async def _block_kv(store: Datastore, cidr: str) -> tuple[Block, KeyValue] | None:
+    kv = await store.backend.get(records.block_key(cidr))
+    if kv is None:
+        return None
+    try:
+        return Block.from_json(records.decode(kv.value)), kv
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DatastoreError(f"{kv.key}: stored block is invalid: {exc}") from None
+
+
+async def node_blocks(store: Datastore, node: str) -> list[tuple[Block, KeyValue]]:
+    """The blocks affine to ``node`` (through its affinity keys), in address order."""
+    kvs, _ = await store.backend.range(f"{records.AFFINITY}{node}/")
+    found: list[tuple[Block, KeyValue]] = []
+    for kv in kvs:
+        cidr = records.decode(kv.value).get("cidr")
+        got = await _block_kv(store, str(cidr))
+        if got is not None and got[0].node == node:
+            found.append(got)
+    found.sort(key=lambda item: item[0].network)
+    return found
+
+
+async def all_blocks(store: Datastore) -> list[Block]:
+    kvs, _ = await store.backend.range(records.BLOCKS)
+    return sorted(
+        (Block.from_json(records.decode(kv.value)) for kv in kvs), key=lambda b: b.network
+    )
+
+
+async def pool_usage(store: Datastore) -> list[PoolUsage]:
+    pools = [p for p in await store.list_resources(IPPool.KIND) if isinstance(p, IPPool)]
+    blocks = await all_blocks(store)
+    return [
+        PoolUsage(
+            pool,
+            block_count(pool),
+            tuple(b for b in blocks if b.pool == pool.name or _inside(b, pool)),
+        )
+        for pool in pools
+    ]
+
+
+def _inside(block: Block, pool: IPPool) -> bool:
+    net, pnet = block.network, pool.network
+    return net.version == pnet.version and net.subnet_of(pnet)  # type: ignore[arg-type]
+
+
+# --- claiming blocks --------------------------------------------------------------------------
+
+
+async def claim_block(
+    store: Datastore,
+    node: str,
+    labels: dict[str, str] | None = None,
+    *,
+    pool_selector: Selector | None = None,
+    additional: bool = False,
+) -> Block:
+    """A block owned by ``node``: the one it already has (unless ``additional``), else a pinned
+    one from its Node resource, else a free block of the first enabled pool selecting it
+    (``labels``: the node's labels, read from its Node resource when None; ``pool_selector``
+    further narrows the pools by their own labels). Raises :class:`IpamError`."""
+    owned = await node_blocks(store, node)
+    resource = await store.get_resource(Node.KIND, node)
+    pinned = resource.blocks if isinstance(resource, Node) else ()
+    pools = [p for p in await store.list_resources(IPPool.KIND) if isinstance(p, IPPool)]
+    owned_cidrs = {b.cidr for b, _kv in owned}
+    for cidr in pinned:
+        if cidr not in owned_cidrs:
+            return await _claim_pinned(store, node, cidr, pools)
+    if owned and not additional:
+        return owned[0][0]
+    if labels is None:
+        labels = dict(resource.labels) if isinstance(resource, Node) else {}
+    candidates = [
+        p
+        for p in pools
+        if not p.disabled
+        and p.node_selector.matches(labels)
+        and (pool_selector is None or pool_selector.matches(dict(p.labels)))
+    ]
+    if not candidates:
+        raise NoPoolError(f"no enabled IPPool selects node {node}")
+    for pool in candidates:
+        block = await _claim_from_pool(store, node, pool, owned_cidrs)
+        if block is not None:
+            return block
+    names = ", ".join(
+        f"{p.name} ({p.cidr}, {n} block{'s' * (n != 1)} of /{p.block_size})"
+        for p in candidates
+        if (n := block_count(p))
+    )
+    raise PoolExhaustedError(f"no free block for node {node}: every block is claimed in {names}")
+
+
+def _claim_ops(node: str, block: Block) -> list[Op]:
+    value = records.encode({"node": node, "cidr": block.cidr})
+    return [
+        Put(records.block_key(block.cidr), records.encode(block.to_json())),
+        Put(records.affinity_key(node, block.cidr), value),
+    ]
+
+
+async def _claim_from_pool(
+    store: Datastore, node: str, pool: IPPool, owned: set[str]
+) -> Block | None:
+    """A free block of ``pool`` for ``node``; None when the pool is full. ``owned``: the
+    node's blocks when it decided it needs one more — a block that appears meanwhile (a
+    concurrent claim for the same node) is returned instead of claiming yet another."""
+    count = block_count(pool)
+    start = _start_index(node, count)
+    for _ in range(TXN_RETRIES):
+        kvs, _rev = await store.backend.range(records.BLOCKS)
+        blocks = [Block.from_json(records.decode(kv.value)) for kv in kvs]
+        fresh = [b for b in blocks if b.node == node and b.cidr not in owned]
+        if fresh:
+            return min(fresh, key=lambda b: b.network)
+        taken = {b.cidr for b in blocks}
+        cidr = next(
+            (c for i in range(count) if (c := nth_block(pool, (start + i) % count)) not in taken),
+            None,
+        )
+        if cidr is None:
+            return None
+        block = Block(cidr=cidr, pool=pool.name, node=node)
+        compares = [
+            Compare(records.block_key(cidr), 0),
+            Compare(records.affinity_key(node, cidr), 0),
+        ]
+        if await store.backend.txn(compares, _claim_ops(node, block)):
+            log.info("event=block-claimed node=%s block=%s pool=%s", node, cidr, pool.name)
+            return block
+        # Someone else took it first: look again (their block is now in `taken`).
+    raise DatastoreError(f"could not claim a block for node {node}: too much contention")
+
+
+async def _claim_pinned(store: Datastore, node: str, cidr: str, pools: list[IPPool]) -> Block:
+    pool = next((p for p in pools if _inside(Block(cidr, "", node), p)), None)
+    if pool is None:
+        raise NoPoolError(f"block {cidr} pinned to node {node} is not inside any IPPool")
+    for _ in range(TXN_RETRIES):
+        got = await _block_kv(store, cidr)
+        if got is not None and got[0].node != node:
+            raise BlockConflictError(
+                f"block {cidr} pinned to node {node} is owned by {got[0].node}"
+            )
+        block = got[0] if got is not None else Block(cidr=cidr, pool=pool.name, node=node)
+        mod = got[1].mod_revision if got is not None else 0
+        if await store.backend.txn(
+            [Compare(records.block_key(cidr), mod)], _claim_ops(node, block)
+        ):
+            log.info("event=block-claimed node=%s block=%s pinned=true", node, cidr)
+            return block
+    raise DatastoreError(f"could not claim pinned block {cidr}: too much contention")
+
+
+async def release_blocks(store: Datastore, node: str) -> list[str]:
+    """Release every block of ``node`` (with its addresses): a deleted node's blocks return to
+    their pools. Returns the released CIDRs."""
+    released: list[str] = []
+    kvs, _ = await store.backend.range(records.BLOCKS)
+    mine = [kv for kv in kvs if Block.from_json(records.decode(kv.value)).node == node]
+    affinities, _ = await store.backend.range(f"{records.AFFINITY}{node}/")
+    for kv in mine:
+        block = Block.from_json(records.decode(kv.value))
+        ops: list[Op] = [Delete(kv.key), Delete(records.affinity_key(node, block.cidr))]
+        ops += [Delete(records.handle_key(handle)) for _ip, handle in block.allocations]
+        if await store.backend.txn([Compare(kv.key, kv.mod_revision)], ops):
+            released.append(block.cidr)
+            log.info("event=block-released node=%s block=%s", node, block.cidr)
+    # Affinities left without a block (an interrupted claim elsewhere) go too.
+    await store.backend.txn([], [Delete(kv.key) for kv in affinities])
+    return released
+
+
+# --- addresses --------------------------------------------------------------------------------
+
+
+async def assign_address(store: Datastore, node_name: str, handle: str) -> tuple[str, str]:
+    """The address for ``handle`` (``<container id>.<ifname>``, or ``tunl0:<node>`` for the
+    tunnel) from one of ``node_name``'s blocks, and that block's CIDR. Persisted before it is
+    returned; asking again with the same handle returns the same address."""
+    hkey = records.handle_key(handle)
+    for _ in range(TXN_RETRIES):
+        existing = await store.backend.get(hkey)
+        if existing is not None:
+            h = Handle.from_json(records.decode(existing.value))
+            return h.ip, h.block
+        blocks = await node_blocks(store, node_name)
+        if not blocks:
+            await claim_block(store, node_name)
+            continue
+        for block, kv in blocks:
+            ip = next_free_address(block)
+            if ip is None:
+                continue
+            new = replace(block, allocations=(*block.allocations, (ip, handle)))
+            rec = Handle(handle, ip, block.cidr, node_name)
+            compares = [Compare(kv.key, kv.mod_revision), Compare(hkey, 0)]
+            ops: list[Op] = [
+                Put(kv.key, records.encode(new.to_json())),
+                Put(hkey, records.encode(rec.to_json())),
+            ]
+            if await store.backend.txn(compares, ops):
+                return ip, block.cidr
+            break  # lost a race on this block or the handle: read again
+        else:
+            await claim_block(store, node_name, additional=True)
+    raise DatastoreError(f"could not assign an address to {handle}: too much contention")
+
+
+async def release_address(store: Datastore, handle: str) -> bool:
+    """Free the address held by ``handle``; False when the handle holds none."""
+    hkey = records.handle_key(handle)
+    for _ in range(TXN_RETRIES):
+        hkv = await store.backend.get(hkey)
+        if hkv is None:
+            return False
+        h = Handle.from_json(records.decode(hkv.value))
+        got = await _block_kv(store, h.block)
+        compares = [Compare(hkey, hkv.mod_revision)]
+        ops: list[Op] = [Delete(hkey)]
+        if got is not None:
+            block, bkv = got
+            kept = tuple(a for a in block.allocations if a != (h.ip, handle))
+            compares.append(Compare(bkv.key, bkv.mod_revision))
+            ops.append(Put(bkv.key, records.encode(replace(block, allocations=kept).to_json())))
+        if await store.backend.txn(compares, ops):
+            return True
+    raise DatastoreError(f"could not release {handle}: too much contention")
+
+
+async def list_allocations(store: Datastore, node_name: str) -> dict[str, str]:
+    """Every address allocated from ``node_name``'s blocks, as ``{handle: ip}``."""
+    out: dict[str, str] = {}
+    for block, _kv in await node_blocks(store, node_name):
+        out.update({handle: ip for ip, handle in block.allocations})
+    return out

@@ -1,0 +1,511 @@
+"""Cluster resources: the four kinds, their validation, and their canonical dict form.
+
+Owns ``BGPConfiguration``, ``BGPPeer``, ``IPPool`` and ``Node`` as frozen dataclasses, written
+as ``apiVersion: podbgp/v1``, ``kind``, ``metadata`` (``name``, ``labels``) and ``spec`` with
+Calico's field names. :func:`parse_resource` validates one document and fails with a one-line
+:class:`ResourceError` naming the source, the key and the problem; :func:`to_dict` gives the
+canonical form stored in the datastore. Checks that need other resources (overlapping pools,
+duplicate names) live in :func:`check_consistency`. AS numbers are 4-octet (RFC 6793), TCP MD5
+keys at most 80 octets (RFC 2385), cluster IDs dotted quads (RFC 4456 §7).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from bgpd.configcheck import (
+    ConfigError,
+    FieldError,
+    Section,
+    check_asn,
+    check_bool,
+    check_enum,
+    check_int,
+    check_prefix,
+    check_router_id,
+    check_str,
+    check_unicast_ip,
+)
+from podbgp.cluster.selector import ALL, Selector, SelectorError, parse_selector
+
+__all__ = [
+    "API_VERSION",
+    "KINDS",
+    "BGPConfiguration",
+    "BGPPeer",
+    "IPPool",
+    "Node",
+    "Resource",
+    "ResourceError",
+    "check_consistency",
+    "kind_of",
+    "parse_resource",
+    "to_dict",
+]
+
+API_VERSION = "podbgp/v1"
+ENCAP_MODES = ("Never", "Always", "CrossSubnet")
+DEFAULT_AS = 64512  # the first private 2-octet AS (RFC 6996), Calico's default too
+DEFAULT_BLOCK_SIZE_V4 = 24
+DEFAULT_BLOCK_SIZE_V6 = 122
+# Blocks lose their network (and, for IPv4, broadcast) address to IPAM, so a block must hold
+# at least two addresses; very large blocks would starve small pools.
+BLOCK_SIZE_V4 = (16, 30)
+BLOCK_SIZE_V6 = (96, 126)
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+class ResourceError(ConfigError):
+    """An invalid resource: ``SOURCE: KEY: PROBLEM`` on one line (SOURCE names file/document)."""
+
+
+Labels = tuple[tuple[str, str], ...]
+
+
+def _labels_dict(labels: Labels) -> dict[str, str]:
+    return dict(labels)
+
+
+@dataclass(frozen=True)
+class BGPConfiguration:
+    """Cluster-wide BGP settings; the one named ``default`` is the one that counts."""
+
+    KIND: ClassVar[str] = "BGPConfiguration"
+    name: str
+    as_number: int = DEFAULT_AS
+    node_to_node_mesh_enabled: bool = True
+    listen_port: int = 179
+    node_mesh_password: str | None = field(default=None, repr=False)
+    node_mesh_max_restart_time: int = 120  # seconds; the Restart Time we advertise (RFC 4724)
+    labels: Labels = ()
+
+
+@dataclass(frozen=True)
+class BGPPeer:
+    """Extra peerings. Local side: ``node`` or ``nodeSelector`` (neither: every node).
+    Remote side: ``peerIP`` + ``asNumber``, or ``peerSelector`` (those nodes)."""
+
+    KIND: ClassVar[str] = "BGPPeer"
+    name: str
+    peer_ip: str | None = None
+    peer_port: int | None = None  # from "peerIP: 192.0.2.1:1179"
+    as_number: int | None = None
+    node: str | None = None
+    node_selector: Selector | None = None
+    peer_selector: Selector | None = None
+    password: str | None = field(default=None, repr=False)
+    max_restart_time: int | None = None
+    keep_original_next_hop: bool = False
+    ttl_security: int = 0
+    labels: Labels = ()
+
+    @property
+    def is_global(self) -> bool:
+        return self.node is None and self.node_selector is None
+
+
+@dataclass(frozen=True)
+class IPPool:
+    """A pod address pool, cut into blocks of ``block_size`` that nodes claim."""
+
+    KIND: ClassVar[str] = "IPPool"
+    name: str
+    cidr: str
+    block_size: int = DEFAULT_BLOCK_SIZE_V4
+    ipip_mode: str = "Never"
+    vxlan_mode: str = "Never"
+    nat_outgoing: bool = False
+    disabled: bool = False
+    node_selector: Selector = ALL
+    labels: Labels = ()
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(self.cidr)
+
+
+@dataclass(frozen=True)
+class Node:
+    """A node as the administrator declares it. The running agent's own view (router ID, API
+    address, blocks, VTEP) is its registration record, merged in
+    ``podbgp.cluster.datastore.records``."""
+
+    KIND: ClassVar[str] = "Node"
+    name: str
+    addresses: tuple[str, ...] = ()  # with prefix length: "192.0.2.11/24"
+    as_number: int | None = None
+    route_reflector_cluster_id: str | None = None
+    blocks: tuple[str, ...] = ()  # pinned blocks (the file datastore's way of assigning them)
+    labels: Labels = ()
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+Resource = BGPConfiguration | BGPPeer | IPPool | Node
+KINDS: dict[str, type[Resource]] = {
+    "BGPConfiguration": BGPConfiguration,
+    "BGPPeer": BGPPeer,
+    "IPPool": IPPool,
+    "Node": Node,
+}
+# What users may type for a kind on the command line (lower case), as calicoctl accepts.
+_KIND_ALIASES = {
+    "bgpconfiguration": "BGPConfiguration",
+    "bgpconfigurations": "BGPConfiguration",
+    "bgpconfig": "BGPConfiguration",
+    "bgpconfigs": "BGPConfiguration",
+    "bgppeer": "BGPPeer",
+    "bgppeers": "BGPPeer",
+    "ippool": "IPPool",
+    "ippools": "IPPool",
+    "pool": "IPPool",
+    "pools": "IPPool",
+    "node": "Node",
+    "nodes": "Node",
+}
+
+
+def kind_of(text: str) -> str | None:
+    """The canonical kind for ``text`` (``ippools`` -> ``IPPool``), or None."""
+    return _KIND_ALIASES.get(text.lower())
+
+
+# --- field checkers ---------------------------------------------------------------------------
+
+
+def check_name(value: Any) -> str:
+    """A resource name: a DNS-1123 subdomain (lower case, digits, '-', '.'; at most 253)."""
+    if not isinstance(value, str) or not value or len(value) > 253 or not _NAME.match(value):
+        raise FieldError(
+            "must be a lower-case DNS name (letters, digits, '-' and '.'; at most 253 characters)"
+        )
+    return value
+
+
+def check_labels(value: Any) -> Labels:
+    if not isinstance(value, Mapping):
+        raise FieldError("must be a mapping of label names to string values")
+    out: list[tuple[str, str]] = []
+    for key, val in value.items():
+        if not isinstance(key, str) or not _label_key_ok(key):
+            raise FieldError(f"label name {key!r} is not a valid label key")
+        if not isinstance(val, str) or not _LABEL_VALUE.match(val):
+            raise FieldError(f"label {key!r}: value must be a string of at most 63 characters")
+        out.append((key, val))
+    return tuple(sorted(out))
+
+
+def _label_key_ok(key: str) -> bool:
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _NAME.match(prefix)):
+        return False
+    return bool(_LABEL_NAME.match(name))
+
+
+def check_selector(value: Any) -> Selector:
+    try:
+        return parse_selector(value)
+    except SelectorError as exc:
+        raise FieldError(f"invalid selector: {exc}") from None
+
+
+def check_duration(value: Any) -> int:
+    """Seconds: an integer, or a duration like ``120s``, ``2m``, ``1h30m`` (as Calico writes)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and re.fullmatch(r"(\d+h)?(\d+m)?(\d+s)?", value) and value:
+        units = {"h": 3600, "m": 60, "s": 1}
+        seconds = sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([hms])", value))
+    else:
+        raise FieldError("must be seconds, or a duration like 120s, 2m or 1h30m")
+    if not 1 <= seconds <= 4095:  # the Restart Time field is 12 bits (RFC 4724 §3)
+        raise FieldError("must be between 1s and 4095s")
+    return seconds
+
+
+def check_address_with_prefix(value: Any) -> str:
+    """A host address with its subnet's prefix length: ``192.0.2.11/24``."""
+    if not isinstance(value, str) or "/" not in value:
+        raise FieldError("must be an address with prefix length, like 192.0.2.11/24")
+    addr_text, _, len_text = value.partition("/")
+    try:
+        iface = ipaddress.ip_interface(value)
+        check_unicast_ip(addr_text)
+    except (ValueError, FieldError):
+        raise FieldError("must be an address with prefix length, like 192.0.2.11/24") from None
+    if not len_text.isdigit():
+        raise FieldError("must be an address with prefix length, like 192.0.2.11/24")
+    return iface.with_prefixlen
+
+
+def check_peer_ip(value: Any) -> tuple[str, int | None]:
+    """``192.0.2.1``, ``192.0.2.1:1179``, ``2001:db8::1`` or ``[2001:db8::1]:1179``."""
+    if not isinstance(value, str):
+        raise FieldError("must be an IP address, optionally with :port")
+    text = value
+    port: int | None = None
+    if text.startswith("[") and "]:" in text:
+        text, _, port_text = text[1:].partition("]:")
+        port = _port(port_text)
+    elif text.count(":") == 1:
+        text, _, port_text = text.partition(":")
+        port = _port(port_text)
+    return check_unicast_ip(text), port
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise FieldError("port must be in 1..65535")
+    return int(text)
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+def parse_resource(doc: Any, source: str) -> Resource:
+    """Validate one YAML/JSON document; ``source`` names it in errors (``FILE (document 2)``)."""
+    if not isinstance(doc, Mapping):
+        raise ResourceError(source, "", "must be a mapping with apiVersion, kind, metadata, spec")
+    root = Section(source, "", doc)
+    try:
+        root.check_keys(("apiVersion", "kind", "metadata", "spec", "status"))
+        api = root.required("apiVersion", check_str(1))
+        if api != API_VERSION:
+            raise root.error("apiVersion", f"must be {API_VERSION}")
+        kind = root.required("kind", check_enum(tuple(KINDS)))
+        meta = root.section("metadata", ("name", "labels", "annotations"))
+        if meta is None:
+            raise root.error("metadata", "required key is missing")
+        name = meta.required("name", check_name)
+        labels = meta.optional("labels", check_labels, ())
+        raw_spec = doc.get("spec") or {}
+        if not isinstance(raw_spec, Mapping):
+            raise root.error("spec", "must be a mapping")
+        spec = Section(f"{source} {kind}/{name}", "spec", raw_spec)
+        return _PARSERS[kind](spec, name, labels)
+    except ConfigError as exc:
+        raise ResourceError(exc.file, exc.key, exc.problem) from None
+
+
+def _parse_bgp_configuration(spec: Section, name: str, labels: Labels) -> BGPConfiguration:
+    spec.check_keys(
+        (
+            "asNumber",
+            "nodeToNodeMeshEnabled",
+            "listenPort",
+            "nodeMeshPassword",
+            "nodeMeshMaxRestartTime",
+            "logSeverityScreen",
+        )
+    )
+    return BGPConfiguration(
+        name=name,
+        as_number=spec.optional("asNumber", check_asn, DEFAULT_AS),
+        node_to_node_mesh_enabled=spec.optional("nodeToNodeMeshEnabled", check_bool, True),
+        listen_port=spec.optional("listenPort", check_int(1, 65535), 179),
+        node_mesh_password=spec.optional("nodeMeshPassword", check_str(1, 80), None),
+        node_mesh_max_restart_time=spec.optional("nodeMeshMaxRestartTime", check_duration, 120),
+        labels=labels,
+    )
+
+
+def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
+    spec.check_keys(
+        (
+            "peerIP",
+            "asNumber",
+            "node",
+            "nodeSelector",
+            "peerSelector",
+            "password",
+            "maxRestartTime",
+            "keepOriginalNextHop",
+            "ttlSecurity",
+        )
+    )
+    peer_ip, peer_port = spec.optional("peerIP", check_peer_ip, (None, None))
+    peer = BGPPeer(
+        name=name,
+        peer_ip=peer_ip,
+        peer_port=peer_port,
+        as_number=spec.optional("asNumber", check_asn, None),
+        node=spec.optional("node", check_name, None),
+        node_selector=spec.optional("nodeSelector", check_selector, None),
+        peer_selector=spec.optional("peerSelector", check_selector, None),
+        password=spec.optional("password", check_str(1, 80), None),
+        max_restart_time=spec.optional("maxRestartTime", check_duration, None),
+        keep_original_next_hop=spec.optional("keepOriginalNextHop", check_bool, False),
+        ttl_security=spec.optional("ttlSecurity", check_int(0, 255), 0),
+        labels=labels,
+    )
+    if peer.node is not None and peer.node_selector is not None:
+        raise spec.error("nodeSelector", "must not be set together with node")
+    if (peer.peer_ip is None) == (peer.peer_selector is None):
+        raise spec.error("peerIP", "exactly one of peerIP and peerSelector must be set")
+    if peer.peer_ip is not None and peer.as_number is None:
+        raise spec.error("asNumber", "required with peerIP")
+    return peer
+
+
+def _parse_ip_pool(spec: Section, name: str, labels: Labels) -> IPPool:
+    spec.check_keys(
+        (
+            "cidr",
+            "blockSize",
+            "ipipMode",
+            "vxlanMode",
+            "natOutgoing",
+            "disabled",
+            "nodeSelector",
+        )
+    )
+    cidr = spec.required("cidr", check_prefix)
+    net = ipaddress.ip_network(cidr)
+    lo, hi = BLOCK_SIZE_V4 if net.version == 4 else BLOCK_SIZE_V6
+    default_size = DEFAULT_BLOCK_SIZE_V4 if net.version == 4 else DEFAULT_BLOCK_SIZE_V6
+    block_size = spec.optional("blockSize", check_int(lo, hi), default_size)
+    if block_size < net.prefixlen:
+        raise spec.error("blockSize", f"must be at least the pool's prefix length /{net.prefixlen}")
+    pool = IPPool(
+        name=name,
+        cidr=cidr,
+        block_size=block_size,
+        ipip_mode=spec.optional("ipipMode", check_enum(ENCAP_MODES), "Never"),
+        vxlan_mode=spec.optional("vxlanMode", check_enum(ENCAP_MODES), "Never"),
+        nat_outgoing=spec.optional("natOutgoing", check_bool, False),
+        disabled=spec.optional("disabled", check_bool, False),
+        node_selector=spec.optional("nodeSelector", check_selector, ALL),
+        labels=labels,
+    )
+    if pool.ipip_mode != "Never" and pool.vxlan_mode != "Never":
+        raise spec.error("vxlanMode", "ipipMode and vxlanMode cannot both be enabled")
+    if pool.ipip_mode != "Never" and net.version == 6:
+        raise spec.error("ipipMode", "IPIP carries IPv4 only; use Never for an IPv6 pool")
+    return pool
+
+
+def _parse_node(spec: Section, name: str, labels: Labels) -> Node:
+    spec.check_keys(("addresses", "asNumber", "routeReflectorClusterID", "blocks"))
+    node = Node(
+        name=name,
+        addresses=tuple(spec.items("addresses", check_address_with_prefix, unique=True)),
+        as_number=spec.optional("asNumber", check_asn, None),
+        route_reflector_cluster_id=spec.optional("routeReflectorClusterID", check_router_id, None),
+        blocks=tuple(spec.items("blocks", check_prefix, unique=True)),
+        labels=labels,
+    )
+    families = [ipaddress.ip_interface(a).version for a in node.addresses]
+    if len(families) != len(set(families)):
+        raise spec.error("addresses", "at most one IPv4 and one IPv6 address")
+    return node
+
+
+_PARSERS: dict[str, Callable[[Section, str, Labels], Resource]] = {
+    "BGPConfiguration": _parse_bgp_configuration,
+    "BGPPeer": _parse_bgp_peer,
+    "IPPool": _parse_ip_pool,
+    "Node": _parse_node,
+}
+
+
+# --- canonical form ---------------------------------------------------------------------------
+
+
+def _spec_dict(res: Resource) -> dict[str, Any]:
+    if isinstance(res, BGPConfiguration):
+        spec: dict[str, Any] = {
+            "asNumber": res.as_number,
+            "nodeToNodeMeshEnabled": res.node_to_node_mesh_enabled,
+            "listenPort": res.listen_port,
+            "nodeMeshPassword": res.node_mesh_password,
+            "nodeMeshMaxRestartTime": f"{res.node_mesh_max_restart_time}s",
+        }
+    elif isinstance(res, BGPPeer):
+        peer_ip = res.peer_ip
+        if peer_ip is not None and res.peer_port is not None:
+            peer_ip = (
+                f"[{peer_ip}]:{res.peer_port}" if ":" in peer_ip else f"{peer_ip}:{res.peer_port}"
+            )
+        spec = {
+            "peerIP": peer_ip,
+            "asNumber": res.as_number,
+            "node": res.node,
+            "nodeSelector": str(res.node_selector) if res.node_selector else None,
+            "peerSelector": str(res.peer_selector) if res.peer_selector else None,
+            "password": res.password,
+            "maxRestartTime": f"{res.max_restart_time}s" if res.max_restart_time else None,
+            "keepOriginalNextHop": res.keep_original_next_hop or None,
+            "ttlSecurity": res.ttl_security or None,
+        }
+    elif isinstance(res, IPPool):
+        spec = {
+            "cidr": res.cidr,
+            "blockSize": res.block_size,
+            "ipipMode": res.ipip_mode,
+            "vxlanMode": res.vxlan_mode,
+            "natOutgoing": res.nat_outgoing,
+            "disabled": res.disabled,
+            "nodeSelector": str(res.node_selector),
+        }
+    else:
+        spec = {
+            "addresses": list(res.addresses) or None,
+            "asNumber": res.as_number,
+            "routeReflectorClusterID": res.route_reflector_cluster_id,
+            "blocks": list(res.blocks) or None,
+        }
+    return {k: v for k, v in spec.items() if v is not None}
+
+
+def to_dict(res: Resource) -> dict[str, Any]:
+    """The canonical document: what the datastore stores and ``podbgp get -o yaml`` prints."""
+    meta: dict[str, Any] = {"name": res.name}
+    if res.labels:
+        meta["labels"] = dict(res.labels)
+    return {"apiVersion": API_VERSION, "kind": res.KIND, "metadata": meta, "spec": _spec_dict(res)}
+
+
+# --- checks across resources ------------------------------------------------------------------
+
+
+def check_consistency(resources: Iterable[Resource]) -> None:
+    """Rules that involve several resources: no two pools overlap, no two nodes pin one block,
+    every pinned block lies in a pool and has that pool's block size. Raises ResourceError."""
+    pools = sorted((r for r in resources if isinstance(r, IPPool)), key=lambda p: p.name)
+    for i, a in enumerate(pools):
+        for b in pools[i + 1 :]:
+            if a.network.version == b.network.version and a.network.overlaps(b.network):
+                raise ResourceError(
+                    f"IPPool/{b.name}", "spec.cidr", f"{b.cidr} overlaps IPPool/{a.name} ({a.cidr})"
+                )
+    owners: dict[str, str] = {}
+    for node in (r for r in resources if isinstance(r, Node)):
+        for block in node.blocks:
+            if block in owners and owners[block] != node.name:
+                raise ResourceError(
+                    f"Node/{node.name}", "spec.blocks", f"{block} is pinned to Node/{owners[block]}"
+                )
+            owners[block] = node.name
+            _check_pinned(node, block, pools)
+
+
+def _check_pinned(node: Node, block: str, pools: Sequence[IPPool]) -> None:
+    net = ipaddress.ip_network(block)
+    for pool in pools:
+        if net.version == pool.network.version and net.subnet_of(pool.network):  # type: ignore[arg-type]
+            if net.prefixlen != pool.block_size:
+                raise ResourceError(
+                    f"Node/{node.name}",
+                    "spec.blocks",
+                    f"{block} must be a /{pool.block_size} block of IPPool/{pool.name}",
+                )
+            return
+    raise ResourceError(f"Node/{node.name}", "spec.blocks", f"{block} is not inside any IPPool")

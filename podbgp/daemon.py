@@ -1,0 +1,147 @@
+"""`podbgp bgpd`: a standalone speaker from a YAML config — peers, originated prefixes, REST API.
+
+Wires the pieces together and owns process lifetime: start the speaker task, listen for BGP, add
+the configured peers, originate prefixes, serve the API and ``/metrics`` (a collector on a
+registry of this run's own), tell systemd we are ready (``READY=1``, then watchdog pings when
+``WatchdogSec=`` is set), and stop on SIGTERM/SIGINT. With graceful restart enabled, stopping
+closes the TCP connections without a NOTIFICATION, so peers keep our routes (marked stale) until
+we come back and send End-of-RIB (RFC 4724). A start that fails (a port in use, an unreadable
+token file) logs one line and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client.registry import CollectorRegistry
+
+from bgpd.config import ApiConfig, BgpdConfig, PeerConfig
+from bgpd.speaker import PeerRange, PeerSpec, Speaker, SpeakerConfig
+from podbgp.ops import sdnotify
+from podbgp.ops.metrics import METRICS_DOC, Snapshot, metrics_route, register_collector
+from podbgp.ops.views import SpeakerViews
+
+if TYPE_CHECKING:
+    from podbgp.ops.api import ReadyCheck
+
+log = logging.getLogger("podbgp.daemon")
+
+
+def peer_spec(peer: PeerConfig, peer_type: str = "global") -> PeerSpec:
+    return PeerSpec(
+        address=peer.address,
+        asn=peer.as_number,
+        port=peer.port,
+        passive=peer.passive,
+        password=peer.password,
+        hold_time=peer.hold_time,
+        keepalive_time=peer.keepalive_time,
+        source_address=peer.source_address,
+        description=peer.description,
+        peer_type=peer_type,
+        rr_client=peer.route_reflector_client,
+        ttl_security=peer.ttl_security,
+    )
+
+
+def speaker_config(config: BgpdConfig) -> SpeakerConfig:
+    return SpeakerConfig(
+        asn=config.as_number,
+        router_id=config.router_id,
+        graceful_restart=config.graceful_restart.enabled,
+        restart_time=config.graceful_restart.restart_time,
+        cluster_id=config.route_reflector.cluster_id if config.route_reflector else None,
+    )
+
+
+async def start_speaker(config: BgpdConfig) -> Speaker:
+    """Start a speaker for ``config``: listening, peers added, prefixes originated."""
+    speaker = Speaker(speaker_config(config))
+    await speaker.start()
+    for peer in config.peers:
+        speaker.add_peer(peer_spec(peer))
+    for rng in config.peer_ranges:
+        speaker.add_peer_range(
+            PeerRange(
+                rng.range, rng.as_number, rng.route_reflector_client, rng.password, rng.hold_time
+            )
+        )
+    await speaker.listen(config.listen.address, config.listen.port)
+    for prefix in config.originate:
+        speaker.originate(prefix)
+    return speaker
+
+
+async def start_operations(
+    views: SpeakerViews,
+    api: ApiConfig | None,
+    registry: CollectorRegistry,
+    *,
+    felix: Snapshot | None = None,
+    datastore: Snapshot | None = None,
+    routes: Iterable[web.AbstractRouteDef] = (),
+    docs: Mapping[str, Mapping[str, Any]] | None = None,
+    ready_checks: Iterable[ReadyCheck] = (),
+) -> web.AppRunner | None:
+    """The metrics collector on ``registry`` and the REST API with ``/metrics`` as ``api``
+    says (None: no API). The node and rr daemons pass their snapshots, endpoints and ready
+    checks; raises OSError / ValueError when the API cannot start."""
+    from podbgp.ops.api import serve_api
+
+    register_collector(registry, views, felix=felix, datastore=datastore)
+    if api is None:
+        return None
+    return await serve_api(
+        views,
+        api,
+        [metrics_route(registry), *routes],
+        docs={"/metrics": METRICS_DOC, **(docs or {})},
+        ready_checks=ready_checks,
+    )
+
+
+async def run(config: BgpdConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    notifier = sdnotify.Notifier()
+    speaker: Speaker | None = None
+    runner: web.AppRunner | None = None
+    watchdog: asyncio.Task[None] | None = None
+    try:
+        try:
+            speaker = await start_speaker(config)
+            views = SpeakerViews(speaker)
+            runner = await start_operations(views, config.api, CollectorRegistry())
+        except (OSError, ValueError) as exc:
+            # One line, no traceback: the cause is in the config or on the host, not in podbgp.
+            log.error("event=start-failed error=%s", exc)
+            raise SystemExit(1) from None
+        log.info(
+            "event=started router_id=%s asn=%d peers=%d listen=%s:%d api=%s",
+            config.router_id,
+            config.as_number,
+            len(config.peers),
+            config.listen.address,
+            config.listen.port,
+            config.api.listen if config.api is not None else "disabled",
+        )
+        notifier.ready(f"{len(config.peers)} peers configured")
+        watchdog = sdnotify.start_watchdog(notifier)
+        await stop.wait()
+    finally:
+        notifier.stopping()
+        await sdnotify.stop_watchdog(watchdog)
+        if speaker is not None:
+            log.info("event=stopping graceful=%s", config.graceful_restart.enabled)
+            await speaker.stop(graceful=config.graceful_restart.enabled)
+        if runner is not None:
+            with contextlib.suppress(Exception):
+                await runner.cleanup()

@@ -1,0 +1,1 @@
+"""podbgp lab: the docker-compose topology in network namespaces on one machine."""

@@ -1,0 +1,576 @@
+"""`podbgp lab up|status|down`: the docker-compose.yml topology in network namespaces, no Docker.
+
+One machine, as root: a real etcd, two (or more) subnets joined by a router namespace, a
+`podbgp node` per node namespace, optionally two dedicated `podbgp rr` reflectors, and two pods
+per node wired by `podbgp-cni`. `up` shows progress while it builds, then prints the
+cluster-wide peer table and a pod-to-pod ping matrix (✓/✗ and the path: direct, ipip, vxlan).
+Everything created is written to a state file first, so `down` removes exactly that — the
+namespaces, the processes (by PID) and the lab folder — and nothing else.
+
+Addresses follow docker-compose.yml: subnet k is 172.31.k.0/24 with the router at .254, etcd is
+172.31.1.2, reflector j is 172.31.j.3, node i is 172.31.k.(10+i); the pod pool is 10.244.0.0/16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_DIR = Path("/run/podbgp-lab")
+CLONE_NEWNET = 0x40000000
+API_TIMEOUT = 5.0
+POOL = "10.244.0.0/16"
+ASN = 64512
+
+
+@dataclass
+class Member:
+    name: str  # node-1, rr-1, etcd
+    ns: str
+    address: str  # with prefix length
+    subnet: int
+    pid: int | None = None
+
+
+@dataclass
+class Pod:
+    name: str
+    ns: str
+    node: str
+    container_id: str
+    ip: str = ""
+
+
+@dataclass
+class LabState:
+    prefix: str
+    directory: str
+    encap: str
+    subnets: int
+    router_ns: str
+    members: list[Member] = field(default_factory=list)
+    pods: list[Pod] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
+
+    @property
+    def nodes(self) -> list[Member]:
+        return [m for m in self.members if m.name.startswith("node-")]
+
+    def save(self) -> None:
+        path = Path(self.directory) / "state.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, directory: Path) -> LabState:
+        data = json.loads((directory / "state.json").read_text())
+        data["members"] = [Member(**m) for m in data["members"]]
+        data["pods"] = [Pod(**p) for p in data["pods"]]
+        return cls(**data)
+
+
+class LabError(Exception):
+    """A lab problem worth one line to the user (exit 2)."""
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def sh(*argv: str, ns: str | None = None, check: bool = True, timeout: float = 120,
+       stdin: str | None = None, env: dict[str, str] | None = None,
+       ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(argv)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, input=stdin, env=env, check=False
+    )
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(cmd)}: {(proc.stderr or proc.stdout).strip()}")
+    return proc
+
+
+# --- building ------------------------------------------------------------------------------
+
+
+def kernel_has(kind: str, prefix: str) -> bool:
+    """Can this kernel create a ``kind`` (ipip, vxlan) device? Tried in a throwaway namespace."""
+    ns = f"{prefix}probe"
+    sh("ip", "netns", "add", ns, check=False)
+    try:
+        # Endpoints of their own: a bare ipip device would clash with the fallback tunl0.
+        if kind == "vxlan":
+            extra = ["id", "42", "dstport", "4789"]
+        else:
+            extra = ["local", "198.51.100.1", "remote", "198.51.100.2"]
+        added = sh("ip", "link", "add", "probe0", "type", kind, *extra, ns=ns, check=False)
+        return added.returncode == 0
+    finally:
+        sh("ip", "netns", "del", ns, check=False)
+
+
+def choose_encap(requested: str, prefix: str) -> str:
+    if requested == "none":
+        return "none"
+    if requested in ("auto", "ipip") and kernel_has("ipip", prefix):
+        return "ipip"
+    if requested == "ipip":
+        raise LabError(
+            "this kernel has no IPIP support (`ip link add type ipip` fails); "
+            "run `podbgp lab up --encap vxlan` instead"
+        )
+    if requested == "auto":
+        say("    this kernel has no IPIP support: using VXLAN between subnets instead")
+    return "vxlan"
+
+
+def plan(args: argparse.Namespace, directory: Path, encap: str) -> LabState:
+    prefix = args.prefix
+    state = LabState(prefix, str(directory), encap, args.subnets, f"{prefix}router")
+    state.members.append(Member("etcd", f"{prefix}etcd", "172.31.1.2/24", 1))
+    for j in range(1, args.reflectors + 1):
+        subnet = (j - 1) % args.subnets + 1
+        address = f"172.31.{subnet}.3/24"
+        state.members.append(Member(f"rr-{j}", f"{prefix}rr{j}", address, subnet))
+    for i in range(1, args.nodes + 1):
+        subnet = (i - 1) * args.subnets // args.nodes + 1
+        address = f"172.31.{subnet}.{10 + i}/24"
+        state.members.append(Member(f"node-{i}", f"{prefix}n{i}", address, subnet))
+    for node in state.nodes:
+        index = node.name.split("-")[1]
+        for j in (1, 2):
+            pod_ns = f"{prefix}n{index}p{j}"
+            state.pods.append(Pod(f"pod-{index}-{j}", pod_ns, node.name, f"lab-{pod_ns}"))
+    return state
+
+
+def build_network(state: LabState) -> None:
+    router = state.router_ns
+    for ns in [router, *(m.ns for m in state.members)]:
+        sh("ip", "netns", "add", ns)
+        state.namespaces.append(ns)
+        state.save()
+        sh("ip", "link", "set", "lo", "up", ns=ns)
+    sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=router)
+    for k in range(1, state.subnets + 1):
+        bridge = f"br{k}"
+        sh("ip", "link", "add", bridge, "type", "bridge", ns=router)
+        sh("ip", "addr", "add", f"172.31.{k}.254/24", "dev", bridge, ns=router)
+        sh("ip", "link", "set", bridge, "up", ns=router)
+    for n, member in enumerate(state.members):
+        port = f"p{n}"
+        sh("ip", "link", "add", "eth0", "netns", member.ns, "type", "veth", "peer", "name", port,
+           "netns", router)  # fmt: skip
+        sh("ip", "link", "set", port, "master", f"br{member.subnet}", "up", ns=router)
+        sh("ip", "addr", "add", member.address, "dev", "eth0", ns=member.ns)
+        sh("ip", "link", "set", "eth0", "up", ns=member.ns)
+        sh("ip", "route", "add", "default", "via", f"172.31.{member.subnet}.254", ns=member.ns)
+    for pod in state.pods:
+        sh("ip", "netns", "add", pod.ns)
+        state.namespaces.append(pod.ns)
+        state.save()
+        sh("ip", "link", "set", "lo", "up", ns=pod.ns)
+
+
+def spawn(state: LabState, member: Member, argv: list[str], log_name: str) -> None:
+    logs = Path(state.directory) / "logs"
+    with open(logs / log_name, "ab") as log:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", member.ns, *argv], stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    member.pid = proc.pid
+    state.pids.append(proc.pid)
+    state.save()
+
+
+def wait(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise LabError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def start_etcd(state: LabState, timeout: float) -> None:
+    etcd = next(m for m in state.members if m.name == "etcd")
+    data = Path(state.directory) / "etcd-data"
+    ip = etcd.address.split("/")[0]
+    spawn(state, etcd, [
+        "etcd", "--name", "lab", "--data-dir", str(data),
+        "--listen-client-urls", f"http://{ip}:2379,http://127.0.0.1:2379",
+        "--advertise-client-urls", f"http://{ip}:2379",
+        "--listen-peer-urls", "http://127.0.0.1:2380",
+        "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+        "--initial-cluster", "lab=http://127.0.0.1:2380",
+    ], "etcd.log")  # fmt: skip
+    wait(lambda: sh("etcdctl", "--endpoints", "http://127.0.0.1:2379", "endpoint", "health",
+                    ns=etcd.ns, check=False).returncode == 0, timeout, "etcd")  # fmt: skip
+
+
+def etcd_url(state: LabState) -> str:
+    etcd = next(m for m in state.members if m.name == "etcd")
+    return f"http://{etcd.address.split('/')[0]}:2379"
+
+
+def cluster_resources(state: LabState, reflectors: list[Member]) -> list[dict[str, Any]]:
+    pool: dict[str, Any] = {"cidr": POOL, "blockSize": 24}
+    if state.encap == "ipip":
+        pool |= {"ipipMode": "CrossSubnet", "vxlanMode": "Never"}
+    elif state.encap == "vxlan":
+        pool |= {"ipipMode": "Never", "vxlanMode": "CrossSubnet"}
+    else:
+        pool |= {"ipipMode": "Never", "vxlanMode": "Never"}
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": "podbgp/v1", "kind": "BGPConfiguration", "metadata": {"name": "default"},
+         "spec": {"asNumber": ASN, "nodeToNodeMeshEnabled": not reflectors}},
+        {"apiVersion": "podbgp/v1", "kind": "IPPool", "metadata": {"name": "lab-pool"},
+         "spec": pool},
+    ]  # fmt: skip
+    for rr in reflectors:
+        docs.append({
+            "apiVersion": "podbgp/v1", "kind": "BGPPeer", "metadata": {"name": rr.name},
+            "spec": {"peerIP": rr.address.split("/")[0], "asNumber": ASN},
+        })  # fmt: skip
+    return docs
+
+
+def configure(state: LabState, token_file: Path) -> None:
+    directory = Path(state.directory)
+    reflectors = [m for m in state.members if m.name.startswith("rr-")]
+    cluster = directory / "cluster.yaml"
+    cluster.write_text(yaml.safe_dump_all(cluster_resources(state, reflectors)))
+    etcd = next(m for m in state.members if m.name == "etcd")
+    sh(sys.executable, "-m", "bgpd", "apply", "-f", str(cluster),
+       "--etcd-endpoints", "http://127.0.0.1:2379", ns=etcd.ns)  # fmt: skip
+    for rr in reflectors:
+        ip = rr.address.split("/")[0]
+        config = {
+            "asNumber": ASN, "routerId": ip, "listen": {"address": "0.0.0.0", "port": 179},
+            "api": {"listen": "127.0.0.1:9179"}, "routeReflector": {"clusterId": "1.1.1.1"},
+            "peerRanges": [{"range": "172.31.0.0/16", "asNumber": ASN,
+                            "routeReflectorClient": True}],
+            "logLevel": "info",
+        }  # fmt: skip
+        path = directory / f"{rr.name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        spawn(state, rr, [sys.executable, "-m", "bgpd", "rr", "-c", str(path)], f"{rr.name}.log")
+    for node in state.nodes:
+        config = {
+            "nodeName": node.name, "address": node.address,
+            "datastore": {"type": "etcd", "endpoints": [etcd_url(state)], "prefix": "/podbgp/"},
+            "api": {"listen": "0.0.0.0:9179", "tokenFile": str(token_file)},
+            "logLevel": "info",
+        }  # fmt: skip
+        path = directory / f"{node.name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        spawn(state, node, [sys.executable, "-m", "bgpd", "node", "-c", str(path)],
+              f"{node.name}.log")  # fmt: skip
+
+
+def ns_socket(ns: str) -> socket.socket:
+    """A TCP socket created inside namespace ``ns`` (a socket stays in the namespace it was made
+    in): a short-lived thread enters ``ns`` with setns(2), so this process never switches."""
+    made: list[socket.socket | BaseException] = []
+
+    def create() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            with open(f"/var/run/netns/{ns}", "rb") as handle:
+                if libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns {ns}")
+            made.append(socket.socket())
+        except BaseException as exc:
+            made.append(exc)
+
+    worker = threading.Thread(target=create)
+    worker.start()
+    worker.join()
+    if isinstance(made[0], BaseException):
+        raise made[0]
+    return made[0]
+
+
+def api(state: LabState, member: Member, path: str, token_file: Path) -> Any:
+    """GET ``path`` from the member's REST API (127.0.0.1:9179 in its namespace), or None."""
+    token = token_file.read_text().strip()
+    request = f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
+    try:
+        with ns_socket(member.ns) as sock:
+            sock.settimeout(API_TIMEOUT)
+            sock.connect(("127.0.0.1", 9179))
+            sock.sendall(request.encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        if b" 200 " not in head.split(b"\r\n", 1)[0]:
+            return None
+        return json.loads(body)
+    except (OSError, ValueError):
+        return None
+
+
+def node_ready(state: LabState, node: Member, token_file: Path) -> bool:
+    peers = api(state, node, "/v1/peers", token_file)
+    routes = api(state, node, "/v1/routes", token_file)
+    if not peers or routes is None:
+        return False
+    blocks = {r["prefix"] for r in routes if r["prefix"].startswith("10.244.")}
+    return all(p["state"] == "Established" for p in peers) and len(blocks) >= len(state.nodes)
+
+
+def plug_pods(state: LabState) -> None:
+    netconf = {
+        "cniVersion": "1.0.0", "name": "podbgp", "type": "podbgp-cni",
+        "datastore": {"type": "etcd", "endpoints": [etcd_url(state)], "prefix": "/podbgp/"},
+    }  # fmt: skip
+    for pod in state.pods:
+        node = next(m for m in state.members if m.name == pod.node)
+        env = dict(os.environ, CNI_COMMAND="ADD", CNI_CONTAINERID=pod.container_id,
+                   CNI_NETNS=f"/var/run/netns/{pod.ns}", CNI_IFNAME="eth0",
+                   CNI_PATH=str(Path(sys.executable).parent))  # fmt: skip
+        conf = json.dumps(netconf | {"nodeName": pod.node})
+        out = sh(sys.executable, "-m", "podbgp.cni.main", ns=node.ns, stdin=conf, env=env,
+                 check=False, timeout=180)  # fmt: skip
+        try:
+            result = json.loads(out.stdout)
+            pod.ip = result["ips"][0]["address"].split("/")[0]
+        except (ValueError, KeyError, IndexError) as exc:
+            why = out.stdout or out.stderr
+            raise LabError(f"podbgp-cni ADD for {pod.name} failed: {why}") from exc
+        state.save()
+
+
+# --- showing -----------------------------------------------------------------------------
+
+
+def path_between(state: LabState, src: Pod, dst: Pod) -> str:
+    if src.node == dst.node:
+        return "local"
+    node = next(m for m in state.members if m.name == src.node)
+    out = sh("ip", "route", "get", dst.ip, ns=node.ns, check=False).stdout
+    if "dev tunl0" in out:
+        return "ipip"
+    if "dev vxlan.podbgp" in out:
+        return "vxlan"
+    return "direct"
+
+
+def ping(src: Pod, dst: Pod, attempts: int = 3) -> bool:
+    for _ in range(attempts):
+        if sh("ping", "-c", "1", "-W", "1", dst.ip, ns=src.ns, check=False).returncode == 0:
+            return True
+    return False
+
+
+def ping_matrix(state: LabState) -> tuple[str, int]:
+    pods = state.pods
+    width = max(len(p.name) for p in pods) + 1
+    lines = ["Pod-to-pod ping (✓ reachable / ✗ not; path from the source node)",
+             " " * width + "".join(f"{p.name:>16}" for p in pods)]  # fmt: skip
+    failures = 0
+    for src in pods:
+        cells = []
+        for dst in pods:
+            if src is dst:
+                cells.append(f"{'-':>16}")
+                continue
+            ok = ping(src, dst)
+            failures += not ok
+            cells.append(f"{('✓ ' if ok else '✗ ') + path_between(state, src, dst):>16}")
+        lines.append(f"{src.name:<{width}}" + "".join(cells))
+    return "\n".join(lines), failures
+
+
+def peer_table(state: LabState, token_file: Path) -> str:
+    """Reflectors answer for themselves; the nodes through one node's `/v1/cluster/peers`."""
+    rows = [("NODE", "PEER ADDRESS", "PEER TYPE", "STATE", "SINCE")]
+    answers: list[tuple[str, Any]] = []
+    for member in state.members:
+        if member.name.startswith("rr-"):
+            answers.append((member.name, api(state, member, "/v1/peers", token_file)))
+    cluster = api(state, state.nodes[0], "/v1/cluster/peers", token_file) or {}
+    by_name = {entry["name"]: entry for entry in cluster.get("nodes", [])}
+    for node in state.nodes:
+        entry = by_name.get(node.name) or {}
+        answers.append((node.name, entry.get("peers") if entry.get("reachable") else None))
+    for name, peers in answers:
+        if peers is None:
+            rows.append((name, "-", "-", "unreachable", "-"))
+            continue
+        for p in peers:
+            rows.append((name, p["address"], p["type"], p["state"], p["since"]))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True))
+                     for r in rows)  # fmt: skip
+
+
+def show(state: LabState) -> int:
+    token_file = Path(state.directory) / "api-token"
+    say("\nBGP sessions (cluster-wide)")
+    say(peer_table(state, token_file))
+    matrix, failures = ping_matrix(state)
+    say("\n" + matrix)
+    say("\nIP addresses: " + ", ".join(f"{p.name}={p.ip}" for p in state.pods))
+    say(f"Logs of every daemon: {Path(state.directory) / 'logs'}")
+    return 0 if failures == 0 else 1
+
+
+# --- verbs -------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    if (directory / "state.json").exists():
+        say(f"a lab is already up (state in {directory}); `podbgp lab down` first")
+        return 2
+    if os.geteuid() != 0:
+        say("podbgp lab needs root (network namespaces)")
+        return 2
+    for tool in ("ip", "etcd", "etcdctl", "ping"):
+        if shutil.which(tool) is None:
+            say(f"podbgp lab needs `{tool}` (see scripts/setup-test-host.sh)")
+            return 2
+    try:
+        encap = choose_encap(args.encap, args.prefix)
+    except LabError as err:
+        say(str(err))
+        return 2
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "logs").mkdir(exist_ok=True)
+    token_file = directory / "api-token"
+    token_file.write_text(secrets.token_hex(16) + "\n")
+    token_file.chmod(0o600)
+    state = plan(args, directory, encap)
+    state.save()
+    try:
+        say(f"==> network: {args.subnets} subnets, router, {args.nodes} nodes, "
+            f"{args.reflectors} reflectors, {len(state.pods)} pods (encap {encap})")  # fmt: skip
+        build_network(state)
+        say("==> etcd")
+        start_etcd(state, args.timeout)
+        say("==> cluster resources, reflectors and `podbgp node` per node")
+        configure(state, token_file)
+        for node in state.nodes:
+            wait(lambda n=node: node_ready(state, n, token_file), args.timeout,
+                 f"{node.name}: sessions Established and every block routed")  # fmt: skip
+            say(f"    {node.name} ready")
+        say("==> pods through podbgp-cni")
+        plug_pods(state)
+    except (LabError, subprocess.TimeoutExpired) as err:
+        say(f"lab up failed: {err}")
+        say(f"logs: {directory / 'logs'}; `podbgp lab down` removes what was made")
+        return 1
+    return show(state)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    if not (directory / "state.json").exists():
+        say("no lab is up")
+        return 1
+    return show(LabState.load(directory))
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    if not (directory / "state.json").exists():
+        say("no lab is up")
+        return 0
+    state = LabState.load(directory)
+    for pid in reversed(state.pids):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + 10
+    for pid in state.pids:
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    for ns in reversed(state.namespaces):
+        sh("ip", "netns", "del", ns, check=False)
+    shutil.rmtree(directory, ignore_errors=True)
+    say(f"lab down: {len(state.namespaces)} namespaces and {len(state.pids)} processes removed")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie of ours is gone for our purpose; reap it if it is our child.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
+
+
+def register(verbs: Any) -> None:
+    lab = verbs.add_parser(
+        "lab", help="a multi-node cluster in network namespaces",
+        description="Build, show or remove the docker-compose.yml topology in network "
+        "namespaces on this machine (root): etcd, a router between subnets, nodes, reflectors, "
+        "pods.",
+    )  # fmt: skip
+    sub = lab.add_subparsers(dest="lab_verb", metavar="up|status|down", required=True)
+    up = sub.add_parser("up", help="build the lab and show it", description="Build the lab.")
+    up.add_argument("--nodes", type=int, default=4)
+    up.add_argument("--subnets", type=int, default=2)
+    up.add_argument("--reflectors", type=int, choices=(0, 2), default=2)
+    up.add_argument(
+        "--timeout", type=float, default=120.0,
+        help="seconds each wait may take (etcd, each node's convergence)",
+    )  # fmt: skip
+    up.add_argument(
+        "--encap",
+        choices=("auto", "ipip", "vxlan", "none"),
+        default="auto",
+        help="between subnets; auto = ipip when the kernel has it, else vxlan",
+    )
+    up.set_defaults(func=cmd_up)
+    st = sub.add_parser(
+        "status",
+        help="show the peer table and ping matrix again",
+        description="Reprint the lab's peer table and ping matrix.",
+    )
+    st.set_defaults(func=cmd_status)
+    dn = sub.add_parser(
+        "down",
+        help="remove everything the lab made",
+        description="Stop the lab's processes and delete its namespaces.",
+    )
+    dn.set_defaults(func=cmd_down)
+    for p in (up, st, dn):
+        p.add_argument("--dir", default=str(DEFAULT_DIR), help="the lab's state and log folder")
+        p.add_argument("--prefix", default="pblab-", help="namespace name prefix")

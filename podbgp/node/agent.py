@@ -1,0 +1,614 @@
+"""``podbgp node``: the per-node agent's control plane (Calico's calico-node, BGP half).
+
+Owns :class:`NodeAgent`, which keeps this node in step with the datastore: it reads a snapshot, then
+follows the watch; after every change it reconciles — compute the topology (pure,
+:mod:`podbgp.node.peering`), add/remove only the speaker peers that differ (other sessions are never
+touched), claim a block if the node owns none (:mod:`podbgp.cluster.ipam`), originate the owned
+blocks, and keep the node's registration current. When the datastore is unreachable the speaker, its
+sessions and routes stay as they are; the agent says so in its status and reconnects with
+exponential backoff, resyncing from a fresh snapshot. Stopping is a graceful restart (RFC 4724): TCP
+closes without a NOTIFICATION so peers keep our routes while we are away.
+
+The dataplane (felix's kernel routes) plugs in through ``NodeAgent(config, dataplane_factory)``
+and the hooks listed on the class. The REST API adds ``GET /v1/node``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import ipaddress
+import json
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client.registry import CollectorRegistry
+
+from bgpd import tcp
+from bgpd.speaker import RouteListener, Speaker
+from podbgp.cluster import ipam
+from podbgp.cluster.datastore import (
+    ChangeKind,
+    Datastore,
+    DatastoreError,
+    NodeInfo,
+    Snapshot,
+    open_datastore,
+)
+from podbgp.cluster.datastore.records import merge_node
+from podbgp.cluster.datastore.store import Change
+from podbgp.cluster.resources import IPPool, Node
+from podbgp.node.config import NodeConfig, resolve_address
+from podbgp.node.peering import Topology, compute_topology, node_asn
+from podbgp.ops.views import SpeakerViews
+
+log = logging.getLogger("podbgp.node")
+
+BACKOFF_MIN = 0.5  # seconds before the first reconnect to an unreachable datastore
+BACKOFF_MAX = 5.0  # reconnect at least this often: a returning etcd is noticed quickly
+RETRY_INTERVAL = 10.0  # re-run a reconcile whose datastore writes failed (pool full, ...)
+DEBOUNCE = 0.05  # let a burst of watch events settle before reconciling once
+
+
+class Dataplane(Protocol):
+    """What the node agent drives: started after the agent, stopped before it."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+DataplaneFactory = Callable[["NodeAgent"], Dataplane]
+TopologyCallback = Callable[["NodeAgent"], Awaitable[None] | None]
+
+
+@dataclass
+class DatastoreHealth:
+    """How the datastore connection is doing (REST status and metrics)."""
+
+    connected: bool = False
+    synced: bool = False
+    last_error: str | None = None
+    last_error_at: float | None = None
+    last_sync_at: float | None = None
+    errors: int = 0
+    block_allocations: int = 0
+    block_allocation_errors: int = 0
+
+    def to_json(self, kind: str, where: str) -> dict[str, Any]:
+        return {
+            "type": kind,
+            "description": where,
+            "connected": self.connected,
+            "synced": self.synced,
+            "lastError": self.last_error,
+            "lastErrorAt": _iso(self.last_error_at),
+            "lastSyncAt": _iso(self.last_sync_at),
+        }
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+class NodeAgent:
+    """One node's control plane. Hooks for the dataplane and other extensions:
+
+    * ``speaker`` — the running :class:`~bgpd.speaker.Speaker` (None until the first sync; a
+      new one replaces it if the AS, router ID, cluster ID or listen port change: register
+      ``on_speaker`` callbacks, and put route listeners in ``route_listeners`` so every
+      speaker gets them);
+    * ``on_topology`` — callables ``(agent)``, sync or async, run after every reconcile;
+    * ``pools`` (IPPool list), ``blocks`` (owned block CIDRs), ``node`` (own NodeInfo),
+      ``nodes`` (every NodeInfo by name), ``topology`` (the last computed Topology),
+      ``snapshot`` (the whole cluster as last seen);
+    * ``extra_api_routes`` (aiohttp route defs served by the API), ``status_extra``
+      (name -> callable whose result is added to ``GET /v1/node``), ``ready_checks``
+      (callables returning a reason not to be ready, or None). Add these before ``start()``.
+    """
+
+    def __init__(self, config: NodeConfig, dataplane_factory: DataplaneFactory | None = None):
+        self.config = config
+        self.store: Datastore = open_datastore(config.datastore)
+        self.address: str | None = config.address  # "192.0.2.11/24"
+        self.speaker: Speaker | None = None
+        self.topology: Topology | None = None
+        self.snapshot = Snapshot()
+        self.pools: list[IPPool] = []
+        self.blocks: list[str] = []
+        self.node: NodeInfo | None = None
+        self.nodes: dict[str, NodeInfo] = {}
+        self.health = DatastoreHealth()
+        self.ipam_error: str | None = None
+        self.on_topology: list[TopologyCallback] = []
+        self.on_speaker: list[Callable[[Speaker], None]] = []
+        self.route_listeners: list[RouteListener] = []
+        self.extra_api_routes: list[web.AbstractRouteDef] = []
+        self.status_extra: dict[str, Callable[[], Any]] = {}
+        self.ready_checks: list[Callable[[], str | None]] = []
+        self.started = time.time()
+        self._listen_port: int | None = None
+        self._originated: set[str] = set()
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._synced = asyncio.Event()
+        self._retry = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self.dataplane = dataplane_factory(self) if dataplane_factory is not None else None
+
+    @property
+    def name(self) -> str:
+        return self.config.node_name
+
+    @property
+    def ip(self) -> str | None:
+        return str(ipaddress.ip_interface(self.address).ip) if self.address else None
+
+    @property
+    def router_id(self) -> str | None:
+        if self.config.router_id:
+            return self.config.router_id
+        ip = self.ip
+        return ip if ip is not None and ":" not in ip else None
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resolve the address, serve the API, start syncing (returns without waiting for the
+        datastore). Raises OSError/ValueError when the API or address cannot be set up."""
+        self.address = resolve_address(self.config)
+        self._runner = await self._start_api()
+        self._tasks = [
+            asyncio.create_task(self._sync_loop(), name="node-sync"),
+            asyncio.create_task(self._reconcile_loop(), name="node-reconcile"),
+        ]
+        if self.dataplane is not None:
+            await self.dataplane.start()
+        log.info(
+            "event=started node=%s address=%s datastore=%s",
+            self.name,
+            self.address,
+            self.store.description,
+        )
+
+    async def wait_synced(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._synced.wait(), timeout)
+
+    async def stop(self) -> None:
+        """Stop syncing, the dataplane, the speaker (gracefully) and the API."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.dataplane is not None:
+            try:
+                await self.dataplane.stop()
+            except Exception:
+                log.exception("event=dataplane-stop-failed")
+        if self.speaker is not None:
+            await self.speaker.stop(graceful=self.speaker.config.graceful_restart)
+        if self._runner is not None:
+            with contextlib.suppress(Exception):
+                await self._runner.cleanup()
+        await self.store.close()
+
+    # --- datastore sync ------------------------------------------------------------------
+
+    async def _sync_loop(self) -> None:
+        delay = BACKOFF_MIN
+        while True:
+            try:
+                snapshot = await self.store.snapshot()
+                self.snapshot = snapshot
+                self._mark_connected()
+                await self.reconcile()
+                self._synced.set()
+                delay = BACKOFF_MIN
+                async for change in self.store.watch(snapshot.revision):
+                    if _relevant(self.snapshot, change):
+                        self._wake.set()
+                    self.snapshot.apply(change)
+                    if change.error is not None:
+                        log.warning("event=invalid-value key=%s error=%s", change.key, change.error)
+            except DatastoreError as exc:
+                self._mark_disconnected(exc)
+            except Exception as exc:  # a bug must not end syncing for good: log, retry
+                log.exception("event=sync-failed")
+                self._mark_disconnected(exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    def _mark_connected(self) -> None:
+        if not self.health.connected and self.health.last_error is not None:
+            log.info("event=datastore-reconnected datastore=%s", self.store.description)
+        self.health.connected = True
+        self.health.synced = True
+        self.health.last_sync_at = time.time()
+
+    def _mark_disconnected(self, exc: Exception) -> None:
+        self.health.errors += 1
+        self.health.last_error = str(exc)
+        self.health.last_error_at = time.time()
+        if self.health.connected or self.health.errors == 1:
+            # Once per outage at WARNING; the retries are DEBUG.
+            log.warning("event=datastore-error error=%s keeping=sessions,routes", exc)
+        else:
+            log.debug("event=datastore-retry error=%s", exc)
+        self.health.connected = False
+        self.health.synced = False
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            timeout = RETRY_INTERVAL if self._retry else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            await asyncio.sleep(DEBOUNCE)
+            self._wake.clear()
+            if self.health.synced:
+                await self.reconcile()
+
+    # --- reconcile -----------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Bring the speaker, IPAM and registration in line with :attr:`snapshot`."""
+        async with self._lock:
+            self._retry = False
+            snap = self.snapshot
+            config = snap.bgp_configuration()
+            resource = snap.resources.get(f"Node/{self.name}")
+            resource = resource if isinstance(resource, Node) else None
+            self.pools = snap.pools()
+            self.blocks = [b.cidr for b in snap.blocks_of(self.name)]
+            own = merge_node(self.name, resource, self._registration(snap, config, resource))
+            self.node = own
+            self.nodes = {**snap.nodes(), self.name: own}
+            topology = compute_topology(self.name, self.nodes, config, snap.bgp_peers())
+            await self._apply_topology(topology)
+            try:
+                await self._ensure_blocks(own)
+                own = merge_node(self.name, resource, self._registration(snap, config, resource))
+                self.node = own
+                self.nodes[self.name] = own
+                self._originate()
+                await self._register(snap, config, resource)
+            except DatastoreError as exc:
+                log.warning("event=datastore-write-failed error=%s", exc)
+                self.health.errors += 1
+                self._retry = True
+                self._originate()  # whatever we know we own (a new speaker starts empty)
+            await self._run_topology_callbacks()
+
+    def _registration(self, snap: Snapshot, config: Any, resource: Node | None) -> NodeInfo:
+        """What this node publishes about itself."""
+        previous = snap.registrations.get(self.name)
+        partial = NodeInfo(
+            name=self.name,
+            addresses=(self.address,) if self.address else (),
+            as_number=resource.as_number if resource else None,
+            router_id=self.router_id,
+            route_reflector_cluster_id=resource.route_reflector_cluster_id if resource else None,
+            labels=resource.labels if resource else (),
+            api_address=self._api_address(),
+            blocks=tuple(self.blocks),
+            vtep=previous.vtep if previous else {},
+            updated=previous.updated if previous else None,
+            registered=True,
+        )
+        return replace(partial, as_number=node_asn(partial, config))
+
+    def _api_address(self) -> str | None:
+        """host:port where others reach our API: the node's IP when it listens on all."""
+        api = self.config.api
+        if api is None:
+            return None
+        host = api.host
+        if host in ("0.0.0.0", "::") and self.ip is not None:
+            host = self.ip
+        return f"[{host}]:{api.port}" if ":" in host else f"{host}:{api.port}"
+
+    async def _register(self, snap: Snapshot, config: Any, resource: Node | None) -> None:
+        want = self._registration(snap, config, resource)
+        have = snap.registrations.get(self.name)
+        if have is not None and replace(have, updated=None) == replace(want, updated=None):
+            return
+        await self.store.register_node(want)
+        log.info(
+            "event=registered node=%s addresses=%s blocks=%s",
+            self.name,
+            ",".join(want.addresses),
+            ",".join(want.blocks) or "-",
+        )
+
+    async def _ensure_blocks(self, own: NodeInfo) -> None:
+        resource = self.snapshot.resources.get(f"Node/{self.name}")
+        pinned = resource.blocks if isinstance(resource, Node) else ()
+        for _ in range(len(pinned) + 1):
+            if self.blocks and all(p in self.blocks for p in pinned):
+                break
+            try:
+                block = await ipam.claim_block(self.store, self.name, own.label_map)
+            except ipam.IpamError as exc:
+                if self.ipam_error != str(exc):
+                    log.error("event=ipam-error node=%s error=%s", self.name, exc)
+                self.ipam_error = str(exc)
+                self.health.block_allocation_errors += 1
+                self._retry = True
+                return
+            if block.cidr not in self.blocks:
+                self.health.block_allocations += 1
+                self.blocks = sorted({*self.blocks, block.cidr}, key=ipaddress.ip_network)
+        self.ipam_error = None
+
+    def _originate(self) -> None:
+        if self.speaker is None:
+            return
+        want = set(self.blocks)
+        for prefix in sorted(self._originated - want):
+            self.speaker.withdraw_origin(prefix)
+            log.info("event=withdraw-block block=%s", prefix)
+        for prefix in sorted(want - self._originated):
+            self.speaker.originate(prefix)
+            log.info("event=originate-block block=%s", prefix)
+        self._originated = want
+
+    async def _apply_topology(self, topology: Topology) -> None:
+        self.topology = topology
+        if self.router_id is None:
+            log.error("event=no-router-id node=%s: set routerId in the node config", self.name)
+            return
+        stale = (
+            self.speaker is None
+            or self.speaker.config != topology.speaker
+            or self._listen_port != topology.listen_port
+        )
+        if stale and not await self._restart_speaker(topology):
+            return
+        speaker = self.speaker
+        assert speaker is not None
+        current = {
+            addr: peer.spec
+            for addr, peer in speaker.peers.items()
+            if not getattr(peer, "dynamic", False)
+        }
+        desired = {tcp.normalise_address(a): spec for a, spec in topology.peers.items()}
+        for addr in sorted(set(current) - set(desired)):
+            speaker.remove_peer(addr)
+            log.info("event=peer-removed peer=%s", addr)
+        for addr, spec in sorted(desired.items()):
+            if current.get(addr) == spec:
+                continue
+            if addr in current:
+                speaker.remove_peer(addr)
+            speaker.add_peer(spec)
+            log.info(
+                "event=peer-added peer=%s type=%s asn=%d passive=%s reason=%s",
+                addr,
+                spec.peer_type,
+                spec.asn,
+                spec.passive,
+                topology.reasons.get(spec.address, ""),
+            )
+
+    async def _restart_speaker(self, topology: Topology) -> bool:
+        """(Re)create the speaker; a running one stops gracefully first. False on failure."""
+        old = self.speaker
+        if old is not None:
+            log.info("event=speaker-restart reason=speaker settings changed")
+            await old.stop(graceful=True)
+            self.speaker = None
+            self._originated = set()
+        speaker = Speaker(topology.speaker)
+        speaker.route_listeners.extend(self.route_listeners)
+        await speaker.start()
+        listen = self.config.listen_address or self.ip or "0.0.0.0"
+        try:
+            await speaker.listen(listen, topology.listen_port)
+        except OSError as exc:
+            log.error(
+                "event=listen-failed address=%s port=%d error=%s", listen, topology.listen_port, exc
+            )
+            await speaker.stop(graceful=True)
+            self._retry = True
+            return False
+        self.speaker = speaker
+        self._listen_port = topology.listen_port
+        log.info(
+            "event=speaker-started asn=%d router_id=%s cluster_id=%s listen=%s:%d",
+            topology.speaker.asn,
+            topology.speaker.router_id,
+            topology.speaker.cluster_id or "-",
+            listen,
+            topology.listen_port,
+        )
+        for callback in self.on_speaker:
+            callback(speaker)
+        return True
+
+    async def _run_topology_callbacks(self) -> None:
+        for callback in self.on_topology:
+            try:
+                result = callback(self)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("event=topology-callback-failed")
+
+    # --- API -----------------------------------------------------------------------------
+
+    def node_status(self) -> dict[str, Any]:
+        """``GET /v1/node``: this node as registered, plus datastore, IPAM and topology."""
+        node = self.node or NodeInfo(name=self.name, addresses=(self.address or "",))
+        out = node.to_json()
+        out["labels"] = node.label_map
+        out["pools"] = [
+            {
+                "name": p.name,
+                "cidr": p.cidr,
+                "blockSize": p.block_size,
+                "ipipMode": p.ipip_mode,
+                "vxlanMode": p.vxlan_mode,
+                "natOutgoing": p.nat_outgoing,
+                "disabled": p.disabled,
+            }
+            for p in self.pools
+        ]
+        out["datastore"] = self.health.to_json(self.store.type, self.store.description)
+        out["ipam"] = {"blocks": list(self.blocks), "error": self.ipam_error}
+        topo = self.topology
+        out["topology"] = {
+            "mesh": topo.mesh if topo else None,
+            "routeReflector": bool(node.route_reflector_cluster_id),
+            "peers": dict(topo.reasons) if topo else {},
+        }
+        for key, compute in self.status_extra.items():
+            try:
+                out[key] = compute()
+            except Exception as exc:
+                log.exception("event=status-extra-failed key=%s", key)
+                out[key] = {"error": type(exc).__name__}
+        return out
+
+    def datastore_metrics(self) -> dict[str, Any]:
+        """The datastore snapshot for ``podbgp.ops.metrics`` (see its docstring for the keys)."""
+        h = self.health
+        return {
+            "connected": h.connected,
+            "synced": h.synced,
+            "errors": h.errors,
+            "blocks_owned": len(self.blocks),
+            "block_allocations": h.block_allocations,
+            "block_allocation_errors": h.block_allocation_errors,
+        }
+
+    def _ready(self) -> str | None:
+        if not self.health.synced:
+            return f"datastore not synced: {self.health.last_error or 'connecting'}"
+        return None
+
+    async def _start_api(self) -> web.AppRunner | None:
+        from podbgp.daemon import start_operations
+        from podbgp.ops.openapi import CLUSTER_PEERS_DOC
+
+        async def node_handler(request: web.Request) -> web.Response:
+            text = json.dumps(self.node_status(), default=str)
+            return web.json_response(text=text)
+
+        async def cluster_handler(request: web.Request) -> web.Response:
+            from bgpd.config import read_token_file
+            from podbgp.node.cluster_peers import gather_cluster_peers
+
+            api = self.config.api
+            token = read_token_file(api.token_file) if api and api.token_file else None
+            own = self.nodes.get(self.name)
+            answer = await gather_cluster_peers(
+                self.nodes.values(), self.name, NodeViews(self).peers, token
+            )
+            for entry in answer["nodes"]:
+                if entry["name"] == self.name and own is not None:
+                    entry["apiAddress"] = own.api_address
+            return web.json_response(answer)
+
+        felix_metrics = getattr(self.dataplane, "metrics", None)
+        return await start_operations(
+            NodeViews(self),  # type: ignore[arg-type]
+            self.config.api,
+            CollectorRegistry(),
+            felix=felix_metrics if callable(felix_metrics) else None,
+            datastore=self.datastore_metrics,
+            routes=[
+                web.get("/v1/node", node_handler),
+                web.get("/v1/cluster/peers", cluster_handler),
+                *self.extra_api_routes,
+            ],
+            docs={"/v1/cluster/peers": CLUSTER_PEERS_DOC},
+            ready_checks=[self._ready, *self.ready_checks],
+        )
+
+
+def _relevant(snap: Snapshot, change: Change) -> bool:
+    """Does ``change`` call for a reconcile? Pod allocations rewrite block records all the
+    time; only a change of a block's owner matters here."""
+    if change.kind == ChangeKind.BLOCK:
+        old = snap.blocks.get(change.name)
+        new = change.value
+        return (old.node if old else None) != (getattr(new, "node", None))
+    return change.kind in (ChangeKind.RESOURCE, ChangeKind.NODE)
+
+
+class NodeViews:
+    """The REST API's view of the node: the current speaker's, plus datastore state."""
+
+    def __init__(self, agent: NodeAgent) -> None:
+        self.agent = agent
+
+    def _views(self) -> SpeakerViews | None:
+        speaker = self.agent.speaker
+        return SpeakerViews(speaker, self.agent.name) if speaker is not None else None
+
+    def status(self) -> dict[str, Any]:
+        views = self._views()
+        if views is not None:
+            out = views.status()
+        else:
+            out = {
+                "nodeName": self.agent.name,
+                "routerId": self.agent.router_id,
+                "asNumber": None,
+                "uptimeSeconds": int(time.time() - self.agent.started),
+                "peers": {},
+                "routes": 0,
+            }
+        out["datastore"] = self.agent.health.to_json(
+            self.agent.store.type, self.agent.store.description
+        )
+        return out
+
+    def peers(self) -> list[dict[str, Any]]:
+        views = self._views()
+        return views.peers() if views is not None else []
+
+    def routes(self) -> list[dict[str, Any]]:
+        views = self._views()
+        return views.routes() if views is not None else []
+
+
+async def run_node(config: NodeConfig, dataplane_factory: DataplaneFactory | None = None) -> None:
+    """Run the node agent until SIGTERM/SIGINT; a start failure exits with status 1."""
+    from podbgp.ops import sdnotify
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    agent = NodeAgent(config, dataplane_factory)
+    notifier = sdnotify.Notifier()
+    watchdog: asyncio.Task[None] | None = None
+    try:
+        try:
+            await agent.start()
+        except (OSError, ValueError) as exc:
+            log.error("event=start-failed error=%s", exc)
+            raise SystemExit(1) from None
+        watchdog = sdnotify.start_watchdog(notifier)
+        # systemd hears READY=1 once the datastore is synced, not merely when we started.
+        ready = asyncio.create_task(agent.wait_synced(), name="node-ready")
+        ready.add_done_callback(
+            lambda t: t.cancelled() or notifier.ready(f"node {config.node_name} synced")
+        )
+        await stop.wait()
+        ready.cancel()
+    finally:
+        notifier.stopping()
+        await sdnotify.stop_watchdog(watchdog)
+        log.info("event=stopping node=%s graceful=true", config.node_name)
+        await agent.stop()

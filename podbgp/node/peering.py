@@ -1,0 +1,191 @@
+"""Who peers with whom: a pure function from cluster resources to one node's desired peers.
+
+Owns the peering rules (Calico's, made explicit):
+
+* **Mesh.** With ``nodeToNodeMeshEnabled``, every node peers over iBGP with every other node of
+  the same address family, except route reflectors (nodes with ``routeReflectorClusterID``),
+  which leave the mesh. Each mesh session is one-directional: the node with the lower address
+  is passive and waits for the higher one to connect, so two restarting nodes never race two
+  connections (graceful restart, RFC 4724, stays clean).
+* **BGPPeer.** Applies to the nodes named by ``node`` or ``nodeSelector`` (neither: all nodes,
+  a *global* peer). ``peerIP`` adds that router (port 179 unless written ``ip:port``).
+  ``peerSelector`` peers the node with every selected node, and — so both ends agree — every
+  selected node with the nodes the BGPPeer applies to. Between two podbgp nodes the lower
+  address is passive, as in the mesh.
+* **Reflection** (RFC 4456). Seen from a reflector, a non-reflector iBGP peer is a client
+  (``rr_client``, type ``rr-client``); seen from a client, the reflector's type is
+  ``route-reflector``. Two reflectors peer as ordinary (non-client) iBGP peers.
+* Explicit BGPPeers win over the mesh for the same address; among BGPPeers the first by name.
+
+No I/O here: the node agent diffs the result against its speaker's peers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from bgpd.speaker import PeerSpec, SpeakerConfig
+from podbgp.cluster.datastore.records import NodeInfo
+from podbgp.cluster.resources import BGPConfiguration, BGPPeer
+
+__all__ = ["Topology", "compute_topology", "node_asn"]
+
+EXTERNAL_BGP_PORT = 179
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A node's desired BGP setup."""
+
+    node: str
+    speaker: SpeakerConfig
+    listen_port: int
+    mesh: bool  # this node takes part in the node-to-node mesh
+    peers: Mapping[str, PeerSpec] = field(default_factory=dict)  # by peer address
+    reasons: Mapping[str, str] = field(default_factory=dict)  # address -> why ("mesh", ...)
+
+
+def node_asn(node: NodeInfo, config: BGPConfiguration) -> int:
+    return node.as_number if node.as_number is not None else config.as_number
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text)
+
+
+def _applies_to(peer: BGPPeer, node: NodeInfo) -> bool:
+    """Does ``peer`` (a BGPPeer resource) configure sessions on ``node``?"""
+    if peer.node is not None:
+        return peer.node == node.name
+    if peer.node_selector is not None:
+        return peer.node_selector.matches(node.label_map)
+    return True
+
+
+class _Builder:
+    def __init__(self, me: NodeInfo, config: BGPConfiguration) -> None:
+        self.me = me
+        self.config = config
+        self.asn = node_asn(me, config)
+        self.reflector = me.route_reflector_cluster_id is not None
+        self.peers: dict[str, PeerSpec] = {}
+        self.reasons: dict[str, str] = {}
+
+    def my_address(self, version: int) -> str | None:
+        return self.me.address(version)
+
+    def add(self, spec: PeerSpec, reason: str, *, override: bool) -> None:
+        if spec.address in self.peers and not override:
+            return
+        if spec.address in self.peers and self.reasons[spec.address] != "mesh":
+            return  # an earlier BGPPeer already claimed this address
+        self.peers[spec.address] = spec
+        self.reasons[spec.address] = reason
+
+    def node_peer(
+        self,
+        other: NodeInfo,
+        version: int,
+        peer_type: str,
+        password: str | None,
+        reason: str,
+        bgp_peer: BGPPeer | None = None,
+    ) -> None:
+        mine, theirs = self.my_address(version), other.address(version)
+        if mine is None or theirs is None or mine == theirs:
+            return
+        other_asn = node_asn(other, self.config)
+        other_reflector = other.route_reflector_cluster_id is not None
+        rr_client = False
+        if other_asn == self.asn and peer_type != "mesh":
+            if self.reflector and not other_reflector:
+                peer_type, rr_client = "rr-client", True
+            elif other_reflector:
+                peer_type = "route-reflector"
+        spec = PeerSpec(
+            address=theirs,
+            asn=other_asn,
+            port=self.config.listen_port,
+            passive=int(_ip(mine)) < int(_ip(theirs)),  # same family: numeric order
+            password=password,
+            source_address=mine,
+            description=f"node {other.name}",
+            peer_type=peer_type,
+            rr_client=rr_client,
+            keep_next_hop=bgp_peer.keep_original_next_hop if bgp_peer else False,
+            restart_time=bgp_peer.max_restart_time if bgp_peer else None,
+            ttl_security=bgp_peer.ttl_security if bgp_peer else 0,
+        )
+        self.add(spec, reason, override=peer_type != "mesh")
+
+
+def compute_topology(
+    node_name: str,
+    nodes: Mapping[str, NodeInfo],
+    config: BGPConfiguration,
+    bgp_peers: Sequence[BGPPeer],
+) -> Topology:
+    """The peers ``node_name`` should have. ``nodes`` must contain the node itself, with its
+    addresses and router ID (the agent supplies its own view before registration lands)."""
+    me = nodes[node_name]
+    b = _Builder(me, config)
+    others = [n for name, n in sorted(nodes.items()) if name != node_name]
+    mesh = config.node_to_node_mesh_enabled and not b.reflector
+    if mesh:
+        for other in others:
+            if other.route_reflector_cluster_id is None:
+                for version in (4, 6):
+                    b.node_peer(other, version, "mesh", config.node_mesh_password, "mesh")
+    by_address = {addr: n for n in others for v in (4, 6) if (addr := n.address(v))}
+    for peer in sorted(bgp_peers, key=lambda p: p.name):
+        reason = f"BGPPeer/{peer.name}"
+        local_type = "global" if peer.is_global else "node"
+        if peer.peer_ip is not None:
+            if not _applies_to(peer, me):
+                continue
+            known = by_address.get(peer.peer_ip)
+            if known is not None and peer.peer_port is None:
+                version = _ip(peer.peer_ip).version
+                b.node_peer(known, version, local_type, peer.password, reason, peer)
+            else:
+                _external_peer(b, peer, local_type, reason)
+        elif peer.peer_selector is not None:
+            forward = _applies_to(peer, me)
+            reverse = peer.peer_selector.matches(me.label_map)
+            for other in others:
+                if (forward and peer.peer_selector.matches(other.label_map)) or (
+                    reverse and _applies_to(peer, other)
+                ):
+                    for version in (4, 6):
+                        b.node_peer(other, version, local_type, peer.password, reason, peer)
+    speaker = SpeakerConfig(
+        asn=b.asn,
+        router_id=me.router_id or me.address(4) or "0.0.0.0",
+        graceful_restart=True,
+        restart_time=config.node_mesh_max_restart_time,
+        cluster_id=me.route_reflector_cluster_id,
+    )
+    return Topology(node_name, speaker, config.listen_port, mesh, b.peers, b.reasons)
+
+
+def _external_peer(b: _Builder, peer: BGPPeer, peer_type: str, reason: str) -> None:
+    assert peer.peer_ip is not None and peer.as_number is not None
+    version = _ip(peer.peer_ip).version
+    mine = b.my_address(version)
+    if mine is None or mine == peer.peer_ip:
+        return
+    spec = PeerSpec(
+        address=peer.peer_ip,
+        asn=peer.as_number,
+        port=peer.peer_port or EXTERNAL_BGP_PORT,
+        password=peer.password,
+        source_address=mine,
+        description=reason,
+        peer_type=peer_type,
+        keep_next_hop=peer.keep_original_next_hop,
+        restart_time=peer.max_restart_time,
+        ttl_security=peer.ttl_security,
+    )
+    b.add(spec, reason, override=True)

@@ -1,0 +1,1 @@
+"""Operations: REST API and auth, JSON views, OpenAPI, metrics, sd_notify, REST client."""

@@ -1,10 +1,10 @@
 """The speaker: the one task that owns every RIB, and the peers it exchanges routes with.
 
-Data flow: sessions put (peer, generation, UPDATE) into a bounded inbox → ``_apply_update``
-changes the peer's Adj-RIB-In → ``LocRib.decide`` runs the decision process for the touched
-prefixes → changed Loc-RIB entries go to every update group (``bgpd.export``) → route
-listeners (felix) hear about best-route changes. Session up/down events are applied on the loop
-directly; each UPDATE carries the session generation so a late UPDATE from a session that has
+Data flow: sessions put (peer, generation, UPDATE) into a bounded inbox → ``_apply_update`` changes
+the peer's Adj-RIB-In → ``LocRib.decide`` runs the decision process for the touched prefixes →
+changed Loc-RIB entries go to every update group (``bgpd.export``) → subscribers receive typed
+events (``bgpd.events``: best-route changes, End-of-RIB). Session up/down events are applied on the
+loop directly; each UPDATE carries the session generation so a late UPDATE from a session that has
 since gone down is dropped.
 """
 
@@ -17,7 +17,7 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bgpd import tcp
@@ -39,10 +39,12 @@ from bgpd.codec.types import (
     Safi,
     Update,
     prefix_from_str,
+    prefix_to_str,
 )
 from bgpd.decision import LOCAL_SOURCE, PathSource
+from bgpd.events import BestRouteChange, EndOfRib, EventSink, SpeakerEvent
 from bgpd.export import Exporter
-from bgpd.fsm import FsmConfig, Negotiated, SessionDown
+from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
 from bgpd.policy import PeerPolicy, import_path, local_path
 from bgpd.rib import AdjRibIn, Best, LocRib
 from bgpd.session import Session
@@ -51,7 +53,6 @@ log = logging.getLogger("podbgp.speaker")
 
 STALE_PATH_TIME = 360.0  # how long stale paths may wait for End-of-RIB after the peer returns
 INBOX_SIZE = 512
-RouteListener = Callable[[int, bytes, Best | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +120,7 @@ class Speaker:
         self.loc_rib = LocRib()
         self.originated: dict[int, dict[bytes, PathAttributes]] = {}
         self.exporter = Exporter(self)
-        self.route_listeners: list[RouteListener] = []
+        self._subscribers: list[EventSink] = []
         self.started = time.time()
         self._inbox: asyncio.Queue[tuple[Peer, int, Message]] = asyncio.Queue(INBOX_SIZE)
         self._dirty: dict[int, set[bytes]] = {}
@@ -396,6 +397,7 @@ class Speaker:
         eor = update.is_end_of_rib()
         if eor is not None:
             peer.eor_received.add(eor)
+            self._publish(EndOfRib(peer.spec.address, Afi(eor[0]), Safi(eor[1])))
             if eor[0] in peer.adj_in.stale:
                 self._mark_dirty(eor[0], peer.adj_in.sweep_stale(eor[0]))
             return
@@ -455,11 +457,31 @@ class Speaker:
             changed = self.loc_rib.decide(afi, prefixes, peers, self.originated.get(afi))
             # ADD-PATH groups advertise every path, so they see every touched prefix.
             self.exporter.export(afi, changed, prefixes)
-            if changed:
+            if changed and self._subscribers:
                 table = self.loc_rib.table(afi)
-                for listener in self.route_listeners:
-                    for prefix in changed:
-                        listener(afi, prefix, table.get(prefix))
+                family = Afi(afi)
+                for prefix in changed:
+                    self._publish(best_route_change(family, prefix, table.get(prefix)))
+
+    # --- events ----------------------------------------------------------------------------
+
+    def subscribe(self, sink: EventSink) -> None:
+        """Call ``sink`` with every later event (see :mod:`bgpd.events`)."""
+        self._subscribers.append(sink)
+
+    def _publish(self, event: SpeakerEvent) -> None:
+        for sink in self._subscribers:
+            try:
+                sink(event)
+            except Exception:
+                log.exception("event=subscriber-failed type=%s", type(event).__name__)
+
+    def end_of_rib_from_all(self, afi: Afi, safi: Safi = Safi.UNICAST) -> bool:
+        """Every peer is Established and has sent End-of-RIB for (afi, safi)."""
+        return all(
+            peer.session.state == State.ESTABLISHED and (afi, safi) in peer.eor_received
+            for peer in self.peers.values()
+        )
 
     def paths_for(self, afi: int, prefix: bytes) -> list[tuple[PathAttributes, PathSource, bytes]]:
         """Every eligible path for a prefix: (attributes, source, received path id or b"")."""
@@ -495,3 +517,14 @@ class Speaker:
             writer.close()
             return
         peer.session.accept(reader, writer)
+
+
+def best_route_change(afi: Afi, prefix: bytes, best: Best | None) -> BestRouteChange:
+    """The event for one Loc-RIB entry (``best`` None: no best path any more)."""
+    text = prefix_to_str(afi, prefix)
+    if best is None:
+        return BestRouteChange(afi, text, None)
+    if best.source.local:
+        return BestRouteChange(afi, text, None, local=True)
+    next_hop = best.attrs.next_hop
+    return BestRouteChange(afi, text, str(next_hop) if next_hop is not None else None)

@@ -1,15 +1,16 @@
-"""felix's dataplane: the speaker's best routes, the node's blocks and pods, into kernel routes.
+"""felix's dataplane: remote routes, the node's blocks and pods, into kernel routes.
 
-:class:`Dataplane` is what ``podbgp node`` runs next to its BGP speaker. It collects inputs
-(best-route changes through :meth:`Dataplane.on_route`, which is appended to the speaker's
-``route_listeners``; pools, own blocks and nodes from the datastore; local pods from the kernel,
-where ``podbgp-cni`` tags each pod's host-side veth), keeps the tunnel devices converged
-(felix.tunnels), and runs the reconciler (felix.reconcile) that makes felix's routes in the
-kernel match felix.plan's output. Nothing is flushed on start or stop: routes left by a previous
-run are adopted and removed only once the speaker has converged (:meth:`mark_converged`, or the
-convergence timeout).
+:class:`Dataplane` is what ``podbgp node`` runs next to its BGP speaker. It takes typed inputs only
+— remote routes as (prefix, next hop) through :meth:`Dataplane.set_route` /
+:meth:`Dataplane.remove_route`, :class:`~felix.plan.Pool` s, own block CIDRs and remote
+:class:`~felix.plan.Vtep` s, and local pods from the kernel, where ``podbgp-cni`` tags each pod's
+host-side veth — and knows nothing of BGP (podbgp.node.wiring translates the speaker's events),
+keeps the tunnel devices converged (felix.tunnels), and runs the reconciler (felix.reconcile) that
+makes felix's routes in the kernel match felix.plan's output. Nothing is flushed on start or stop:
+routes left by a previous run are adopted and removed only once the speaker has converged
+(:meth:`mark_converged`, or the convergence timeout).
 
-The route listener is synchronous and cheap (it only records the next hop and wakes the
+The route inputs are synchronous and cheap (they only record the next hop and wake the
 reconciler), so the speaker task is never held up by kernel writes.
 """
 
@@ -24,14 +25,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from bgpd.codec.types import prefix_to_str
 from felix.kernel.netlink import KernelError, LinkMonitor, Netlink, ensure_protocol_name
 from felix.plan import (
     IPIP_DEVICE,
     IPIP_OVERHEAD,
     VXLAN_DEVICE,
     VXLAN_OVERHEAD,
-    EncapMode,
     Plan,
     PlanInput,
     Pool,
@@ -56,29 +55,6 @@ def ipip_handle(node: str) -> str:
 
 def vxlan_handle(node: str) -> str:
     return f"{VXLAN_DEVICE}:{node}"
-
-
-def to_pool(obj: Any) -> Pool:
-    """An IPPool-like object (``cidr``, ``ipip_mode``, ``vxlan_mode``, ``disabled``) as a Pool."""
-    if isinstance(obj, Pool):
-        return obj
-    return Pool(
-        cidr=str(obj.cidr),
-        ipip_mode=EncapMode(getattr(obj, "ipip_mode", "Never") or "Never"),
-        vxlan_mode=EncapMode(getattr(obj, "vxlan_mode", "Never") or "Never"),
-        disabled=bool(getattr(obj, "disabled", False)),
-    )
-
-
-def to_vtep(node: Any) -> Vtep | None:
-    """A node record's VTEP (``vtep`` dict with ``ip`` and ``mac``, published by its felix)."""
-    if isinstance(node, Vtep):
-        return node
-    vtep = getattr(node, "vtep", None) or {}
-    address = node.address(4) if hasattr(node, "address") else None
-    if not vtep.get("ip") or not vtep.get("mac") or not address:
-        return None
-    return Vtep(node_ip=str(address), ip=str(vtep["ip"]), mac=str(vtep["mac"]).lower())
 
 
 class Dataplane:
@@ -132,34 +108,34 @@ class Dataplane:
 
     # -- inputs (called from the speaker and the agent; never block) ---------------------------
 
-    def on_route(self, afi: int, prefix_wire: bytes, best: Any) -> None:
-        """Speaker route listener: record the best path's next hop for remote prefixes."""
-        prefix = prefix_to_str(afi, prefix_wire)
-        if best is None or best.source.local:
-            changed = self.best.pop(prefix, None) is not None
-        else:
-            next_hop = str(best.attrs.next_hop)
-            changed = self.best.get(prefix) != next_hop
+    def set_route(self, prefix: str, next_hop: str) -> None:
+        """A remote prefix is best reached through ``next_hop`` (another node's address)."""
+        if self.best.get(prefix) != next_hop:
             self.best[prefix] = next_hop
-        if changed:
             self.reconciler.trigger()
 
-    def set_pools(self, pools: Iterable[Any]) -> None:
-        new = tuple(sorted((to_pool(p) for p in pools), key=lambda p: p.cidr))
+    def remove_route(self, prefix: str) -> None:
+        """No remote route for ``prefix`` any more (withdrawn, or now originated here)."""
+        if self.best.pop(prefix, None) is not None:
+            self.reconciler.trigger()
+
+    def set_pools(self, pools: Iterable[Pool]) -> None:
+        new = tuple(sorted(pools, key=lambda p: p.cidr))
         if new != self.pools:
             self.pools = new
             self.reconciler.trigger(full=True)
 
-    def set_blocks(self, blocks: Iterable[Any]) -> None:
-        new = frozenset(str(getattr(b, "cidr", b)) for b in blocks)
+    def set_blocks(self, blocks: Iterable[str]) -> None:
+        new = frozenset(blocks)
         if new != self.blocks:
             self.blocks = new
             self.reconciler.trigger(full=True)
 
-    def set_nodes(self, nodes: Iterable[Any]) -> None:
-        vteps = {v.node_ip: v for v in (to_vtep(n) for n in nodes) if v is not None}
-        if vteps != self.vteps:
-            self.vteps = vteps
+    def set_nodes(self, vteps: Iterable[Vtep]) -> None:
+        """The other nodes' VXLAN tunnel endpoints."""
+        new = {v.node_ip: v for v in vteps}
+        if new != self.vteps:
+            self.vteps = new
             self.reconciler.trigger()
 
     def set_tunnel_address(self, device: str, ip: str) -> None:
@@ -395,4 +371,4 @@ def _table(last: Plan | None, limit: int = 500) -> list[str]:
     return [last.routes[dst].describe() for dst in sorted(last.routes)[:limit]]
 
 
-__all__ = ["DEFAULT_ROUTE_PROTOCOL", "Dataplane", "KernelError", "to_pool", "to_vtep"]
+__all__ = ["DEFAULT_ROUTE_PROTOCOL", "Dataplane", "KernelError"]

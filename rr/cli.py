@@ -6,7 +6,6 @@ marked ``routeReflectorClient: true`` (or accepted from ``peerRanges``) are the 
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from bgpd.config import LOG_LEVELS, BgpdConfig, ConfigError, load_bgpd_config
@@ -19,11 +18,10 @@ def load_rr_config(path: str) -> BgpdConfig:
     return config
 
 
-def cmd_rr(args: argparse.Namespace) -> int:
-    from podbgp.cli import run_daemon
-    from podbgp.daemon import run
+async def run(config: BgpdConfig) -> None:
+    from podbgp.daemon import run as run_speaker
 
-    return run_daemon(args, load_rr_config, run)
+    await run_speaker(config)
 
 
 def register(verbs: Any) -> None:
@@ -37,4 +35,4 @@ def register(verbs: Any) -> None:
     )
     p.add_argument("-c", "--config", required=True, metavar="FILE", help="rr YAML config")
     p.add_argument("--log-level", choices=LOG_LEVELS, help="override the config's logLevel")
-    p.set_defaults(func=cmd_rr)
+    p.set_defaults(daemon=(load_rr_config, run))

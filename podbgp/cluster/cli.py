@@ -118,29 +118,6 @@ def _with_store(args: argparse.Namespace, work: Callable[[Datastore], Awaitable[
         return 2
 
 
-# --- node -------------------------------------------------------------------------------------
-
-
-def cmd_node(args: argparse.Namespace) -> int:
-    from podbgp.cli import run_daemon
-    from podbgp.node.agent import run_node
-    from podbgp.node.config import load_node_config
-
-    async def main(config: Any) -> None:
-        factory = None
-        if config.felix.enabled:
-            # The kernel dataplane; `felix: {enabled: false}` runs the control plane alone.
-            from podbgp.node.wiring import node_dataplane_factory
-
-            factory = node_dataplane_factory
-        await run_node(config, factory)
-
-    return run_daemon(args, load_node_config, main)
-
-
-# --- apply ------------------------------------------------------------------------------------
-
-
 def _files(path: str) -> list[tuple[str, str]]:
     """(name, text) of the resource files at ``path`` (a file, a directory, or '-')."""
     if path == "-":
@@ -279,7 +256,7 @@ def _table_rows(kind: str, docs: list[dict[str, Any]]) -> tuple[list[str], list[
 
 
 def _print_docs(docs: list[dict[str, Any]], single: bool, output: str, kind: str) -> None:
-    from podbgp.cli import render_table
+    from podbgp.ops.client import render_table
 
     if output == "json":
         print(json.dumps(docs[0] if single else docs, indent=2))
@@ -351,8 +328,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_ipam_show(args: argparse.Namespace) -> int:
-    from podbgp.cli import render_table
     from podbgp.cluster import ipam
+    from podbgp.ops.client import render_table
 
     async def work(store: Datastore) -> int:
         usage = await ipam.pool_usage(store)
@@ -401,21 +378,7 @@ def cmd_ipam_show(args: argparse.Namespace) -> int:
 
 
 def register(verbs: Any) -> None:
-    """Add ``node``, ``apply``, ``get``, ``delete`` and ``ipam`` to the podbgp verbs."""
-    from bgpd.config import LOG_LEVELS
-
-    p = verbs.add_parser(
-        "node",
-        help="run the node agent (register, claim a block, peer, originate)",
-        description=(
-            "Run the per-node agent: register the node in the datastore, claim its pod address "
-            "block, run the BGP speaker with the peers the cluster topology gives (full mesh or "
-            "route reflectors), originate the node's blocks, serve the REST API."
-        ),
-    )
-    p.add_argument("-c", "--config", required=True, metavar="FILE", help="node YAML config")
-    p.add_argument("--log-level", choices=LOG_LEVELS, help="override the config's logLevel")
-    p.set_defaults(func=cmd_node)
+    """Add ``apply``, ``get``, ``delete`` and ``ipam`` to the podbgp verbs."""
     _register_resource_verbs(verbs)
     _register_ipam(verbs)
 

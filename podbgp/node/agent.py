@@ -9,21 +9,21 @@ sessions and routes stay as they are; the agent says so in its status and reconn
 exponential backoff, resyncing from a fresh snapshot. Stopping is a graceful restart (RFC 4724): TCP
 closes without a NOTIFICATION so peers keep our routes while we are away.
 
-The dataplane (felix's kernel routes) plugs in through ``NodeAgent(config, dataplane_factory)``
-and the hooks listed on the class. The REST API adds ``GET /v1/node``.
+The dataplane (felix's kernel routes) plugs in through ``NodeAgent(config, dataplane_factory)``:
+one object with the :class:`Dataplane` interface, built in :mod:`podbgp.node.wiring`. The REST
+API adds ``GET /v1/node`` and ``GET /v1/cluster/peers``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import ipaddress
 import json
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -31,7 +31,7 @@ from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
 from bgpd import tcp
-from bgpd.speaker import RouteListener, Speaker
+from bgpd.speaker import Speaker
 from podbgp.cluster import ipam
 from podbgp.cluster.datastore import (
     ChangeKind,
@@ -57,15 +57,28 @@ DEBOUNCE = 0.05  # let a burst of watch events settle before reconciling once
 
 
 class Dataplane(Protocol):
-    """What the node agent drives: started after the agent, stopped before it."""
+    """What the node agent drives: started after the agent, stopped before it.
+
+    ``speaker_started`` is called with every new speaker (the first, and each replacement when
+    the AS, router ID, cluster ID or listen port change); ``cluster_changed`` after every
+    reconcile (pools, owned blocks and nodes may have changed). ``status`` is added to
+    ``GET /v1/node`` under ``felix``; ``metrics`` feeds the dataplane part of ``/metrics``.
+    """
 
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
+    def speaker_started(self, speaker: Speaker) -> None: ...
+
+    def cluster_changed(self) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def metrics(self) -> dict[str, Any]: ...
+
 
 DataplaneFactory = Callable[["NodeAgent"], Dataplane]
-TopologyCallback = Callable[["NodeAgent"], Awaitable[None] | None]
 
 
 @dataclass
@@ -100,19 +113,11 @@ def _iso(ts: float | None) -> str | None:
 
 
 class NodeAgent:
-    """One node's control plane. Hooks for the dataplane and other extensions:
+    """One node's control plane: datastore sync, reconcile, the speaker, the dataplane.
 
-    * ``speaker`` — the running :class:`~bgpd.speaker.Speaker` (None until the first sync; a
-      new one replaces it if the AS, router ID, cluster ID or listen port change: register
-      ``on_speaker`` callbacks, and put route listeners in ``route_listeners`` so every
-      speaker gets them);
-    * ``on_topology`` — callables ``(agent)``, sync or async, run after every reconcile;
-    * ``pools`` (IPPool list), ``blocks`` (owned block CIDRs), ``node`` (own NodeInfo),
-      ``nodes`` (every NodeInfo by name), ``topology`` (the last computed Topology),
-      ``snapshot`` (the whole cluster as last seen);
-    * ``extra_api_routes`` (aiohttp route defs served by the API), ``status_extra``
-      (name -> callable whose result is added to ``GET /v1/node``), ``ready_checks``
-      (callables returning a reason not to be ready, or None). Add these before ``start()``.
+    State the dataplane reads after ``cluster_changed``: ``pools`` (IPPool list), ``blocks``
+    (owned block CIDRs), ``node`` (own NodeInfo), ``nodes`` (every NodeInfo by name),
+    ``topology`` (the last computed Topology), ``speaker`` (None until the first sync).
     """
 
     def __init__(self, config: NodeConfig, dataplane_factory: DataplaneFactory | None = None):
@@ -128,12 +133,6 @@ class NodeAgent:
         self.nodes: dict[str, NodeInfo] = {}
         self.health = DatastoreHealth()
         self.ipam_error: str | None = None
-        self.on_topology: list[TopologyCallback] = []
-        self.on_speaker: list[Callable[[Speaker], None]] = []
-        self.route_listeners: list[RouteListener] = []
-        self.extra_api_routes: list[web.AbstractRouteDef] = []
-        self.status_extra: dict[str, Callable[[], Any]] = {}
-        self.ready_checks: list[Callable[[], str | None]] = []
         self.started = time.time()
         self._listen_port: int | None = None
         self._originated: set[str] = set()
@@ -286,7 +285,7 @@ class NodeAgent:
                 self.health.errors += 1
                 self._retry = True
                 self._originate()  # whatever we know we own (a new speaker starts empty)
-            await self._run_topology_callbacks()
+            self._cluster_changed()
 
     def _registration(self, snap: Snapshot, config: Any, resource: Node | None) -> NodeInfo:
         """What this node publishes about itself."""
@@ -408,7 +407,6 @@ class NodeAgent:
             self.speaker = None
             self._originated = set()
         speaker = Speaker(topology.speaker)
-        speaker.route_listeners.extend(self.route_listeners)
         await speaker.start()
         listen = self.config.listen_address or self.ip or "0.0.0.0"
         try:
@@ -430,18 +428,17 @@ class NodeAgent:
             listen,
             topology.listen_port,
         )
-        for callback in self.on_speaker:
-            callback(speaker)
+        if self.dataplane is not None:
+            self.dataplane.speaker_started(speaker)
         return True
 
-    async def _run_topology_callbacks(self) -> None:
-        for callback in self.on_topology:
-            try:
-                result = callback(self)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception("event=topology-callback-failed")
+    def _cluster_changed(self) -> None:
+        if self.dataplane is None:
+            return
+        try:
+            self.dataplane.cluster_changed()
+        except Exception:
+            log.exception("event=dataplane-update-failed")
 
     # --- API -----------------------------------------------------------------------------
 
@@ -470,12 +467,8 @@ class NodeAgent:
             "routeReflector": bool(node.route_reflector_cluster_id),
             "peers": dict(topo.reasons) if topo else {},
         }
-        for key, compute in self.status_extra.items():
-            try:
-                out[key] = compute()
-            except Exception as exc:
-                log.exception("event=status-extra-failed key=%s", key)
-                out[key] = {"error": type(exc).__name__}
+        if self.dataplane is not None:
+            out["felix"] = self.dataplane.status()
         return out
 
     def datastore_metrics(self) -> dict[str, Any]:
@@ -518,20 +511,18 @@ class NodeAgent:
                     entry["apiAddress"] = own.api_address
             return web.json_response(answer)
 
-        felix_metrics = getattr(self.dataplane, "metrics", None)
         return await start_operations(
             NodeViews(self),  # type: ignore[arg-type]
             self.config.api,
             CollectorRegistry(),
-            felix=felix_metrics if callable(felix_metrics) else None,
+            felix=self.dataplane.metrics if self.dataplane is not None else None,
             datastore=self.datastore_metrics,
             routes=[
                 web.get("/v1/node", node_handler),
                 web.get("/v1/cluster/peers", cluster_handler),
-                *self.extra_api_routes,
             ],
             docs={"/v1/cluster/peers": CLUSTER_PEERS_DOC},
-            ready_checks=[self._ready, *self.ready_checks],
+            ready_checks=[self._ready],
         )
 
 

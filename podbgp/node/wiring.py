@@ -1,80 +1,94 @@
-"""felix inside ``podbgp node``: the glue between the node agent and :class:`Dataplane`.
+"""Where a best route becomes a kernel route: the one module that knows both bgpd and felix.
 
-The node agent (podbgp.node.agent) accepts a ``dataplane_factory``; :func:`node_dataplane_factory`
-returns a :class:`NodeDataplane` that
+:class:`NodeDataplane` is the node agent's :class:`~podbgp.node.agent.Dataplane`. It
 
-* listens to every speaker the agent runs (``agent.route_listeners``) and, when the agent
-  replaces its speaker, forgets the old speaker's routes without touching the kernel (the new
-  speaker re-learns them; adopted routes stay until it has converged);
-* after each agent reconcile, hands felix the pools, own blocks and nodes (remote VTEPs);
+* subscribes to every speaker the agent runs and translates its typed events
+  (:class:`bgpd.events.BestRouteChange`) into felix inputs (``set_route`` / ``remove_route``);
+  when the agent replaces its speaker, felix forgets the old speaker's routes without touching
+  the kernel (the new speaker re-learns them; adopted routes stay until it has converged);
+* after each agent reconcile, hands felix the pools (:class:`felix.plan.Pool`), own blocks and
+  the other nodes' VTEPs (:class:`felix.plan.Vtep`);
 * assigns tunnel addresses through IPAM (handles ``tunl0:<node>``, ``vxlan.podbgp:<node>``)
   and publishes this node's VTEP in its registration;
-* declares convergence when every peer is Established and has sent End-of-RIB for IPv4 unicast
-  (RFC 4724 §2), or after a timeout;
-* adds ``felix`` to ``GET /v1/node`` and felix's Prometheus metrics.
-
-``python -m podbgp.node.wiring -c node.yaml`` runs the node agent with felix (what ``podbgp
-node`` runs once the CLI passes this factory).
+* declares convergence when the datastore has synced and every peer is Established and has
+  sent End-of-RIB for IPv4 unicast (RFC 4724 §2) — on the event, never by polling — or after
+  felix's timeout;
+* gives ``GET /v1/node`` its ``felix`` part and felix's Prometheus metrics.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import ipaddress
 import logging
-import sys
 from typing import Any
 
-from bgpd.fsm import State
+from bgpd.codec.types import Afi, Safi
+from bgpd.events import BestRouteChange, EndOfRib, SpeakerEvent
+from bgpd.speaker import Speaker
 from felix.dataplane import Dataplane
 from felix.kernel.netlink import Netlink
-from felix.plan import RouteType, Scope
+from felix.plan import IPIP_DEVICE, VXLAN_DEVICE, EncapMode, Pool, RouteType, Scope, Vtep
+from podbgp.cluster.datastore import NodeInfo
+from podbgp.cluster.resources import IPPool
+from podbgp.node.agent import NodeAgent
 
-log = logging.getLogger("podbgp.felix.node")
+log = logging.getLogger("podbgp.node.wiring")
 
-IPV4_UNICAST = (1, 1)
-CONVERGE_POLL = 0.5  # seconds between End-of-RIB checks
 DEFAULT_CONVERGE_TIMEOUT = 60.0
 
 
-class NodeDataplane:
-    """The object ``NodeAgent`` starts and stops; owns one :class:`Dataplane`."""
+def to_pool(pool: IPPool) -> Pool:
+    """The parts of an IPPool that shape kernel routes."""
+    return Pool(
+        cidr=pool.cidr,
+        ipip_mode=EncapMode(pool.ipip_mode or "Never"),
+        vxlan_mode=EncapMode(pool.vxlan_mode or "Never"),
+        disabled=pool.disabled,
+    )
 
-    def __init__(self, agent: Any, converge_timeout: float = DEFAULT_CONVERGE_TIMEOUT) -> None:
+
+def to_vtep(node: NodeInfo) -> Vtep | None:
+    """A node's VXLAN endpoint as its felix published it in the registration, if complete."""
+    vtep = node.vtep or {}
+    address = node.address(4)
+    if not vtep.get("ip") or not vtep.get("mac") or not address:
+        return None
+    return Vtep(node_ip=str(address), ip=str(vtep["ip"]), mac=str(vtep["mac"]).lower())
+
+
+class NodeDataplane:
+    """felix driven by the node agent; see the module docstring."""
+
+    def __init__(self, agent: NodeAgent, converge_timeout: float = DEFAULT_CONVERGE_TIMEOUT):
         self.agent = agent
         self.converge_timeout = converge_timeout
         self.dataplane: Dataplane | None = None
-        self._early: dict[tuple[int, bytes], Any] = {}  # routes seen before start()
-        self._tasks: list[asyncio.Task[None]] = []
-        agent.route_listeners.append(self.on_route)
-        agent.on_speaker.append(self.on_speaker)
-        agent.on_topology.append(self.on_topology)
-        agent.status_extra["felix"] = self.snapshot
+        self._speaker: Speaker | None = None
+        self._early: dict[str, str | None] = {}  # routes seen before start(): prefix -> next hop
+        self._task: asyncio.Task[None] | None = None
 
-    # -- agent hooks -----------------------------------------------------------------------
+    # -- the agent's Dataplane interface ---------------------------------------------------
 
-    def on_route(self, afi: int, prefix_wire: bytes, best: Any) -> None:
-        if self.dataplane is None:
-            self._early[(afi, prefix_wire)] = best
-            return
-        self.dataplane.on_route(afi, prefix_wire, best)
-
-    def on_speaker(self, speaker: Any) -> None:
-        if self.dataplane is not None and self._tasks:
+    def speaker_started(self, speaker: Speaker) -> None:
+        if self._speaker is not None and self.dataplane is not None:
             self.dataplane.forget_routes()
-            self._tasks[1].cancel()
-            self._tasks[1] = asyncio.create_task(self._watch_convergence(), name="felix-eor")
+        self._early.clear()
+        self._speaker = speaker
+        speaker.subscribe(lambda event: self._on_event(speaker, event))
 
-    def on_topology(self, agent: Any) -> None:
+    def cluster_changed(self) -> None:
         if self.dataplane is None:
             return
-        self.dataplane.set_pools(agent.pools)
+        agent = self.agent
+        self.dataplane.set_pools(to_pool(p) for p in agent.pools)
         self.dataplane.set_blocks(agent.blocks)
-        self.dataplane.set_nodes(n for name, n in agent.nodes.items() if name != agent.name)
+        vteps = (to_vtep(n) for name, n in agent.nodes.items() if name != agent.name)
+        self.dataplane.set_nodes(v for v in vteps if v is not None)
+        self._check_converged()
 
-    def snapshot(self) -> dict[str, Any]:
+    def status(self) -> dict[str, Any]:
         if self.dataplane is None:
             return {"running": False}
         return {"running": True, **self.dataplane.snapshot()}
@@ -96,17 +110,15 @@ class NodeDataplane:
             "last_reconcile_timestamp": stats.last_sync or None,
         }
 
-    # -- lifecycle -------------------------------------------------------------------------
-
     async def start(self) -> None:
-        config = self.agent.config
-        address = self.agent.address
-        if not address:
+        agent = self.agent
+        config = agent.config
+        if not agent.address:
             raise ValueError("felix needs the node's address with its prefix length")
-        uplink = config.interface or await find_interface(address)
+        uplink = config.interface or await find_interface(agent.address)
         self.dataplane = Dataplane(
-            self.agent.name,
-            address,
+            agent.name,
+            agent.address,
             uplink,
             config.route_protocol,
             config.mtu,
@@ -115,24 +127,50 @@ class NodeDataplane:
             address_source=self._assign_tunnel_address,
             vtep_publisher=self._publish_vtep,
         )
-        for (afi, wire), best in self._early.items():
-            self.dataplane.on_route(afi, wire, best)
+        for prefix, next_hop in self._early.items():
+            self._apply(prefix, next_hop)
         self._early.clear()
-        self.on_topology(self.agent)
-        self._tasks = [
-            asyncio.create_task(self.dataplane.run(), name="felix"),
-            asyncio.create_task(self._watch_convergence(), name="felix-eor"),
-        ]
+        self.cluster_changed()
+        self._task = asyncio.create_task(self.dataplane.run(), name="felix")
 
     async def stop(self) -> None:
         """Stop felix; kernel routes stay installed (the next start adopts them)."""
         if self.dataplane is not None:
             await self.dataplane.stop()
-        for task in self._tasks[1:]:
-            task.cancel()
-        for task in self._tasks:
+        if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, 10)
+                await asyncio.wait_for(self._task, 10)
+
+    # -- speaker events -> felix inputs ----------------------------------------------------
+
+    def _on_event(self, speaker: Speaker, event: SpeakerEvent) -> None:
+        if speaker is not self._speaker:
+            return  # a replaced speaker winding down
+        if isinstance(event, BestRouteChange):
+            next_hop = None if event.local else event.next_hop
+            if self.dataplane is None:
+                self._early[event.prefix] = next_hop
+            else:
+                self._apply(event.prefix, next_hop)
+        elif isinstance(event, EndOfRib):
+            self._check_converged()
+
+    def _apply(self, prefix: str, next_hop: str | None) -> None:
+        assert self.dataplane is not None
+        if next_hop is None:
+            self.dataplane.remove_route(prefix)
+        else:
+            self.dataplane.set_route(prefix, next_hop)
+
+    def _check_converged(self) -> None:
+        dataplane, speaker = self.dataplane, self._speaker
+        if dataplane is None or speaker is None or dataplane.reconciler.converged:
+            return
+        if self.agent.health.synced and speaker.end_of_rib_from_all(Afi.IPV4, Safi.UNICAST):
+            log.info("event=end-of-rib-from-all-peers")
+            dataplane.mark_converged()
+
+    # -- IPAM and registration for felix's tunnels -----------------------------------------
 
     async def _assign_tunnel_address(self, handle: str) -> str:
         ip, _block = await self.agent.store.assign_address(self.agent.name, handle)
@@ -141,27 +179,6 @@ class NodeDataplane:
     async def _publish_vtep(self, vtep: dict[str, str]) -> None:
         await self.agent.store.update_node_status(self.agent.name, vtep=dict(vtep))
 
-    async def _watch_convergence(self) -> None:
-        """Mark converged once every peer has sent End-of-RIB (the timeout is felix's own)."""
-        assert self.dataplane is not None
-        while not self.dataplane.reconciler.converged:
-            if speaker_converged(self.agent):
-                log.info("event=end-of-rib-from-all-peers")
-                self.dataplane.mark_converged()
-                return
-            await asyncio.sleep(CONVERGE_POLL)
-
-
-def speaker_converged(agent: Any) -> bool:
-    """The agent has synced, and every peer is Established with End-of-RIB for IPv4."""
-    speaker = agent.speaker
-    if speaker is None or not agent.health.synced:
-        return False
-    return all(
-        peer.session.state == State.ESTABLISHED and IPV4_UNICAST in peer.eor_received
-        for peer in speaker.peers.values()
-    )
-
 
 def route_kind(rtype: RouteType, dev: str | None, scope: Scope, uplink: str) -> str:
     """Metric label for a route: blackhole, pod, ipip, vxlan, direct."""
@@ -169,9 +186,9 @@ def route_kind(rtype: RouteType, dev: str | None, scope: Scope, uplink: str) -> 
         return "blackhole"
     if scope == Scope.LINK:
         return "pod"
-    if dev == "tunl0":
+    if dev == IPIP_DEVICE:
         return "ipip"
-    if dev == "vxlan.podbgp":
+    if dev == VXLAN_DEVICE:
         return "vxlan"
     return "direct" if dev == uplink else "other"
 
@@ -187,33 +204,6 @@ async def find_interface(address: str) -> str:
     raise ValueError(f"no interface holds the node address {ip}")
 
 
-def node_dataplane_factory(agent: Any) -> NodeDataplane:
-    """The ``dataplane_factory`` for ``podbgp.node.agent.NodeAgent``."""
+def node_dataplane_factory(agent: NodeAgent) -> NodeDataplane:
+    """The ``dataplane_factory`` for :class:`~podbgp.node.agent.NodeAgent`."""
     return NodeDataplane(agent)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``podbgp node`` with felix: ``python -m podbgp.node.wiring -c node.yaml``."""
-    from bgpd.configcheck import ConfigError
-    from podbgp.cli import setup_logging
-    from podbgp.node.agent import run_node
-    from podbgp.node.config import load_node_config
-
-    parser = argparse.ArgumentParser(prog="podbgp.node.wiring", description=main.__doc__)
-    parser.add_argument("-c", "--config", required=True)
-    parser.add_argument("--log-level", default=None)
-    args = parser.parse_args(argv)
-    try:
-        config = load_node_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    setup_logging(args.log_level or config.log_level)
-    factory = node_dataplane_factory if config.felix.enabled else None
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_node(config, factory))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

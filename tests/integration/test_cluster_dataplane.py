@@ -72,13 +72,8 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 
 
 def node_command() -> list[str]:
-    """``podbgp node`` once the CLI lists felix's verbs; until then the same agent and felix
-    through podbgp.node.wiring's entry point (identical wiring: run_node + the factory)."""
-    from podbgp.cli import VERB_MODULES
-
-    if "podbgp.cluster.cli" in VERB_MODULES:
-        return [sys.executable, "-m", "bgpd", "node"]
-    return [sys.executable, "-m", "podbgp.node.wiring"]
+    """``podbgp node``: the agent with felix."""
+    return [sys.executable, "-m", "podbgp", "node"]
 
 
 HTTP_GET = (

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from bgpd.codec.types import prefix_from_str
 from felix.dataplane import Dataplane
 from felix.kernel.netlink import ensure_protocol_name
 from felix.plan import EncapMode, Pool, Vtep
@@ -33,16 +32,11 @@ POOL = Pool("10.244.0.0/16", ipip_mode=EncapMode.CROSS_SUBNET)
 VXLAN_POOL = Pool("10.245.0.0/16", vxlan_mode=EncapMode.ALWAYS)
 
 
-def best(next_hop: str) -> Any:
-    """A Loc-RIB entry as the speaker hands it to route listeners (remote path)."""
-    return SimpleNamespace(
-        attrs=SimpleNamespace(next_hop=next_hop), source=SimpleNamespace(local=False)
-    )
-
-
 def announce(dp: Dataplane, prefix: str, next_hop: str | None) -> None:
-    afi, wire = prefix_from_str(prefix)
-    dp.on_route(afi, wire, best(next_hop) if next_hop else None)
+    if next_hop:
+        dp.set_route(prefix, next_hop)
+    else:
+        dp.remove_route(prefix)
 
 
 def dataplane(ns: str, address: str, uplink: str, **kw: Any) -> Dataplane:

@@ -1,8 +1,6 @@
 """Run real `podbgp node` processes and the cluster CLI verbs (`apply`, `get`, ...) for tests.
 
-The cluster verbs live in ``podbgp.cluster.cli``; the child processes add that module to
-``podbgp.cli.VERB_MODULES`` if the front door does not list it yet, so the tests run the real
-``podbgp`` argument parser either way.
+Child processes run ``python -m podbgp`` from this checkout: the real front door and parser.
 """
 
 from __future__ import annotations
@@ -17,15 +15,9 @@ import yaml
 
 from tests.support.podbgp import REPO, PodbgpSpeaker
 
-_BOOT = (
-    "import sys, podbgp.cli as c;"
-    "c.VERB_MODULES = tuple(dict.fromkeys((*c.VERB_MODULES, 'podbgp.cluster.cli')));"
-    "raise SystemExit(c.main(sys.argv[1:]))"
-)
-
 
 def podbgp_argv(*args: str) -> list[str]:
-    return [sys.executable, "-c", _BOOT, *args]
+    return [sys.executable, "-m", "podbgp", *args]
 
 
 def run_podbgp(

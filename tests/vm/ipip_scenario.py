@@ -20,10 +20,8 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-from bgpd.codec.types import prefix_from_str
 from felix.dataplane import Dataplane
 from felix.plan import EncapMode, Pool
 from tests.support.kernel import eventually, links, make_pod, ping, route_get, routes
@@ -36,12 +34,6 @@ NODES = {  # name: (address, gateway, block, pod IP)
     "b": ("198.51.100.1/24", "198.51.100.254", "10.244.2.0/24", "10.244.2.5"),
     "c": ("192.0.2.3/24", "192.0.2.254", "10.244.3.0/24", "10.244.3.5"),
 }
-
-
-def best(next_hop: str) -> Any:
-    return SimpleNamespace(
-        attrs=SimpleNamespace(next_hop=next_hop), source=SimpleNamespace(local=False)
-    )
 
 
 def topology(factory: NetnsFactory) -> tuple[dict[str, str], str, dict[str, str]]:
@@ -75,8 +67,7 @@ def dataplanes(ns: dict[str, str]) -> dict[str, Dataplane]:
         dp.set_tunnel_address("tunl0", block.split("/")[0])
         for other, (oaddr, _ogw, oblock, _opod) in NODES.items():
             if other != name:
-                afi, wire = prefix_from_str(oblock)
-                dp.on_route(afi, wire, best(oaddr.split("/")[0]))
+                dp.set_route(oblock, oaddr.split("/")[0])
         dp.mark_converged()
         out[name] = dp
     return out

@@ -23,8 +23,9 @@ import pytest
 from aiohttp import web
 
 import podbgp
-from podbgp.cli import format_as_path, format_duration, format_since, main, render_table
+from podbgp.cli import main
 from podbgp.ops.api import start_api
+from podbgp.ops.client import format_as_path, format_duration, format_since, render_table
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -288,7 +288,7 @@ class Section:
 # --- reading the file -------------------------------------------------------------------------
 
 
-class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
+class _StrictLoader(yaml.SafeLoader):  # PyYAML ships no types
     """SafeLoader that rejects a key written twice in one mapping (PyYAML keeps the last)."""
 
 

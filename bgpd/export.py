@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from bgpd.codec.messages import (
     CodecContext,
@@ -30,10 +30,40 @@ from bgpd.codec.messages import (
 )
 from bgpd.codec.types import Afi, PathAttributes, Safi
 from bgpd.decision import PathSource
+from bgpd.fsm_types import Negotiated
 from bgpd.policy import PeerPolicy, export_attributes, may_advertise
+from bgpd.rib import LocRib
 
-if TYPE_CHECKING:
-    from bgpd.speaker import Peer, Speaker
+PathsFor = Callable[[int, bytes], list[tuple[PathAttributes, PathSource, bytes]]]
+
+
+class Outbound(Protocol):
+    """The Established session a member's UPDATEs are written to (``bgpd.session.Session``)."""
+
+    @property
+    def address(self) -> str: ...
+
+    def codec_context(self) -> CodecContext: ...
+
+    def send_raw(self, frames: list[bytes], kind: str = "update") -> bool: ...
+
+    def write_buffer_size(self) -> int: ...
+
+    def when_drained(self, callback: Callable[[], None]) -> None: ...
+
+
+class Peer(Protocol):
+    """What export needs of a peer (``bgpd.speaker.Peer``): its session, policy, negotiation."""
+
+    @property
+    def session(self) -> Outbound: ...
+
+    @property
+    def policy(self) -> PeerPolicy | None: ...
+
+    @property
+    def negotiated(self) -> Negotiated | None: ...
+
 
 log = logging.getLogger("podbgp.export")
 
@@ -73,8 +103,13 @@ class UpdateGroup:
 
 
 class Exporter:
-    def __init__(self, speaker: Speaker) -> None:
-        self.speaker = speaker
+    """Every update group of one speaker. Reads the Loc-RIB (and, for ADD-PATH groups, every
+    eligible path through ``paths_for``); owns the Adj-RIBs-Out."""
+
+    def __init__(self, loc_rib: LocRib, paths_for: PathsFor, router_id: str) -> None:
+        self.loc_rib = loc_rib
+        self.paths_for = paths_for
+        self.router_id = router_id
         self.groups: dict[GroupKey, UpdateGroup] = {}
         self.group_of: dict[str, UpdateGroup] = {}
         self._interned: dict[PathAttributes, PathAttributes] = {}
@@ -114,7 +149,7 @@ class Exporter:
             group.members[address] = Member(peer)
         if not group.synced:
             for afi, _safi in group.families:
-                self._compute(group, afi, list(self.speaker.loc_rib.table(afi)))
+                self._compute(group, afi, list(self.loc_rib.table(afi)))
             group.synced = True
         member = group.members[address]
         member.dirty.clear()
@@ -169,7 +204,7 @@ class Exporter:
         if (afi, Safi.UNICAST) in group.add_path:
             self._compute_add_path(group, afi, prefixes, out, changes)
             return changes
-        loc = self.speaker.loc_rib.table(afi)
+        loc = self.loc_rib.table(afi)
         # Loc-RIB entries are interned, so one export computation serves every prefix that
         # shares a best path; buckets are keyed by identity for the same reason.
         memo: dict[int, Out | None] = {}
@@ -215,7 +250,7 @@ class Exporter:
         index = group.entries_of.setdefault(afi, {})
         for prefix in prefixes:
             wanted: dict[bytes, Out] = {}
-            for attrs, source, rx_id in self.speaker.paths_for(afi, prefix):
+            for attrs, source, rx_id in self.paths_for(afi, prefix):
                 new = self._outbound(attrs, source, group, afi)
                 if new is not None:
                     wanted[self._path_id(source.peer, rx_id) + prefix] = new
@@ -262,9 +297,7 @@ class Exporter:
             exported = self._out_cache[key]
         except KeyError:
             exported = self.intern(
-                export_attributes(
-                    attrs, source, policy, self.speaker.config.router_id, afi == Afi.IPV6
-                )
+                export_attributes(attrs, source, policy, self.router_id, afi == Afi.IPV6)
             )
             if len(self._out_cache) > _CACHE_LIMIT:
                 self._out_cache.clear()

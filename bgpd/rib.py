@@ -64,7 +64,7 @@ class AdjRibIn:
                 if table.pop(entry, None) is not None:
                     changed.append(self._unindex(index, entry))
             return changed
-        rejected = self.rejected.get(afi)
+        was_rejected = self.rejected.get(afi)
         for entry in entries:
             old = table.get(entry)
             table[entry] = attrs
@@ -73,8 +73,8 @@ class AdjRibIn:
             if stale and entry in stale:
                 stale.discard(entry)
                 old = None  # refreshed after a restart: no longer stale, a change
-            if rejected:
-                rejected.discard(entry)
+            if was_rejected:
+                was_rejected.discard(entry)
             if old is not attrs:
                 changed.append(entry if index is None else entry[4:])
         return changed

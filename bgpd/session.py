@@ -252,9 +252,9 @@ class Session:
     def _on_up(self, action: SessionUp) -> None:
         conn = self._conns[action.conn]
         neg = action.negotiated
-        conn.ctx = CodecContext(
+        conn.ctx = CodecContext.negotiated(
             four_octet_as=neg.four_octet_as,
-            max_message_size=65535 if neg.extended_message else 4096,
+            extended_message=neg.extended_message,
             ebgp=neg.peer_asn != self.fsm.config.local_asn,
             add_path_receive=neg.add_path_receive,
             add_path_send=neg.add_path_send,

@@ -119,7 +119,7 @@ class Speaker:
         self.peers: dict[str, Peer] = {}
         self.loc_rib = LocRib()
         self.originated: dict[int, dict[bytes, PathAttributes]] = {}
-        self.exporter = Exporter(self)
+        self.exporter = Exporter(self.loc_rib, self.paths_for, config.router_id)
         self._subscribers: list[EventSink] = []
         self.started = time.time()
         self._inbox: asyncio.Queue[tuple[Peer, int, Message]] = asyncio.Queue(INBOX_SIZE)
@@ -179,7 +179,7 @@ class Speaker:
         for server in self._servers:
             for sock in server.sockets:
                 if spec.password and tcp.family_of(address) == sock.family:
-                    tcp.set_md5_key(sock, address, spec.password)  # type: ignore[arg-type]
+                    tcp.set_md5_key(sock, address, spec.password)
         session.start()
         return peer
 
@@ -187,7 +187,7 @@ class Speaker:
         self.peer_ranges.append(rng)
         for server in self._servers:
             for sock in server.sockets:
-                self._range_md5(sock, rng)  # type: ignore[arg-type]
+                self._range_md5(sock, rng)
 
     @staticmethod
     def _range_md5(sock: socket.socket, rng: PeerRange) -> None:
@@ -229,7 +229,7 @@ class Speaker:
             for server in self._servers:
                 for sock in server.sockets:
                     if tcp.family_of(peer.session.address) == sock.family:
-                        tcp.set_md5_key(sock, peer.session.address, None)  # type: ignore[arg-type]
+                        tcp.set_md5_key(sock, peer.session.address, None)
         for afi in list(peer.adj_in.routes):
             self._mark_dirty(afi, peer.adj_in.clear(afi))
         self._schedule_flush()
@@ -404,9 +404,9 @@ class Speaker:
         adj = peer.adj_in
         if update.withdrawn:
             self._mark_dirty(Afi.IPV4, adj.withdraw(Afi.IPV4, update.withdrawn))
-        if update.mp_unreach is not None and update.mp_unreach.withdrawn:
-            mp = update.mp_unreach
-            self._mark_dirty(mp.afi, adj.withdraw(mp.afi, mp.withdrawn))
+        unreach = update.mp_unreach
+        if unreach is not None and unreach.withdrawn:
+            self._mark_dirty(unreach.afi, adj.withdraw(unreach.afi, unreach.withdrawn))
         attrs = update.attributes
         if attrs is None:
             return
@@ -458,10 +458,10 @@ class Speaker:
             # ADD-PATH groups advertise every path, so they see every touched prefix.
             self.exporter.export(afi, changed, prefixes)
             if changed and self._subscribers:
-                table = self.loc_rib.table(afi)
+                best = self.loc_rib.table(afi)
                 family = Afi(afi)
                 for prefix in changed:
-                    self._publish(best_route_change(family, prefix, table.get(prefix)))
+                    self._publish(best_route_change(family, prefix, best.get(prefix)))
 
     # --- events ----------------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ VERB_REGISTRARS: tuple[Callable[[Any], None], ...] = (
     lab.register,
 )
 
+
 def setup_logging(level: str) -> None:
     """Log to stderr, one line per event; quiet at INFO (per-message detail is DEBUG)."""
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)

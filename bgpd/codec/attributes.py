@@ -37,7 +37,7 @@ from bgpd.codec.types import (
 )
 
 if TYPE_CHECKING:
-    from bgpd.codec.messages import CodecContext
+    from bgpd.codec.context import CodecContext
 
 OPTIONAL = 0x80
 TRANSITIVE = 0x40

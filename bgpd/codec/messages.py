@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from bgpd.codec.attributes import (
     MP_CODES,
@@ -27,6 +27,11 @@ from bgpd.codec.attributes import (
     scan_attributes,
 )
 from bgpd.codec.capabilities import decode_open, encode_open_body
+from bgpd.codec.context import (
+    DEFAULT_CONTEXT,
+    MAX_MESSAGE_SIZE,
+    CodecContext,
+)
 from bgpd.codec.errors import (
     Action,
     BGPError,
@@ -60,8 +65,6 @@ from bgpd.codec.types import (
 
 HEADER_SIZE = 19
 MARKER = b"\xff" * 16
-MAX_MESSAGE_SIZE = 4096  # RFC 4271 §4.1
-MAX_EXTENDED_MESSAGE_SIZE = 65535  # RFC 8654
 _MIN_OPEN = 29
 _MIN_UPDATE = 23
 _MIN_NOTIFICATION = 21
@@ -77,21 +80,6 @@ _AS_PATH_BIT = 1 << AttrType.AS_PATH
 _NEXT_HOP_BIT = 1 << AttrType.NEXT_HOP
 _MANDATORY = _ORIGIN_BIT | _AS_PATH_BIT
 _TAW = Action.TREAT_AS_WITHDRAW
-
-
-@dataclass(frozen=True, slots=True)
-class CodecContext:
-    """What the session negotiated, as far as the wire format depends on it."""
-
-    four_octet_as: bool = True  # RFC 6793 negotiated
-    max_message_size: int = MAX_MESSAGE_SIZE  # 65535 when RFC 8654 extended message negotiated
-    ebgp: bool = False  # affects RFC 7606 handling (e.g. LOCAL_PREF from eBGP is discarded)
-    # families where NLRI carry 4-octet path ids inbound / outbound (RFC 7911)
-    add_path_receive: frozenset[tuple[int, int]] = frozenset()
-    add_path_send: frozenset[tuple[int, int]] = frozenset()
-
-
-DEFAULT_CONTEXT = CodecContext()
 
 
 def _length_error(frame: bytes, reason: str) -> BGPError:

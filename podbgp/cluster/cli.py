@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from podbgp.cluster import operations
 from podbgp.cluster.datastore import (
     DEFAULT_FILE_PATH,
     DEFAULT_PREFIX,
@@ -315,7 +316,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
         return 2
 
     async def work(store: Datastore) -> int:
-        if not await store.delete_resource(kind, args.name):
+        if not await operations.delete_resource(store, kind, args.name):
             print(f"podbgp delete: {kind}/{args.name} not found", file=sys.stderr)
             return 1
         print(f"Successfully deleted {kind}/{args.name}")

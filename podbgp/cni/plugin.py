@@ -34,6 +34,7 @@ from typing import Any
 
 from felix.kernel.netlink import KernelError, Netlink
 from felix.plan import Neighbour, Route, Scope, workload_alias, workload_ips
+from podbgp.cluster import ipam
 from podbgp.cluster.datastore.kv import DatastoreUnavailable
 
 CNI_VERSION = "1.0.0"
@@ -270,8 +271,8 @@ async def cmd_add(conf: NetConf, env: CniEnv, store: Any) -> dict[str, Any]:
     if not Path(env.netns).exists():
         raise CniError(CniCode.UNKNOWN_CONTAINER, f"network namespace {env.netns} does not exist")
     try:
-        ip, _block = await store.assign_address(
-            conf.node_name, ipam_handle(env.container_id, env.ifname)
+        ip, _block = await ipam.assign_address(
+            store, conf.node_name, ipam_handle(env.container_id, env.ifname)
         )
     except DatastoreUnavailable as exc:
         raise CniError(CniCode.TRY_AGAIN, "the datastore is unreachable", str(exc)) from None
@@ -367,7 +368,7 @@ async def cmd_del(conf: NetConf, env: CniEnv, store: Any) -> None:
         except KernelError as exc:
             raise CniError(CniCode.IO_FAILURE, f"cannot delete {host_name}", str(exc)) from None
     try:
-        await store.release_address(ipam_handle(env.container_id, env.ifname))
+        await ipam.release_address(store, ipam_handle(env.container_id, env.ifname))
     except Exception as exc:
         raise CniError(CniCode.TRY_AGAIN, "the address could not be released", str(exc)) from None
 
@@ -377,7 +378,7 @@ async def cmd_check(conf: NetConf, env: CniEnv, store: Any) -> None:
     if not Path(env.netns).exists():
         raise CniError(CniCode.UNKNOWN_CONTAINER, f"network namespace {env.netns} does not exist")
     handle = ipam_handle(env.container_id, env.ifname)
-    allocations = await store.list_allocations(conf.node_name)
+    allocations = await ipam.list_allocations(store, conf.node_name)
     ip = allocations.get(handle)
     if ip is None:
         raise CniError(CniCode.UNKNOWN_CONTAINER, f"no address is allocated to {handle}")

@@ -260,7 +260,7 @@ def configure(state: LabState, token_file: Path) -> None:
     cluster = directory / "cluster.yaml"
     cluster.write_text(yaml.safe_dump_all(cluster_resources(state, reflectors)))
     etcd = next(m for m in state.members if m.name == "etcd")
-    sh(sys.executable, "-m", "bgpd", "apply", "-f", str(cluster),
+    sh(sys.executable, "-m", "podbgp", "apply", "-f", str(cluster),
        "--etcd-endpoints", "http://127.0.0.1:2379", ns=etcd.ns)  # fmt: skip
     for rr in reflectors:
         ip = rr.address.split("/")[0]
@@ -273,7 +273,7 @@ def configure(state: LabState, token_file: Path) -> None:
         }  # fmt: skip
         path = directory / f"{rr.name}.yaml"
         path.write_text(yaml.safe_dump(config))
-        spawn(state, rr, [sys.executable, "-m", "bgpd", "rr", "-c", str(path)], f"{rr.name}.log")
+        spawn(state, rr, [sys.executable, "-m", "podbgp", "rr", "-c", str(path)], f"{rr.name}.log")
     for node in state.nodes:
         config = {
             "nodeName": node.name, "address": node.address,
@@ -283,7 +283,7 @@ def configure(state: LabState, token_file: Path) -> None:
         }  # fmt: skip
         path = directory / f"{node.name}.yaml"
         path.write_text(yaml.safe_dump(config))
-        spawn(state, node, [sys.executable, "-m", "bgpd", "node", "-c", str(path)],
+        spawn(state, node, [sys.executable, "-m", "podbgp", "node", "-c", str(path)],
               f"{node.name}.log")  # fmt: skip
 
 

@@ -30,6 +30,7 @@ from bgpd.speaker import Speaker
 from felix.dataplane import Dataplane
 from felix.kernel.netlink import Netlink
 from felix.plan import IPIP_DEVICE, VXLAN_DEVICE, EncapMode, Pool, RouteType, Scope, Vtep
+from podbgp.cluster import ipam
 from podbgp.cluster.datastore import NodeInfo
 from podbgp.cluster.resources import IPPool
 from podbgp.node.agent import NodeAgent
@@ -173,7 +174,7 @@ class NodeDataplane:
     # -- IPAM and registration for felix's tunnels -----------------------------------------
 
     async def _assign_tunnel_address(self, handle: str) -> str:
-        ip, _block = await self.agent.store.assign_address(self.agent.name, handle)
+        ip, _block = await ipam.assign_address(self.agent.store, self.agent.name, handle)
         return str(ip)
 
     async def _publish_vtep(self, vtep: dict[str, str]) -> None:

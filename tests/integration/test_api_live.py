@@ -221,7 +221,7 @@ def podbgp(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("PODBGP_TOKEN_FILE", None)
     return subprocess.run(
-        [sys.executable, "-m", "bgpd", *argv],
+        [sys.executable, "-m", "podbgp", *argv],
         capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO,
     )  # fmt: skip
 
@@ -286,7 +286,7 @@ def test_systemd_ready_watchdog_stopping(tmp_path: Path) -> None:
            "WATCHDOG_USEC": "400000"}  # fmt: skip
     cfg = lone_config(tmp_path, f"{NET}.8:9179")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bgpd", "bgpd", "-c", cfg],
+        [sys.executable, "-m", "podbgp", "bgpd", "-c", cfg],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -316,7 +316,7 @@ def test_api_port_in_use_exits_1(tmp_path: Path) -> None:
         busy.listen()
         cfg = lone_config(tmp_path, f"{NET}.8:{busy.getsockname()[1]}")
         proc = subprocess.run(
-            [sys.executable, "-m", "bgpd", "bgpd", "-c", cfg],
+            [sys.executable, "-m", "podbgp", "bgpd", "-c", cfg],
             capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)},
         )  # fmt: skip
     assert proc.returncode == 1
@@ -376,7 +376,7 @@ def test_token_required_when_bound_off_loopback(
         "peers": [{"address": CLIENT, "asNumber": 64512, "passive": True, "password": PASSWORD}],
     }))  # fmt: skip
     log = tmp_path / "server.log"
-    netns_factory.popen(server, [sys.executable, "-m", "bgpd", "bgpd", "-c", str(cfg)], log)
+    netns_factory.popen(server, [sys.executable, "-m", "podbgp", "bgpd", "-c", str(cfg)], log)
 
     def healthy() -> bool:
         return http_get(client, SERVER, "/healthz") == (200, {"status": "ok"})
@@ -401,7 +401,7 @@ def test_token_required_when_bound_off_loopback(
     assert doc["security"] == [{"bearerAuth": []}]
 
     # The CLI from the client namespace: with the token file, and without.
-    argv = [sys.executable, "-m", "bgpd", "status", "--api", f"http://{SERVER}:9179"]
+    argv = [sys.executable, "-m", "podbgp", "status", "--api", f"http://{SERVER}:9179"]
     ok = netns_factory.run(client, *argv, "--token-file", str(token_file), timeout=60)
     assert ok.stdout.startswith("podbgp is running (router ID 192.0.2.1, AS 64512, up ")
     refused = netns_factory.run(client, *argv, check=False, timeout=60)

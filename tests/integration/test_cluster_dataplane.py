@@ -55,6 +55,7 @@ spec: {cidr: 10.244.0.0/16, blockSize: 24, vxlanMode: CrossSubnet, ipipMode: Nev
 """
 DATASTORE_SNIPPET = """
 import asyncio, sys, yaml
+from podbgp.cluster import operations
 from podbgp.cluster.datastore import DatastoreConfig, open_datastore
 from podbgp.cluster.resources import parse_resource
 async def main(action, arg):
@@ -64,7 +65,7 @@ async def main(action, arg):
             docs = [d for d in yaml.safe_load_all(open(arg)) if d]
             await store.apply([parse_resource(d, arg) for d in docs])
         else:
-            print(await store.delete_resource("Node", arg))
+            print(await operations.delete_resource(store, "Node", arg))
     finally:
         await store.close()
 asyncio.run(main(sys.argv[1], sys.argv[2]))

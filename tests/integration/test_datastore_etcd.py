@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from podbgp.cluster import ipam
+from podbgp.cluster import ipam, operations
 from podbgp.cluster.datastore import (
     ChangeKind,
     Datastore,
@@ -73,7 +73,9 @@ async def test_twenty_nodes_claim_distinct_blocks_concurrently(
     prefix = store.backend.prefix  # type: ignore[attr-defined]
     stores = [open_datastore(config(etcd, prefix)) for _ in range(20)]
     try:
-        blocks = await asyncio.gather(*(s.claim_block(f"node-{i}") for i, s in enumerate(stores)))
+        blocks = await asyncio.gather(
+            *(ipam.claim_block(s, f"node-{i}") for i, s in enumerate(stores))
+        )
     finally:
         await asyncio.gather(*(s.close() for s in stores))
     cidrs = [b.cidr for b in blocks]
@@ -93,11 +95,11 @@ async def test_twenty_nodes_claim_distinct_blocks_concurrently(
 
 async def test_restarted_node_gets_its_block_back(store: Datastore, etcd: EtcdServer) -> None:
     await store.apply([IPPool("pool-a", "10.97.0.0/16")])
-    first = await store.claim_block("node-1")
-    await store.claim_block("node-2")
+    first = await ipam.claim_block(store, "node-1")
+    await ipam.claim_block(store, "node-2")
     again = open_datastore(config(etcd, store.backend.prefix))  # type: ignore[attr-defined]
     try:
-        assert await again.claim_block("node-1") == first
+        assert await ipam.claim_block(again, "node-1") == first
     finally:
         await again.close()
     assert len(await ipam.all_blocks(store)) == 2
@@ -105,19 +107,19 @@ async def test_restarted_node_gets_its_block_back(store: Datastore, etcd: EtcdSe
 
 async def test_exhausted_pool_is_a_clear_error_and_changes_nothing(store: Datastore) -> None:
     await store.apply([IPPool("tiny", "10.98.0.0/23", block_size=24)])
-    a = await store.claim_block("node-1")
-    b = await store.claim_block("node-2")
+    a = await ipam.claim_block(store, "node-1")
+    b = await ipam.claim_block(store, "node-2")
     before = await dump(store)
     with pytest.raises(ipam.PoolExhaustedError) as err:
-        await store.claim_block("node-3")
+        await ipam.claim_block(store, "node-3")
     assert str(err.value) == (
         "no free block for node node-3: every block is claimed in "
         "tiny (10.98.0.0/23, 2 blocks of /24)"
     )
     assert await dump(store) == before  # nothing written, nothing half-claimed
     # Space frees when a node is deleted: its block goes back to the pool.
-    assert await store.delete_resource(Node.KIND, "node-1")
-    c = await store.claim_block("node-3")
+    assert await operations.delete_resource(store, Node.KIND, "node-1")
+    c = await ipam.claim_block(store, "node-3")
     assert c.cidr == a.cidr and c.node == "node-3"
     assert {x.cidr: x.node for x in await ipam.all_blocks(store)} == {
         b.cidr: "node-2",
@@ -128,17 +130,17 @@ async def test_exhausted_pool_is_a_clear_error_and_changes_nothing(store: Datast
 async def test_no_pool_for_the_node(store: Datastore) -> None:
     await store.apply([IPPool("zoned", "10.99.0.0/16", node_selector=_sel("zone == 'a'"))])
     with pytest.raises(ipam.NoPoolError, match="no enabled IPPool selects node node-1"):
-        await store.claim_block("node-1", {"zone": "b"})
-    block = await store.claim_block("node-1", {"zone": "a"})
+        await ipam.claim_block(store, "node-1", {"zone": "b"})
+    block = await ipam.claim_block(store, "node-1", {"zone": "a"})
     assert block.pool == "zoned"
 
 
 async def test_pinned_blocks_are_honoured(store: Datastore) -> None:
     pool = IPPool("pool-a", "10.100.0.0/16")
     await store.apply([pool, Node("node-1", blocks=("10.100.7.0/24",))])
-    assert (await store.claim_block("node-1")).cidr == "10.100.7.0/24"
+    assert (await ipam.claim_block(store, "node-1")).cidr == "10.100.7.0/24"
     await store.apply([Node("node-2", blocks=("10.100.8.0/24",))])
-    await store.claim_block("node-2")
+    await ipam.claim_block(store, "node-2")
     # An administrator pins node-2's block on node-3 too: refused, node-2 keeps it.
     with pytest.raises(ResourceError, match="is pinned to Node/node-2"):
         await store.apply([Node("node-3", blocks=("10.100.8.0/24",))])
@@ -157,33 +159,33 @@ async def test_pod_addresses_are_unique_idempotent_and_reusable(store: Datastore
     # /29 blocks: six usable addresses each (no network, no broadcast address).
     await store.apply([IPPool("small", "10.101.0.0/28", block_size=29)])
     handles = [f"ctr{i}.eth0" for i in range(6)]
-    got = await asyncio.gather(*(store.assign_address("node-1", h) for h in handles))
+    got = await asyncio.gather(*(ipam.assign_address(store, "node-1", h) for h in handles))
     ips = [ip for ip, _block in got]
     block = got[0][1]
     assert len(set(ips)) == 6
     assert {b for _ip, b in got} == {block}
     net = ipaddress.ip_network(block)
     assert str(net.network_address) not in ips and str(net.broadcast_address) not in ips
-    assert await store.assign_address("node-1", "ctr3.eth0") == got[3]  # same handle, same IP
+    assert await ipam.assign_address(store, "node-1", "ctr3.eth0") == got[3]  # same handle, same IP
     # The block is full: the seventh pod comes from a second block the node claims.
-    ip7, block7 = await store.assign_address("node-1", "ctr6.eth0")
+    ip7, block7 = await ipam.assign_address(store, "node-1", "ctr6.eth0")
     assert block7 != block and ipaddress.ip_address(ip7) in ipaddress.ip_network(block7)
-    allocations = await store.list_allocations("node-1")
+    allocations = await ipam.list_allocations(store, "node-1")
     assert allocations == {**dict(zip(handles, ips, strict=True)), "ctr6.eth0": ip7}
     # Released addresses are handed out again; unknown handles are reported.
-    assert await store.release_address("ctr2.eth0")
-    assert not await store.release_address("ctr2.eth0")
-    assert (await store.assign_address("node-1", "ctr9.eth0"))[0] == ips[2]
+    assert await ipam.release_address(store, "ctr2.eth0")
+    assert not await ipam.release_address(store, "ctr2.eth0")
+    assert (await ipam.assign_address(store, "node-1", "ctr9.eth0"))[0] == ips[2]
     # The pool is now full for everyone else.
     with pytest.raises(ipam.PoolExhaustedError):
-        await store.assign_address("node-2", "other.eth0")
+        await ipam.assign_address(store, "node-2", "other.eth0")
 
 
 async def test_tunnel_address_uses_a_plain_handle(store: Datastore) -> None:
     await store.apply([IPPool("pool-a", "10.102.0.0/16")])
-    ip, block = await store.assign_address("node-1", "tunl0:node-1")
+    ip, block = await ipam.assign_address(store, "node-1", "tunl0:node-1")
     assert ip == str(ipaddress.ip_network(block).network_address + 1)
-    assert await store.list_allocations("node-1") == {"tunl0:node-1": ip}
+    assert await ipam.list_allocations(store, "node-1") == {"tunl0:node-1": ip}
 
 
 # --- resources and registrations ---------------------------------------------------------------
@@ -245,7 +247,7 @@ async def test_watch_reports_resource_node_and_block_changes(store: Datastore) -
     task = asyncio.create_task(follow())
     await store.apply([IPPool("w", "10.120.0.0/16")])
     await store.register_node(NodeInfo("node-w", ("192.0.2.9/24",)))
-    block = await store.claim_block("node-w")  # one transaction: block and affinity
+    block = await ipam.claim_block(store, "node-w")  # one transaction: block and affinity
     await asyncio.wait_for(task, 10)
     kinds = [(c.kind, c.name) for c in changes]
     assert kinds[0] == (ChangeKind.RESOURCE, "IPPool/w")
@@ -363,7 +365,7 @@ async def test_cli_apply_get_delete_and_bad_resources(store: Datastore, tmp_path
     doc = yaml.safe_load(run.stdout)
     assert doc["spec"]["cidr"] == "10.140.0.0/16" and doc["spec"]["ipipMode"] == "CrossSubnet"
 
-    await store.claim_block("node-1")
+    await ipam.claim_block(store, "node-1")
     run = await asyncio.to_thread(
         run_podbgp, "ipam", "show", "--show-blocks", "-o", "json", env=env
     )

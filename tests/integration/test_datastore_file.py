@@ -51,7 +51,7 @@ async def test_resources_come_from_yaml_files(tmp_path: Path) -> None:
     node = await store.get_node("node-1")
     assert node is not None and node.address(4) == "192.0.2.1" and not node.registered
     # Blocks pinned per Node are what the node gets.
-    assert (await store.claim_block("node-1")).cidr == "10.150.9.0/24"
+    assert (await ipam.claim_block(store, "node-1")).cidr == "10.150.9.0/24"
     state = json.loads((tmp_path / ".podbgp-state.json").read_text())
     assert "ipam/blocks/10.150.9.0-24" in state["keys"]
 
@@ -94,9 +94,10 @@ async def test_apply_and_delete_rewrite_only_their_documents(tmp_path: Path) -> 
 
 _CLAIM = """
 import asyncio, sys
+from podbgp.cluster import ipam
 from podbgp.cluster.datastore import DatastoreConfig, open_datastore
 store = open_datastore(DatastoreConfig(type="file", path=sys.argv[1]))
-print(asyncio.run(store.claim_block(sys.argv[2])).cidr)
+print(asyncio.run(ipam.claim_block(store, sys.argv[2])).cidr)
 """
 
 
@@ -137,7 +138,7 @@ async def test_watch_sees_file_edits_and_state_changes(tmp_path: Path) -> None:
     task = asyncio.create_task(follow())
     (tmp_path / "cluster.yaml").write_text(CLUSTER.replace("asNumber: 64512", "asNumber: 65001"))
     writer = open_datastore(file_config(tmp_path))  # another client, as another process would be
-    block = await writer.claim_block("node-1")
+    block = await ipam.claim_block(writer, "node-1")
     await asyncio.wait_for(task, 10)
     for change in seen:
         snap.apply(change)

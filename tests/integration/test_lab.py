@@ -22,7 +22,7 @@ pytestmark = pytest.mark.netns
 
 def lab(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bgpd", "lab", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "podbgp", "lab", *args], capture_output=True, text=True,
         timeout=timeout, check=False,
     )  # fmt: skip
 

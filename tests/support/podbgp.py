@@ -40,7 +40,7 @@ class PodbgpSpeaker:
 
     def start(self) -> PodbgpSpeaker:
         self.config_path.write_text(yaml.safe_dump(self.config))
-        argv = [sys.executable, "-m", "bgpd", "bgpd", "-c", str(self.config_path)]
+        argv = [sys.executable, "-m", "podbgp", "bgpd", "-c", str(self.config_path)]
         if self.netns:
             argv = ["ip", "netns", "exec", self.netns, *argv]
         env = dict(os.environ, PYTHONPATH=str(REPO))

@@ -38,7 +38,7 @@ def running(pid: int) -> bool:
 
 
 def lab(*args: str) -> subprocess.CompletedProcess[str]:
-    return run(sys.executable, "-m", "bgpd", "lab", *args, "--dir", LAB_DIR)
+    return run(sys.executable, "-m", "podbgp", "lab", *args, "--dir", LAB_DIR)
 
 
 def scenario() -> dict[str, Any]:

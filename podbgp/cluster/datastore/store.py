@@ -44,7 +44,7 @@ from podbgp.cluster.resources import (
 )
 
 if TYPE_CHECKING:
-    from podbgp.cluster.selector import Selector
+    pass
 
 log = logging.getLogger("podbgp.datastore")
 
@@ -229,8 +229,9 @@ class Datastore:
         raise DatastoreError("resources kept changing while being applied; try again")
 
     async def delete_resource(self, kind: str, name: str) -> bool:
-        """Delete one resource; deleting a Node also drops its registration and releases its
-        blocks. False when it did not exist."""
+        """Delete one resource; deleting a Node also drops its registration (its blocks are
+        released by :func:`podbgp.cluster.operations.delete_resource`). False when it did not
+        exist."""
         key = records.resource_key(kind, name)
         existed = await self.backend.get(key) is not None
         ops: list[Op] = [Delete(key)]
@@ -239,11 +240,6 @@ class Datastore:
             existed = existed or reg is not None
             ops.append(Delete(records.node_key(name)))
         await self.backend.txn([], ops)
-        if kind == Node.KIND:
-            from podbgp.cluster import ipam
-
-            released = await ipam.release_blocks(self, name)
-            existed = existed or bool(released)
         return existed
 
     async def _txn_chunked(self, compares: Sequence[Compare], ops: Sequence[Op]) -> bool:
@@ -305,42 +301,6 @@ class Datastore:
             return None
         assert resource is None or isinstance(resource, Node)
         return records.merge_node(name, resource, reg)
-
-    # --- IPAM (see podbgp.cluster.ipam) -----------------------------------------------------------
-
-    async def claim_block(
-        self,
-        node: str,
-        labels: dict[str, str] | None = None,
-        pool_selector: Selector | None = None,
-        *,
-        additional: bool = False,
-    ) -> Block:
-        from podbgp.cluster import ipam
-
-        return await ipam.claim_block(
-            self, node, labels, pool_selector=pool_selector, additional=additional
-        )
-
-    async def release_blocks(self, node: str) -> list[str]:
-        from podbgp.cluster import ipam
-
-        return await ipam.release_blocks(self, node)
-
-    async def assign_address(self, node_name: str, handle: str) -> tuple[str, str]:
-        from podbgp.cluster import ipam
-
-        return await ipam.assign_address(self, node_name, handle)
-
-    async def release_address(self, handle: str) -> bool:
-        from podbgp.cluster import ipam
-
-        return await ipam.release_address(self, handle)
-
-    async def list_allocations(self, node_name: str) -> dict[str, str]:
-        from podbgp.cluster import ipam
-
-        return await ipam.list_allocations(self, node_name)
 
 
 def _apply_action(old: Resource | None, new: Resource) -> str:

@@ -399,7 +399,7 @@ def test_parse_host_port_rejects(text: str) -> None:
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "bgpd", *args],
+        [sys.executable, "-m", "podbgp", *args],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -219,7 +219,7 @@ async def test_status_in_a_real_process(api: str) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bgpd",
+        "podbgp",
         "status",
         cwd=REPO,
         env=env,
@@ -321,7 +321,7 @@ async def test_token_file_from_environment(
 ) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PODBGP_TOKEN_FILE": token_file}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bgpd", "routes", "--api", secured_api, "-o", "json",
+        sys.executable, "-m", "podbgp", "routes", "--api", secured_api, "-o", "json",
         cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)

@@ -1,5 +1,0 @@
-"""``python -m bgpd``: the same command line as the ``podbgp`` console script."""
-
-from podbgp.cli import main
-
-raise SystemExit(main())

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bgpd.codec.attributes import path_length
 from bgpd.codec.types import PathAttributes, SegmentType
 
 DEFAULT_LOCAL_PREF = 100
@@ -44,17 +45,6 @@ class Reason(StrEnum):
     CLUSTER_LIST = "shorter cluster list"
     ROUTER_ID = "lower router ID"
     PEER_ADDRESS = "lower peer address"
-
-
-def as_path_length(attrs: PathAttributes) -> int:
-    """RFC 4271 §9.1.2.2 a): an AS_SET counts as 1; confederation segments do not count."""
-    total = 0
-    for seg_type, asns in attrs.as_path:
-        if seg_type == SegmentType.AS_SEQUENCE:
-            total += len(asns)
-        elif seg_type == SegmentType.AS_SET:
-            total += 1
-    return total
 
 
 def neighbor_as(attrs: PathAttributes) -> int | None:
@@ -106,7 +96,7 @@ def best_path(candidates: Sequence[Candidate]) -> tuple[Candidate, Reason]:
             lambda c: -(c[0].local_pref if c[0].local_pref is not None else DEFAULT_LOCAL_PREF),
         ),
         # a') Shortest AS_PATH (§9.1.2.2 a, tie-breaking part).
-        (Reason.AS_PATH, lambda c: as_path_length(c[0])),
+        (Reason.AS_PATH, lambda c: path_length(c[0].as_path)),  # §9.1.2.2 a)
         # b) Lowest ORIGIN.
         (Reason.ORIGIN, lambda c: int(c[0].origin)),
     ]

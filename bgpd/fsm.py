@@ -17,7 +17,15 @@ from collections import deque
 from dataclasses import dataclass
 
 from bgpd.codec.errors import CeaseSubcode, ErrorCode, FsmSubcode
-from bgpd.codec.types import Keepalive, Message, Notification, Open, RouteRefresh, Update
+from bgpd.codec.types import (
+    Keepalive,
+    Message,
+    Notification,
+    Open,
+    RouteRefresh,
+    Update,
+    message_type,
+)
 from bgpd.fsm_open import (
     SHUTDOWN_SUBCODES,
     check_open,
@@ -88,14 +96,6 @@ _UNEXPECTED_SUBCODE = {
     State.OPEN_SENT: FsmSubcode.UNEXPECTED_IN_OPENSENT,
     State.OPEN_CONFIRM: FsmSubcode.UNEXPECTED_IN_OPENCONFIRM,
     State.ESTABLISHED: FsmSubcode.UNEXPECTED_IN_ESTABLISHED,
-}
-
-_MESSAGE_NAMES: dict[type, str] = {
-    Open: "OPEN",
-    Update: "UPDATE",
-    Notification: "NOTIFICATION",
-    Keepalive: "KEEPALIVE",
-    RouteRefresh: "ROUTE-REFRESH",
 }
 
 _COLLISION = Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION_RESOLUTION)
@@ -352,7 +352,7 @@ class Fsm:
             return [Deliver(message)]
         # RFC 6608: the subcode says in which state the message was unexpected.
         sent = Notification(ErrorCode.FSM, _UNEXPECTED_SUBCODE[c.state])
-        name = _MESSAGE_NAMES.get(type(message), type(message).__name__)
+        name = message_type(message).name.replace("_", "-")
         return self._end(c, now, f"Unexpected {name} in {c.state}", sent=sent)
 
     def _notification_received(self, c: _Conn, received: Notification, now: float) -> list[Action]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from bgpd.codec.errors import CeaseSubcode, ErrorCode, OpenSubcode
 from bgpd.codec.types import (
     AS_TRANS,
+    IPV4_UNICAST,
     AddPath,
     Capability,
     ExtendedMessage,
@@ -28,7 +29,6 @@ from bgpd.codec.types import (
 from bgpd.fsm_types import FsmConfig, Negotiated
 
 BGP_VERSION = 4
-IPV4_UNICAST = (1, 1)
 
 # RFC 7911 §4 "Send/Receive" field.
 _ADD_PATH_RECEIVE = 1

@@ -21,7 +21,7 @@ from typing import Protocol
 from bgpd import tcp
 from bgpd.codec.errors import BGPError
 from bgpd.codec.messages import CodecContext, Decoder, Framer, encode_message
-from bgpd.codec.types import Message, MessageType
+from bgpd.codec.types import Message, MessageType, message_type
 from bgpd.fsm import (
     Close,
     Connect,
@@ -45,14 +45,6 @@ from bgpd.fsm import (
 log = logging.getLogger("podbgp.session")
 
 _READ_SIZE = 1 << 16
-_MESSAGE_NAMES = {
-    "Open": "open",
-    "Update": "update",
-    "Notification": "notification",
-    "Keepalive": "keepalive",
-    "RouteRefresh": "route-refresh",
-}
-_TYPE_NAMES = {int(t): t.name.lower().replace("_", "-") for t in MessageType}
 
 
 class SessionOwner(Protocol):
@@ -276,7 +268,7 @@ class Session:
         if conn is None or conn.writer.is_closing():
             return
         conn.writer.write(encode_message(message, conn.ctx))
-        kind = _MESSAGE_NAMES.get(type(message).__name__, "other")
+        kind = message_type(message).label
         self.stats.sent[kind] = self.stats.sent.get(kind, 0) + 1
 
     # --- connections -----------------------------------------------------------------------
@@ -346,7 +338,7 @@ class Session:
             self._dispatch(DecodeFailed(conn.ident, err))
             return False
         for frame in frames:
-            kind = _TYPE_NAMES.get(frame[18], "other")
+            kind = MessageType.label_of(frame[18])
             received[kind] = received.get(kind, 0) + 1
             try:
                 message = conn.decoder.decode(frame)

@@ -6,7 +6,7 @@ per-attribute table, the OPEN capabilities and the prefix/MP_REACH codecs; ``rea
 bounds-checked reader that turns truncation into a ``BGPError``.
 """
 
-from bgpd.codec.errors import Action, BGPError
+from bgpd.codec.errors import BGPError, ErrorAction
 from bgpd.codec.messages import (
     HEADER_SIZE,
     CodecContext,
@@ -21,10 +21,10 @@ from bgpd.codec.messages import (
 
 __all__ = [
     "HEADER_SIZE",
-    "Action",
     "BGPError",
     "CodecContext",
     "Decoder",
+    "ErrorAction",
     "Framer",
     "decode_message",
     "encode_end_of_rib",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bgpd.codec import nlri
-from bgpd.codec.errors import Action, BGPError, ErrorCode, UpdateSubcode
+from bgpd.codec.errors import BGPError, ErrorAction, ErrorCode, UpdateSubcode
 from bgpd.codec.types import (
     AS_TRANS,
     Aggregator,
@@ -62,9 +62,9 @@ _AS4 = tuple(struct.Struct(f">{n}I") for n in range(256))
 # (flags, type code, header start, value start, value end) within the attribute section.
 RawAttr = tuple[int, int, int, int, int]
 
-_TAW = Action.TREAT_AS_WITHDRAW
-_DISCARD = Action.ATTRIBUTE_DISCARD
-_RESET = Action.SESSION_RESET
+_TAW = ErrorAction.TREAT_AS_WITHDRAW
+_DISCARD = ErrorAction.ATTRIBUTE_DISCARD
+_RESET = ErrorAction.SESSION_RESET
 _UPDATE = ErrorCode.UPDATE_MESSAGE
 
 
@@ -72,7 +72,7 @@ class _Malformed(Exception):
     """Raised by a row's decoder; the table loop turns it into a ``BGPError`` with the raw
     attribute as NOTIFICATION data (RFC 4271 §6.3). Never escapes this module."""
 
-    def __init__(self, subcode: int, action: Action, reason: str) -> None:
+    def __init__(self, subcode: int, action: ErrorAction, reason: str) -> None:
         super().__init__(reason)
         self.subcode = subcode
         self.action = action
@@ -288,7 +288,7 @@ def merge_as_paths(as_path: AsPath, as4_path: AsPath) -> AsPath:
 # --- decoders (one per row) ------------------------------------------------------------------
 
 
-def _length(value: bytes, expected: int, action: Action) -> None:
+def _length(value: bytes, expected: int, action: ErrorAction) -> None:
     if len(value) != expected:
         raise _Malformed(
             UpdateSubcode.ATTRIBUTE_LENGTH_ERROR,

@@ -68,7 +68,7 @@ class CeaseSubcode(IntEnum):
     HARD_RESET = 9
 
 
-class Action(IntEnum):
+class ErrorAction(IntEnum):
     """RFC 7606 error-handling approaches, ordered weakest to strongest."""
 
     ATTRIBUTE_DISCARD = 1
@@ -88,7 +88,7 @@ class BGPError(Exception):
         code: int,
         subcode: int = 0,
         data: bytes = b"",
-        action: Action = Action.SESSION_RESET,
+        action: ErrorAction = ErrorAction.SESSION_RESET,
         reason: str = "",
     ) -> None:
         self.code = int(code)

@@ -33,8 +33,8 @@ from bgpd.codec.context import (
     CodecContext,
 )
 from bgpd.codec.errors import (
-    Action,
     BGPError,
+    ErrorAction,
     ErrorCode,
     HeaderSubcode,
     UpdateSubcode,
@@ -79,7 +79,7 @@ _ORIGIN_BIT = 1 << AttrType.ORIGIN
 _AS_PATH_BIT = 1 << AttrType.AS_PATH
 _NEXT_HOP_BIT = 1 << AttrType.NEXT_HOP
 _MANDATORY = _ORIGIN_BIT | _AS_PATH_BIT
-_TAW = Action.TREAT_AS_WITHDRAW
+_TAW = ErrorAction.TREAT_AS_WITHDRAW
 
 
 def _length_error(frame: bytes, reason: str) -> BGPError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 
-from bgpd.codec.errors import Action, BGPError
+from bgpd.codec.errors import BGPError, ErrorAction
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -30,7 +30,7 @@ class Reader:
         *,
         start: int = 0,
         end: int | None = None,
-        action: Action = Action.SESSION_RESET,
+        action: ErrorAction = ErrorAction.SESSION_RESET,
         what: str = "field",
     ) -> None:
         self._data = data

@@ -36,6 +36,19 @@ class MessageType(IntEnum):
     KEEPALIVE = 4
     ROUTE_REFRESH = 5
 
+    @property
+    def label(self) -> str:
+        """The name in logs, statistics and metrics: ``open`` ... ``route-refresh``."""
+        return self.name.lower().replace("_", "-")
+
+    @classmethod
+    def label_of(cls, code: int) -> str:
+        """The label of a header's type code; ``other`` for a code RFC 4271 does not define."""
+        try:
+            return cls(code).label
+        except ValueError:
+            return "other"
+
 
 class Origin(IntEnum):
     IGP = 0
@@ -66,13 +79,6 @@ class AttrType(IntEnum):
     AS4_PATH = 17
     AS4_AGGREGATOR = 18
     LARGE_COMMUNITY = 32
-
-
-class AttrFlag(IntEnum):
-    OPTIONAL = 0x80
-    TRANSITIVE = 0x40
-    PARTIAL = 0x20
-    EXTENDED_LENGTH = 0x10
 
 
 AS_TRANS = 23456
@@ -264,6 +270,19 @@ class RouteRefresh:
 
 
 Message = Open | Update | Notification | Keepalive | RouteRefresh
+
+_MESSAGE_TYPES: dict[type, MessageType] = {
+    Open: MessageType.OPEN,
+    Update: MessageType.UPDATE,
+    Notification: MessageType.NOTIFICATION,
+    Keepalive: MessageType.KEEPALIVE,
+    RouteRefresh: MessageType.ROUTE_REFRESH,
+}
+
+
+def message_type(message: Message) -> MessageType:
+    """The header type code of a decoded message."""
+    return _MESSAGE_TYPES[type(message)]
 
 
 # --- prefixes ----------------------------------------------------------------------------

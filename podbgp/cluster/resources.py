@@ -68,10 +68,6 @@ class ResourceError(ConfigError):
 Labels = tuple[tuple[str, str], ...]
 
 
-def _labels_dict(labels: Labels) -> dict[str, str]:
-    return dict(labels)
-
-
 @dataclass(frozen=True)
 class BGPConfiguration:
     """Cluster-wide BGP settings; the one named ``default`` is the one that counts."""

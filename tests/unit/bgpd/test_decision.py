@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bgpd.codec.attributes import path_length
 from bgpd.codec.types import Origin, PathAttributes, SegmentType
-from bgpd.decision import LOCAL_SOURCE, PathSource, Reason, as_path_length, best_path
+from bgpd.decision import LOCAL_SOURCE, PathSource, Reason, best_path
 
 SEQ = SegmentType.AS_SEQUENCE
 
@@ -123,4 +124,4 @@ def test_three_way_elimination_keeps_ties_to_the_next_step() -> None:
 
 def test_as_path_length_ignores_confederation_segments() -> None:
     a = attrs(as_path=((SegmentType.AS_CONFED_SEQUENCE, (1, 2)), (SEQ, (3,))))
-    assert as_path_length(a) == 1
+    assert path_length(a.as_path) == 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from bgpd.codec.errors import Action, BGPError
+from bgpd.codec.errors import BGPError, ErrorAction
 from bgpd.codec.messages import CodecContext, Decoder, Framer, decode_message
 from bgpd.codec.types import (
     Aggregator,
@@ -21,9 +21,9 @@ MARKER = "ff" * 16
 CTX4 = CodecContext()
 CTX2 = CodecContext(four_octet_as=False)
 EBGP = CodecContext(ebgp=True)
-RESET = Action.SESSION_RESET
-TAW = Action.TREAT_AS_WITHDRAW
-DISCARD = Action.ATTRIBUTE_DISCARD
+RESET = ErrorAction.SESSION_RESET
+TAW = ErrorAction.TREAT_AS_WITHDRAW
+DISCARD = ErrorAction.ATTRIBUTE_DISCARD
 
 
 def h(text: str) -> bytes:

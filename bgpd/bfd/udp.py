@@ -302,7 +302,8 @@ class BfdEndpoint:
             port = MULTIHOP_PORT if multihop_port else SINGLE_HOP_PORT
             sock = self._socket_factory(family, socket.SOCK_DGRAM)
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                # No SO_REUSEADDR: a second BFD speaker on this host (BIRD, FRR) must make the
+                # bind fail loudly, not silently split the packets between the two.
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                     sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)

@@ -13,8 +13,9 @@ What the RFC asks, where it lives here:
   ControlDetectionTimeExpired (detection timeout), NeighborSignaledDown (the peer said Down or
   AdminDown while we were not Down), AdministrativelyDown (:meth:`admin_down`).
 - §6.8.3 / §6.5 timer changes: a change of our intervals or multiplier starts a Poll Sequence;
-  the packets carry the new values with P set, and while the session is Up the transmit
-  interval in use changes only when a packet with F arrives. While the session is not Up we
+  the packets carry the new values with P set, and while the session is Up a longer transmit
+  interval is used only once a packet with F arrives (a shorter one at once, as the peer
+  shortens its detection time as soon as it sees it). While the session is not Up we
   transmit no faster than once a second (the desired TX is raised to 1 s).
 - §6.8.4 detection time: the remote detect multiplier times the larger of our Required Min RX
   and the remote Desired Min TX. While a poll lowering our RX is pending the old, larger value
@@ -252,6 +253,16 @@ class BfdSession:
             self._active = wanted
             if self._polling and wanted != self._adv:
                 self._polling = False
+        elif wanted.desired_min_tx_us < self._active.desired_min_tx_us:
+            # Sending faster at once is what the peer expects: it shortens its detection time
+            # as soon as it sees the new value, and waiting for our Final would leave a window
+            # (one round trip) where it expects packets we do not send yet. Only an increase
+            # waits for the Final (§6.8.3).
+            self._active = SessionConfig(
+                wanted.desired_min_tx_us,
+                self._active.required_min_rx_us,
+                self._active.detect_mult,
+            )
         if wanted == self._adv or self._polling:
             return False  # unchanged, or a poll is out: the next starts when its Final arrives
         self._adv = wanted

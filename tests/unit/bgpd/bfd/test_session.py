@@ -341,3 +341,30 @@ def test_config_validation() -> None:
         SessionConfig(desired_min_tx_us=0)
     with pytest.raises(ValueError):
         BfdSession(0, FAST, 0.0)
+
+
+def test_faster_transmit_applies_at_once_slower_waits_for_final() -> None:
+    """§6.8.3 constrains only an increase; a decrease is used at once, so the peer (which
+    shortens its detection time on seeing the new value) is never short of packets."""
+    wire = up_pair()
+    a = wire.a.session
+    wire.a.deliver = False  # no Final can come back while we look
+    a.set_intervals(50_000, 100_000, 3, wire.now)
+    assert a.polling and a.tx_interval_us() == 100_000  # the peer's Required Min RX still rules
+    a.receive(ControlPacket(State.UP, 0xB, 0xA, desired_min_tx_us=100_000,
+                            required_min_rx_us=50_000), wire.now)  # fmt: skip
+    assert a.polling and a.tx_interval_us() == 50_000  # faster, before any Final
+
+
+def test_going_up_switches_to_the_fast_rate_without_waiting_for_final() -> None:
+    a, b = make(0xA), make(0xB)
+    (down,) = a.handle_timeout(0.0).packets
+    (init,) = b.receive(down, 0.0).packets
+    out = a.receive(init, 0.0)  # A is Up now; its Final-carrying answer is still to come
+    assert a.state == State.UP and a.polling
+    assert any(p.poll and p.desired_min_tx_us == 100_000 for p in out.packets)
+    # B asks for packets every 100 ms (only its own TX is slow while not Up): A sends at
+    # that rate from the moment it is Up, its poll still open.
+    assert a.tx_interval_us() == 100_000
+    deadline = a.next_deadline()
+    assert deadline is not None and deadline <= 0.1

@@ -117,7 +117,8 @@ class BfdSessionView:
     up_since: float | None  # wall-clock seconds since the epoch
     packets_sent: int
     packets_received: int
-    packets_dropped: int
+    packets_dropped: int  # received for this session but failing a check (TTL)
+    send_errors: int
 
 
 StateCallback = Callable[[BfdStateChange], None]
@@ -157,6 +158,7 @@ class _Entry:
     sent: int = 0
     received: int = 0
     dropped: int = 0
+    send_errors: int = 0
 
 
 def _normalise(address: str) -> str:
@@ -462,7 +464,7 @@ class BfdEndpoint:
             sock.sendto(payload, (entry.key.peer, port))
             entry.sent += 1
         except OSError as exc:  # link down, no route, buffer full: BFD is built to lose packets
-            entry.dropped += 1
+            entry.send_errors += 1
             log.debug("bfd send failed", extra={"peer": entry.key.peer, "error": str(exc)})
 
     def _arm(self, entry: _Entry) -> None:
@@ -510,6 +512,7 @@ class BfdEndpoint:
             packets_sent=entry.sent,
             packets_received=entry.received,
             packets_dropped=entry.dropped,
+            send_errors=entry.send_errors,
         )
 
 

@@ -21,13 +21,9 @@ from pathlib import Path
 import pytest
 
 from bgpd.bfd.packet import Diag, State
-from bgpd.bfd.udp import (
-    MULTIHOP_PORT,
-    SINGLE_HOP_PORT,
-    BfdSessionView,
-    BfdStateChange,
-    ThreadedBfdEndpoint,
-)
+from bgpd.bfd.thread import ThreadedBfdEndpoint
+from bgpd.bfd.udp import MULTIHOP_PORT, SINGLE_HOP_PORT
+from bgpd.bfd.views import BfdSessionView, BfdStateChange
 from tests.integration.interop import PODBGP_V4, PODBGP_V6, ROUTER_V4, ROUTER_V6, two_namespaces
 from tests.support.bird import BirdConfig, BirdRouter
 from tests.support.netns import NetnsFactory, netns_socket, wait_until

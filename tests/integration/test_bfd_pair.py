@@ -14,13 +14,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from bgpd.bfd.packet import ControlPacket, State, encode
-from bgpd.bfd.udp import (
-    SINGLE_HOP_PORT,
-    BfdEndpoint,
-    BfdSessionView,
-    BfdStateChange,
-    ThreadedBfdEndpoint,
-)
+from bgpd.bfd.thread import ThreadedBfdEndpoint
+from bgpd.bfd.udp import SINGLE_HOP_PORT, BfdEndpoint
+from bgpd.bfd.views import BfdSessionView, BfdStateChange
 from tests.integration.interop import PODBGP_V4, ROUTER_V4, two_namespaces
 from tests.support.netns import NetnsFactory, netns_socket
 

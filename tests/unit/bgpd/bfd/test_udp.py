@@ -23,9 +23,9 @@ from bgpd.bfd.udp import (
     SOURCE_PORT_MAX,
     SOURCE_PORT_MIN,
     BfdEndpoint,
-    BfdStateChange,
     _ancillary,
 )
+from bgpd.bfd.views import BfdStateChange
 
 PEER, LOCAL = "192.0.2.2", "192.0.2.1"
 

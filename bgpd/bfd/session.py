@@ -106,6 +106,7 @@ class BfdSession:
         self._active = self._adv
         self._polling = False
         self._next_tx: float | None = now  # first packet at once
+        self._scheduled_interval_us: int | None = None  # the interval _next_tx was drawn from
         self._detect_deadline: float | None = None
 
     # -- views -----------------------------------------------------------------------------
@@ -173,7 +174,7 @@ class BfdSession:
             self._detection_expired(now, out)
         if self._next_tx is not None and now >= self._next_tx:
             out.packets.append(self._packet())
-            self._next_tx = self._jittered(now)
+            self._schedule_tx(now)
         return out
 
     def admin_down(self, now: float) -> Output:
@@ -188,7 +189,7 @@ class BfdSession:
         out = Output()
         if self.state == State.ADMIN_DOWN:
             self._set_state(State.DOWN, self.local_diag, now, out)
-            self._next_tx = self._jittered(now)
+            self._schedule_tx(now)
         return out
 
     def set_intervals(
@@ -281,20 +282,29 @@ class BfdSession:
         self._retime_tx(now)
 
     def _retime_tx(self, now: float) -> None:
-        """Reschedule the next packet when the interval changed (sooner, or stopped)."""
-        if self.tx_interval_us() is None:
-            self._next_tx = None
-            return
-        candidate = self._jittered(now)
-        if candidate is not None and (self._next_tx is None or candidate < self._next_tx):
-            self._next_tx = candidate
+        """Follow a change of the transmit interval: stop, or send sooner if it got shorter.
 
-    def _jittered(self, now: float) -> float | None:
+        An unchanged interval keeps the drawn time, so received packets do not skew the jitter.
+        """
         interval = self.tx_interval_us()
+        if interval == self._scheduled_interval_us and (
+            self._next_tx is not None or interval is None
+        ):
+            return
+        previous = self._next_tx
+        self._schedule_tx(now)
+        if previous is not None and self._next_tx is not None and previous < self._next_tx:
+            self._next_tx = previous  # longer interval: the packet already due still goes
+
+    def _schedule_tx(self, now: float) -> None:
+        """Draw the next periodic transmission (§6.8.7 jitter) from ``now``."""
+        interval = self.tx_interval_us()
+        self._scheduled_interval_us = interval
         if interval is None:
-            return None
+            self._next_tx = None  # the peer asked for no packets (Required Min RX 0)
+            return
         top = 0.9 if self._adv.detect_mult == 1 else 1.0
-        return now + interval * self._rng.uniform(0.75, top) / _US
+        self._next_tx = now + interval * self._rng.uniform(0.75, top) / _US
 
     def _packet(self, final: bool = False) -> ControlPacket:
         return ControlPacket(

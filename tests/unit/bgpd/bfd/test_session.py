@@ -10,6 +10,8 @@ import random
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bgpd.bfd.packet import ControlPacket, Diag, State, decode, encode
 from bgpd.bfd.session import SLOW_TX_US, BfdSession, Output, SessionConfig, StateChange
@@ -368,3 +370,71 @@ def test_going_up_switches_to_the_fast_rate_without_waiting_for_final() -> None:
     assert a.tx_interval_us() == 100_000
     deadline = a.next_deadline()
     assert deadline is not None and deadline <= 0.1
+
+
+# -- property: any sequence of inputs keeps the machine inside RFC 5880 §6.2 -----------------
+
+ALLOWED = {
+    (State.DOWN, State.INIT),
+    (State.DOWN, State.UP),
+    (State.INIT, State.UP),
+    (State.INIT, State.DOWN),
+    (State.UP, State.DOWN),
+    (State.DOWN, State.ADMIN_DOWN),
+    (State.INIT, State.ADMIN_DOWN),
+    (State.UP, State.ADMIN_DOWN),
+    (State.ADMIN_DOWN, State.DOWN),
+}
+
+remote_packets = st.builds(
+    ControlPacket,
+    state=st.sampled_from(State),
+    my_discriminator=st.sampled_from([0xB, 0xC]),
+    your_discriminator=st.sampled_from([0xA, 0xA, 0x99]),
+    detect_mult=st.integers(1, 5),
+    desired_min_tx_us=st.sampled_from([50_000, 100_000, 1_000_000]),
+    required_min_rx_us=st.sampled_from([0, 100_000, 300_000]),
+    poll=st.booleans(),
+    final=st.booleans(),
+)
+steps = st.one_of(
+    st.tuples(st.just("receive"), remote_packets),
+    st.tuples(st.just("timeout"), st.floats(0.0, 2.0)),
+    st.tuples(st.just("admin"), st.booleans()),
+    st.tuples(st.just("intervals"), st.sampled_from([50_000, 100_000, 300_000, 2_000_000])),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(steps, max_size=60), st.integers(0, 2**32))
+def test_any_input_sequence_keeps_rfc_invariants(ops: list[tuple[str, object]], seed: int) -> None:
+    session = make(0xA, seed=seed)
+    now = 0.0
+    for kind, arg in ops:
+        if kind == "receive":
+            assert isinstance(arg, ControlPacket)
+            if arg.your_discriminator == 0x99 or (
+                arg.state in (State.INIT, State.UP) and arg.your_discriminator == 0
+            ):
+                continue
+            out = session.receive(arg, now)
+        elif kind == "timeout":
+            assert isinstance(arg, float)
+            deadline = session.next_deadline()
+            now = max(now, deadline if deadline is not None else now) + arg * 0.01
+            out = session.handle_timeout(now)
+            after = session.next_deadline()
+            assert after is None or after > now  # a due timer never stays due (no busy loop)
+        elif kind == "admin":
+            out = session.admin_down(now) if arg else session.enable(now)
+        else:
+            assert isinstance(arg, int)
+            out = session.set_intervals(arg, arg, 3, now)
+        for change in out.changes:
+            assert (change.old, change.new) in ALLOWED
+        for packet in out.packets:
+            assert decode(encode(packet)) == packet  # every packet we send passes §6.8.6
+            assert not (packet.poll and packet.final)
+            assert packet.my_discriminator == 0xA and not packet.control_plane_independent
+        if session.state != State.UP:
+            assert session.advertised.desired_min_tx_us >= SLOW_TX_US

@@ -34,6 +34,7 @@ INTERVAL_MS = 100
 MULTIPLIER = 3
 DETECT_BOUND_S = 3.0
 UP_TIMEOUT_S = 20.0
+ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -334,6 +335,44 @@ def test_busy_main_thread_keeps_the_session_up(
     assert changes and changes[-1].new == State.UP  # the start's changes, nothing since
     assert all(c.new != State.DOWN for c in changes)
     print(f"\nunder load: {view.packets_sent} sent, {view.packets_received} received, 0 flaps")
+
+
+def test_detection_time_distribution(
+    netns_factory: NetnsFactory,
+    pair: tuple[str, str],
+    endpoint: ThreadedBfdEndpoint,
+    tmp_path: Path,
+) -> None:
+    """Kill BIRD several times; every detection lands between the detection time minus one
+    packet interval (the kill falls between two packets) and a generous bound."""
+    _ns_p, ns_r = pair
+    router = start_bird(netns_factory, ns_r, tmp_path, multihop=False)
+    events = Events()
+    endpoint.add_session(
+        ROUTER_V4, PODBGP_V4, multihop=False, min_tx_ms=INTERVAL_MS, min_rx_ms=INTERVAL_MS,
+        on_state=events,
+    )  # fmt: skip
+    times: list[float] = []
+    for round_ in range(ROUNDS):
+        if round_:
+            router.start()
+        wait_both_up(endpoint, router)
+        wait_until(lambda: our_view(endpoint).detect_time_ms == INTERVAL_MS * MULTIPLIER, 5)
+        time.sleep(0.3)  # settled at the fast rate
+        assert router.proc is not None
+        router.proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        at, change = events.wait(State.DOWN, DETECT_BOUND_S)
+        assert change.diag == Diag.CONTROL_DETECTION_TIME_EXPIRED
+        times.append(at - killed)
+        router.proc.wait(5)
+        router.proc = None
+    times.sort()
+    print(f"\ndetection of a killed BIRD over {ROUNDS} rounds (s): min {times[0]:.3f} "
+          f"median {times[len(times) // 2]:.3f} max {times[-1]:.3f}")  # fmt: skip
+    # BIRD's packets come at most 100 ms apart, so the kill is at most 100 ms after the last.
+    assert all(0.2 - 0.05 < t < DETECT_BOUND_S for t in times)
+    assert our_view(endpoint).flaps == ROUNDS
 
 
 def _our_ifname(factory: NetnsFactory, ns: str) -> str:

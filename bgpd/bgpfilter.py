@@ -355,8 +355,10 @@ def _community(value: object, where: str) -> Community:
     numbers = tuple(int(p) for p in parts)
     limit = 0xFFFF if len(numbers) == 2 else 0xFFFFFFFF
     if any(n > limit for n in numbers):
-        kind = "standard community parts are 16-bit" if limit == 0xFFFF else "32-bit"
-        raise FilterError(where, f"{text!r}: {kind} (at most {limit})")
+        kind, bits = ("standard", 16) if limit == 0xFFFF else ("large", 32)
+        raise FilterError(
+            where, f"{text!r}: {kind} community parts are {bits}-bit (at most {limit})"
+        )
     return Community(numbers)
 
 

@@ -86,6 +86,7 @@ def list_key(direction: Direction, family: Family) -> str:
 
 _LISTS = tuple((list_key(d, f), d, f) for d in Direction for f in Family)
 _LIST_ORDER = ("exportV4", "importV4", "exportV6", "importV6")
+_LIST_BY_KEY = {key: (d, f) for key, d, f in _LISTS}
 
 
 # --- the model ---------------------------------------------------------------------------
@@ -171,12 +172,17 @@ class BGPFilter:
 
     def to_dict(self) -> dict[str, object]:
         """The flat form :func:`parse_filter` reads: ``name`` plus the non-empty rule lists."""
-        out: dict[str, object] = {"name": self.name}
-        for key, direction, family in _LISTS:
+        return {"name": self.name, **self.spec_dict()}
+
+    def spec_dict(self) -> dict[str, object]:
+        """The resource's ``spec`` (what :func:`parse_filter_spec` reads), in Calico's order."""
+        out: dict[str, object] = {}
+        for key in _LIST_ORDER:
+            direction, family = _LIST_BY_KEY[key]
             rules = self.rules(direction, family)
             if rules:
                 out[key] = [rule_to_dict(r) for r in rules]
-        return {k: out[k] for k in ("name", *_LIST_ORDER) if k in out}
+        return out
 
 
 # --- parsing -----------------------------------------------------------------------------

@@ -792,3 +792,4 @@ def _filters(draw: st.DrawFn) -> BGPFilter:
 @given(_filters())
 def test_parse_of_to_dict_is_identity(f: BGPFilter) -> None:
     assert parse_filter(f.to_dict()) == f
+    assert parse_filter_spec(f.name, f.spec_dict()) == f

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeAlias, TypeVar
 
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 _E = TypeVar("_E", bound=Enum)
+_T = TypeVar("_T")
 
 MAX_OPERATIONS = 10
 MAX_ASN = 0xFFFFFFFF
@@ -116,7 +117,7 @@ class Community:
 
 @dataclass(frozen=True, slots=True)
 class PrefixLength:
-    """Bounds on the matched prefix's length; None takes the default (see module docstring)."""
+    """Bounds on a matched prefix's length; None: the cidr's length (min), 32/128 (max)."""
 
     min: int | None = None
     max: int | None = None
@@ -262,40 +263,34 @@ def parse_rule(data: object, family: Family, where: str) -> Rule:
     if "action" not in m:
         raise FilterError(_join(where, "action"), "required (Accept or Reject)")
     action = _enum(Action, m["action"], _join(where, "action"))
-    cidr = _cidr(m["cidr"], family, _join(where, "cidr")) if "cidr" in m else None
-    op = None
-    if "matchOperator" in m:
-        op = _enum(MatchOperator, m["matchOperator"], _join(where, "matchOperator"))
+    cidr = _optional(m, "cidr", where, lambda v, at: _cidr(v, family, at))
+    op = _optional(m, "matchOperator", where, lambda v, at: _enum(MatchOperator, v, at))
     if (cidr is None) != (op is None):
         missing, present = ("matchOperator", "cidr") if op is None else ("cidr", "matchOperator")
         raise FilterError(_join(where, missing), f"required when {present} is set")
-    plen = None
-    if "prefixLength" in m:
-        plen = _prefix_length(m["prefixLength"], cidr, op, family, _join(where, "prefixLength"))
-    operations: tuple[Operation, ...] = ()
-    if "operations" in m:
-        operations = _operations(m["operations"], action, _join(where, "operations"))
     return Rule(
         action=action,
         cidr=cidr,
         match_operator=op,
-        prefix_length=plen,
-        source=_enum(RouteSource, m["source"], _join(where, "source")) if "source" in m else None,
-        interface=_interface(m["interface"], _join(where, "interface"))
-        if "interface" in m
-        else None,
-        peer_type=_enum(PeerType, m["peerType"], _join(where, "peerType"))
-        if "peerType" in m
-        else None,
-        communities=_community_match(m["communities"], _join(where, "communities"))
-        if "communities" in m
-        else (),
-        as_path_prefix=_asn_list(m["asPathPrefix"], _join(where, "asPathPrefix"))
-        if "asPathPrefix" in m
-        else (),
-        priority=_priority(m["priority"], _join(where, "priority")) if "priority" in m else None,
-        operations=operations,
+        prefix_length=_optional(
+            m, "prefixLength", where, lambda v, at: _prefix_length(v, cidr, op, family, at)
+        ),
+        source=_optional(m, "source", where, lambda v, at: _enum(RouteSource, v, at)),
+        interface=_optional(m, "interface", where, _interface),
+        peer_type=_optional(m, "peerType", where, lambda v, at: _enum(PeerType, v, at)),
+        communities=_optional(m, "communities", where, _community_match) or (),
+        as_path_prefix=_optional(m, "asPathPrefix", where, _asn_list) or (),
+        priority=_optional(m, "priority", where, _priority),
+        operations=_optional(m, "operations", where, lambda v, at: _operations(v, action, at))
+        or (),
     )
+
+
+def _optional(
+    m: Mapping[str, object], key: str, where: str, read: Callable[[object, str], _T]
+) -> _T | None:
+    """``read`` the value at ``key`` (errors under ``where.key``), or None when it is absent."""
+    return read(m[key], _join(where, key)) if key in m else None
 
 
 def _cidr(value: object, family: Family, where: str) -> IPNetwork:

@@ -36,6 +36,7 @@ the operations run before the session's own eBGP prepend of the local AS (as in 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -177,6 +178,7 @@ def _in_pattern(cidr: IPNetwork, bounds: PrefixLength | None, prefix: IPNetwork)
     return int(cidr.network_address) >> shift == int(prefix.network_address) >> shift
 
 
+@functools.lru_cache(maxsize=256)  # a pure cache: a rule's glob is compiled once
 def _glob(pattern: str) -> re.Pattern[str]:
     """BIRD's string pattern: ``*`` any run of characters, ``?`` exactly one."""
     parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)

@@ -66,7 +66,7 @@ class MatchOperator(Enum):
     NOT_IN = "NotIn"
 
 
-class Action(Enum):
+class RuleAction(Enum):
     ACCEPT = "Accept"
     REJECT = "Reject"
 
@@ -145,7 +145,7 @@ Operation: TypeAlias = AddCommunity | PrependASPath | SetPriority
 class Rule:
     """One BGPFilter rule; unset match fields (None / empty) do not constrain the route."""
 
-    action: Action
+    action: RuleAction
     cidr: IPNetwork | None = None
     match_operator: MatchOperator | None = None
     prefix_length: PrefixLength | None = None
@@ -262,7 +262,7 @@ def parse_rule(data: object, family: Family, where: str) -> Rule:
     _no_unknown(m, _RULE_KEYS, where)
     if "action" not in m:
         raise FilterError(_join(where, "action"), "required (Accept or Reject)")
-    action = _enum(Action, m["action"], _join(where, "action"))
+    action = _enum(RuleAction, m["action"], _join(where, "action"))
     cidr = _optional(m, "cidr", where, lambda v, at: _cidr(v, family, at))
     op = _optional(m, "matchOperator", where, lambda v, at: _enum(MatchOperator, v, at))
     if (cidr is None) != (op is None):
@@ -409,9 +409,9 @@ def _priority(value: object, where: str) -> int:
     return n
 
 
-def _operations(value: object, action: Action, where: str) -> tuple[Operation, ...]:
+def _operations(value: object, action: RuleAction, where: str) -> tuple[Operation, ...]:
     items = _list(value, where)
-    if items and action is not Action.ACCEPT:
+    if items and action is not RuleAction.ACCEPT:
         raise FilterError(where, "only allowed with action Accept")
     if len(items) > MAX_OPERATIONS:
         raise FilterError(where, f"{len(items)} operations; at most {MAX_OPERATIONS}")

@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from enum import Enum
 
 from bgpd.bgpfilter import (
-    Action,
     AddCommunity,
     BGPFilter,
     Community,
@@ -57,6 +56,7 @@ from bgpd.bgpfilter import (
     PrependASPath,
     RouteSource,
     Rule,
+    RuleAction,
     list_key,
 )
 from bgpd.codec.types import AsPath, PathAttributes, SegmentType
@@ -320,7 +320,7 @@ def _first_match(
 def _decide(
     index: int, rule: Rule, route: RouteView, filter_name: str | None, list_name: str | None
 ) -> Verdict:
-    if rule.action is Action.REJECT:
+    if rule.action is RuleAction.REJECT:
         return Verdict(
             accepted=False,
             outcome=Outcome.RULE,

@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bgpd.bgpfilter import (
-    Action,
     AddCommunity,
     BGPFilter,
     Community,
@@ -23,6 +22,7 @@ from bgpd.bgpfilter import (
     PrependASPath,
     RouteSource,
     Rule,
+    RuleAction,
     SetPriority,
     parse_filter,
     parse_filter_spec,
@@ -103,7 +103,7 @@ def test_parse_full_rule_into_typed_fields() -> None:
     )
     (r,) = f.export_v4
     assert r == Rule(
-        action=Action.ACCEPT,
+        action=RuleAction.ACCEPT,
         cidr=ipaddress.IPv4Network("10.244.0.0/16"),
         match_operator=MatchOperator.IN,
         prefix_length=PrefixLength(24, 26),
@@ -125,7 +125,7 @@ def test_parse_full_rule_into_typed_fields() -> None:
 
 def test_spec_form_reports_paths_under_spec() -> None:
     f = parse_filter_spec("edge", {"importV6": [{"action": "Reject"}]})
-    assert f == BGPFilter(name="edge", import_v6=(Rule(action=Action.REJECT),))
+    assert f == BGPFilter(name="edge", import_v6=(Rule(action=RuleAction.REJECT),))
     with pytest.raises(FilterError) as e:
         parse_filter_spec("edge", {"importV6": [{"action": "Drop"}]})
     assert e.value.path == "spec.importV6[0].action"

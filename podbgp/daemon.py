@@ -28,7 +28,7 @@ from podbgp.ops.metrics import METRICS_DOC, Snapshot, metrics_route, register_co
 from podbgp.ops.views import SpeakerViews
 
 if TYPE_CHECKING:
-    from podbgp.ops.api import ReadyCheck
+    from podbgp.ops.api import ReadyCheck, SpeakerView
 
 log = logging.getLogger("podbgp.daemon")
 
@@ -79,7 +79,7 @@ async def start_speaker(config: BgpdConfig) -> Speaker:
 
 
 async def start_operations(
-    views: SpeakerViews,
+    views: SpeakerView,
     api: ApiConfig | None,
     registry: CollectorRegistry,
     *,

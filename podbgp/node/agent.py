@@ -46,6 +46,14 @@ from podbgp.cluster.datastore.store import Change
 from podbgp.cluster.resources import IPPool, Node
 from podbgp.node.config import NodeConfig, resolve_address
 from podbgp.node.peering import Topology, compute_topology, node_asn
+from podbgp.ops.schema import (
+    DatastoreMetrics,
+    DatastoreView,
+    FelixMetrics,
+    PeerView,
+    RouteView,
+    StatusView,
+)
 from podbgp.ops.views import SpeakerViews
 
 log = logging.getLogger("podbgp.node")
@@ -75,7 +83,7 @@ class Dataplane(Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
-    def metrics(self) -> dict[str, Any]: ...
+    def metrics(self) -> FelixMetrics: ...
 
 
 DataplaneFactory = Callable[["NodeAgent"], Dataplane]
@@ -94,7 +102,7 @@ class DatastoreHealth:
     block_allocations: int = 0
     block_allocation_errors: int = 0
 
-    def to_json(self, kind: str, where: str) -> dict[str, Any]:
+    def to_json(self, kind: str, where: str) -> DatastoreView:
         return {
             "type": kind,
             "description": where,
@@ -471,7 +479,7 @@ class NodeAgent:
             out["felix"] = self.dataplane.status()
         return out
 
-    def datastore_metrics(self) -> dict[str, Any]:
+    def datastore_metrics(self) -> DatastoreMetrics:
         """The datastore snapshot for ``podbgp.ops.metrics`` (see its docstring for the keys)."""
         h = self.health
         return {
@@ -502,17 +510,13 @@ class NodeAgent:
 
             api = self.config.api
             token = read_token_file(api.token_file) if api and api.token_file else None
-            own = self.nodes.get(self.name)
             answer = await gather_cluster_peers(
                 self.nodes.values(), self.name, NodeViews(self).peers, token
             )
-            for entry in answer["nodes"]:
-                if entry["name"] == self.name and own is not None:
-                    entry["apiAddress"] = own.api_address
             return web.json_response(answer)
 
         return await start_operations(
-            NodeViews(self),  # type: ignore[arg-type]
+            NodeViews(self),
             self.config.api,
             CollectorRegistry(),
             felix=self.dataplane.metrics if self.dataplane is not None else None,
@@ -546,8 +550,9 @@ class NodeViews:
         speaker = self.agent.speaker
         return SpeakerViews(speaker, self.agent.name) if speaker is not None else None
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusView:
         views = self._views()
+        out: StatusView
         if views is not None:
             out = views.status()
         else:
@@ -564,11 +569,11 @@ class NodeViews:
         )
         return out
 
-    def peers(self) -> list[dict[str, Any]]:
+    def peers(self) -> list[PeerView]:
         views = self._views()
         return views.peers() if views is not None else []
 
-    def routes(self) -> list[dict[str, Any]]:
+    def routes(self) -> list[RouteView]:
         views = self._views()
         return views.routes() if views is not None else []
 

@@ -34,6 +34,7 @@ from podbgp.cluster import ipam
 from podbgp.cluster.datastore import NodeInfo
 from podbgp.cluster.resources import IPPool
 from podbgp.node.agent import NodeAgent
+from podbgp.ops.schema import FelixMetrics
 
 log = logging.getLogger("podbgp.node.wiring")
 
@@ -94,7 +95,7 @@ class NodeDataplane:
             return {"running": False}
         return {"running": True, **self.dataplane.snapshot()}
 
-    def metrics(self) -> dict[str, Any]:
+    def metrics(self) -> FelixMetrics:
         """felix's part of ``/metrics`` (see podbgp.ops.metrics for the keys)."""
         if self.dataplane is None:
             return {}

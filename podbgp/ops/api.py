@@ -29,6 +29,7 @@ from aiohttp import web
 from bgpd.config import is_loopback_host, read_token_file
 from bgpd.configcheck import FieldError, check_prefix
 from podbgp.ops import openapi
+from podbgp.ops.schema import PeerView, RouteView, StatusView
 
 if TYPE_CHECKING:
     from bgpd.config import ApiConfig
@@ -47,20 +48,13 @@ _SECRET_NAMES = ("password", "token", "secret")
 
 
 class SpeakerView(Protocol):
-    """Read-only snapshots the speaker offers to the API (plain JSON-able dicts).
+    """Read-only snapshots the speaker offers to the API, in the views of podbgp.ops.schema."""
 
-    ``status()``: routerId, asNumber, uptimeSeconds, peers {state: count} (and nodeName where
-    there is one). ``peers()``: one dict per peer (address, asNumber, type, state, since, info,
-    holdTime, keepaliveTime, capabilities, prefixes{received,accepted,advertised},
-    messages{sent,received}). ``routes()``: one dict per Loc-RIB route (prefix, nextHop, asPath,
-    origin, localPref, med, communities, fromPeer, reason, stale).
-    """
+    def status(self) -> StatusView: ...
 
-    def status(self) -> dict[str, Any]: ...
+    def peers(self) -> list[PeerView]: ...
 
-    def peers(self) -> list[dict[str, Any]]: ...
-
-    def routes(self) -> list[dict[str, Any]]: ...
+    def routes(self) -> list[RouteView]: ...
 
 
 class BearerToken:
@@ -181,7 +175,7 @@ async def _peer(request: web.Request) -> web.Response:
     return _error(404, "not found", f"no peer with address {addr}")
 
 
-def _prefix_filter(text: str) -> Callable[[dict[str, Any]], bool]:
+def _prefix_filter(text: str) -> Callable[[RouteView], bool]:
     """``?prefix=``: a CIDR prefix matches exactly; a bare address matches every route
     whose prefix contains it. Raises FieldError on anything else."""
     if "/" in text:
@@ -191,21 +185,21 @@ def _prefix_filter(text: str) -> Callable[[dict[str, Any]], bool]:
     if addr is None:
         raise FieldError(f"{text!r} is neither an IP prefix nor an IP address")
 
-    def contains(route: dict[str, Any]) -> bool:
+    def contains(route: RouteView) -> bool:
         net = _route_net(route)
         return net is not None and net.version == addr.version and addr in net
 
     return contains
 
 
-def _route_net(route: dict[str, Any]) -> IpNetwork | None:
+def _route_net(route: RouteView) -> IpNetwork | None:
     try:
-        return ipaddress.ip_network(str(route.get("prefix")), strict=False)
+        return ipaddress.ip_network(route["prefix"], strict=False)
     except ValueError:
         return None
 
 
-def _peer_filter(text: str) -> Callable[[dict[str, Any]], bool]:
+def _peer_filter(text: str) -> Callable[[RouteView], bool]:
     """``?peer=``: routes learned from that neighbour; ``local`` selects our own prefixes."""
     if text == "local":
         return lambda route: route.get("fromPeer") in (None, "", "local")
@@ -216,7 +210,7 @@ def _peer_filter(text: str) -> Callable[[dict[str, Any]], bool]:
 
 
 async def _routes(request: web.Request) -> web.Response:
-    tests: list[Callable[[dict[str, Any]], bool]] = []
+    tests: list[Callable[[RouteView], bool]] = []
     try:
         if "prefix" in request.query:
             tests.append(_prefix_filter(request.query["prefix"]))

@@ -5,32 +5,17 @@ the caller passes in (no module-level state, so tests and several daemons in one
 share series), and the ``/metrics`` endpoint serving that registry. Implements no RFC; session
 states follow RFC 4271 §8.2.2 and are numbered as the BGP4-MIB's ``bgpPeerState`` (RFC 4273).
 
-Sources, all read when Prometheus scrapes:
+Sources, all read when Prometheus scrapes, in the views of :mod:`podbgp.ops.schema` (the same
+TypedDicts the REST API answers with and the OpenAPI document is built from):
 
-* the speaker, through the REST API's ``SpeakerView`` (``podbgp.ops.views.SpeakerViews``):
-  ``status()["routes"]`` and ``["uptimeSeconds"]``, and per peer ``address``, ``type``,
-  ``state``, ``since``, ``prefixes`` and ``messages`` (``sentByType``/``receivedByType``) and
-  ``flaps``;
-* optionally felix: a callable returning a mapping with these keys (each may be absent)::
+* the speaker, through the REST API's ``SpeakerView``: :class:`~podbgp.ops.schema.StatusView`
+  (``routes``, ``uptimeSeconds``) and per peer :class:`~podbgp.ops.schema.PeerView`
+  (``address``, ``type``, ``state``, ``since``, ``prefixes``, ``messages``, ``flaps``);
+* optionally felix: a callable returning :class:`~podbgp.ops.schema.FelixMetrics`;
+* optionally the datastore: a callable returning :class:`~podbgp.ops.schema.DatastoreMetrics`.
 
-      key                       type             metric
-      routes_programmed         Mapping[str,int] podbgp_felix_routes_programmed{kind}
-                                                 (kernel routes by kind: blackhole, direct,
-                                                 ipip, vxlan, pod, ...)
-      reconcile_runs            int              podbgp_felix_reconcile_runs_total
-      reconcile_errors          int              podbgp_felix_reconcile_errors_total
-      last_reconcile_timestamp  float (Unix s)   podbgp_felix_last_reconcile_timestamp_seconds
-
-* optionally the datastore: a callable returning a mapping with these keys (each may be
-  absent)::
-
-      key                       type   metric
-      connected                 bool   podbgp_datastore_connected (answers now)
-      synced                    bool   podbgp_datastore_synced (initial sync done, watching)
-      errors                    int    podbgp_datastore_errors_total (failed operations)
-      blocks_owned              int    podbgp_ipam_blocks_owned (blocks this node holds now)
-      block_allocations         int    podbgp_ipam_block_allocations_total (claims that won)
-      block_allocation_errors   int    podbgp_ipam_block_allocation_errors_total (pool full...)
+The key → metric mapping of the optional sources is :data:`_FELIX_SCALARS` (plus
+``routes_programmed`` by kind) and :data:`_DATASTORE_SCALARS` below.
 
 Counts handed in as ``*_total`` counters must only grow while the process lives. A snapshot
 callable that raises is logged and sets ``podbgp_snapshot_ok{source}`` to 0 for that scrape;
@@ -130,7 +115,7 @@ def exported_names() -> list[str]:
     return sorted(names)
 
 
-# Snapshot key -> family, per optional source (documented in the module docstring).
+# Snapshot key (podbgp.ops.schema.FelixMetrics / DatastoreMetrics) -> metric family.
 _FELIX_SCALARS = {
     "reconcile_runs": "podbgp_felix_reconcile_runs",
     "reconcile_errors": "podbgp_felix_reconcile_errors",

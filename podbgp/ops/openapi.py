@@ -16,14 +16,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import podbgp
+from podbgp.ops.schema import COMPONENTS, openapi_schema
 
 OPENAPI_VERSION = "3.0.3"
 # Never behind the token: the kubelet's liveness and readiness probes send no credentials.
 OPEN_PATHS = ("/healthz", "/readyz")
 OPENAPI_PATH = "/v1/openapi.json"
-
-PEER_TYPES = ["mesh", "global", "node", "rr-client", "route-reflector"]
-STATES = ["Idle", "Connect", "Active", "OpenSent", "OpenConfirm", "Established"]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -42,105 +40,15 @@ def _error(description: str) -> dict[str, Any]:
     return _response(description, _ref("Error"))
 
 
-def _obj(required: list[str], props: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": props, **extra}
-
-
-_INT = {"type": "integer"}
 _STR = {"type": "string"}
-_NULL_STR = {"type": "string", "nullable": True}
-_NULL_INT = {"type": "integer", "nullable": True}
-_COUNTS = {"type": "object", "additionalProperties": _INT}
 
-SCHEMAS: dict[str, Any] = {
-    "Error": _obj(
-        ["error", "reason"],
-        {
-            "error": {**_STR, "example": "not found"},
-            "reason": {**_STR, "example": "no peer with address 192.0.2.99"},
-        },
-    ),
-    "Status": _obj(
-        ["routerId", "asNumber", "uptimeSeconds", "peers"],
-        {
-            "nodeName": _NULL_STR,
-            "routerId": {**_STR, "example": "192.0.2.11"},
-            "asNumber": {**_INT, "example": 64512},
-            "uptimeSeconds": _INT,
-            "peers": {**_COUNTS, "description": "number of peers in each session state"},
-            "routes": {**_INT, "description": "best routes in the Loc-RIB"},
-        },
-    ),
-    "Peer": _obj(
-        ["address", "asNumber", "type", "state", "since", "info", "prefixes", "messages"],
-        {
-            "address": {**_STR, "example": "192.0.2.12"},
-            "asNumber": _INT,
-            "type": {**_STR, "enum": PEER_TYPES},
-            "description": _STR,
-            "state": {**_STR, "enum": STATES},
-            "since": {**_STR, "format": "date-time", "description": "last state change"},
-            "info": {**_STR, "description": "why the session is down (empty when up)"},
-            "holdTime": _INT,
-            "keepaliveTime": _NULL_INT,
-            "routerId": _NULL_STR,
-            "capabilities": {"type": "array", "items": _STR},
-            "prefixes": _obj(
-                ["received", "accepted", "advertised"],
-                {"received": _INT, "accepted": _INT, "stale": _INT, "advertised": _INT},
-            ),
-            "messages": _obj(
-                ["sent", "received"],
-                {
-                    "sent": _INT,
-                    "received": _INT,
-                    "sentByType": _COUNTS,
-                    "receivedByType": _COUNTS,
-                },
-            ),
-            "flaps": {**_INT, "description": "times the session left Established"},
-        },
-    ),
-    "Route": _obj(
-        ["prefix", "nextHop", "asPath", "fromPeer", "reason", "stale"],
-        {
-            "prefix": {**_STR, "example": "10.244.2.0/24"},
-            "nextHop": _NULL_STR,
-            "asPath": {**_STR, "description": "AS numbers; an AS_SET in braces"},
-            "origin": {**_STR, "enum": ["igp", "egp", "incomplete"]},
-            "localPref": _NULL_INT,
-            "med": _NULL_INT,
-            "communities": {"type": "array", "items": _STR},
-            "largeCommunities": {"type": "array", "items": _STR},
-            "originatorId": _NULL_STR,
-            "clusterList": {"type": "array", "items": _STR},
-            "fromPeer": {**_STR, "description": "peer address, or 'local' for our own"},
-            "reason": {**_STR, "description": "why this path won the decision process"},
-            "stale": {"type": "boolean"},
-        },
-    ),
-    "Health": _obj(["status"], {"status": {**_STR, "enum": ["ok"]}}),
-    "Ready": _obj(
-        ["status", "peers", "established"],
-        {
-            "status": {**_STR, "enum": ["ready", "not ready"]},
-            "reason": _STR,
-            "peers": _INT,
-            "established": _INT,
-        },
-    ),
-    "ClusterNode": _obj(
-        ["name", "apiAddress", "reachable", "error", "peers"],
-        {
-            "name": {**_STR, "example": "node-2"},
-            "apiAddress": {**_STR, "example": "http://192.0.2.12:9179"},
-            "reachable": {"type": "boolean"},
-            "error": {**_NULL_STR, "description": "why the node could not be asked"},
-            "peers": {"type": "array", "items": _ref("Peer")},
-        },
-    ),
-    "ClusterPeers": _obj(["nodes"], {"nodes": {"type": "array", "items": _ref("ClusterNode")}}),
-    "OpenApi": _obj(["openapi", "info", "paths"], {}, additionalProperties=True),
+# The views, described once in podbgp.ops.schema; plus the document itself.
+SCHEMAS: dict[str, Any] = {name: openapi_schema(view) for name, view in COMPONENTS.items()}
+SCHEMAS["OpenApi"] = {
+    "type": "object",
+    "required": ["openapi", "info", "paths"],
+    "properties": {},
+    "additionalProperties": True,
 }
 
 _ADDRESS_PARAM = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal, cast
 
 from bgpd.codec.types import (
     AddPath,
@@ -21,6 +21,7 @@ from bgpd.codec.types import (
     prefix_to_str,
 )
 from bgpd.fsm import State
+from podbgp.ops.schema import PeerType, PeerView, RouteView, SessionState, StatusView
 
 if TYPE_CHECKING:
     from bgpd.rib import Best
@@ -51,19 +52,22 @@ def _capability_names(caps: tuple[object, ...]) -> list[str]:
     return sorted(set(names))
 
 
-def peer_view(speaker: Speaker, peer: Peer) -> dict[str, Any]:
+def peer_view(speaker: Speaker, peer: Peer) -> PeerView:
     session = peer.session
     neg = peer.negotiated if session.state == State.ESTABLISHED else None
     accepted = peer.adj_in.count()
     received = accepted + peer.adj_in.rejected_count()
+    peer_type = (
+        "rr-client"
+        if peer.spec.rr_client and peer.spec.peer_type == "global"
+        else peer.spec.peer_type
+    )
     return {
         "address": session.address,
         "asNumber": peer.spec.asn,
-        "type": "rr-client"
-        if peer.spec.rr_client and peer.spec.peer_type == "global"
-        else peer.spec.peer_type,
+        "type": cast(PeerType, peer_type),
         "description": peer.spec.description,
-        "state": str(session.state),
+        "state": cast(SessionState, str(session.state)),
         "since": _iso(session.stats.since),
         # The last error explains a session that is down; once up again it is history.
         "info": "" if neg is not None else session.fsm.last_error,
@@ -95,13 +99,13 @@ def _as_path_text(best: Best) -> str:
     return " ".join(parts)
 
 
-def route_view(afi: int, prefix: bytes, best: Best) -> dict[str, Any]:
+def route_view(afi: int, prefix: bytes, best: Best) -> RouteView:
     attrs = best.attrs
     return {
         "prefix": prefix_to_str(afi, prefix),
         "nextHop": attrs.next_hop,
         "asPath": _as_path_text(best),
-        "origin": attrs.origin.name.lower(),
+        "origin": cast(Literal["igp", "egp", "incomplete"], attrs.origin.name.lower()),
         "localPref": attrs.local_pref,
         "med": attrs.med,
         "communities": [f"{c >> 16}:{c & 0xFFFF}" for c in attrs.communities],
@@ -121,7 +125,7 @@ class SpeakerViews:
         self.speaker = speaker
         self.node_name = node_name
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusView:
         speaker = self.speaker
         counts: dict[str, int] = {}
         for peer in speaker.peers.values():
@@ -136,11 +140,11 @@ class SpeakerViews:
             "routes": speaker.loc_rib.count(),
         }
 
-    def peers(self) -> list[dict[str, Any]]:
+    def peers(self) -> list[PeerView]:
         return [peer_view(self.speaker, p) for p in self.speaker.peers.values()]
 
-    def routes(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    def routes(self) -> list[RouteView]:
+        out: list[RouteView] = []
         for afi, table in self.speaker.loc_rib.best.items():
             for prefix, best in table.items():
                 out.append(route_view(afi, prefix, best))

@@ -14,16 +14,14 @@ Addresses follow docker-compose.yml: subnet k is 172.31.k.0/24 with the router a
 from __future__ import annotations
 
 import argparse
-import ctypes
+import http.client
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,8 +29,9 @@ from typing import Any
 
 import yaml
 
+from podbgp.lab.netns import NetnsHTTPConnection
+
 DEFAULT_DIR = Path("/run/podbgp-lab")
-CLONE_NEWNET = 0x40000000
 API_TIMEOUT = 5.0
 POOL = "10.244.0.0/16"
 ASN = 64512
@@ -287,47 +286,21 @@ def configure(state: LabState, token_file: Path) -> None:
               f"{node.name}.log")  # fmt: skip
 
 
-def ns_socket(ns: str) -> socket.socket:
-    """A TCP socket created inside namespace ``ns`` (a socket stays in the namespace it was made
-    in): a short-lived thread enters ``ns`` with setns(2), so this process never switches."""
-    made: list[socket.socket | BaseException] = []
-
-    def create() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            with open(f"/var/run/netns/{ns}", "rb") as handle:
-                if libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns {ns}")
-            made.append(socket.socket())
-        except BaseException as exc:
-            made.append(exc)
-
-    worker = threading.Thread(target=create)
-    worker.start()
-    worker.join()
-    if isinstance(made[0], BaseException):
-        raise made[0]
-    return made[0]
-
-
 def api(state: LabState, member: Member, path: str, token_file: Path) -> Any:
     """GET ``path`` from the member's REST API (127.0.0.1:9179 in its namespace), or None."""
     token = token_file.read_text().strip()
-    request = f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
+    conn = NetnsHTTPConnection(member.ns, "127.0.0.1", 9179, timeout=API_TIMEOUT)
     try:
-        with ns_socket(member.ns) as sock:
-            sock.settimeout(API_TIMEOUT)
-            sock.connect(("127.0.0.1", 9179))
-            sock.sendall(request.encode())
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        if b" 200 " not in head.split(b"\r\n", 1)[0]:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
             return None
         return json.loads(body)
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):
         return None
+    finally:
+        conn.close()
 
 
 def node_ready(state: LabState, node: Member, token_file: Path) -> bool:

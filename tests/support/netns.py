@@ -12,11 +12,9 @@ Interface names are limited to 15 characters (IFNAMSIZ - 1); the generated ones 
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -26,8 +24,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TypeVar
 
-NETNS_DIR = Path("/run/netns")
-CLONE_NEWNET = 0x40000000
+# netns_socket: the lab's implementation, the one in the tree; the tests import it from here.
+from podbgp.lab.netns import NETNS_DIR, netns_socket  # noqa: F401
+
 DEFAULT_TIMEOUT = 10.0
 MAX_IFNAME = 15
 
@@ -135,37 +134,6 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int | N
             except subprocess.TimeoutExpired:
                 return None
     return proc.returncode
-
-
-def netns_socket(
-    ns: str, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM
-) -> socket.socket:
-    """A socket created inside namespace ``ns``, usable from this (host-namespace) process.
-
-    A socket stays in the namespace it was created in, so a short-lived thread enters ``ns``
-    with setns(2), creates the socket and exits; the rest of the process never switches.
-    """
-    result: list[socket.socket | BaseException] = []
-
-    def create() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            with open(NETNS_DIR / ns, "rb") as handle:
-                if libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({ns}): {os.strerror(err)}")
-            result.append(socket.socket(family, type))
-        except BaseException as exc:
-            result.append(exc)
-
-    worker = threading.Thread(target=create, name=f"setns-{ns}")
-    worker.start()
-    worker.join(DEFAULT_TIMEOUT)
-    if not result:
-        raise TimeoutError(f"creating a socket in {ns} did not finish")
-    if isinstance(result[0], BaseException):
-        raise result[0]
-    return result[0]
 
 
 def _exec_prefix(ns: str | None) -> list[str]:
@@ -318,3 +286,4 @@ class NetnsFactory:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+

@@ -286,4 +286,3 @@ class NetnsFactory:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-

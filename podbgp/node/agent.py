@@ -43,7 +43,7 @@ from podbgp.cluster.datastore import (
 )
 from podbgp.cluster.datastore.records import merge_node
 from podbgp.cluster.datastore.store import Change
-from podbgp.cluster.resources import IPPool, Node
+from podbgp.cluster.resources import BGPConfiguration, IPPool, Node
 from podbgp.node.config import NodeConfig, resolve_address
 from podbgp.node.peering import Topology, compute_topology, node_asn
 from podbgp.ops.schema import (
@@ -295,7 +295,9 @@ class NodeAgent:
                 self._originate()  # whatever we know we own (a new speaker starts empty)
             self._cluster_changed()
 
-    def _registration(self, snap: Snapshot, config: Any, resource: Node | None) -> NodeInfo:
+    def _registration(
+        self, snap: Snapshot, config: BGPConfiguration, resource: Node | None
+    ) -> NodeInfo:
         """What this node publishes about itself."""
         previous = snap.registrations.get(self.name)
         partial = NodeInfo(
@@ -323,7 +325,9 @@ class NodeAgent:
             host = self.ip
         return f"[{host}]:{api.port}" if ":" in host else f"{host}:{api.port}"
 
-    async def _register(self, snap: Snapshot, config: Any, resource: Node | None) -> None:
+    async def _register(
+        self, snap: Snapshot, config: BGPConfiguration, resource: Node | None
+    ) -> None:
         want = self._registration(snap, config, resource)
         have = snap.registrations.get(self.name)
         if have is not None and replace(have, updated=None) == replace(want, updated=None):

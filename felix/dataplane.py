@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from felix.kernel.netlink import KernelError, LinkMonitor, Netlink, ensure_protocol_name
+from felix.nat import NatTable
 from felix.plan import (
     IPIP_DEVICE,
     IPIP_OVERHEAD,
@@ -88,6 +89,7 @@ class Dataplane:
         self.register_protocol_name = register_protocol_name
         self.enable_forwarding = enable_forwarding
         self.nl = Netlink(route_protocol, netns)
+        self.nat = NatTable(netns)
         self.reconciler = Reconciler(
             self.nl, self._plan, resync_interval=resync_interval, vxlan_device=None
         )
@@ -253,6 +255,8 @@ class Dataplane:
             if link.kind == "veth"
         }
         want_ipip, want_vxlan = tunnels_needed(self.pools)
+        if full:
+            await self.nat.sync(self.pools)
         if full or (want_ipip and IPIP_DEVICE not in self.tunnels):
             await self._ensure_tunnels(want_ipip, want_vxlan)
         ipip = self.tunnels.get(IPIP_DEVICE)
@@ -338,10 +342,16 @@ class Dataplane:
             "converged": self.reconciler.converged,
             "blocks": sorted(self.blocks),
             "pools": [
-                {"cidr": p.cidr, "ipipMode": str(p.ipip_mode), "vxlanMode": str(p.vxlan_mode)}
+                {
+                    "cidr": p.cidr,
+                    "ipipMode": str(p.ipip_mode),
+                    "vxlanMode": str(p.vxlan_mode),
+                    "natOutgoing": p.nat_outgoing,
+                }
                 for p in self.pools
             ],
             "tunnels": {name: state.to_json() for name, state in sorted(self.tunnels.items())},
+            "nat": self.nat.snapshot(),
             "pods": dict(sorted(self.pods.items())),
             "routes": {
                 "desired": len(last.routes) if last else 0,

@@ -111,12 +111,13 @@ class FdbEntry:
 
 @dataclass(frozen=True, slots=True)
 class Pool:
-    """The parts of an IPPool that shape routes."""
+    """The parts of an IPPool that shape routes (and outgoing NAT, felix.nat)."""
 
     cidr: str
     ipip_mode: EncapMode = EncapMode.NEVER
     vxlan_mode: EncapMode = EncapMode.NEVER
     disabled: bool = False
+    nat_outgoing: bool = False  # masquerade traffic from the pool to outside every pool
 
     @property
     def network(self) -> IPNetwork:

@@ -10,7 +10,7 @@
 set -euo pipefail
 
 PACKAGES=(bird2 gobgpd etcd-server etcd-client iproute2 iputils-ping tcpdump procps kmod
-          qemu-system-x86 busybox-static docker-compose systemd openssl)
+          qemu-system-x86 busybox-static docker-compose systemd openssl nftables)
 DAEMONS=(bird gobgpd etcd)
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"

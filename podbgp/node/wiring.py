@@ -42,12 +42,13 @@ DEFAULT_CONVERGE_TIMEOUT = 60.0
 
 
 def to_pool(pool: IPPool) -> Pool:
-    """The parts of an IPPool that shape kernel routes."""
+    """The parts of an IPPool that shape kernel routes and outgoing NAT."""
     return Pool(
         cidr=pool.cidr,
         ipip_mode=EncapMode(pool.ipip_mode or "Never"),
         vxlan_mode=EncapMode(pool.vxlan_mode or "Never"),
         disabled=pool.disabled,
+        nat_outgoing=pool.nat_outgoing,
     )
 
 

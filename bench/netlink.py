@@ -5,7 +5,7 @@ one run and in fresh network namespaces (one per contender, so neither sees the 
 
 * felix, bulk: ``felix.kernel.netlink.Netlink.apply_routes`` as the reconciler calls it (a batch
 this size goes through felix.kernel.batch: many messages per send), then a full ``dump_routes``
-(pyroute2: what a resync reads), then ``apply_routes`` deleting them all; * felix, per request:
+(a raw rtnetlink dump: what a resync reads), then ``apply_routes`` deleting them all; * felix, per request:
 ``Netlink.replace_route`` / ``delete_route`` once per route (pyroute2 ``AsyncIPRoute``: the path
 small diffs take); * iproute2: ``ip -batch`` with the same routes (``route replace ... proto 80``),
 then ``route del``.

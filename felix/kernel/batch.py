@@ -23,7 +23,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from felix.plan import Route
+from felix.plan import Route, RouteType, Scope
 
 NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
 RTMSG = struct.Struct(
@@ -145,3 +145,179 @@ def _collect_acks(
                 if code and not (is_delete and -code in (errno.ESRCH, errno.ENOENT)):
                     errors.append(BulkError(route, is_delete, -code))
             offset += (length + 3) & ~3
+
+
+# --- dump ------------------------------------------------------------------------------------
+
+RTM_GETROUTE = 26
+NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
+RTA_PRIORITY = 6
+NETLINK_GET_STRICT_CHK = 12  # linux/netlink.h: let the kernel filter dumps by table/protocol
+SOL_NETLINK = 270
+RTN_UNICAST = 1
+_ATTR = struct.Struct("=HH")
+_U32 = struct.Struct("=I")
+_KNOWN_TYPES = {int(t) for t in RouteType}
+_KNOWN_SCOPES = {int(s) for s in Scope}
+
+
+@dataclass(slots=True)
+class DumpResult:
+    """felix's routes in the main table, and the destinations other protocols hold there at the
+    kernel's default priority (what a route of ours would collide with)."""
+
+    own: list[Route]
+    foreign: set[str]
+
+
+def enable_strict_check(sock: socket.socket) -> bool:
+    """Ask the kernel to filter route dumps by the header's table and protocol (Linux 4.20+).
+    False when the kernel does not know the option; the dump then filters here alone."""
+    try:
+        sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+    except OSError:
+        return False
+    return True
+
+
+def dump_routes(
+    sock: socket.socket,
+    protocol: int,
+    names: dict[int, str],
+    default_priority: dict[int, int],
+    *,
+    strict: bool = False,
+) -> DumpResult:
+    """Dump the main table of both families with RTM_GETROUTE and decode it with ``struct``.
+
+    Routes of ``protocol`` become :class:`~felix.plan.Route` s (types and scopes felix never
+    sets are skipped or made to differ from any plan, as the pyroute2 path did); other routes
+    only count as foreign destinations when they sit at the family's default priority. With
+    ``strict`` the kernel already filters by table (the foreign set then misses nothing: it is
+    filtered by table too, never by protocol).
+    """
+    result = DumpResult([], set())
+    for family in (socket.AF_INET, socket.AF_INET6):
+        header = RTMSG.pack(family, 0, 0, 0, MAIN_TABLE if strict else 0, 0, 0, 0, 0)
+        attrs = _attr(RTA_TABLE, _U32.pack(MAIN_TABLE)) if strict else b""
+        payload = header + attrs
+        seq = family
+        sock.sendall(
+            NLMSGHDR.pack(NLMSGHDR.size + len(payload), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP,
+                          seq, 0) + payload
+        )  # fmt: skip
+        _read_dump(sock, seq, family, protocol, names, default_priority, result)
+    return result
+
+
+def _read_dump(
+    sock: socket.socket,
+    seq: int,
+    family: int,
+    protocol: int,
+    names: dict[int, str],
+    default_priority: dict[int, int],
+    result: DumpResult,
+) -> None:
+    version = 6 if family == socket.AF_INET6 else 4
+    any_address = "::" if version == 6 else "0.0.0.0"
+    size = 16 if version == 6 else 4
+    ntop = socket.inet_ntop
+    while True:
+        buf = sock.recv(1 << 20)
+        offset = 0
+        end = len(buf)
+        while offset + NLMSGHDR.size <= end:
+            length, msg_type, _flags, msg_seq, _pid = NLMSGHDR.unpack_from(buf, offset)
+            if length < NLMSGHDR.size:
+                raise OSError(errno.EPROTO, "truncated netlink message in a route dump")
+            if msg_seq != seq:
+                offset += (length + 3) & ~3
+                continue
+            if msg_type == NLMSG_DONE:
+                return
+            if msg_type == NLMSG_ERROR:
+                (code,) = NLMSGERR.unpack_from(buf, offset + NLMSGHDR.size)
+                if code:
+                    raise OSError(-code, f"route dump: {os.strerror(-code)}")
+                return
+            if msg_type == RTM_NEWROUTE:
+                _decode_route(
+                    buf, offset + NLMSGHDR.size, offset + length, family, version, any_address,
+                    size, ntop, protocol, names, default_priority, result,
+                )  # fmt: skip
+            offset += (length + 3) & ~3
+
+
+def _decode_route(
+    buf: bytes,
+    start: int,
+    end: int,
+    family: int,
+    version: int,
+    any_address: str,
+    size: int,
+    ntop: Callable[[int, bytes], str],
+    protocol: int,
+    names: dict[int, str],
+    default_priority: dict[int, int],
+    result: DumpResult,
+) -> None:
+    (_fam, dst_len, _src, _tos, table, proto, scope, rtype, rflags) = RTMSG.unpack_from(buf, start)
+    pos = start + RTMSG.size
+    dst: str | None = None
+    gateway: str | None = None
+    oif: int | None = None
+    priority = 0
+    mtu = 0
+    while pos + 4 <= end:
+        alen, kind = _ATTR.unpack_from(buf, pos)
+        if alen < 4:
+            break
+        data = pos + 4
+        if kind == RTA_TABLE:
+            (table,) = _U32.unpack_from(buf, data)
+        elif kind == RTA_DST:
+            dst = ntop(family, buf[data : data + size])
+        elif kind == RTA_GATEWAY and alen - 4 == size:
+            gateway = ntop(family, buf[data : data + size])
+        elif kind == RTA_OIF:
+            (oif,) = _U32.unpack_from(buf, data)
+        elif kind == RTA_PRIORITY:
+            (priority,) = _U32.unpack_from(buf, data)
+        elif kind == RTA_METRICS:
+            mpos, mend = data, pos + alen
+            while mpos + 4 <= mend:
+                mlen, mkind = _ATTR.unpack_from(buf, mpos)
+                if mlen < 4:
+                    break
+                if mkind == RTAX_MTU:
+                    (mtu,) = _U32.unpack_from(buf, mpos + 4)
+                mpos += (mlen + 3) & ~3
+        pos += (alen + 3) & ~3
+    if table != MAIN_TABLE:
+        return
+    # The kernel keeps a route's destination with its host bits clear, and inet_ntop writes the
+    # canonical text, so this is already what ipaddress.ip_network() would print.
+    canonical = f"{dst or any_address}/{dst_len}"
+    if proto != protocol:
+        if priority == default_priority[version]:
+            result.foreign.add(canonical)
+        return
+    if rtype not in _KNOWN_TYPES:
+        return  # a type felix never creates (local, broadcast, ...): not a route to own
+    if rtype != RTN_UNICAST:
+        # IPv6 reports blackholes through "lo": the device is not part of the route's identity.
+        result.own.append(Route(canonical, RouteType(rtype)))
+        return
+    result.own.append(
+        Route(
+            canonical,
+            RouteType.UNICAST,
+            gateway=gateway,
+            dev=names.get(oif) if oif is not None else None,
+            onlink=bool(rflags & RTNH_F_ONLINK),
+            scope=Scope(scope) if scope in _KNOWN_SCOPES else Scope.NOWHERE,
+            mtu=mtu,
+        )
+    )

@@ -262,8 +262,21 @@ def test_compose_reflectors_and_cluster(compose: dict[str, Any]) -> None:
     [config] = [r for r in resources if isinstance(r, BGPConfiguration)]
     assert config.node_to_node_mesh_enabled is False
     [pool] = [r for r in resources if isinstance(r, IPPool)]
-    assert pool.ipip_mode == "CrossSubnet"
-    assert init["command"][:2] == ["apply", "-f"]
+    # As written: IPIP across the subnets; cluster-init.sh switches to VXLAN on a kernel
+    # without ipip (the choice is exercised by tests/deploy/test_compose.py).
+    assert (pool.ipip_mode, pool.vxlan_mode) == ("CrossSubnet", "Never")
+    assert init["entrypoint"][-1] == "/opt/podbgp/cluster-init.sh"
+    assert init["command"] == ["/etc/podbgp/cluster.yaml"]
+    # etcd's route back to the second subnet, through the router.
+    route = services["etcd-route"]
+    assert route["network_mode"] == "service:etcd"
+    other = str(nets["subnet-b"])
+    assert route["entrypoint"][-3:] == [
+        other,
+        "via",
+        services["router"]["networks"]["subnet-a"]["ipv4_address"],
+    ]
+    assert init["depends_on"]["etcd-route"]["condition"] == "service_completed_successfully"
 
 
 def test_compose_pods(compose: dict[str, Any]) -> None:

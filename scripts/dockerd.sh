@@ -10,9 +10,10 @@
 #   scripts/dockerd.sh env NAME      print the DOCKER_HOST line again
 #   scripts/dockerd.sh exec NAME CMD run CMD in the engine's network namespace (e.g. curl a port)
 #
-# NAME: [a-z0-9-], at most 10 characters. Images and build cache persist in
-# $PODBGP_DOCKER_CACHE/NAME (default /var/cache/podbgp-test/docker/NAME), so the next start
-# finds them; `stop NAME --purge` removes that too. Everything else lives in /run/podbgp-docker/NAME.
+# NAME: [a-z0-9-], at most 10 characters. Images and build cache persist in the data root
+# $PODBGP_DOCKER_DATA (default /var/cache/podbgp-test/docker/NAME/data), so the next start finds
+# them (one engine at a time per data root); `stop NAME --purge` removes the default one.
+# Everything else lives in /run/podbgp-docker/NAME and is gone after `stop`.
 #
 # Started with `nsenter --net=/run/netns/...`, not `ip netns exec`, which remounts /sys and so
 # hides /sys/fs/cgroup from dockerd ("Devices cgroup isn't mounted").
@@ -29,7 +30,8 @@ die() { say "$*"; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "must run as root"
 
 run=/run/podbgp-docker/$name
-cache=${PODBGP_DOCKER_CACHE:-/var/cache/podbgp-test/docker}/$name
+cache=/var/cache/podbgp-test/docker/$name
+data=${PODBGP_DOCKER_DATA:-$cache/data}
 netns=pbd-$name
 veth_host=pbdh-$name
 veth_ns=pbdn-$name
@@ -51,7 +53,7 @@ start() {
         die "engine $name already runs (pid $(cat "$run/docker.pid"))"
     fi
     command -v "$DOCKERD" >/dev/null || die "$DOCKERD is missing (apt-get install docker.io)"
-    mkdir -p "$run" "$cache"
+    mkdir -p "$run" "$data"
     local t0=$SECONDS
     # Network: own namespace, a veth to the host, NAT for the downloads of `docker build`.
     ip netns add "$netns"
@@ -70,7 +72,7 @@ start() {
     iptables -t nat -A "${nat_rule[@]}"
     cat >"$run/daemon.json" <<JSON
 {
-  "data-root": "$cache/data",
+  "data-root": "$data",
   "exec-root": "$run/exec",
   "pidfile": "$run/docker.pid",
   "hosts": ["unix://$sock"],
@@ -121,7 +123,7 @@ stop() {
     ip netns delete "$netns" 2>/dev/null || true
     # Mounts the engine may have left behind after a SIGKILL (overlays, netns bind mounts).
     local m
-    for m in $(awk -v r="$run/" -v c="$cache/" 'index($5, r) == 1 || index($5, c) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+    for m in $(awk -v r="$run/" -v c="$data/" 'index($5, r) == 1 || index($5, c) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
         umount -l "$m" 2>/dev/null || true
     done
     local cg

@@ -75,6 +75,7 @@ start() {
   "data-root": "$data",
   "exec-root": "$run/exec",
   "pidfile": "$run/docker.pid",
+  "deprecated-key-path": "$run/key.json",
   "hosts": ["unix://$sock"],
   "exec-opts": ["native.cgroupdriver=cgroupfs"],
   "cgroup-parent": "/podbgp-docker-$name",

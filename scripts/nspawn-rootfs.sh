@@ -16,7 +16,7 @@ CACHE=${PODBGP_TEST_CACHE:-/var/cache/podbgp-test}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 PACKAGES=systemd,systemd-sysv,dbus,libnss-systemd,python3,python3-pip,iproute2,iputils-ping,procps,etcd-server,etcd-client,ca-certificates
-RECIPE=1  # bump when the recipe below changes
+RECIPE=2  # bump when the recipe below changes
 say() { printf 'nspawn-rootfs.sh: %s\n' "$*" >&2; }
 
 deps=$(python3 -c '
@@ -51,6 +51,8 @@ hooks+=(
     # A console-less container: nothing should wait for a getty, and the boot stays quick.
     --customize-hook='chroot "$1" systemctl mask console-getty.service getty@tty1.service systemd-networkd-wait-online.service >/dev/null 2>&1 || true'
     --customize-hook='echo podbgp-test >"$1/etc/hostname"'
+    # minbase has no /etc/hosts: etcd resolves "localhost" through it.
+    --customize-hook='printf "127.0.0.1 localhost\n::1 localhost\n" >"$1/etc/hosts"'
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/usr/share/doc/* "$1"/usr/share/man/*'
 )
 mmdebstrap --quiet --variant=minbase --mode=root --format=directory --include="$PACKAGES" \

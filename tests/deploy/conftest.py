@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy.timings import TIMINGS
+
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("PODBGP_TEST_CACHE", "/var/cache/podbgp-test"))
 DOCKER = "/usr/bin/docker"  # Debian's CLI, matching its engine (a newer one may sit in PATH)
@@ -128,15 +130,9 @@ def check_engine_gone(name: str) -> list[str]:
     return left
 
 
-TIMINGS: dict[str, float] = {}
-
-
-@pytest.fixture(scope="session", autouse=True)
-def report_timings(request: pytest.FixtureRequest) -> Iterator[None]:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """At the end of the session, the measured times (the README quotes them)."""
-    yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if TIMINGS and reporter is not None:
-        reporter.write_sep("-", "deploy: measured times")
+    if TIMINGS:
+        terminalreporter.write_sep("-", "deploy: measured times")
         for what, seconds in TIMINGS.items():
-            reporter.write_line(f"{what:<55} {seconds:7.1f} s")
+            terminalreporter.write_line(f"{what:<60} {seconds:7.1f}")

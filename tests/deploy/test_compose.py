@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.conftest import REPO, TIMINGS, Engine
+from tests.deploy.conftest import REPO, Engine
+from tests.deploy.timings import TIMINGS
 
 pytestmark = pytest.mark.deploy
 

@@ -132,6 +132,7 @@ stop() {
         [[ -d $cg ]] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
     done
     rm -rf "$run"
+    rmdir /run/podbgp-docker 2>/dev/null || true
     if [[ ${3:-} == --purge ]]; then
         rm -rf "$cache"
     fi

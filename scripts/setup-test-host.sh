@@ -88,6 +88,7 @@ for daemon in "${DAEMONS[@]}"; do
         fi
         if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
             unit=$daemon
+            [[ $daemon == dockerd ]] && unit=docker  # docker.io's unit names
             systemctl stop "$unit" 2>/dev/null || true
             systemctl disable "$unit" 2>/dev/null || true
             say "stopped and disabled $unit.service started by the install"

@@ -19,6 +19,11 @@ interface name):
   anything unknown or already gone succeeds, as the spec requires.
 * CHECK verifies the veth, the pod's address and default route, and the host route.
 
+Runtimes that speak an older CNI (kubelet 1.20's libcni, older containerd and CRI-O: at most
+0.4.0) get results shaped for the version they ask for: 0.3.0, 0.3.1, 0.4.0 and 1.0.0 are
+accepted (VERSION lists them), 0.3.x/0.4.0 results carry each address's ``version``, and CHECK
+(new in 0.4.0) is refused for 0.3.x.
+
 Kernel work goes through felix.kernel.netlink; this module never imports pyroute2.
 """
 
@@ -421,6 +426,12 @@ async def cmd_del(conf: NetConf, env: CniEnv, store: Any) -> None:
 
 async def cmd_check(conf: NetConf, env: CniEnv, store: Any) -> None:
     """CHECK: the attachment is as ADD left it; CniError listing what is wrong if not."""
+    if conf.cni_version in ("0.3.0", "0.3.1"):  # CHECK arrived with CNI 0.4.0
+        raise CniError(
+            CniCode.INCOMPATIBLE_VERSION,
+            f"CHECK is not part of cniVersion {conf.cni_version}",
+            "CHECK needs cniVersion 0.4.0 or later",
+        )
     if not Path(env.netns).exists():
         raise CniError(CniCode.UNKNOWN_CONTAINER, f"network namespace {env.netns} does not exist")
     handle = ipam_handle(env.container_id, env.ifname)

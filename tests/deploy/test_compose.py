@@ -66,7 +66,12 @@ def test_the_image_builds_from_the_local_debian_base(engine: Engine, image: str)
     assert "node" in out and "rr" in out
     out = engine.docker("run", "--rm", "-i", "--entrypoint", "podbgp-cni", "-e",
                         "CNI_COMMAND=VERSION", image)  # fmt: skip
-    assert "1.0.0" in json.loads(out)["supportedVersions"]
+    assert {"0.3.1", "0.4.0", "1.0.0"} <= set(json.loads(out)["supportedVersions"])
+    # The standard loopback plugin that install-cni puts on a node lacking it.
+    out = engine.docker("run", "--rm", "--entrypoint", "sh", image, "-c",
+                        "test -x /opt/podbgp/cni-loopback && CNI_COMMAND=VERSION "
+                        "/opt/podbgp/cni-loopback </dev/null")  # fmt: skip
+    assert "0.4.0" in json.loads(out)["supportedVersions"]
 
 
 def test_compose_up_sessions_ping_matrix_and_down(engine: Engine, image: str) -> None:

@@ -52,6 +52,7 @@ def image(engine: Engine) -> str:
     t0 = time.monotonic()
     engine.run("docker-compose", "-f", str(COMPOSE), "build", "-q", timeout=900)
     TIMINGS["docker-compose build"] = time.monotonic() - t0
+    engine.docker("image", "prune", "-f")  # earlier builds' leftovers: the cache stays bounded
     return yaml.safe_load(COMPOSE.read_text())["x-podbgp"]["image"]
 
 

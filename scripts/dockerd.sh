@@ -118,7 +118,14 @@ stop() {
     fi
     iptables -t nat -D "${nat_rule[@]}" 2>/dev/null || true
     if [[ -e $run/ip_forward.was ]]; then
-        sysctl -qw net.ipv4.ip_forward="$(cat "$run/ip_forward.was")"
+        # Another engine still running needs forwarding: it restores the setting when it stops.
+        local other
+        other=$(find /run/podbgp-docker -mindepth 1 -maxdepth 1 -type d ! -name "$name" | head -1)
+        if [[ -n $other ]]; then
+            mv "$run/ip_forward.was" "$other/ip_forward.was"
+        else
+            sysctl -qw net.ipv4.ip_forward="$(cat "$run/ip_forward.was")"
+        fi
     fi
     ip link delete "$veth_host" 2>/dev/null || true
     ip netns delete "$netns" 2>/dev/null || true

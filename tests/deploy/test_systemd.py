@@ -25,6 +25,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -133,7 +134,7 @@ def guest() -> Iterator[Guest]:
     with tempfile.TemporaryDirectory(prefix="podbgp-nspawn-") as tmp:
         wheels = Path(tmp, "wheels")
         subprocess.run(
-            ["python3", "-m", "pip", "wheel", "-q", "--no-deps", "-w",
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
              str(wheels), str(REPO)], capture_output=True, timeout=300, check=True,
         )  # fmt: skip
         log = open(Path(tmp, "nspawn.log"), "wb")  # noqa: SIM115 - closed below

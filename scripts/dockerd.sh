@@ -142,6 +142,7 @@ stop() {
     rmdir /run/podbgp-docker 2>/dev/null || true
     if [[ ${3:-} == --purge ]]; then
         rm -rf "$cache"
+        rmdir "$(dirname "$cache")" 2>/dev/null || true
     fi
     say "engine $name stopped and cleaned up"
 }

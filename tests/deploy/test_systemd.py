@@ -120,6 +120,24 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def guest_pid1(nspawn: int) -> int:
+    """The host PID of the guest's systemd once its private bus is up (0 until then).
+
+    nspawn forks an intermediate child first; PID 1 of the guest is the child named systemd,
+    and ``systemctl`` works once it listens on /run/systemd/private.
+    """
+    try:
+        for pid in children(nspawn):
+            if (
+                Path(f"/proc/{pid}/comm").read_text().strip() == "systemd"
+                and Path(f"/proc/{pid}/root/run/systemd/private").exists()
+            ):
+                return pid
+    except OSError:  # a child that just went away
+        pass
+    return 0
+
+
 @pytest.fixture(scope="module")
 def guest() -> Iterator[Guest]:
     reason = missing_tools("systemd-nspawn", "mmdebstrap", "nsenter")
@@ -146,8 +164,11 @@ def guest() -> Iterator[Guest]:
              f"--bind-ro={wheels}:/wheels", f"--bind-ro={UNITS}:/units"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
+        leader = 0
         try:
-            [leader] = wait_for("the guest's PID 1", lambda: children(nspawn.pid), 30)  # type: ignore[misc]
+            leader = int(
+                wait_for("the guest's systemd, its bus up", lambda: guest_pid1(nspawn.pid), 60)
+            )  # type: ignore[call-overload]
             g = Guest(nspawn, leader)
             state = g.run("systemctl", "is-system-running", "--wait", timeout=120, check=False)
             TIMINGS["systemd-nspawn boot to is-system-running"] = time.monotonic() - t0
@@ -160,8 +181,11 @@ def guest() -> Iterator[Guest]:
             TIMINGS["systemd-nspawn poweroff"] = time.monotonic() - t0
         finally:
             if nspawn.poll() is None:
-                os.kill(nspawn.pid, signal.SIGKILL)  # ours, by PID; the guest dies with it
+                os.kill(nspawn.pid, signal.SIGKILL)  # ours, by PID
                 nspawn.wait(timeout=30)
+            if leader and Path(f"/proc/{leader}").exists():
+                os.kill(leader, signal.SIGKILL)  # the guest's PID 1 (ours): its namespace ends
+                wait_for("the guest's end", lambda: not Path(f"/proc/{leader}").exists(), 30)
             log.close()
             output = Path(tmp, "nspawn.log").read_text(errors="replace")
     assert nspawn.returncode == 0, output[-3000:]

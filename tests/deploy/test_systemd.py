@@ -120,6 +120,13 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def is_systemd(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "systemd"
+    except OSError:
+        return False
+
+
 def guest_pid1(nspawn: int) -> int:
     """The host PID of the guest's systemd once its private bus is up (0 until then).
 
@@ -183,7 +190,7 @@ def guest() -> Iterator[Guest]:
             if nspawn.poll() is None:
                 os.kill(nspawn.pid, signal.SIGKILL)  # ours, by PID
                 nspawn.wait(timeout=30)
-            if leader and Path(f"/proc/{leader}").exists():
+            if leader and is_systemd(leader):  # the guest outlived nspawn
                 os.kill(leader, signal.SIGKILL)  # the guest's PID 1 (ours): its namespace ends
                 wait_for("the guest's end", lambda: not Path(f"/proc/{leader}").exists(), 30)
             log.close()

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian 12 machine (as root) to run podbgp's whole test suite: the real BGP
 # peers (BIRD 2, GoBGP), etcd, iproute2 for network namespaces, qemu + busybox for the IPIP VM,
-# then podbgp itself with its test extras. Safe to run again: it installs only what is missing.
+# the deploy group's tools (docker-compose with Debian's docker.io engine, mmdebstrap for base
+# images and the systemd rootfs, systemd-nspawn from systemd-container), then podbgp itself with
+# its test extras. The engine that docker.io installs is never started here: on a machine where
+# PID 1 is systemd its units are disabled below; the tests start their own (scripts/dockerd.sh). Safe to run again: it installs only what is missing.
 #
 # Daemons that a package would start (bird, gobgpd, etcd) are kept from starting while apt runs
 # (policy-rc.d, the Debian mechanism for this); as a second guard, any such daemon that is
@@ -10,8 +13,9 @@
 set -euo pipefail
 
 PACKAGES=(bird2 gobgpd etcd-server etcd-client iproute2 iputils-ping tcpdump procps kmod
-          qemu-system-x86 busybox-static docker-compose systemd openssl nftables)
-DAEMONS=(bird gobgpd etcd)
+          qemu-system-x86 busybox-static docker-compose systemd openssl nftables
+          mmdebstrap systemd-container iptables)
+DAEMONS=(bird gobgpd etcd dockerd containerd)
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 
@@ -84,6 +88,7 @@ for daemon in "${DAEMONS[@]}"; do
         fi
         if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
             unit=$daemon
+            [[ $daemon == dockerd ]] && unit=docker  # docker.io's unit names
             systemctl stop "$unit" 2>/dev/null || true
             systemctl disable "$unit" 2>/dev/null || true
             say "stopped and disabled $unit.service started by the install"

@@ -12,6 +12,9 @@ and netlink messages, and exposes only what felix needs:
 * links: list, look up, set up/MTU/MAC/alias, create ``tunl0`` (IPIP) and ``vxlan.podbgp``,
   create veth pairs with one end in a pod's namespace (CNI);
 * addresses, permanent neighbours and VXLAN FDB entries;
+* per-interface IPv4 settings (``net.ipv4.conf.<dev>.*``) and ARP proxy delay
+  (``net.ipv4.neigh.<dev>.proxy_delay``), set through rtnetlink rather than ``/proc/sys``, which
+  is read-only inside a container (where ``podbgp-cni`` runs under docker-compose);
 * the ``/etc/iproute2/rt_protos.d`` entry that names felix's route protocol.
 
 With ``netns`` set, the socket is opened inside that named namespace (or ``/proc/.../ns/net``
@@ -63,6 +66,18 @@ _TUNNEL_PARM_SIZE = 16 + 4 + 2 + 2 + 4 + 4 + 20
 _FRAG_OFF_AT = 32 + 6
 IP_DF = 0x4000
 NETLINK_ROUTE = 0
+# rtnetlink constants for the per-device settings (linux/rtnetlink.h, if_link.h, neighbour.h).
+RTM_SETLINK = 19
+RTM_SETNEIGHTBL = 67
+IFLA_AF_SPEC = 26
+IFLA_INET_CONF = 1
+NDTA_NAME = 1
+NDTA_PARMS = 6
+NDTPA_IFINDEX = 1
+NDTPA_PROXY_DELAY = 13
+_NLMSG = struct.Struct("=IHHII")
+# linux/ip.h IPV4_DEVCONF_*: the index of each net.ipv4.conf.<dev> setting.
+IPV4_DEVCONF = {"forwarding": 1, "proxy_arp": 3, "rp_filter": 8, "arp_ignore": 20}
 BULK_THRESHOLD = 64  # route changes at which one chunked send beats one request per route
 
 
@@ -174,9 +189,11 @@ class Netlink:
             msgs = await _collect(await self.ipr.link("get", ifname=name))
         except NetlinkError as exc:
             if exc.code in (errno.ENODEV, errno.ENOENT):
+                self._index.pop(name, None)  # gone (or deleted from another namespace)
                 return None
             raise KernelError(exc.code, f"get link {name}") from None
         if not msgs:
+            self._index.pop(name, None)
             return None
         info = _link_info(msgs[0])
         self._index[info.name] = info.index
@@ -302,6 +319,54 @@ class Netlink:
             )  # fmt: skip
         finally:
             os.close(fd)
+
+    # -- per-device settings (sysctls by netlink) -----------------------------------------------
+
+    async def set_ipv4_conf(self, name: str, **settings: int) -> None:
+        """Set ``net.ipv4.conf.<name>.<key>`` (keys of :data:`IPV4_DEVCONF`) by RTM_SETLINK.
+
+        The same values ``/proc/sys`` holds, but through rtnetlink (``IFLA_AF_SPEC`` → ``AF_INET``
+        → ``IFLA_INET_CONF``), which needs only CAP_NET_ADMIN in the namespace: it works in a
+        container, where ``/proc/sys`` is mounted read-only.
+        """
+        conf = b"".join(
+            _nla(IPV4_DEVCONF[key], struct.pack("=I", value)) for key, value in settings.items()
+        )
+        index = await self.index(name)
+        body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, index, 0, 0)
+        body += _nla(IFLA_AF_SPEC, _nla(socket.AF_INET, _nla(IFLA_INET_CONF, conf)))
+        await asyncio.to_thread(
+            self._request, f"set ipv4 conf {settings} on {name}", RTM_SETLINK, body
+        )
+
+    async def set_arp_proxy_delay(self, name: str, milliseconds: int) -> None:
+        """Set ``net.ipv4.neigh.<name>.proxy_delay`` by RTM_SETNEIGHTBL (works in containers)."""
+        index = await self.index(name)
+        parms = _nla(NDTPA_IFINDEX, struct.pack("=I", index))
+        parms += _nla(NDTPA_PROXY_DELAY, struct.pack("=Q", milliseconds))
+        body = struct.pack("=Bxxx", socket.AF_INET) + _nla(NDTA_NAME, b"arp_cache\0")
+        body += _nla(NDTA_PARMS, parms)
+        await asyncio.to_thread(
+            self._request, f"set arp proxy_delay on {name}", RTM_SETNEIGHTBL, body
+        )
+
+    def _request(self, what: str, msg_type: int, body: bytes) -> None:
+        """One acknowledged rtnetlink request on a socket of its own, in this namespace."""
+        sock = create_socket(self.netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE, flags=0)
+        try:
+            sock.bind((0, 0))
+            sock.settimeout(5.0)
+            sock.sendall(_NLMSG.pack(_NLMSG.size + len(body), msg_type, 0x1 | 0x4, 1, 0) + body)
+            reply = sock.recv(65536)
+        except OSError as exc:
+            raise KernelError(exc.errno or errno.EIO, what) from None
+        finally:
+            sock.close()
+        _length, reply_type, _flags, _seq, _pid = _NLMSG.unpack_from(reply)
+        if reply_type == 2:  # NLMSG_ERROR; code 0 is the acknowledgement
+            (code,) = struct.unpack_from("=i", reply, _NLMSG.size)
+            if code:
+                raise KernelError(-code, what)
 
     # -- addresses ----------------------------------------------------------------------------
 
@@ -539,6 +604,12 @@ class LinkMonitor:
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None
+
+
+def _nla(kind: int, payload: bytes) -> bytes:
+    """One netlink attribute, padded to 4 bytes."""
+    length = 4 + len(payload)
+    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
 
 
 async def _collect(result: Any) -> list[Any]:

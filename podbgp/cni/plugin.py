@@ -9,12 +9,20 @@ interface name):
   ``<container id>.<ifname>``, persisted, so an address is never handed out twice and a repeated
   ADD gets the same one), creates a veth pair with the pod end directly in the pod's namespace,
   gives the pod the address as a /32 with a default route via the link-local gateway
-  169.254.1.1, and answers ARP for it on the host end (proxy ARP), so pods need no L2 neighbour
-  but the host. The host end gets the ``/32`` route (felix's route protocol) and an alias that
-  tells felix which pod it serves (felix.plan.workload_alias). A repeated ADD is idempotent.
+  169.254.1.1, and answers ARP for it on the host end (proxy ARP, set by netlink: it works
+  where /proc/sys is read-only, as in a container), so pods need no L2 neighbour but the host.
+  The host end gets the ``/32`` route (felix's route protocol) and an alias that
+  tells felix which pod it serves (felix.plan.workload_alias). A repeated ADD is idempotent;
+  a failed ADD rolls back what it made (veth, routes, a newly assigned address), so the
+  runtime's next ADD succeeds once the cause is gone.
 * DEL deletes the veth (which removes the pod route with it) and releases the address. DEL of
   anything unknown or already gone succeeds, as the spec requires.
 * CHECK verifies the veth, the pod's address and default route, and the host route.
+
+Runtimes that speak an older CNI (kubelet 1.20's libcni, older containerd and CRI-O: at most
+0.4.0) get results shaped for the version they ask for: 0.3.0, 0.3.1, 0.4.0 and 1.0.0 are
+accepted (VERSION lists them), 0.3.x/0.4.0 results carry each address's ``version``, and CHECK
+(new in 0.4.0) is refused for 0.3.x.
 
 Kernel work goes through felix.kernel.netlink; this module never imports pyroute2.
 """
@@ -25,6 +33,7 @@ import errno
 import hashlib
 import ipaddress
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +45,8 @@ from felix.kernel.netlink import KernelError, Netlink
 from felix.plan import Neighbour, Route, Scope, workload_alias, workload_ips
 from podbgp.cluster import ipam
 from podbgp.cluster.datastore.kv import DatastoreUnavailable
+
+log = logging.getLogger("podbgp.cni")
 
 CNI_VERSION = "1.0.0"
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")
@@ -259,45 +270,83 @@ def pod_reference(env: CniEnv) -> str:
     return f"{ns}/{pod}" if ns and pod else env.container_id[:12]
 
 
-def write_sysctl(path: str, value: str) -> None:
-    Path("/proc/sys", path).write_text(value)
-
-
 # -- the commands -------------------------------------------------------------------------------
 
 
 async def cmd_add(conf: NetConf, env: CniEnv, store: Any) -> dict[str, Any]:
-    """ADD: address, veth, pod addressing and routes, host route; idempotent."""
+    """ADD: address, veth, pod addressing and routes, host route; idempotent.
+
+    All or nothing: when a step fails, ADD removes what it made (the veth pair, and with it the
+    pod end and both routes; the address, if this ADD assigned it) before it reports the error,
+    so the runtime's retry starts from a clean slate (CNI 1.0: ADD after a failed ADD).
+    """
     if not Path(env.netns).exists():
         raise CniError(CniCode.UNKNOWN_CONTAINER, f"network namespace {env.netns} does not exist")
+    handle = ipam_handle(env.container_id, env.ifname)
     try:
-        ip, _block = await ipam.assign_address(
-            store, conf.node_name, ipam_handle(env.container_id, env.ifname)
-        )
+        had_address = handle in await ipam.list_allocations(store, conf.node_name)
+        ip, _block = await ipam.assign_address(store, conf.node_name, handle)
     except DatastoreUnavailable as exc:
         raise CniError(CniCode.TRY_AGAIN, "the datastore is unreachable", str(exc)) from None
     except Exception as exc:  # no pool, pool full, contention: the runtime cannot retry it away
         raise CniError(CniCode.IPAM_FAILURE, "no address could be assigned", str(exc)) from None
     host_name = host_veth_name(env.container_id, env.ifname)
-    async with Netlink(conf.route_protocol) as host, Netlink(POD_ROUTE_PROTOCOL, env.netns) as pod:
-        existing = await host.link(host_name)
-        if existing is not None and not await _attachment_ok(host, pod, host_name, env.ifname, ip):
-            await host.delete_link(host_name)  # half-made by an earlier, interrupted ADD
-            existing = None
-        if existing is None:
-            if await pod.link(env.ifname) is not None:
-                raise CniError(
-                    CniCode.INVALID_ENVIRONMENT, f"{env.ifname} already exists in the pod"
-                )
-            await host.create_veth(host_name, env.ifname, env.netns, mtu=conf.mtu)
-            created = await host.link(host_name)
-            await _configure_pod(pod, env.ifname, ip, created.mac if created else None)
-            await _configure_host(host, host_name, ip, pod_reference(env))
-        host_link = await host.link(host_name)
-        pod_link = await pod.link(env.ifname)
+    made_veth = False
+    try:
+        async with (
+            Netlink(conf.route_protocol) as host,
+            Netlink(POD_ROUTE_PROTOCOL, env.netns) as pod,
+        ):
+            existing = await host.link(host_name)
+            if existing is not None and not await _attachment_ok(
+                host, pod, host_name, env.ifname, ip
+            ):
+                await host.delete_link(host_name)  # half-made by an earlier, interrupted ADD
+                existing = None
+            if existing is None:
+                if await pod.link(env.ifname) is not None:
+                    raise CniError(
+                        CniCode.INVALID_ENVIRONMENT, f"{env.ifname} already exists in the pod"
+                    )
+                await host.create_veth(host_name, env.ifname, env.netns, mtu=conf.mtu)
+                made_veth = True
+                created = await host.link(host_name)
+                await _configure_pod(pod, env.ifname, ip, created.mac if created else None)
+                await _configure_host(host, host_name, ip, pod_reference(env))
+            host_link = await host.link(host_name)
+            pod_link = await pod.link(env.ifname)
+    except BaseException as exc:
+        undone = await _roll_back_add(conf, store, host_name, handle, made_veth, not had_address)
+        if isinstance(exc, CniError) or not isinstance(exc, Exception):
+            raise
+        raise CniError(CniCode.IO_FAILURE, f"ADD failed: {exc}", f"rolled back: {undone}") from None
     return build_result(
         conf, env, ip, host_link.mac if host_link else None, pod_link.mac if pod_link else None
     )
+
+
+async def _roll_back_add(
+    conf: NetConf, store: Any, host_name: str, handle: str, veth: bool, address: bool
+) -> str:
+    """Undo a failed ADD: the veth pair it made, the address it assigned. Says what it did."""
+    done: list[str] = []
+    if veth:
+        try:
+            async with Netlink(conf.route_protocol) as host:
+                if await host.delete_link(host_name):
+                    done.append(f"deleted {host_name}")
+        except Exception as exc:  # keep going: the address must not leak either
+            log.warning("event=cni-rollback-failed what=veth name=%s error=%s", host_name, exc)
+            done.append(f"could not delete {host_name}: {exc}")
+    if address:
+        try:
+            await ipam.release_address(store, handle)
+            done.append(f"released the address of {handle}")
+        except Exception as exc:
+            log.warning("event=cni-rollback-failed what=address handle=%s error=%s", handle, exc)
+            done.append(f"could not release the address of {handle}: {exc}")
+    log.info("event=cni-add-rolled-back %s", "; ".join(done) or "nothing to undo")
+    return "; ".join(done) or "nothing to undo"
 
 
 async def _configure_pod(pod: Netlink, ifname: str, ip: str, gateway_mac: str | None) -> None:
@@ -316,9 +365,11 @@ async def _configure_pod(pod: Netlink, ifname: str, ip: str, gateway_mac: str | 
 
 
 async def _configure_host(host: Netlink, host_name: str, ip: str, ref: str) -> None:
-    # The host end answers ARP for the gateway address (and anything else) on the pod's behalf.
-    write_sysctl(f"net/ipv4/conf/{host_name}/proxy_arp", "1")
-    write_sysctl(f"net/ipv4/neigh/{host_name}/proxy_delay", "0")
+    # The host end answers ARP for the gateway address (and anything else) on the pod's behalf,
+    # at once. Set through rtnetlink, not /proc/sys: that is read-only in a container (compose
+    # runs podbgp-cni in one), and netlink needs only the CAP_NET_ADMIN that ADD needs anyway.
+    await host.set_ipv4_conf(host_name, proxy_arp=1)
+    await host.set_arp_proxy_delay(host_name, 0)
     await host.set_link(host_name, up=True, alias=workload_alias([ip], ref))
     addr = ipaddress.ip_address(ip)
     await host.replace_route(Route(f"{addr}/{addr.max_prefixlen}", dev=host_name, scope=Scope.LINK))
@@ -375,6 +426,12 @@ async def cmd_del(conf: NetConf, env: CniEnv, store: Any) -> None:
 
 async def cmd_check(conf: NetConf, env: CniEnv, store: Any) -> None:
     """CHECK: the attachment is as ADD left it; CniError listing what is wrong if not."""
+    if conf.cni_version in ("0.3.0", "0.3.1"):  # CHECK arrived with CNI 0.4.0
+        raise CniError(
+            CniCode.INCOMPATIBLE_VERSION,
+            f"CHECK is not part of cniVersion {conf.cni_version}",
+            "CHECK needs cniVersion 0.4.0 or later",
+        )
     if not Path(env.netns).exists():
         raise CniError(CniCode.UNKNOWN_CONTAINER, f"network namespace {env.netns} does not exist")
     handle = ipam_handle(env.container_id, env.ifname)

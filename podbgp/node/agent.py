@@ -600,7 +600,9 @@ async def run_node(config: NodeConfig, dataplane_factory: DataplaneFactory | Non
             log.error("event=start-failed error=%s", exc)
             raise SystemExit(1) from None
         watchdog = sdnotify.start_watchdog(notifier)
-        # systemd hears READY=1 once the datastore is synced, not merely when we started.
+        # systemd hears READY=1 once the datastore is synced, not merely when we started; until
+        # then `systemctl status` says what the start waits for.
+        notifier.status(f"node {config.node_name}: waiting for the datastore to sync")
         ready = asyncio.create_task(agent.wait_synced(), name="node-ready")
         ready.add_done_callback(
             lambda t: t.cancelled() or notifier.ready(f"node {config.node_name} synced")

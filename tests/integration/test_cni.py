@@ -182,3 +182,27 @@ def test_unreachable_datastore_asks_the_runtime_to_try_again(node: SimpleNamespa
     for command in ("ADD", "DEL"):
         status, error, _ = cni(node, command, "ctr-1", path)
         assert status == 1 and error["code"] == 11, error
+
+
+@pytest.mark.parametrize("version", ["0.3.1", "0.4.0"])
+def test_older_cni_versions_get_results_shaped_for_them(
+    node: SimpleNamespace, version: str
+) -> None:
+    """kubelet 1.20's libcni (and older containerd/CRI-O) speak at most CNI 0.4.0."""
+    node.conf["cniVersion"] = version
+    pod, path = pod_namespace(node)
+    status, result, err = cni(node, "ADD", "ctr-1", path)
+    assert status == 0, err
+    assert result["cniVersion"] == version
+    [ip] = result["ips"]
+    assert ip["version"] == "4" and ip["interface"] == 1 and ip["gateway"] == GATEWAY
+    assert result["interfaces"][1] == {"name": "eth0", "mac": result["interfaces"][1]["mac"],
+                                       "sandbox": path}  # fmt: skip
+    assert ping(pod, "192.0.2.1")
+    status, out, err = cni(node, "CHECK", "ctr-1", path)
+    if version == "0.4.0":
+        assert (status, out) == (0, None), err
+    else:  # CHECK arrived with 0.4.0
+        assert status == 1 and out["code"] == 1 and out["cniVersion"] == version
+    assert cni(node, "DEL", "ctr-1", path)[:2] == (0, None)
+    assert host_veth_name("ctr-1", "eth0") not in links(node.ns)

@@ -262,8 +262,21 @@ def test_compose_reflectors_and_cluster(compose: dict[str, Any]) -> None:
     [config] = [r for r in resources if isinstance(r, BGPConfiguration)]
     assert config.node_to_node_mesh_enabled is False
     [pool] = [r for r in resources if isinstance(r, IPPool)]
-    assert pool.ipip_mode == "CrossSubnet"
-    assert init["command"][:2] == ["apply", "-f"]
+    # As written: IPIP across the subnets; cluster-init.sh switches to VXLAN on a kernel
+    # without ipip (the choice is exercised by tests/deploy/test_compose.py).
+    assert (pool.ipip_mode, pool.vxlan_mode) == ("CrossSubnet", "Never")
+    assert init["entrypoint"][-1] == "/opt/podbgp/cluster-init.sh"
+    assert init["command"] == ["/etc/podbgp/cluster.yaml"]
+    # etcd's route back to the second subnet, through the router.
+    route = services["etcd-route"]
+    assert route["network_mode"] == "service:etcd"
+    other = str(nets["subnet-b"])
+    assert route["entrypoint"][-3:] == [
+        other,
+        "via",
+        services["router"]["networks"]["subnet-a"]["ipv4_address"],
+    ]
+    assert init["depends_on"]["etcd-route"]["condition"] == "service_completed_successfully"
 
 
 def test_compose_pods(compose: dict[str, Any]) -> None:
@@ -446,15 +459,20 @@ def test_install_cni_renders_this_nodes_files(
         "NODE_CONFIG_DIR": str(tmp_path / "etc-podbgp"),
         "RUNTIME_SOURCE": str(runtime),
         "SHIM": str(DEPLOY / "cni/podbgp-cni-host"),
+        "LOOPBACK_SOURCE": str(DEPLOY / "cni/podbgp-cni-host"),  # a stand-in file
     }
     script = DEPLOY / "cni/install-cni"
     proc = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+    # The node lacked the standard loopback plugin: installed, executable.
+    loopback = host / "opt/cni/bin/loopback"
+    assert os.access(loopback, os.X_OK) and "loopback (the node had none)" in proc.stdout
     assert (host / "opt/podbgp/runtime/bin/python3").read_text() == "stand-in\n"
     plugin = host / "opt/cni/bin/podbgp-cni"
     assert os.access(plugin, os.X_OK)
     assert plugin.read_bytes() == (DEPLOY / "cni/podbgp-cni-host").read_bytes()
     conflist = json.loads((host / "etc/cni/net.d/10-podbgp.conflist").read_text())
+    assert conflist["cniVersion"] == "0.4.0"  # the default: kubelet 1.20 and older runtimes
     [plugin_conf] = conflist["plugins"]
     assert plugin_conf["type"] == "podbgp-cni"
     assert plugin_conf["nodeName"] == "worker-7"
@@ -468,6 +486,17 @@ def test_install_cni_renders_this_nodes_files(
     assert (node.node_name, node.address) == ("worker-7", "10.1.2.7/24")
     assert node.datastore.endpoints == ("http://10.0.0.10:2379", "http://10.0.0.11:2379")
     assert node.api is not None and not node.api.loopback
+    # Again, for a current runtime: conflist 1.0.0; the node's own loopback is left alone.
+    loopback.write_text("the node's own\n")
+    proc = subprocess.run([str(script)], env={**env, "CNI_CONF_VERSION": "1.0.0"},
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    conflist = json.loads((host / "etc/cni/net.d/10-podbgp.conflist").read_text())
+    assert conflist["cniVersion"] == "1.0.0"
+    assert loopback.read_text() == "the node's own\n"
+    proc = subprocess.run([str(script)], env={**env, "CNI_CONF_VERSION": "0.2.0"},
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2 and "CNI_CONF_VERSION" in proc.stderr
     # Without a required value the script stops before touching the host.
     del env["ETCD_ENDPOINTS"]
     shutil.rmtree(host)

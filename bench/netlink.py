@@ -4,11 +4,13 @@ Run as root: ``python -m bench.netlink [--sizes 10000,100000] [--out FILE]``. Fo
 one run and in fresh network namespaces (one per contender, so neither sees the other's table):
 
 * felix, bulk: ``felix.kernel.netlink.Netlink.apply_routes`` as the reconciler calls it (a batch
-this size goes through felix.kernel.batch: many messages per send), then a full ``dump_routes``
-(a raw rtnetlink dump: what a resync reads), then ``apply_routes`` deleting them all; * felix, per request:
-``Netlink.replace_route`` / ``delete_route`` once per route (pyroute2 ``AsyncIPRoute``: the path
-small diffs take); * iproute2: ``ip -batch`` with the same routes (``route replace ... proto 80``),
-then ``route del``.
+  this size goes through felix.kernel.batch: many messages per send), then a full
+  ``dump_routes`` (a raw rtnetlink dump: what a resync reads), then ``apply_routes`` deleting
+  them all;
+* felix, per request: ``Netlink.replace_route`` / ``delete_route`` once per route (pyroute2
+  ``AsyncIPRoute``: the path small diffs take);
+* iproute2: ``ip -batch`` with the same routes (``route replace ... proto 80``), then
+  ``route del``.
 
 Routes are ``10.x.y.z/32 via 192.0.2.2 dev up0`` (unicast via an on-link gateway: the common
 case, a remote block via its node). Each phase is checked against the kernel (route count by

@@ -16,7 +16,7 @@ and runs :func:`apply_bulk` in a worker thread). No pyroute2 here.
 from __future__ import annotations
 
 import errno
-import ipaddress
+import functools
 import os
 import socket
 import struct
@@ -30,7 +30,8 @@ RTMSG = struct.Struct(
     "=BBBBBBBBI"
 )  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 RTATTR = struct.Struct("=HH")  # length, type
-NLMSGERR = struct.Struct("=i")  # negative errno, followed by the offending header
+NLMSGERR = struct.Struct("=i")
+_U32 = struct.Struct("=I")  # negative errno, followed by the offending header
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 RTM_NEWROUTE = 24
@@ -48,7 +49,7 @@ RTAX_MTU = 2
 RTNH_F_ONLINK = 4
 MAIN_TABLE = 254
 RT_SCOPE_NOWHERE = 255
-CHUNK = 256  # messages per send: their acks (≤ 64 bytes each on error) fit the receive buffer
+CHUNK = 1024  # messages per send; even if all fail, their error replies fit the receive buffer
 
 
 @dataclass(frozen=True)
@@ -69,34 +70,69 @@ def _attr(kind: int, payload: bytes) -> bytes:
     return data + b"\0" * (-len(data) % 4)
 
 
+@functools.lru_cache(maxsize=4096)
+def _destination(dst: str) -> tuple[int, int, bytes]:
+    """(family, prefix length, RTA_DST attribute or b"" for a default route) of a CIDR."""
+    address, _, length = dst.partition("/")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    prefixlen = int(length)
+    return (
+        family,
+        prefixlen,
+        _attr(RTA_DST, socket.inet_pton(family, address)) if prefixlen else b"",
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _gateway(gateway: str) -> bytes:
+    family = socket.AF_INET6 if ":" in gateway else socket.AF_INET
+    return _attr(RTA_GATEWAY, socket.inet_pton(family, gateway))
+
+
+@functools.lru_cache(maxsize=256)
+def _mtu(mtu: int) -> bytes:
+    return _attr(RTA_METRICS, _attr(RTAX_MTU, struct.pack("=I", mtu)))
+
+
+_TABLE_ATTR = _attr(RTA_TABLE, struct.pack("=I", MAIN_TABLE))
+_REPLACE_FLAGS = NLM_F_REQUEST | NLM_F_REPLACE | NLM_F_CREATE
+_DELETE_FLAGS = NLM_F_REQUEST
+
+
 def encode_route(
-    route: Route, seq: int, protocol: int, index_of: Callable[[str], int], *, delete: bool
+    route: Route,
+    seq: int,
+    protocol: int,
+    index_of: Callable[[str], int],
+    *,
+    delete: bool,
+    ack: bool = True,
 ) -> bytes:
-    """One complete RTM_NEWROUTE (replace) or RTM_DELROUTE netlink message for ``route``."""
-    net = ipaddress.ip_network(route.dst)
-    family = socket.AF_INET6 if net.version == 6 else socket.AF_INET
-    attrs = [_attr(RTA_TABLE, struct.pack("=I", MAIN_TABLE))]
-    if net.prefixlen:
-        attrs.append(_attr(RTA_DST, net.network_address.packed))
+    """One complete RTM_NEWROUTE (replace) or RTM_DELROUTE netlink message for ``route``.
+
+    Without ``ack`` the kernel answers only if the request fails (an NLMSG_ERROR either way).
+    The destination is taken as felix writes it, canonical (host bits clear)."""
+    family, prefixlen, dst_attr = _destination(route.dst)
     if delete:
         # Scope "nowhere" and type 0 match a route of any scope and type (as `ip route del`).
-        body = RTMSG.pack(family, net.prefixlen, 0, 0, MAIN_TABLE, protocol, RT_SCOPE_NOWHERE, 0, 0)
-        msg_type, flags = RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK
+        body = RTMSG.pack(family, prefixlen, 0, 0, MAIN_TABLE, protocol, RT_SCOPE_NOWHERE, 0, 0)
+        payload = body + _TABLE_ATTR + dst_attr
+        msg_type, flags = RTM_DELROUTE, _DELETE_FLAGS
     else:
-        if route.gateway:
-            attrs.append(_attr(RTA_GATEWAY, ipaddress.ip_address(route.gateway).packed))
-        if route.dev:
-            attrs.append(_attr(RTA_OIF, struct.pack("=I", index_of(route.dev))))
-        if route.mtu:
-            attrs.append(_attr(RTA_METRICS, _attr(RTAX_MTU, struct.pack("=I", route.mtu))))
         rflags = RTNH_F_ONLINK if route.onlink else 0
         body = RTMSG.pack(
-            family, net.prefixlen, 0, 0, MAIN_TABLE, protocol, int(route.scope), int(route.type),
-            rflags,
-        )  # fmt: skip
-        msg_type = RTM_NEWROUTE
-        flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE | NLM_F_CREATE
-    payload = body + b"".join(attrs)
+            family, prefixlen, 0, 0, MAIN_TABLE, protocol, route.scope, route.type, rflags
+        )
+        payload = body + _TABLE_ATTR + dst_attr
+        if route.gateway:
+            payload += _gateway(route.gateway)
+        if route.dev:
+            payload += RTATTR.pack(8, RTA_OIF) + _U32.pack(index_of(route.dev))
+        if route.mtu:
+            payload += _mtu(route.mtu)
+        msg_type, flags = RTM_NEWROUTE, _REPLACE_FLAGS
+    if ack:
+        flags |= NLM_F_ACK
     return NLMSGHDR.pack(NLMSGHDR.size + len(payload), msg_type, flags, seq, 0) + payload
 
 
@@ -113,38 +149,62 @@ def apply_bulk(
     errors: list[BulkError] = []
     for start in range(0, len(work), CHUNK):
         chunk = work[start : start + CHUNK]
-        pending: dict[int, tuple[Route, bool]] = {}
+        sent: dict[int, tuple[Route, bool]] = {}
         data = bytearray()
+        last = start + len(chunk)
         for offset, (route, is_delete) in enumerate(chunk):
             seq = start + offset + 1
             try:
-                data += encode_route(route, seq, protocol, index_of, delete=is_delete)
+                # Only the chunk's last message asks for an acknowledgement: the kernel handles
+                # a send's messages in order, so its ack follows every error of the chunk.
+                data += encode_route(
+                    route, seq, protocol, index_of, delete=is_delete, ack=seq == last
+                )
             except KeyError:
                 errors.append(BulkError(route, is_delete, errno.ENODEV))
                 continue
-            pending[seq] = (route, is_delete)
-        if data:
-            sock.sendall(bytes(data))
-        _collect_acks(sock, pending, errors)
+            sent[seq] = (route, is_delete)
+        if not sent:
+            continue
+        if last not in sent:  # the last one could not be encoded: a no-op barrier instead
+            data += _barrier(last)
+        sock.sendall(bytes(data))
+        _collect_errors(sock, sent, last, errors)
     return errors
 
 
-def _collect_acks(
-    sock: socket.socket, pending: dict[int, tuple[Route, bool]], errors: list[BulkError]
+def _barrier(seq: int) -> bytes:
+    """A request that changes nothing and is acknowledged: RTM_GETROUTE for no table entry."""
+    payload = RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
+    flags = NLM_F_REQUEST | NLM_F_ACK
+    return NLMSGHDR.pack(NLMSGHDR.size + len(payload), RTM_GETROUTE, flags, seq, 0) + payload
+
+
+def _collect_errors(
+    sock: socket.socket,
+    sent: dict[int, tuple[Route, bool]],
+    last: int,
+    errors: list[BulkError],
 ) -> None:
-    while pending:
+    """Read replies until the acknowledgement of ``last``; record every refused change."""
+    while True:
         buf = sock.recv(1 << 20)
         offset = 0
         while offset + NLMSGHDR.size <= len(buf):
             length, msg_type, _flags, seq, _pid = NLMSGHDR.unpack_from(buf, offset)
             if length < NLMSGHDR.size:
                 break
-            if msg_type == NLMSG_ERROR and seq in pending:
-                (code,) = NLMSGERR.unpack_from(buf, offset + NLMSGHDR.size)
-                route, is_delete = pending.pop(seq)
-                if code and not (is_delete and -code in (errno.ESRCH, errno.ENOENT)):
-                    errors.append(BulkError(route, is_delete, -code))
             offset += (length + 3) & ~3
+            if msg_type != NLMSG_ERROR:
+                continue  # e.g. the barrier's answer
+            (code,) = NLMSGERR.unpack_from(buf, offset - ((length + 3) & ~3) + NLMSGHDR.size)
+            entry = sent.get(seq)
+            if code and entry is not None:
+                route, is_delete = entry
+                if not (is_delete and -code in (errno.ESRCH, errno.ENOENT)):
+                    errors.append(BulkError(route, is_delete, -code))
+            if seq == last:
+                return
 
 
 # --- dump ------------------------------------------------------------------------------------
@@ -156,7 +216,6 @@ NETLINK_GET_STRICT_CHK = 12  # linux/netlink.h: let the kernel filter dumps by t
 SOL_NETLINK = 270
 RTN_UNICAST = 1
 _ATTR = struct.Struct("=HH")
-_U32 = struct.Struct("=I")
 _KNOWN_TYPES = {int(t) for t in RouteType}
 _KNOWN_SCOPES = {int(s) for s in Scope}
 

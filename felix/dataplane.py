@@ -22,6 +22,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from felix.plan import (
     Pool,
     Vtep,
     plan,
+    replan,
     tunnels_needed,
     workload_ips,
 )
@@ -94,6 +96,9 @@ class Dataplane:
             self.nl, self._plan, resync_interval=resync_interval, vxlan_device=None
         )
         self.best: dict[str, str] = {}  # remote prefix -> next hop
+        self._dirty: set[str] = set()  # remote prefixes changed since the last plan
+        self._last_input: PlanInput | None = None
+        self._last_plan: Plan | None = None
         self.pools: tuple[Pool, ...] = ()
         self.blocks: frozenset[str] = frozenset()
         self.vteps: dict[str, Vtep] = {}
@@ -114,11 +119,13 @@ class Dataplane:
         """A remote prefix is best reached through ``next_hop`` (another node's address)."""
         if self.best.get(prefix) != next_hop:
             self.best[prefix] = next_hop
+            self._dirty.add(prefix)
             self.reconciler.trigger()
 
     def remove_route(self, prefix: str) -> None:
         """No remote route for ``prefix`` any more (withdrawn, or now originated here)."""
         if self.best.pop(prefix, None) is not None:
+            self._dirty.add(prefix)
             self.reconciler.trigger()
 
     def set_pools(self, pools: Iterable[Pool]) -> None:
@@ -156,6 +163,7 @@ class Dataplane:
         (adopted), so traffic keeps flowing while the sessions come back.
         """
         self.best.clear()
+        self._last_plan = None  # the next plan is whole
         self.reconciler.converged = False
         if self._tasks:
             self._tasks[0].cancel()
@@ -262,20 +270,29 @@ class Dataplane:
         ipip = self.tunnels.get(IPIP_DEVICE)
         vxlan = self.tunnels.get(VXLAN_DEVICE)
         self.reconciler.vxlan_device = VXLAN_DEVICE if vxlan is not None and vxlan.ready else None
-        return plan(
-            PlanInput(
-                node_address=self.node_address,
-                uplink=self.uplink,
-                uplink_mtu=self.uplink_mtu,
-                blocks=self.blocks,
-                pools=self.pools,
-                best=dict(self.best),
-                vteps=dict(self.vteps),
-                pods=self.pods,
-                ipip_ready=ipip is not None and ipip.ready,
-                vxlan_ready=vxlan is not None and vxlan.ready,
-            )
+        inp = PlanInput(
+            node_address=self.node_address,
+            uplink=self.uplink,
+            uplink_mtu=self.uplink_mtu,
+            blocks=self.blocks,
+            pools=self.pools,
+            best=self.best,
+            vteps=dict(self.vteps),
+            pods=self.pods,
+            ipip_ready=ipip is not None and ipip.ready,
+            vxlan_ready=vxlan is not None and vxlan.ready,
         )
+        dirty, self._dirty = self._dirty, set()
+        last, last_input = self._last_plan, self._last_input
+        if not full and last is not None and last_input is not None and _same_but_best(
+            inp, last_input
+        ):
+            # Only best routes changed: plan just those prefixes (O(changes), not O(table)).
+            result = replan(last, inp, dirty)
+        else:
+            result = plan(replace(inp, best=dict(self.best)))
+        self._last_plan, self._last_input = result, replace(inp, best={})
+        return result
 
     async def _ensure_tunnels(self, want_ipip: bool, want_vxlan: bool) -> None:
         if want_ipip:
@@ -372,6 +389,11 @@ class Dataplane:
                 "lastErrors": [{"what": e.what, "error": e.error} for e in stats.last_errors],
             },
         }
+
+
+def _same_but_best(a: PlanInput, b: PlanInput) -> bool:
+    """Two plan inputs that differ at most in their best routes."""
+    return replace(a, best={}) == replace(b, best={})
 
 
 def _table(last: Plan | None, limit: int = 500) -> list[str]:

@@ -151,12 +151,20 @@ class PlanInput:
 
 @dataclass(frozen=True)
 class Plan:
-    """The desired state, plus what could not be programmed and why."""
+    """The desired state, plus what could not be programmed and why.
+
+    ``touched`` is None for a whole plan; a plan made by :func:`replan` names the destinations
+    that may differ from the plan it was made from, so the reconciler diffs only those.
+    ``vtep_users`` counts the routes through each VTEP (by node IP), which is what the VXLAN
+    neighbour and FDB entries follow.
+    """
 
     routes: dict[str, Route]
     neighbours: frozenset[Neighbour]
     fdb: frozenset[FdbEntry]
     skipped: dict[str, str]
+    touched: frozenset[str] | None = None
+    vtep_users: Mapping[str, int] = field(default_factory=dict)
 
 
 WORKLOAD_ALIAS_PREFIX = "podbgp:"
@@ -220,15 +228,16 @@ def plan(inp: PlanInput) -> Plan:
     node = ipaddress.ip_interface(inp.node_address)
     routes: dict[str, Route] = {}
     skipped: dict[str, str] = {}
-    neighbours: set[Neighbour] = set()
-    fdb: set[FdbEntry] = set()
+    users: dict[str, int] = {}
     own_blocks = {canonical(b) for b in inp.blocks}
+    pod_dsts = {host_prefix(ip) for ip in inp.pods}
     for block in sorted(own_blocks):
         routes[block] = Route(block, RouteType.BLACKHOLE)
     for prefix, next_hop in sorted(inp.best.items()):
         dst = canonical(prefix)
-        if dst in own_blocks:
-            skipped[dst] = "this node owns the block (blackholed here)"
+        reason = _local_reason(dst, own_blocks, pod_dsts)
+        if reason is not None:
+            skipped[dst] = reason
             continue
         outcome = _remote_route(dst, next_hop, node, inp)
         if isinstance(outcome, str):
@@ -237,12 +246,82 @@ def plan(inp: PlanInput) -> Plan:
         route, vtep = outcome
         routes[dst] = route
         if vtep is not None:
-            neighbours.add(Neighbour(VXLAN_DEVICE, vtep.ip, vtep.mac))
-            fdb.add(FdbEntry(VXLAN_DEVICE, vtep.mac, vtep.node_ip))
+            users[vtep.node_ip] = users.get(vtep.node_ip, 0) + 1
     for pod_ip, ifname in sorted(inp.pods.items()):
         dst = host_prefix(pod_ip)
         routes[dst] = Route(dst, dev=ifname, scope=Scope.LINK)
-    return Plan(routes, frozenset(neighbours), frozenset(fdb), skipped)
+    neighbours, fdb = _vxlan_entries(users, inp.vteps)
+    return Plan(routes, neighbours, fdb, skipped, None, users)
+
+
+def replan(previous: Plan, inp: PlanInput, prefixes: Iterable[str]) -> Plan:
+    """``previous`` with only the remote ``prefixes`` planned again (their best route changed).
+
+    Everything else in ``inp`` must be what ``previous`` was planned from: a change of pools,
+    blocks, VTEPs, pods or devices calls for :func:`plan`. The result is what :func:`plan`
+    would give for ``inp``, at a cost that grows with ``prefixes``, not with the table.
+    """
+    node = ipaddress.ip_interface(inp.node_address)
+    routes = dict(previous.routes)
+    skipped = dict(previous.skipped)
+    users = dict(previous.vtep_users)
+    own_blocks = {canonical(b) for b in inp.blocks}
+    pod_dsts = {host_prefix(ip) for ip in inp.pods}
+    touched: set[str] = set()
+    for prefix in prefixes:
+        dst = canonical(prefix)
+        next_hop = inp.best.get(prefix, inp.best.get(dst))
+        reason = _local_reason(dst, own_blocks, pod_dsts)
+        if reason is not None:  # the blackhole or the pod route stands, whatever BGP says
+            if next_hop is None:
+                skipped.pop(dst, None)
+            else:
+                skipped[dst] = reason
+            continue
+        touched.add(dst)
+        old = routes.pop(dst, None)
+        skipped.pop(dst, None)
+        if old is not None and old.dev == VXLAN_DEVICE:
+            _release_vtep(users, old, inp.vteps)
+        if next_hop is None:
+            continue
+        outcome = _remote_route(dst, next_hop, node, inp)
+        if isinstance(outcome, str):
+            skipped[dst] = outcome
+            continue
+        route, vtep = outcome
+        routes[dst] = route
+        if vtep is not None:
+            users[vtep.node_ip] = users.get(vtep.node_ip, 0) + 1
+    neighbours, fdb = _vxlan_entries(users, inp.vteps)
+    return Plan(routes, neighbours, fdb, skipped, frozenset(touched), users)
+
+
+def _local_reason(dst: str, own_blocks: set[str], pod_dsts: set[str]) -> str | None:
+    if dst in own_blocks:
+        return "this node owns the block (blackholed here)"
+    if dst in pod_dsts:
+        return "a local pod has this address"
+    return None
+
+
+def _release_vtep(users: dict[str, int], old: Route, vteps: Mapping[str, Vtep]) -> None:
+    for node_ip, vtep in vteps.items():
+        if vtep.ip == old.gateway and node_ip in users:
+            users[node_ip] -= 1
+            if users[node_ip] <= 0:
+                del users[node_ip]
+            return
+
+
+def _vxlan_entries(
+    users: Mapping[str, int], vteps: Mapping[str, Vtep]
+) -> tuple[frozenset[Neighbour], frozenset[FdbEntry]]:
+    used = [vteps[ip] for ip in users if ip in vteps]
+    return (
+        frozenset(Neighbour(VXLAN_DEVICE, v.ip, v.mac) for v in used),
+        frozenset(FdbEntry(VXLAN_DEVICE, v.mac, v.node_ip) for v in used),
+    )
 
 
 def _remote_route(

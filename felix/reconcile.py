@@ -129,7 +129,9 @@ class SyncStats:
     last_errors: list[ApplyError] = field(default_factory=list)
 
 
-PlanSource = Callable[[bool], Awaitable[Plan]]  # argument: this is a full resync
+# Argument: this is a full resync (the plan must be whole). Otherwise the source may return an
+# incremental plan (``Plan.touched``), and only those destinations are diffed.
+PlanSource = Callable[[bool], Awaitable[Plan]]
 
 
 class Reconciler:
@@ -154,6 +156,8 @@ class Reconciler:
         self.last_plan: Plan | None = None
         self._cache: dict[str, Route] | None = None  # None: unknown, dump before diffing
         self._foreign: frozenset[str] = frozenset()
+        self._kept: set[str] = set()  # unwanted routes adopted until convergence
+        self._conflicts: set[str] = set()  # wanted destinations another protocol holds
         self._wakeup = asyncio.Event()
         self._full = True
         self._stopping = False
@@ -169,7 +173,7 @@ class Reconciler:
         if not self.converged:
             self.converged = True
             log.info("event=converged kept=%d", self.stats.kept)
-            self.trigger()
+            self.trigger(full=True)  # a whole diff: adopted routes nobody wants now go
 
     async def run(self) -> None:
         """Loop until :meth:`stop`: wait for a trigger or the resync timer, then sync."""
@@ -203,16 +207,29 @@ class Reconciler:
     async def sync_once(self, *, full: bool = True) -> RouteDiff:
         """One pass: plan, (dump), diff, apply. Returns the diff that was applied."""
         started = time.monotonic()
-        plan = await self.plan_source(full or self._cache is None)
+        fresh = self._cache is None
+        plan = await self.plan_source(full or fresh)
         self.last_plan = plan
         if full or self._cache is None:
             dumped = await self.kernel.dump_routes()
             self._cache = dict(dumped.own)
             self._foreign = dumped.foreign
             self.stats.full_syncs += 1
-        diff = diff_routes(
-            plan.routes, self._cache, converged=self.converged, foreign=self._foreign
-        )
+        if plan.touched is not None and not (full or fresh):
+            # An incremental plan: only its touched destinations can differ.
+            desired = {d: plan.routes[d] for d in plan.touched if d in plan.routes}
+            actual = {d: self._cache[d] for d in plan.touched if d in self._cache}
+            diff = diff_routes(desired, actual, converged=self.converged, foreign=self._foreign)
+            self._kept.difference_update(plan.touched)
+            self._conflicts.difference_update(plan.touched)
+        else:
+            diff = diff_routes(
+                plan.routes, self._cache, converged=self.converged, foreign=self._foreign
+            )
+            self._kept.clear()
+            self._conflicts.clear()
+        self._kept.update(route.dst for route in diff.kept)
+        self._conflicts.update(diff.conflicts)
         errors: list[ApplyError] = []
         if not diff.empty:
             errors += await self.kernel.apply_routes(diff.replace, diff.delete)
@@ -245,8 +262,8 @@ class Reconciler:
         stats.replaced += len(diff.replace)
         stats.deleted += len(diff.delete)
         stats.errors += len(errors)
-        stats.kept = len(diff.kept)
-        stats.conflicts = diff.conflicts
+        stats.kept = len(self._kept)
+        stats.conflicts = tuple(sorted(self._conflicts))
         stats.installed = len(self._cache or {})
         stats.last_sync = time.time()
         stats.last_duration = time.monotonic() - started

@@ -1,4 +1,6 @@
-"""Suite-wide rule for CI: a test skipped for lack of a tool or privilege is a failure there.
+"""Suite-wide rules: a test skipped for lack of a tool or privilege fails in CI, and property
+tests have no per-example deadline (a wall-clock bound on a shared 2-core machine is noise, not
+a finding; the example counts bound their work).
 
 ``scripts/test.sh`` sets ``PODBGP_NO_SKIP=1`` after installing everything, so a skip can only
 mean a broken set-up, and the core path must not be skipped silently. A test whose skip depends
@@ -11,6 +13,10 @@ import os
 from collections.abc import Generator
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("podbgp", deadline=None)
+settings.load_profile("podbgp")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -213,3 +213,59 @@ def test_every_prefix_is_either_programmed_or_explained(
             assert route.onlink and route.mtu == 1480
             hop = ipaddress.ip_address(route.gateway or "")
             assert mode == EncapMode.ALWAYS or hop not in ipaddress.ip_network("192.0.2.0/24")
+
+
+# --- replan: the incremental path gives what a whole plan gives -------------------------------
+
+VX_POOL = Pool("10.245.0.0/16", vxlan_mode=EncapMode.CROSS_SUBNET)
+VTEPS = {
+    OTHER: Vtep(OTHER, "10.245.9.0", "66:00:00:00:00:09"),
+    "198.51.100.8": Vtep("198.51.100.8", "10.245.8.0", "66:00:00:00:00:08"),
+}
+NEXT_HOPS = [SAME, OTHER, "198.51.100.8", "198.51.100.99", "not-an-address", "192.0.2.1"]
+PREFIXES = [f"10.244.{i}.0/24" for i in range(6)] + [f"10.245.{i}.0/24" for i in range(6)]
+
+
+def mixed_input(best: dict[str, str]) -> PlanInput:
+    return inp(
+        pools=(CROSS_IPIP, VX_POOL),
+        blocks=frozenset({"10.244.0.0/24"}),
+        best=best,
+        vteps=VTEPS,
+        pods={"10.244.0.7": "cali7"},
+    )
+
+
+best_maps = st.dictionaries(st.sampled_from(PREFIXES), st.sampled_from(NEXT_HOPS), max_size=12)
+
+
+@given(best_maps, st.lists(st.tuples(st.sampled_from(PREFIXES), st.sampled_from(
+    [*NEXT_HOPS, None])), max_size=20))  # fmt: skip
+def test_replan_equals_a_whole_plan(
+    start: dict[str, str], changes: list[tuple[str, str | None]]
+) -> None:
+    from felix.plan import replan
+
+    best = dict(start)
+    current = plan(mixed_input(best))
+    for prefix, next_hop in changes:
+        if next_hop is None:
+            best.pop(prefix, None)
+        else:
+            best[prefix] = next_hop
+        current = replan(current, mixed_input(best), [prefix])
+        whole = plan(mixed_input(best))
+        assert current.routes == whole.routes
+        assert current.skipped == whole.skipped
+        assert current.neighbours == whole.neighbours and current.fdb == whole.fdb
+        assert dict(current.vtep_users) == dict(whole.vtep_users)
+        assert current.touched is not None and current.touched <= {prefix}
+
+
+def test_replan_leaves_own_blocks_and_pods_alone() -> None:
+    from felix.plan import replan
+
+    base = plan(mixed_input({}))
+    again = replan(base, mixed_input({"10.244.0.0/24": SAME}), ["10.244.0.0/24"])
+    assert again.routes["10.244.0.0/24"].type == RouteType.BLACKHOLE
+    assert again.touched == frozenset()

@@ -145,3 +145,28 @@ async def test_conflicting_foreign_route_is_left_and_reported() -> None:
     await rec.sync_once(full=True)
     assert kernel.routes == {HOLE.dst: HOLE}
     assert rec.stats.conflicts == (A.dst,)
+
+
+async def test_an_incremental_plan_is_diffed_only_where_it_touched() -> None:
+    """A plan with ``touched`` (felix.plan.replan) costs its changes, not the table: routes it
+    did not touch are not compared, even when they differ in the kernel; kept and conflict
+    counts carry over from earlier passes."""
+    kernel = TableKernel([B], foreign=["10.244.9.0/24"])  # B: adopted, unwanted
+    held = Route("10.244.9.0/24", gateway="192.0.2.2", dev="up0")
+    plans = [
+        Plan({A.dst: A, held.dst: held}, frozenset(), frozenset(), {}),
+        Plan({A.dst: A2, held.dst: held}, frozenset(), frozenset(), {}, frozenset({A.dst})),
+    ]
+
+    async def source(full: bool) -> Plan:
+        return plans[0] if full else plans[1]
+
+    rec = Reconciler(kernel, source)
+    await rec.sync_once(full=True)
+    assert kernel.routes == {A.dst: A, B.dst: B}
+    assert rec.stats.kept == 1 and rec.stats.conflicts == (held.dst,)
+    kernel.routes[B.dst] = HOLE  # changed behind our back: only a full pass would notice
+    diff = await rec.sync_once(full=False)
+    assert diff.replace == (A2,) and diff.delete == () and kernel.dumps == 1
+    assert kernel.routes == {A.dst: A2, B.dst: HOLE}
+    assert rec.stats.kept == 1 and rec.stats.conflicts == (held.dst,)

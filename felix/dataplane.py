@@ -284,8 +284,11 @@ class Dataplane:
         )
         dirty, self._dirty = self._dirty, set()
         last, last_input = self._last_plan, self._last_input
-        if not full and last is not None and last_input is not None and _same_but_best(
-            inp, last_input
+        if (
+            not full
+            and last is not None
+            and last_input is not None
+            and _same_but_best(inp, last_input)
         ):
             # Only best routes changed: plan just those prefixes (O(changes), not O(table)).
             result = replan(last, inp, dirty)

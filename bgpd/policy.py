@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from bgpd.codec.types import AsPath, Origin, PathAttributes, SegmentType
 from bgpd.decision import DEFAULT_LOCAL_PREF, PathSource
+from bgpd.policy_filters import NO_FILTERS, SessionFilters
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,7 @@ class PeerPolicy:
     rr_client: bool = False
     cluster_id: str | None = None  # set when this speaker reflects routes
     keep_next_hop: bool = False  # eBGP: keep a learned path's next hop instead of our own
+    filters: SessionFilters = NO_FILTERS  # BGPFilters and defaults (bgpd.policy_filters)
 
 
 def import_path(

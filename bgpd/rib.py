@@ -61,6 +61,8 @@ class AdjRibIn:
             rejected = self.rejected.setdefault(afi, set())
             for entry in entries:
                 rejected.add(entry)
+                if stale:
+                    stale.discard(entry)  # gone now: End-of-RIB must not sweep it again
                 if table.pop(entry, None) is not None:
                     changed.append(self._unindex(index, entry))
             return changed

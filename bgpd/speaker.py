@@ -17,10 +17,11 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bgpd import tcp
+from bgpd.bgpfilter import BGPFilter, IPNetwork
 from bgpd.codec.errors import CeaseSubcode, ErrorCode
 from bgpd.codec.messages import encode_message
 from bgpd.codec.types import (
@@ -45,7 +46,9 @@ from bgpd.decision import LOCAL_SOURCE, PathSource
 from bgpd.events import BestRouteChange, EndOfRib, EventSink, SpeakerEvent
 from bgpd.export import Exporter
 from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
+from bgpd.import_rib import FilteredAdjRibIn, ImportDecision
 from bgpd.policy import PeerPolicy, import_path, local_path
+from bgpd.policy_filters import SessionFilters, import_verdict
 from bgpd.rib import AdjRibIn, Best, LocRib
 from bgpd.session import Session
 
@@ -73,6 +76,8 @@ class PeerSpec:
     keep_next_hop: bool = False  # eBGP: pass the original next hop on (Calico keepOriginalNextHop)
     restart_time: int | None = None  # the Restart Time we advertise to this peer (RFC 4724)
     ttl_security: int = 0  # RFC 5082 GTSM: the peer is at most this many hops away; 0 = off
+    filters: tuple[BGPFilter, ...] = ()  # BGPFilters in order (bgpd.policy_filters)
+    owned_only: bool = False  # export only the speaker's owned prefixes unless a filter accepts
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,7 @@ class SpeakerConfig:
     restart_time: int = 120
     cluster_id: str | None = None
     connect_retry_time: float = 5.0
+    ebgp_requires_policy: bool = False  # RFC 8212 on every eBGP session
 
 
 @dataclass(slots=True)
@@ -128,6 +134,8 @@ class Speaker:
         self.peer_ranges: list[PeerRange] = []
         self._task: asyncio.Task[None] | None = None
         self._flush_scheduled = False
+        self.ebgp_requires_policy = config.ebgp_requires_policy
+        self.owned: tuple[IPNetwork, ...] = ()  # for peers with owned_only (a node's pools)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -175,6 +183,8 @@ class Speaker:
             ttl_security=spec.ttl_security,
         )
         peer = Peer(spec, session)
+        if self.session_filters(peer).filters_import(self._ebgp(peer)):
+            peer.adj_in = FilteredAdjRibIn()
         self.peers[address] = peer
         for server in self._servers:
             for sock in server.sockets:
@@ -297,6 +307,7 @@ class Speaker:
             rr_client=peer.spec.rr_client,
             cluster_id=self.config.cluster_id,
             keep_next_hop=peer.spec.keep_next_hop,
+            filters=self.session_filters(peer),
         )
         for afi in (Afi.IPV4, Afi.IPV6):
             add_path = (afi, Safi.UNICAST) in negotiated.add_path_receive
@@ -412,12 +423,21 @@ class Speaker:
             return
         if update.nlri:
             imported = self._import(peer, attrs)
-            self._mark_dirty(Afi.IPV4, adj.announce(Afi.IPV4, update.nlri, imported))
+            self._mark_dirty(Afi.IPV4, self._store(peer, Afi.IPV4, update.nlri, imported))
         if update.mp_reach is not None and update.mp_reach.nlri:
             mp = update.mp_reach
             mp_attrs = dataclasses.replace(attrs, next_hop=mp.next_hop[0] if mp.next_hop else None)
             imported = self._import(peer, mp_attrs)
-            self._mark_dirty(mp.afi, adj.announce(mp.afi, mp.nlri, imported))
+            self._mark_dirty(mp.afi, self._store(peer, mp.afi, mp.nlri, imported))
+
+    def _store(
+        self, peer: Peer, afi: int, entries: Sequence[bytes], attrs: PathAttributes | None
+    ) -> list[bytes]:
+        """Into the Adj-RIB-In, through the peer's import filters if it has any."""
+        adj = peer.adj_in
+        if isinstance(adj, FilteredAdjRibIn):
+            return adj.receive(afi, entries, attrs, self._import_decision(peer))
+        return adj.announce(afi, entries, attrs)
 
     def _import(self, peer: Peer, attrs: PathAttributes) -> PathAttributes | None:
         assert peer.source is not None
@@ -430,6 +450,78 @@ class Speaker:
                 cluster_id=self.config.cluster_id,
             )
         )
+
+    # --- routing policy (bgpd.policy_filters) -------------------------------------------------
+
+    def _ebgp(self, peer: Peer) -> bool:
+        if peer.source is not None:
+            return peer.source.ebgp
+        return peer.spec.asn != self.config.asn
+
+    def session_filters(self, peer: Peer) -> SessionFilters:
+        """The peer's policy now: its filters, RFC 8212, and the owned prefixes if it has
+        ``owned_only``."""
+        return SessionFilters(
+            filters=peer.spec.filters,
+            ebgp_requires_policy=self.ebgp_requires_policy,
+            owned=self.owned if peer.spec.owned_only else None,
+        )
+
+    def policy_info(self, peer: Peer) -> list[str]:
+        """Why this peer's session passes nothing in some direction (RFC 8212), in words."""
+        return self.session_filters(peer).blocked(self._ebgp(peer))
+
+    def _import_decision(self, peer: Peer) -> ImportDecision:
+        policy, ebgp, intern = self.session_filters(peer), self._ebgp(peer), self.exporter.intern
+
+        def decide(afi: int, prefix: bytes, attrs: PathAttributes) -> PathAttributes | None:
+            return intern(import_verdict(policy, ebgp, afi, prefix, attrs).attributes)
+
+        return decide
+
+    def set_peer_filters(self, address: str, filters: tuple[BGPFilter, ...]) -> None:
+        """Change a peer's filters live: import re-runs over the kept Adj-RIB-In, export is
+        recomputed and only the difference is sent; the session stays up."""
+        peer = self.peers[tcp.normalise_address(address)]
+        if peer.spec.filters != filters:
+            peer.spec = dataclasses.replace(peer.spec, filters=filters)
+            self._reapply_policy(peer)
+
+    def set_ebgp_requires_policy(self, enabled: bool) -> None:
+        if enabled != self.ebgp_requires_policy:
+            self.ebgp_requires_policy = enabled
+            for peer in list(self.peers.values()):
+                self._reapply_policy(peer)
+
+    def set_owned_prefixes(self, cidrs: Iterable[str]) -> None:
+        """What the cluster owns (IP pool CIDRs): all ``owned_only`` peers may receive."""
+        owned = tuple(sorted({ipaddress.ip_network(c) for c in cidrs}, key=str))
+        if owned != self.owned:
+            self.owned = owned
+            for peer in list(self.peers.values()):
+                if peer.spec.owned_only:
+                    self._reapply_policy(peer)
+
+    def _reapply_policy(self, peer: Peer) -> None:
+        policy = self.session_filters(peer)
+        adj = peer.adj_in
+        if policy.filters_import(self._ebgp(peer)):
+            if not isinstance(adj, FilteredAdjRibIn):
+                adj = peer.adj_in = FilteredAdjRibIn.wrap(adj)
+            changed = adj.reimport(self._import_decision(peer))
+        elif isinstance(adj, FilteredAdjRibIn):
+            changed = adj.reimport(lambda _afi, _prefix, attrs: attrs)
+            peer.adj_in = adj.received  # nothing filters: what was received is what counts
+        else:
+            changed = {}
+        for afi, prefixes in changed.items():
+            self._mark_dirty(afi, prefixes)
+        if peer.policy is not None and peer.policy.filters != policy:
+            peer.policy = dataclasses.replace(peer.policy, filters=policy)
+            self.exporter.regroup(peer)
+        log.info("peer=%s event=policy-applied reimported=%d", peer.spec.address,
+                 sum(len(p) for p in changed.values()))  # fmt: skip
+        self._schedule_flush()
 
     def _mark_dirty(self, afi: int, prefixes: Iterable[bytes]) -> None:
         dirty = self._dirty.get(afi)

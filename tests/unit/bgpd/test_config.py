@@ -294,8 +294,11 @@ ERRORS = [
         peer("filters: a"),
         "peers[0].filters: must be a list of filter names",
     ),
-    ("ebgp-requires-policy", HEAD + "ebgpRequiresPolicy: 1\n",
-     "ebgpRequiresPolicy: must be true or false"),
+    (
+        "ebgp-requires-policy",
+        HEAD + "ebgpRequiresPolicy: 1\n",
+        "ebgpRequiresPolicy: must be true or false",
+    ),
     (
         "rr-missing-cluster-id",
         HEAD + "routeReflector: {}\n",

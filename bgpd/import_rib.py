@@ -116,4 +116,4 @@ class FilteredAdjRibIn(AdjRibIn):
         return changed
 
     def received_count(self) -> int:
-        return self.received.count()
+        return self.received.received_count()

@@ -148,6 +148,10 @@ class AdjRibIn:
     def rejected_count(self) -> int:
         return sum(len(s) for s in self.rejected.values())
 
+    def received_count(self) -> int:
+        """Paths the peer announced, accepted or not."""
+        return self.count() + self.rejected_count()
+
 
 @dataclass(frozen=True, slots=True)
 class Best:

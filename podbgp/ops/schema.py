@@ -84,6 +84,9 @@ class PeerView(TypedDict):
     prefixes: PrefixCounts
     messages: MessageCounts
     flaps: NotRequired[Annotated[int, Doc("times the session left Established")]]
+    policy: NotRequired[
+        Annotated[list[str], Doc("why routing policy passes nothing in a direction (RFC 8212)")]
+    ]
 
 
 class RouteView(TypedDict):

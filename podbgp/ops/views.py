@@ -56,7 +56,7 @@ def peer_view(speaker: Speaker, peer: Peer) -> PeerView:
     session = peer.session
     neg = peer.negotiated if session.state == State.ESTABLISHED else None
     accepted = peer.adj_in.count()
-    received = accepted + peer.adj_in.rejected_count()
+    received = peer.adj_in.received_count()
     peer_type = (
         "rr-client"
         if peer.spec.rr_client and peer.spec.peer_type == "global"
@@ -88,6 +88,7 @@ def peer_view(speaker: Speaker, peer: Peer) -> PeerView:
             "receivedByType": dict(session.stats.received),
         },
         "flaps": session.stats.flaps,
+        "policy": speaker.policy_info(peer),
     }
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from bgpd.bgpfilter import BGPFilter, FilterError, parse_filter
+from bgpd.bgpfilter_support import check_supported
 from bgpd.configcheck import ConfigError, FieldError, Section
-from bgpd.policy_filters import check_supported
 
 
 def load_filters(root: Section) -> tuple[BGPFilter, ...]:

@@ -22,16 +22,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bgpd.bgpfilter import (
-    BGPFilter,
-    Direction,
-    Family,
-    FilterError,
-    IPNetwork,
-    PeerType,
-    SetPriority,
-    list_key,
-)
+from bgpd.bgpfilter import BGPFilter, Direction, Family, IPNetwork, PeerType
 from bgpd.bgpfilter_eval import (
     Outcome,
     RouteView,
@@ -136,27 +127,3 @@ def _inside(net: IPNetwork, owned: Iterable[IPNetwork]) -> bool:
 
 def family_of(afi: int) -> Family:
     return Family.V4 if afi == Afi.IPV4 else Family.V6
-
-
-def check_supported(f: BGPFilter, where: str = "") -> None:
-    """Refuse the BGPFilter fields podbgp cannot act on (a setting that does nothing is a
-    bug): ``interface`` (podbgp's BGP routes carry no interface) and ``priority`` /
-    ``setPriority`` (no route priority is carried to the dataplane). Raises FilterError."""
-    prefix = f"{where}." if where else ""
-    for direction in (Direction.EXPORT, Direction.IMPORT):
-        for family in (Family.V4, Family.V6):
-            key = list_key(direction, family)
-            for i, rule in enumerate(f.rules(direction, family)):
-                at = f"{prefix}{key}[{i}]"
-                if rule.interface is not None:
-                    raise FilterError(
-                        f"{at}.interface", "not supported: podbgp's BGP routes carry no interface"
-                    )
-                if rule.priority is not None:
-                    raise FilterError(f"{at}.priority", _NO_PRIORITY)
-                for j, op in enumerate(rule.operations):
-                    if isinstance(op, SetPriority):
-                        raise FilterError(f"{at}.operations[{j}].setPriority", _NO_PRIORITY)
-
-
-_NO_PRIORITY = "not supported: podbgp carries no route priority (kernel metric) yet"

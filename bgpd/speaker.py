@@ -490,6 +490,7 @@ class Speaker:
     def set_ebgp_requires_policy(self, enabled: bool) -> None:
         if enabled != self.ebgp_requires_policy:
             self.ebgp_requires_policy = enabled
+            self.config = dataclasses.replace(self.config, ebgp_requires_policy=enabled)
             for peer in list(self.peers.values()):
                 self._reapply_policy(peer)
 

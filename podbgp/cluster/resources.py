@@ -1,6 +1,7 @@
-"""Cluster resources: the four kinds, their validation, and their canonical dict form.
+"""Cluster resources: the five kinds, their validation, and their canonical dict form.
 
-Owns ``BGPConfiguration``, ``BGPPeer``, ``IPPool`` and ``Node`` as frozen dataclasses, written
+Owns ``BGPConfiguration``, ``BGPPeer``, ``BGPFilter``, ``IPPool`` and ``Node`` as frozen
+dataclasses (a BGPFilter's rules are :mod:`bgpd.bgpfilter`'s pure model), written
 as ``apiVersion: podbgp/v1``, ``kind``, ``metadata`` (``name``, ``labels``) and ``spec`` with
 Calico's field names. :func:`parse_resource` validates one document and fails with a one-line
 :class:`ResourceError` naming the source, the key and the problem; :func:`to_dict` gives the
@@ -17,6 +18,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from bgpd import bgpfilter
+from bgpd.bgpfilter_support import check_supported
 from bgpd.configcheck import (
     ConfigError,
     FieldError,
@@ -36,6 +39,7 @@ __all__ = [
     "API_VERSION",
     "KINDS",
     "BGPConfiguration",
+    "BGPFilter",
     "BGPPeer",
     "IPPool",
     "Node",
@@ -79,6 +83,7 @@ class BGPConfiguration:
     listen_port: int = 179
     node_mesh_password: str | None = field(default=None, repr=False)
     node_mesh_max_restart_time: int = 120  # seconds; the Restart Time we advertise (RFC 4724)
+    ebgp_requires_policy: bool = False  # RFC 8212 on every node's eBGP sessions
     labels: Labels = ()
 
 
@@ -99,11 +104,22 @@ class BGPPeer:
     max_restart_time: int | None = None
     keep_original_next_hop: bool = False
     ttl_security: int = 0
+    filters: tuple[str, ...] = ()  # BGPFilter names, applied in order
     labels: Labels = ()
 
     @property
     def is_global(self) -> bool:
         return self.node is None and self.node_selector is None
+
+
+@dataclass(frozen=True)
+class BGPFilter:
+    """Calico's BGPFilter: import/export rules per family, named from ``BGPPeer.spec.filters``."""
+
+    KIND: ClassVar[str] = "BGPFilter"
+    name: str
+    rules: bgpfilter.BGPFilter
+    labels: Labels = ()
 
 
 @dataclass(frozen=True)
@@ -145,10 +161,11 @@ class Node:
         return dict(self.labels)
 
 
-Resource = BGPConfiguration | BGPPeer | IPPool | Node
+Resource = BGPConfiguration | BGPPeer | BGPFilter | IPPool | Node
 KINDS: dict[str, type[Resource]] = {
     "BGPConfiguration": BGPConfiguration,
     "BGPPeer": BGPPeer,
+    "BGPFilter": BGPFilter,
     "IPPool": IPPool,
     "Node": Node,
 }
@@ -160,6 +177,8 @@ _KIND_ALIASES = {
     "bgpconfigs": "BGPConfiguration",
     "bgppeer": "BGPPeer",
     "bgppeers": "BGPPeer",
+    "bgpfilter": "BGPFilter",
+    "bgpfilters": "BGPFilter",
     "ippool": "IPPool",
     "ippools": "IPPool",
     "pool": "IPPool",
@@ -300,6 +319,7 @@ def _parse_bgp_configuration(spec: Section, name: str, labels: Labels) -> BGPCon
             "nodeMeshPassword",
             "nodeMeshMaxRestartTime",
             "logSeverityScreen",
+            "ebgpRequiresPolicy",
         )
     )
     return BGPConfiguration(
@@ -309,6 +329,7 @@ def _parse_bgp_configuration(spec: Section, name: str, labels: Labels) -> BGPCon
         listen_port=spec.optional("listenPort", check_int(1, 65535), 179),
         node_mesh_password=spec.optional("nodeMeshPassword", check_str(1, 80), None),
         node_mesh_max_restart_time=spec.optional("nodeMeshMaxRestartTime", check_duration, 120),
+        ebgp_requires_policy=spec.optional("ebgpRequiresPolicy", check_bool, False),
         labels=labels,
     )
 
@@ -325,6 +346,7 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
             "maxRestartTime",
             "keepOriginalNextHop",
             "ttlSecurity",
+            "filters",
         )
     )
     peer_ip, peer_port = spec.optional("peerIP", check_peer_ip, (None, None))
@@ -340,6 +362,7 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
         max_restart_time=spec.optional("maxRestartTime", check_duration, None),
         keep_original_next_hop=spec.optional("keepOriginalNextHop", check_bool, False),
         ttl_security=spec.optional("ttlSecurity", check_int(0, 255), 0),
+        filters=tuple(spec.items("filters", check_name, unique=True)),
         labels=labels,
     )
     if peer.node is not None and peer.node_selector is not None:
@@ -349,6 +372,17 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
     if peer.peer_ip is not None and peer.as_number is None:
         raise spec.error("asNumber", "required with peerIP")
     return peer
+
+
+def _parse_bgp_filter(spec: Section, name: str, labels: Labels) -> BGPFilter:
+    """The rules, validated by :mod:`bgpd.bgpfilter` (field path and reason), and refused
+    where podbgp cannot act on a field (:func:`bgpd.policy_filters.check_supported`)."""
+    try:
+        rules = bgpfilter.parse_filter_spec(name, dict(spec.data), "spec")
+        check_supported(rules, "spec")
+    except bgpfilter.FilterError as exc:
+        raise ConfigError(spec.file, exc.path, exc.reason) from None
+    return BGPFilter(name=name, rules=rules, labels=labels)
 
 
 def _parse_ip_pool(spec: Section, name: str, labels: Labels) -> IPPool:
@@ -407,6 +441,7 @@ def _parse_node(spec: Section, name: str, labels: Labels) -> Node:
 _PARSERS: dict[str, Callable[[Section, str, Labels], Resource]] = {
     "BGPConfiguration": _parse_bgp_configuration,
     "BGPPeer": _parse_bgp_peer,
+    "BGPFilter": _parse_bgp_filter,
     "IPPool": _parse_ip_pool,
     "Node": _parse_node,
 }
@@ -423,6 +458,7 @@ def _spec_dict(res: Resource) -> dict[str, Any]:
             "listenPort": res.listen_port,
             "nodeMeshPassword": res.node_mesh_password,
             "nodeMeshMaxRestartTime": f"{res.node_mesh_max_restart_time}s",
+            "ebgpRequiresPolicy": res.ebgp_requires_policy or None,
         }
     elif isinstance(res, BGPPeer):
         peer_ip = res.peer_ip
@@ -440,7 +476,10 @@ def _spec_dict(res: Resource) -> dict[str, Any]:
             "maxRestartTime": f"{res.max_restart_time}s" if res.max_restart_time else None,
             "keepOriginalNextHop": res.keep_original_next_hop or None,
             "ttlSecurity": res.ttl_security or None,
+            "filters": list(res.filters) or None,
         }
+    elif isinstance(res, BGPFilter):
+        spec = res.rules.spec_dict()
     elif isinstance(res, IPPool):
         spec = {
             "cidr": res.cidr,
@@ -481,6 +520,13 @@ def check_consistency(resources: Iterable[Resource]) -> None:
             if a.network.version == b.network.version and a.network.overlaps(b.network):
                 raise ResourceError(
                     f"IPPool/{b.name}", "spec.cidr", f"{b.cidr} overlaps IPPool/{a.name} ({a.cidr})"
+                )
+    filters = {r.name for r in resources if isinstance(r, BGPFilter)}
+    for peer in (r for r in resources if isinstance(r, BGPPeer)):
+        for i, name in enumerate(peer.filters):
+            if name not in filters:
+                raise ResourceError(
+                    f"BGPPeer/{peer.name}", f"spec.filters[{i}]", f"no BGPFilter named {name!r}"
                 )
     owners: dict[str, str] = {}
     for node in (r for r in resources if isinstance(r, Node)):

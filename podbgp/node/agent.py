@@ -43,7 +43,7 @@ from podbgp.cluster.datastore import (
 )
 from podbgp.cluster.datastore.records import merge_node
 from podbgp.cluster.datastore.store import Change
-from podbgp.cluster.resources import BGPConfiguration, IPPool, Node
+from podbgp.cluster.resources import BGPConfiguration, BGPFilter, IPPool, Node
 from podbgp.node.config import NodeConfig, resolve_address
 from podbgp.node.peering import Topology, compute_topology, node_asn
 from podbgp.ops.schema import (
@@ -279,8 +279,11 @@ class NodeAgent:
             own = merge_node(self.name, resource, self._registration(snap, config, resource))
             self.node = own
             self.nodes = {**snap.nodes(), self.name: own}
-            topology = compute_topology(self.name, self.nodes, config, snap.bgp_peers())
+            filters = {f.name: f.rules for f in snap.of_kind(BGPFilter)}
+            topology = compute_topology(self.name, self.nodes, config, snap.bgp_peers(), filters)
             await self._apply_topology(topology)
+            if self.speaker is not None:
+                self.speaker.set_owned_prefixes(p.cidr for p in self.pools)
             try:
                 await self._ensure_blocks(own)
                 own = merge_node(self.name, resource, self._registration(snap, config, resource))
@@ -377,6 +380,8 @@ class NodeAgent:
         if self.router_id is None:
             log.error("event=no-router-id node=%s: set routerId in the node config", self.name)
             return
+        if self.speaker is not None:  # applies live, re-running every eBGP session's policy
+            self.speaker.set_ebgp_requires_policy(topology.speaker.ebgp_requires_policy)
         stale = (
             self.speaker is None
             or self.speaker.config != topology.speaker
@@ -397,6 +402,10 @@ class NodeAgent:
             log.info("event=peer-removed peer=%s", addr)
         for addr, spec in sorted(desired.items()):
             if current.get(addr) == spec:
+                continue
+            if addr in current and replace(current[addr], filters=spec.filters) == spec:
+                speaker.set_peer_filters(addr, spec.filters)  # live, the session stays up
+                log.info("event=peer-filters-changed peer=%s", addr)
                 continue
             if addr in current:
                 speaker.remove_peer(addr)

@@ -9,13 +9,13 @@ import pytest
 
 from bgpd.bgpfilter import FilterError, parse_filter
 from bgpd.bgpfilter_eval import Outcome
+from bgpd.bgpfilter_support import check_supported
 from bgpd.codec.types import Afi, PathAttributes, prefix_from_str
 from bgpd.decision import LOCAL_SOURCE, PathSource
 from bgpd.import_rib import FilteredAdjRibIn, ImportDecision
 from bgpd.policy import PeerPolicy, export_attributes
 from bgpd.policy_filters import (
     SessionFilters,
-    check_supported,
     export_verdict,
     import_verdict,
     transit_blocked,

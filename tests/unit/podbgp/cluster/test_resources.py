@@ -139,7 +139,10 @@ def test_canonical_form_round_trips(res: Any) -> None:
         ),
         (doc("IPPool", "p", {"cidr": "10.0.0.0/8", "cdir": 1}), "spec.cdir: unknown key"),
         (doc("IPPool", "Bad_Name", {"cidr": "10.0.0.0/8"}), "f.yaml: metadata.name: must be a"),
-        (doc("Pool", "p"), "f.yaml: kind: must be one of BGPConfiguration, BGPPeer, IPPool, Node"),
+        (
+            doc("Pool", "p"),
+            "f.yaml: kind: must be one of BGPConfiguration, BGPPeer, BGPFilter, IPPool, Node",
+        ),
         ({**doc("IPPool", "p"), "apiVersion": "v1"}, "f.yaml: apiVersion: must be podbgp/v1"),
         (
             doc("BGPPeer", "p", {"asNumber": 1}),
@@ -214,3 +217,44 @@ def test_kind_aliases() -> None:
     assert kind_of("bgpconfig") == "BGPConfiguration"
     assert kind_of("BGPPeer") == "BGPPeer"
     assert kind_of("pods") is None
+
+
+def test_bgp_filter_round_trip_and_refusals() -> None:
+    from podbgp.cluster.resources import BGPFilter as FilterResource
+
+    doc = {
+        "apiVersion": "podbgp/v1",
+        "kind": "BGPFilter",
+        "metadata": {"name": "tor"},
+        "spec": {
+            "exportV4": [
+                {
+                    "cidr": "10.244.0.0/16",
+                    "matchOperator": "In",
+                    "action": "Accept",
+                    "operations": [{"addCommunity": {"value": "64512:1"}}],
+                }
+            ],
+            "importV6": [{"action": "Reject"}],
+        },
+    }
+    res = parse_resource(doc, "f.yaml")
+    assert isinstance(res, FilterResource) and res.rules.name == "tor"
+    assert to_dict(res) == doc
+    bad = {**doc, "spec": {"importV4": [{"cidr": "10.0.0.0/8", "action": "Accept"}]}}
+    with pytest.raises(ResourceError) as info:
+        parse_resource(bad, "f.yaml")
+    assert str(info.value) == (
+        "f.yaml BGPFilter/tor: spec.importV4[0].matchOperator: required when cidr is set"
+    )
+    prio = {**doc, "spec": {"exportV4": [{"priority": 3, "action": "Accept"}]}}
+    with pytest.raises(ResourceError, match=r"spec.exportV4\[0\].priority: not supported"):
+        parse_resource(prio, "f.yaml")
+
+
+def test_peer_naming_a_missing_filter_is_refused() -> None:
+    from podbgp.cluster.resources import BGPPeer
+
+    peer = BGPPeer("tor", peer_ip="192.0.2.1", as_number=65001, filters=("nope",))
+    with pytest.raises(ResourceError, match=r"spec.filters\[0\]: no BGPFilter named 'nope'"):
+        check_consistency([peer])

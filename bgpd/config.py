@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from bgpd.bgpfilter import BGPFilter
-from bgpd.config_filters import check_filter_names, load_filters, resolve
+from bgpd.config_filters import check_filter_names, load_filters, max_prefixes, resolve
 from bgpd.configcheck import (
     ConfigError,
     FieldError,
@@ -37,6 +37,7 @@ from bgpd.configcheck import (
     load_yaml,
     parse_host_port,
 )
+from bgpd.prefix_limit import MaxPrefixes
 
 __all__ = [
     "ApiConfig",
@@ -87,6 +88,7 @@ _PEER_KEYS = (
     "routeReflectorClient",
     "ttlSecurity",
     "filters",
+    "maxPrefixes",
 )
 _PEER_RANGE_KEYS = ("range", "asNumber", "routeReflectorClient", "password", "holdTime")
 
@@ -164,6 +166,7 @@ class PeerConfig:
     route_reflector_client: bool = False
     ttl_security: int = 0  # RFC 5082 GTSM: hops to the peer; 0 = off
     filters: tuple[BGPFilter, ...] = ()  # BGPFilters applied in order (names in the YAML)
+    max_prefixes: MaxPrefixes | None = None  # RFC 4486 prefix limit
 
 
 @dataclass(frozen=True)
@@ -301,6 +304,7 @@ def _peer(sec: Section, filters: tuple[BGPFilter, ...]) -> PeerConfig:
         route_reflector_client=sec.optional("routeReflectorClient", check_bool, False),
         ttl_security=sec.optional("ttlSecurity", check_int(0, 254), 0),
         filters=resolve(sec, sec.optional("filters", check_filter_names, ()), filters),
+        max_prefixes=max_prefixes(sec),
     )
     keepalive, hold = peer.keepalive_time, peer.hold_time
     if keepalive is not None and hold > 0 and keepalive >= hold:

@@ -1,5 +1,5 @@
-"""The routing-policy keys of the bgpd YAML: ``filters:``, ``peers[].filters`` and
-``ebgpRequiresPolicy``.
+"""The routing-policy keys of the bgpd YAML: ``filters:``, ``peers[].filters``,
+``ebgpRequiresPolicy`` and ``peers[].maxPrefixes``.
 
 A top-level ``filters:`` list holds BGPFilters in Calico's field names, flat
 (``{name, exportV4, importV4, exportV6, importV6}``, see :mod:`bgpd.bgpfilter`); a peer names
@@ -13,7 +13,8 @@ from typing import Any
 
 from bgpd.bgpfilter import BGPFilter, FilterError, parse_filter
 from bgpd.bgpfilter_support import check_supported
-from bgpd.configcheck import ConfigError, FieldError, Section
+from bgpd.configcheck import ConfigError, FieldError, Section, check_int
+from bgpd.prefix_limit import DEFAULT_WARNING_THRESHOLD, MaxPrefixes
 
 
 def load_filters(root: Section) -> tuple[BGPFilter, ...]:
@@ -36,6 +37,20 @@ def load_filters(root: Section) -> tuple[BGPFilter, ...]:
                 raise ConfigError(root.file, f"{where}.name", f"duplicate of filters[{j}]")
         out.append(f)
     return tuple(out)
+
+
+def max_prefixes(peer: Section) -> MaxPrefixes | None:
+    """``peers[].maxPrefixes: {limit, warningThreshold, restartAfter}`` (RFC 4486)."""
+    sec = peer.section("maxPrefixes", ("limit", "warningThreshold", "restartAfter"))
+    if sec is None:
+        return None
+    return MaxPrefixes(
+        limit=sec.required("limit", check_int(1, 0xFFFFFFFF)),
+        warning_threshold=sec.optional(
+            "warningThreshold", check_int(1, 100), DEFAULT_WARNING_THRESHOLD
+        ),
+        restart_after=sec.optional("restartAfter", check_int(0, 86400), 0),
+    )
 
 
 def check_filter_names(value: Any) -> tuple[str, ...]:

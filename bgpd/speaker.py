@@ -49,6 +49,7 @@ from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
 from bgpd.import_rib import FilteredAdjRibIn, ImportDecision
 from bgpd.policy import PeerPolicy, import_path, local_path
 from bgpd.policy_filters import SessionFilters, import_verdict
+from bgpd.prefix_limit import MaxPrefixes, PrefixLimitState, cease_data
 from bgpd.rib import AdjRibIn, Best, LocRib
 from bgpd.session import Session
 
@@ -78,6 +79,7 @@ class PeerSpec:
     ttl_security: int = 0  # RFC 5082 GTSM: the peer is at most this many hops away; 0 = off
     filters: tuple[BGPFilter, ...] = ()  # BGPFilters in order (bgpd.policy_filters)
     owned_only: bool = False  # export only the speaker's owned prefixes unless a filter accepts
+    max_prefixes: MaxPrefixes | None = None  # RFC 4486: Cease past this many per family
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,8 @@ class Peer:
     stale_timer: asyncio.TimerHandle | None = None
     eor_received: set[tuple[int, int]] = field(default_factory=set)
     dynamic: bool = False  # created from a peer range; removed once its session is gone
+    prefix_limit: PrefixLimitState | None = None  # with spec.max_prefixes (bgpd.prefix_limit)
+    limit_timer: asyncio.TimerHandle | None = None  # restarts a session stopped by the limit
 
 
 class Speaker:
@@ -159,6 +163,8 @@ class Speaker:
             peer.session.stop(notify=not graceful)
             if peer.stale_timer is not None:
                 peer.stale_timer.cancel()
+            if peer.limit_timer is not None:
+                peer.limit_timer.cancel()
         for server in self._servers:
             server.close()
         await asyncio.sleep(0)  # let closing transports flush
@@ -183,6 +189,8 @@ class Speaker:
             ttl_security=spec.ttl_security,
         )
         peer = Peer(spec, session)
+        if spec.max_prefixes is not None:
+            peer.prefix_limit = PrefixLimitState(spec.max_prefixes)
         if self.session_filters(peer).filters_import(self._ebgp(peer)):
             peer.adj_in = FilteredAdjRibIn()
         self.peers[address] = peer
@@ -232,6 +240,8 @@ class Speaker:
     def remove_peer(self, address: str) -> None:
         peer = self.peers.pop(tcp.normalise_address(address))
         peer.session.stop(notify=True)
+        if peer.limit_timer is not None:
+            peer.limit_timer.cancel()
         self.exporter.forget(peer)
         if peer.stale_timer is not None:
             peer.stale_timer.cancel()
@@ -399,6 +409,8 @@ class Speaker:
             return  # from a session that has gone down since
         if isinstance(message, Update):
             self._apply_update(peer, message)
+            if peer.prefix_limit is not None:
+                self._check_prefix_limit(peer, peer.prefix_limit)
         elif isinstance(message, RouteRefresh):
             self.exporter.send_full_table(peer, refresh=True)
 
@@ -523,6 +535,48 @@ class Speaker:
         log.info("peer=%s event=policy-applied reimported=%d", peer.spec.address,
                  sum(len(p) for p in changed.values()))  # fmt: skip
         self._schedule_flush()
+
+    # --- maximum prefixes (RFC 4486, bgpd.prefix_limit) ------------------------------------
+
+    def _check_prefix_limit(self, peer: Peer, state: PrefixLimitState) -> None:
+        adj = peer.adj_in
+        counts = {afi: len(adj.multi.get(afi) or table) for afi, table in adj.routes.items()}
+        warnings, over = state.check(counts)
+        for text in warnings:
+            log.warning("peer=%s event=max-prefixes-warning %s", peer.spec.address, text)
+        if over is None:
+            return
+        info = state.trip(over, counts[over])
+        log.warning("peer=%s event=max-prefixes-reached %s", peer.spec.address, info)
+        peer.session.stop(
+            subcode=CeaseSubcode.MAX_PREFIXES_REACHED,
+            data=cease_data(over, state.setting.limit),
+            info=info,
+        )
+        if state.setting.restart_after:
+            loop = asyncio.get_running_loop()
+            peer.limit_timer = loop.call_later(
+                state.setting.restart_after, self._restart_after_limit, peer
+            )
+
+    def _restart_after_limit(self, peer: Peer) -> None:
+        peer.limit_timer = None
+        if self.peers.get(peer.session.address) is not peer or peer.prefix_limit is None:
+            return
+        log.info("peer=%s event=max-prefixes-restart", peer.spec.address)
+        peer.prefix_limit.reached = ""
+        peer.session.start()
+
+    def release_prefix_limits(self) -> list[str]:
+        """An operator acts: start again every session held down by its prefix limit."""
+        released = []
+        for peer in self.peers.values():
+            if peer.prefix_limit is not None and peer.prefix_limit.reached:
+                if peer.limit_timer is not None:
+                    peer.limit_timer.cancel()
+                self._restart_after_limit(peer)
+                released.append(peer.spec.address)
+        return released
 
     def _mark_dirty(self, afi: int, prefixes: Iterable[bytes]) -> None:
         dirty = self._dirty.get(afi)

@@ -49,6 +49,7 @@ def peer_spec(peer: PeerConfig, peer_type: str = "global") -> PeerSpec:
         rr_client=peer.route_reflector_client,
         ttl_security=peer.ttl_security,
         filters=peer.filters,
+        max_prefixes=peer.max_prefixes,
     )
 
 
@@ -114,6 +115,8 @@ def reload_policy(speaker: Speaker, old: BgpdConfig, new: BgpdConfig) -> BgpdCon
     live, without resetting sessions. Returns the config now in force: other changes need a
     restart and are logged, not applied."""
     speaker.set_ebgp_requires_policy(new.ebgp_requires_policy)
+    for address in speaker.release_prefix_limits():  # SIGHUP is the operator acting
+        log.info("event=max-prefixes-released peer=%s", address)
     by_address = {p.address: p for p in new.peers}
     for peer in old.peers:
         changed = by_address.get(peer.address)

@@ -88,6 +88,15 @@ class BGPConfiguration:
 
 
 @dataclass(frozen=True)
+class PrefixLimit:
+    """``BGPPeer.spec.maxPrefixes``: Cease past ``limit`` prefixes per family (RFC 4486)."""
+
+    limit: int
+    warning_threshold: int = 75  # percent of the limit: log and metric
+    restart_after: int = 0  # seconds until the session starts again; 0 = stay down
+
+
+@dataclass(frozen=True)
 class BGPPeer:
     """Extra peerings. Local side: ``node`` or ``nodeSelector`` (neither: every node).
     Remote side: ``peerIP`` + ``asNumber``, or ``peerSelector`` (those nodes)."""
@@ -105,6 +114,7 @@ class BGPPeer:
     keep_original_next_hop: bool = False
     ttl_security: int = 0
     filters: tuple[str, ...] = ()  # BGPFilter names, applied in order
+    max_prefixes: PrefixLimit | None = None
     labels: Labels = ()
 
     @property
@@ -347,6 +357,7 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
             "keepOriginalNextHop",
             "ttlSecurity",
             "filters",
+            "maxPrefixes",
         )
     )
     peer_ip, peer_port = spec.optional("peerIP", check_peer_ip, (None, None))
@@ -363,6 +374,7 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
         keep_original_next_hop=spec.optional("keepOriginalNextHop", check_bool, False),
         ttl_security=spec.optional("ttlSecurity", check_int(0, 255), 0),
         filters=tuple(spec.items("filters", check_name, unique=True)),
+        max_prefixes=_prefix_limit(spec),
         labels=labels,
     )
     if peer.node is not None and peer.node_selector is not None:
@@ -372,6 +384,31 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
     if peer.peer_ip is not None and peer.as_number is None:
         raise spec.error("asNumber", "required with peerIP")
     return peer
+
+
+def _prefix_limit(spec: Section) -> PrefixLimit | None:
+    sec = spec.section("maxPrefixes", ("limit", "warningThreshold", "restartAfter"))
+    if sec is None:
+        return None
+    return PrefixLimit(
+        limit=sec.required("limit", check_int(1, 0xFFFFFFFF)),
+        warning_threshold=sec.optional("warningThreshold", check_int(1, 100), 75),
+        restart_after=sec.optional("restartAfter", _check_restart_after, 0),
+    )
+
+
+def _check_restart_after(value: Any) -> int:
+    """``restartAfter``: 0 (stay down) or seconds/a duration up to a day."""
+    if value == 0 and not isinstance(value, bool):
+        return 0
+    if value in ("0", "0s"):
+        return 0
+    try:
+        return check_duration(value)
+    except FieldError:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 86400:
+            return value
+        raise FieldError("must be 0 (stay down), seconds, or a duration like 30s or 5m") from None
 
 
 def _parse_bgp_filter(spec: Section, name: str, labels: Labels) -> BGPFilter:
@@ -477,6 +514,13 @@ def _spec_dict(res: Resource) -> dict[str, Any]:
             "keepOriginalNextHop": res.keep_original_next_hop or None,
             "ttlSecurity": res.ttl_security or None,
             "filters": list(res.filters) or None,
+            "maxPrefixes": {
+                "limit": res.max_prefixes.limit,
+                "warningThreshold": res.max_prefixes.warning_threshold,
+                "restartAfter": f"{res.max_prefixes.restart_after}s",
+            }
+            if res.max_prefixes is not None
+            else None,
         }
     elif isinstance(res, BGPFilter):
         spec = res.rules.spec_dict()

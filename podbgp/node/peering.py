@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bgpd import bgpfilter
+from bgpd.prefix_limit import MaxPrefixes
 from bgpd.speaker import PeerSpec, SpeakerConfig
 from podbgp.cluster.datastore.records import NodeInfo
 from podbgp.cluster.resources import BGPConfiguration, BGPPeer
@@ -131,6 +132,7 @@ class _Builder:
             restart_time=bgp_peer.max_restart_time if bgp_peer else None,
             ttl_security=bgp_peer.ttl_security if bgp_peer else 0,
             filters=self.filters_of(bgp_peer),
+            max_prefixes=_max_prefixes(bgp_peer),
         )
         self.add(spec, reason, override=peer_type != "mesh")
 
@@ -205,8 +207,16 @@ def _external_peer(b: _Builder, peer: BGPPeer, peer_type: str, reason: str) -> N
         ttl_security=peer.ttl_security,
         filters=b.filters_of(peer),
         owned_only=True,
+        max_prefixes=_max_prefixes(peer),
     )
     b.add(spec, reason, override=True)
+
+
+def _max_prefixes(peer: BGPPeer | None) -> MaxPrefixes | None:
+    limit = peer.max_prefixes if peer is not None else None
+    if limit is None:
+        return None
+    return MaxPrefixes(limit.limit, limit.warning_threshold, limit.restart_after)
 
 
 def deny_all(name: str) -> bgpfilter.BGPFilter:

@@ -181,3 +181,42 @@ def test_ebgp_requires_policy(netns_factory: NetnsFactory, tmp_path: Path) -> No
     info2 = sp.get(f"/v1/peers/{R2}")["policy"]
     assert any("no import policy for IPv4" in line for line in info2), info2
     assert not any("no export policy for IPv4" in line for line in info2), info2
+
+
+def test_max_prefixes_cease_and_restart(netns_factory: NetnsFactory, tmp_path: Path) -> None:
+    """BIRD sends limit+1 prefixes: we send Cease / Maximum Number of Prefixes Reached
+    (RFC 4486), say so in the peer's info, and come back after restartAfter."""
+    from tests.integration.interop import PODBGP_V4, ROUTER_V4, podbgp_in, two_namespaces
+
+    ns_p, ns_r = two_namespaces(netns_factory)
+    three = tuple(StaticRoute(f"10.245.{i}.0/24") for i in range(3))
+    config = BirdConfig(router_id=ROUTER_V4, asn=65001, listen_address=ROUTER_V4,
+                        neighbors=(BirdNeighbor(PODBGP_V4, 64512),), routes=three)  # fmt: skip
+    router = BirdRouter(netns_factory, ns_r, config, tmp_path / "bird").start()
+    limit = {"limit": 3, "warningThreshold": 60, "restartAfter": 4}
+    sp = podbgp_in(netns_factory, ns_p, tmp_path, asn=64512, originate=["10.244.1.0/24"],
+                   peers=[{"address": ROUTER_V4, "asNumber": 65001, "maxPrefixes": limit}],
+                   graceful=False)  # fmt: skip
+    proto = BirdNeighbor(PODBGP_V4, 64512).protocol
+    router.wait_established(proto, 30)
+    wait_for(lambda: len(sp.route_prefixes()) == 4, 15, what="3 BIRD routes + ours")
+    assert "event=max-prefixes-warning" in sp.log()  # 3 >= 60% of 3
+    flaps = sp.get(f"/v1/peers/{ROUTER_V4}")["flaps"]
+
+    router.configure(router.with_routes(*three, StaticRoute("10.245.3.0/24")))
+    info = wait_for(
+        lambda: "maximum prefixes reached" in (i := sp.get(f"/v1/peers/{ROUTER_V4}")["info"]) and i,
+        15, what="peer info names the limit",
+    )  # fmt: skip
+    assert "4 IPv4 unicast prefixes > limit 3" in info and "restarting in 4s" in info
+    bird_info = wait_for(
+        lambda: (p := router.protocols()[proto]).details.get("Last error", "") and p, 15,
+        what="BIRD's last error",
+    )  # fmt: skip
+    assert "Maximum number of prefixes reached" in bird_info.details["Last error"], bird_info
+    assert sp.route_prefixes() == {"10.244.1.0/24"}  # the peer's routes went with the session
+    # Back under the limit at BIRD; our restart timer brings the session up again.
+    router.configure(router.with_routes(*three))
+    router.wait_established(proto, 30)
+    wait_for(lambda: len(sp.route_prefixes()) == 4, 15, what="routes after the restart")
+    assert sp.get(f"/v1/peers/{ROUTER_V4}")["flaps"] == flaps + 1

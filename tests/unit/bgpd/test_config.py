@@ -79,7 +79,7 @@ ERRORS = [
         peer("hold: 90"),
         "peers[0].hold: unknown key; expected one of "
         "address, asNumber, port, passive, password, holdTime, keepaliveTime, description, "
-        "sourceAddress, routeReflectorClient, ttlSecurity, filters",
+        "sourceAddress, routeReflectorClient, ttlSecurity, filters, maxPrefixes",
     ),
     (
         "unknown-listen-key",

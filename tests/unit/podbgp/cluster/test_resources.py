@@ -258,3 +258,19 @@ def test_peer_naming_a_missing_filter_is_refused() -> None:
     peer = BGPPeer("tor", peer_ip="192.0.2.1", as_number=65001, filters=("nope",))
     with pytest.raises(ResourceError, match=r"spec.filters\[0\]: no BGPFilter named 'nope'"):
         check_consistency([peer])
+
+
+def test_bgp_peer_max_prefixes() -> None:
+    from podbgp.cluster.resources import BGPPeer, PrefixLimit
+
+    spec = {"peerIP": "192.0.2.1", "asNumber": 65001,
+            "maxPrefixes": {"limit": 500, "restartAfter": "2m"}}  # fmt: skip
+    res = parse_resource({"apiVersion": "podbgp/v1", "kind": "BGPPeer",
+                          "metadata": {"name": "tor"}, "spec": spec}, "f.yaml")  # fmt: skip
+    assert isinstance(res, BGPPeer) and res.max_prefixes == PrefixLimit(500, 75, 120)
+    assert to_dict(res)["spec"]["maxPrefixes"] == {
+        "limit": 500, "warningThreshold": 75, "restartAfter": "120s"}  # fmt: skip
+    spec["maxPrefixes"] = {"limit": 0}
+    with pytest.raises(ResourceError, match=r"spec.maxPrefixes.limit: must be an integer"):
+        parse_resource({"apiVersion": "podbgp/v1", "kind": "BGPPeer",
+                        "metadata": {"name": "tor"}, "spec": spec}, "f.yaml")  # fmt: skip

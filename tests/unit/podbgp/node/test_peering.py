@@ -228,3 +228,13 @@ def test_peer_filters_resolve_in_order_missing_fail_closed_external_owned_only()
     assert spec.owned_only  # an external router gets only what the cluster owns
     mesh = top.peers["192.0.2.2"]
     assert not mesh.owned_only and mesh.filters == ()
+
+
+def test_max_prefixes_reach_the_peer_spec() -> None:
+    from bgpd.prefix_limit import MaxPrefixes
+    from podbgp.cluster.resources import PrefixLimit
+
+    tor = BGPPeer("tor", peer_ip="192.0.2.254", as_number=65001,
+                  max_prefixes=PrefixLimit(100, 90, 30))  # fmt: skip
+    top = compute_topology("node-1", cluster(node(1)), MESH, [tor])
+    assert top.peers["192.0.2.254"].max_prefixes == MaxPrefixes(100, 90, 30)

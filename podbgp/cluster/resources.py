@@ -84,6 +84,9 @@ class BGPConfiguration:
     node_mesh_password: str | None = field(default=None, repr=False)
     node_mesh_max_restart_time: int = 120  # seconds; the Restart Time we advertise (RFC 4724)
     ebgp_requires_policy: bool = False  # RFC 8212 on every node's eBGP sessions
+    communities: tuple[tuple[str, str], ...] = ()  # (name, "aa:nn" or "aa:nn:mm")
+    # (cidr, community values): routes we advertise inside cidr carry these communities
+    prefix_advertisements: tuple[tuple[str, tuple[str, ...]], ...] = ()
     labels: Labels = ()
 
 
@@ -330,8 +333,11 @@ def _parse_bgp_configuration(spec: Section, name: str, labels: Labels) -> BGPCon
             "nodeMeshMaxRestartTime",
             "logSeverityScreen",
             "ebgpRequiresPolicy",
+            "communities",
+            "prefixAdvertisements",
         )
     )
+    communities = _communities(spec)
     return BGPConfiguration(
         name=name,
         as_number=spec.optional("asNumber", check_asn, DEFAULT_AS),
@@ -340,8 +346,57 @@ def _parse_bgp_configuration(spec: Section, name: str, labels: Labels) -> BGPCon
         node_mesh_password=spec.optional("nodeMeshPassword", check_str(1, 80), None),
         node_mesh_max_restart_time=spec.optional("nodeMeshMaxRestartTime", check_duration, 120),
         ebgp_requires_policy=spec.optional("ebgpRequiresPolicy", check_bool, False),
+        communities=communities,
+        prefix_advertisements=_prefix_advertisements(spec, dict(communities)),
         labels=labels,
     )
+
+
+def check_community(value: Any) -> str:
+    """A standard (``aa:nn``, 16-bit parts, RFC 1997) or large (``aa:nn:mm``, 32-bit parts,
+    RFC 8092) community."""
+    parts = value.split(":") if isinstance(value, str) else []
+    if len(parts) not in (2, 3) or not all(p.isascii() and p.isdigit() for p in parts):
+        raise FieldError("must be a community aa:nn or a large community aa:nn:mm")
+    limit = 0xFFFF if len(parts) == 2 else 0xFFFFFFFF
+    if any(int(p) > limit for p in parts):
+        raise FieldError(f"community parts must be at most {limit} here")
+    return ":".join(str(int(p)) for p in parts)
+
+
+def _communities(spec: Section) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for sec in spec.sections("communities", ("name", "value")):
+        name = sec.required("name", check_name)
+        if name in dict(out):
+            raise sec.error("name", f"community {name!r} is defined twice")
+        out.append((name, sec.required("value", check_community)))
+    return tuple(out)
+
+
+def _prefix_advertisements(
+    spec: Section, named: dict[str, str]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for sec in spec.sections("prefixAdvertisements", ("cidr", "communities")):
+        cidr = sec.required("cidr", check_prefix)
+
+        def community(item: Any) -> str:
+            if isinstance(item, str) and item in named:
+                return named[item]
+            try:
+                return check_community(item)
+            except FieldError:
+                raise FieldError(
+                    f"{item!r} is neither a community named in spec.communities nor a value "
+                    "aa:nn / aa:nn:mm"
+                ) from None
+
+        values = sec.items("communities", community)
+        if not values:
+            raise sec.error("communities", "must list at least one community")
+        out.append((cidr, tuple(values)))
+    return tuple(out)
 
 
 def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
@@ -496,6 +551,11 @@ def _spec_dict(res: Resource) -> dict[str, Any]:
             "nodeMeshPassword": res.node_mesh_password,
             "nodeMeshMaxRestartTime": f"{res.node_mesh_max_restart_time}s",
             "ebgpRequiresPolicy": res.ebgp_requires_policy or None,
+            "communities": [{"name": n, "value": v} for n, v in res.communities] or None,
+            "prefixAdvertisements": [
+                {"cidr": c, "communities": list(values)} for c, values in res.prefix_advertisements
+            ]
+            or None,
         }
     elif isinstance(res, BGPPeer):
         peer_ip = res.peer_ip

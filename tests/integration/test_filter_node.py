@@ -28,11 +28,19 @@ def _doc(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "podbgp/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
 
 
-def _cluster(ebgp_requires_policy: bool = False, tor2_filters: tuple[str, ...] = ()) -> list[Any]:
+def _cluster(
+    ebgp_requires_policy: bool = False, tor2_filters: tuple[str, ...] = (), advertise: bool = True
+) -> list[Any]:
     tag = [{"addCommunity": {"value": "64512:100"}}]
+    config: dict[str, Any] = {"asNumber": 64512, "ebgpRequiresPolicy": ebgp_requires_policy}
+    if advertise:  # Calico's communities + prefixAdvertisements
+        config["communities"] = [{"name": "pods", "value": "64512:300"}]
+        config["prefixAdvertisements"] = [
+            {"cidr": "10.244.0.0/16", "communities": ["pods", "64512:3:1"]},
+            {"cidr": "10.99.0.0/16", "communities": ["64512:999"]},  # not ours: not attached
+        ]
     return [
-        _doc("BGPConfiguration", "default",
-             {"asNumber": 64512, "ebgpRequiresPolicy": ebgp_requires_policy}),
+        _doc("BGPConfiguration", "default", config),
         _doc("IPPool", "pool", {"cidr": "10.244.0.0/16", "blockSize": 24}),
         _doc("Node", "node-1", {"addresses": [f"{NODE}/24"], "blocks": [BLOCK]}),
         _doc("BGPFilter", "tag", {"exportV4": [
@@ -85,11 +93,14 @@ def test_node_edge_policy_live(netns_factory: NetnsFactory, tmp_path: Path) -> N
     tor1.wait_established(proto, 40)
     tor2.wait_established(proto, 40)
 
-    # Our block reaches both routers; tor1's filter tagged it.
+    # Our block reaches both routers with the prefixAdvertisements communities; tor1's filter
+    # added its own after them.
     (at1,) = tor1.wait_route(BLOCK, 20)
-    assert at1["communities"] == [(64512, 100)]
+    assert at1["communities"] == [(64512, 300), (64512, 100)]
+    assert at1["large_communities"] == [(64512, 3, 1)]
     (at2,) = tor2.wait_route(BLOCK, 20)
-    assert at2["communities"] == [] and at2["as_path"] == [64512]
+    assert at2["communities"] == [(64512, 300)] and at2["as_path"] == [64512]
+    assert at2["large_communities"] == [(64512, 3, 1)]
     wait_for(lambda: set(TOR1_ROUTES) <= node.route_prefixes(), 20, what="tor1 routes at node")
     time.sleep(SETTLE)
     # No transit: neither tor1's route outside the pool nor the one inside it reaches tor2.
@@ -117,4 +128,9 @@ def test_node_edge_policy_live(netns_factory: NetnsFactory, tmp_path: Path) -> N
     for addr in (TOR1, TOR2):
         assert node.peers()[addr]["state"] == "Established"
         assert node.peers()[addr]["flaps"] == before[addr]["flaps"]
+    # Live: the prefixAdvertisements go; tor1 sees our block with only its filter's community.
+    _apply(cluster, _cluster(ebgp_requires_policy=True, tor2_filters=("transit",),
+                             advertise=False))  # fmt: skip
+    wait_for(lambda: [r["communities"] for r in tor1.routes() if r["prefix"] == BLOCK]
+             == [[(64512, 100)]], 20, what="communities withdrawn")  # fmt: skip
     assert node.running(), node.log()[-3000:]

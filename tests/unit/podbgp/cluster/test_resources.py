@@ -274,3 +274,24 @@ def test_bgp_peer_max_prefixes() -> None:
     with pytest.raises(ResourceError, match=r"spec.maxPrefixes.limit: must be an integer"):
         parse_resource({"apiVersion": "podbgp/v1", "kind": "BGPPeer",
                         "metadata": {"name": "tor"}, "spec": spec}, "f.yaml")  # fmt: skip
+
+
+def test_bgp_configuration_communities_and_prefix_advertisements() -> None:
+    from podbgp.cluster.resources import BGPConfiguration
+
+    spec: dict[str, Any] = {
+        "communities": [{"name": "pods", "value": "64512:300"}],
+        "prefixAdvertisements": [{"cidr": "10.244.0.0/16", "communities": ["pods", "1:2:3"]}],
+    }
+    doc = {"apiVersion": "podbgp/v1", "kind": "BGPConfiguration",
+           "metadata": {"name": "default"}, "spec": spec}  # fmt: skip
+    res = parse_resource(doc, "f.yaml")
+    assert isinstance(res, BGPConfiguration)
+    assert res.prefix_advertisements == (("10.244.0.0/16", ("64512:300", "1:2:3")),)
+    spec["prefixAdvertisements"][0]["communities"] = ["nope"]
+    with pytest.raises(ResourceError, match=r"prefixAdvertisements\[0\].communities\[0\]: 'nope'"):
+        parse_resource(doc, "f.yaml")
+    spec["prefixAdvertisements"] = []
+    spec["communities"] = [{"name": "x", "value": "70000:1"}]
+    with pytest.raises(ResourceError, match=r"spec.communities\[0\].value: community parts"):
+        parse_resource(doc, "f.yaml")

@@ -52,6 +52,7 @@ from bgpd.policy_filters import SessionFilters, import_verdict
 from bgpd.prefix_limit import MaxPrefixes, PrefixLimitState, cease_data
 from bgpd.rib import AdjRibIn, Best, LocRib
 from bgpd.session import Session
+from bgpd.update_errors import UpdateErrorStats
 
 log = logging.getLogger("podbgp.speaker")
 
@@ -121,6 +122,7 @@ class Peer:
     dynamic: bool = False  # created from a peer range; removed once its session is gone
     prefix_limit: PrefixLimitState | None = None  # with spec.max_prefixes (bgpd.prefix_limit)
     limit_timer: asyncio.TimerHandle | None = None  # restarts a session stopped by the limit
+    update_errors: UpdateErrorStats = field(default_factory=UpdateErrorStats)
 
 
 class Speaker:
@@ -302,6 +304,7 @@ class Speaker:
         peer.negotiated = negotiated
         peer.generation = session.generation
         peer.eor_received = set()
+        peer.update_errors = UpdateErrorStats()
         peer.source = PathSource(
             peer=session.address,
             router_id=int.from_bytes(socket.inet_aton(negotiated.peer_router_id), "big"),
@@ -417,6 +420,8 @@ class Speaker:
     def _apply_update(self, peer: Peer, update: Update) -> None:
         for err in update.errors:
             log.warning("peer=%s event=update-error %s", peer.spec.address, err)
+        if update.errors:
+            peer.update_errors.record(update.errors)
         eor = update.is_end_of_rib()
         if eor is not None:
             peer.eor_received.add(eor)
@@ -434,13 +439,34 @@ class Speaker:
         if attrs is None:
             return
         if update.nlri:
-            imported = self._import(peer, attrs)
-            self._mark_dirty(Afi.IPV4, self._store(peer, Afi.IPV4, update.nlri, imported))
+            if self._own_next_hop(peer, attrs.next_hop, len(update.nlri)):
+                self._mark_dirty(Afi.IPV4, adj.withdraw(Afi.IPV4, update.nlri))
+            else:
+                imported = self._import(peer, attrs)
+                self._mark_dirty(Afi.IPV4, self._store(peer, Afi.IPV4, update.nlri, imported))
         if update.mp_reach is not None and update.mp_reach.nlri:
             mp = update.mp_reach
-            mp_attrs = dataclasses.replace(attrs, next_hop=mp.next_hop[0] if mp.next_hop else None)
+            hop = mp.next_hop[0] if mp.next_hop else None
+            if self._own_next_hop(peer, hop, len(mp.nlri)):
+                self._mark_dirty(mp.afi, adj.withdraw(mp.afi, mp.nlri))
+                return
+            mp_attrs = dataclasses.replace(attrs, next_hop=hop)
             imported = self._import(peer, mp_attrs)
             self._mark_dirty(mp.afi, self._store(peer, mp.afi, mp.nlri, imported))
+
+    @staticmethod
+    def _own_next_hop(peer: Peer, next_hop: str | None, count: int) -> bool:
+        """RFC 4271 §6.3: a NEXT_HOP that is our own address on the session is semantically
+        incorrect; the routes are ignored (withdrawn if held), the session stays up."""
+        policy = peer.policy
+        if next_hop is None or policy is None:
+            return False
+        if next_hop not in (policy.next_hop_v4, policy.next_hop_v6):
+            return False
+        log.warning("peer=%s event=own-next-hop next_hop=%s routes=%d", peer.spec.address,
+                    next_hop, count)  # fmt: skip
+        peer.update_errors.ignored_next_hop(next_hop, count)
+        return True
 
     def _store(
         self, peer: Peer, afi: int, entries: Sequence[bytes], attrs: PathAttributes | None

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from bgpd import tcp
 from bgpd.bgpfilter import BGPFilter, IPNetwork
+from bgpd.bgpfilter_eval import Verdict
 from bgpd.codec.errors import CeaseSubcode, ErrorCode
 from bgpd.codec.messages import encode_message
 from bgpd.codec.types import (
@@ -508,6 +509,10 @@ class Speaker:
     def policy_info(self, peer: Peer) -> list[str]:
         """Why this peer's session passes nothing in some direction (RFC 8212), in words."""
         return self.session_filters(peer).blocked(self._ebgp(peer))
+
+    def explain_import(self, peer: Peer, afi: int, prefix: bytes, attrs: PathAttributes) -> Verdict:
+        """What the peer's import policy makes of a received path (for the API's detail)."""
+        return import_verdict(self.session_filters(peer), self._ebgp(peer), afi, prefix, attrs)
 
     def _import_decision(self, peer: Peer) -> ImportDecision:
         policy, ebgp, intern = self.session_filters(peer), self._ebgp(peer), self.exporter.intern

@@ -592,9 +592,9 @@ class NodeViews:
         views = self._views()
         return views.peers() if views is not None else []
 
-    def routes(self) -> list[RouteView]:
+    def routes(self, detail: bool = False) -> list[RouteView]:
         views = self._views()
-        return views.routes() if views is not None else []
+        return views.routes(detail) if views is not None else []
 
 
 async def run_node(config: NodeConfig, dataplane_factory: DataplaneFactory | None = None) -> None:

@@ -134,6 +134,16 @@ def test_no_transit_and_filters_at_bird(netns_factory: NetnsFactory, tmp_path: P
     assert _prefixes(bird1) == {OURS}, bird1.routes()
     assert _prefixes(bird2) == {OURS, "10.245.9.0/24"}, bird2.routes()
 
+    # ?detail=1: every path with its fate under the import filter, the rejected one included.
+    detail = {(r["prefix"], r["fromPeer"]): r for r in sp.get("/v1/routes?detail=1")}
+    rejected = detail[("10.246.5.0/24", R2)]
+    assert rejected["policy"] == "rejected by in-r2 importV4[0]" and rejected["best"] is False
+    accepted = detail[("10.246.0.0/24", R2)]
+    assert accepted["policy"] == "accepted by in-r2 importV4[1]" and accepted["best"] is True
+    assert accepted["communities"] == ["64512:7"]
+    assert detail[("10.245.1.0/24", R1)]["policy"] == "accepted: no import filter"
+    assert detail[(OURS, "local")]["best"] is True
+
     # Live change (SIGHUP): drop transit-one and the import reject; no session reset.
     flaps = {a: sp.get(f"/v1/peers/{a}")["flaps"] for a in (R1, R2)}
     since = {a: sp.get(f"/v1/peers/{a}")["since"] for a in (R1, R2)}

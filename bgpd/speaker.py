@@ -158,7 +158,18 @@ class Speaker:
             self._range_md5(sock, rng)
         server = await asyncio.start_server(self._on_accept, sock=sock)
         self._servers.append(server)
+        self._listener_gtsm()
         return int(sock.getsockname()[1])
+
+    def _listener_gtsm(self) -> None:
+        """RFC 5082 on the listening sockets: when every peer that may connect uses GTSM, a
+        connection from further away than the most distant of them is dropped at the SYN, so
+        it never reaches OpenSent (each accepted socket then gets its own peer's limit)."""
+        hops = [p.spec.ttl_security for p in self.peers.values() if not p.dynamic]
+        gtsm = bool(hops) and all(hops) and not self.peer_ranges
+        for server in self._servers:
+            for sock in server.sockets:
+                tcp.set_listener_min_ttl(sock, max(hops) if gtsm else 0)
 
     async def stop(self, *, graceful: bool) -> None:
         """Stop every session. ``graceful``: close TCP without NOTIFICATION (we will restart)."""
@@ -201,11 +212,13 @@ class Speaker:
             for sock in server.sockets:
                 if spec.password and tcp.family_of(address) == sock.family:
                     tcp.set_md5_key(sock, address, spec.password)
+        self._listener_gtsm()
         session.start()
         return peer
 
     def add_peer_range(self, rng: PeerRange) -> None:
         self.peer_ranges.append(rng)
+        self._listener_gtsm()
         for server in self._servers:
             for sock in server.sockets:
                 self._range_md5(sock, rng)
@@ -245,6 +258,7 @@ class Speaker:
         peer.session.stop(notify=True)
         if peer.limit_timer is not None:
             peer.limit_timer.cancel()
+        self._listener_gtsm()
         self.exporter.forget(peer)
         if peer.stale_timer is not None:
             peer.stale_timer.cancel()

@@ -89,6 +89,8 @@ _PEER_KEYS = (
     "ttlSecurity",
     "filters",
     "maxPrefixes",
+    "localASNumber",
+    "nextHopMode",
 )
 _PEER_RANGE_KEYS = ("range", "asNumber", "routeReflectorClient", "password", "holdTime")
 
@@ -167,6 +169,8 @@ class PeerConfig:
     ttl_security: int = 0  # RFC 5082 GTSM: hops to the peer; 0 = off
     filters: tuple[BGPFilter, ...] = ()  # BGPFilters applied in order (names in the YAML)
     max_prefixes: MaxPrefixes | None = None  # RFC 4486 prefix limit
+    local_as_number: int | None = None  # the AS presented on this session (default: ours)
+    next_hop_mode: str = "Auto"  # Auto, Self (reflected paths too) or Keep (the original)
 
 
 @dataclass(frozen=True)
@@ -305,6 +309,8 @@ def _peer(sec: Section, filters: tuple[BGPFilter, ...]) -> PeerConfig:
         ttl_security=sec.optional("ttlSecurity", check_int(0, 254), 0),
         filters=resolve(sec, sec.optional("filters", check_filter_names, ()), filters),
         max_prefixes=max_prefixes(sec),
+        local_as_number=sec.optional("localASNumber", check_asn, None),
+        next_hop_mode=sec.optional("nextHopMode", check_enum(("Auto", "Self", "Keep")), "Auto"),
     )
     keepalive, hold = peer.keepalive_time, peer.hold_time
     if keepalive is not None and hold > 0 and keepalive >= hold:

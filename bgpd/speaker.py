@@ -76,7 +76,9 @@ class PeerSpec:
     description: str = ""
     peer_type: str = "global"
     rr_client: bool = False
-    keep_next_hop: bool = False  # eBGP: pass the original next hop on (Calico keepOriginalNextHop)
+    keep_next_hop: bool = False  # pass the original next hop on (Calico nextHopMode: Keep)
+    next_hop_self: bool = False  # our address as next hop, reflected paths too (nextHopMode: Self)
+    local_asn: int | None = None  # the AS we present on this session (Calico localASNumber)
     restart_time: int | None = None  # the Restart Time we advertise to this peer (RFC 4724)
     ttl_security: int = 0  # RFC 5082 GTSM: the peer is at most this many hops away; 0 = off
     filters: tuple[BGPFilter, ...] = ()  # BGPFilters in order (bgpd.policy_filters)
@@ -288,7 +290,7 @@ class Speaker:
             Multiprotocol(Afi.IPV4, Safi.UNICAST),
             Multiprotocol(Afi.IPV6, Safi.UNICAST),
             RouteRefreshCap(),
-            FourOctetAs(self.config.asn),
+            FourOctetAs(spec.local_asn or self.config.asn),
             ExtendedMessage(),
             # RFC 7911: receive and send several paths per prefix, where the peer agrees.
             AddPath(((Afi.IPV4, Safi.UNICAST, 3), (Afi.IPV6, Safi.UNICAST, 3))),
@@ -299,7 +301,7 @@ class Speaker:
             restart = spec.restart_time or self.config.restart_time
             caps.append(GracefulRestart(0, min(restart, 4095), families))
         return FsmConfig(
-            local_asn=self.config.asn,
+            local_asn=spec.local_asn or self.config.asn,
             local_router_id=self.config.router_id,
             peer_asn=spec.asn,
             hold_time=spec.hold_time,
@@ -315,7 +317,8 @@ class Speaker:
         peer = self.peers.get(session.address)
         if peer is None:
             return
-        ebgp = negotiated.peer_asn != self.config.asn
+        local_asn = peer.spec.local_asn or self.config.asn
+        ebgp = negotiated.peer_asn != local_asn
         peer.negotiated = negotiated
         peer.generation = session.generation
         peer.eor_received = set()
@@ -328,7 +331,7 @@ class Speaker:
         )
         v6 = ":" in local_address
         peer.policy = PeerPolicy(
-            local_asn=self.config.asn,
+            local_asn=local_asn,
             ebgp=ebgp,
             next_hop_v4=None if v6 else local_address,
             next_hop_v6=local_address if v6 else None,
@@ -336,6 +339,7 @@ class Speaker:
             cluster_id=self.config.cluster_id,
             keep_next_hop=peer.spec.keep_next_hop,
             filters=self.session_filters(peer),
+            next_hop_self=peer.spec.next_hop_self,
         )
         for afi in (Afi.IPV4, Afi.IPV6):
             add_path = (afi, Safi.UNICAST) in negotiated.add_path_receive
@@ -494,10 +498,13 @@ class Speaker:
 
     def _import(self, peer: Peer, attrs: PathAttributes) -> PathAttributes | None:
         assert peer.source is not None
+        local_asn = peer.spec.local_asn or self.config.asn
+        if local_asn != self.config.asn and any(self.config.asn in a for _t, a in attrs.as_path):
+            return None  # a loop through our own AS, whatever AS this session presents
         return self.exporter.intern(
             import_path(
                 attrs,
-                local_asn=self.config.asn,
+                local_asn=local_asn,
                 router_id=self.config.router_id,
                 ebgp=peer.source.ebgp,
                 cluster_id=self.config.cluster_id,
@@ -509,7 +516,7 @@ class Speaker:
     def _ebgp(self, peer: Peer) -> bool:
         if peer.source is not None:
             return peer.source.ebgp
-        return peer.spec.asn != self.config.asn
+        return peer.spec.asn != (peer.spec.local_asn or self.config.asn)
 
     def session_filters(self, peer: Peer) -> SessionFilters:
         """The peer's policy now: its filters, RFC 8212, and the owned prefixes if it has

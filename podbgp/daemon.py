@@ -50,6 +50,9 @@ def peer_spec(peer: PeerConfig, peer_type: str = "global") -> PeerSpec:
         ttl_security=peer.ttl_security,
         filters=peer.filters,
         max_prefixes=peer.max_prefixes,
+        local_asn=peer.local_as_number,
+        keep_next_hop=peer.next_hop_mode == "Keep",
+        next_hop_self=peer.next_hop_mode == "Self",
     )
 
 

@@ -114,7 +114,9 @@ class BGPPeer:
     peer_selector: Selector | None = None
     password: str | None = field(default=None, repr=False)
     max_restart_time: int | None = None
-    keep_original_next_hop: bool = False
+    keep_original_next_hop: bool = False  # nextHopMode Keep (the field is its older alias)
+    next_hop_self: bool = False  # nextHopMode Self
+    local_as_number: int | None = None  # the AS the node presents on this session
     ttl_security: int = 0
     filters: tuple[str, ...] = ()  # BGPFilter names, applied in order
     max_prefixes: PrefixLimit | None = None
@@ -410,6 +412,8 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
             "password",
             "maxRestartTime",
             "keepOriginalNextHop",
+            "nextHopMode",
+            "localASNumber",
             "ttlSecurity",
             "filters",
             "maxPrefixes",
@@ -426,7 +430,9 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
         peer_selector=spec.optional("peerSelector", check_selector, None),
         password=spec.optional("password", check_str(1, 80), None),
         max_restart_time=spec.optional("maxRestartTime", check_duration, None),
-        keep_original_next_hop=spec.optional("keepOriginalNextHop", check_bool, False),
+        keep_original_next_hop=(mode := _next_hop_mode(spec)) == "Keep",
+        next_hop_self=mode == "Self",
+        local_as_number=spec.optional("localASNumber", check_asn, None),
         ttl_security=spec.optional("ttlSecurity", check_int(0, 255), 0),
         filters=tuple(spec.items("filters", check_name, unique=True)),
         max_prefixes=_prefix_limit(spec),
@@ -439,6 +445,15 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
     if peer.peer_ip is not None and peer.as_number is None:
         raise spec.error("asNumber", "required with peerIP")
     return peer
+
+
+def _next_hop_mode(spec: Section) -> str:
+    """Calico 3.31 ``nextHopMode`` (Auto, Self, Keep); ``keepOriginalNextHop: true`` is Keep."""
+    keep = spec.optional("keepOriginalNextHop", check_bool, False)
+    mode = spec.optional("nextHopMode", check_enum(("Auto", "Self", "Keep")), None)
+    if keep and mode not in (None, "Keep"):
+        raise spec.error("nextHopMode", f"{mode} contradicts keepOriginalNextHop: true")
+    return mode or ("Keep" if keep else "Auto")
 
 
 def _prefix_limit(spec: Section) -> PrefixLimit | None:
@@ -572,6 +587,8 @@ def _spec_dict(res: Resource) -> dict[str, Any]:
             "password": res.password,
             "maxRestartTime": f"{res.max_restart_time}s" if res.max_restart_time else None,
             "keepOriginalNextHop": res.keep_original_next_hop or None,
+            "nextHopMode": "Self" if res.next_hop_self else None,
+            "localASNumber": res.local_as_number,
             "ttlSecurity": res.ttl_security or None,
             "filters": list(res.filters) or None,
             "maxPrefixes": {

@@ -230,3 +230,26 @@ def test_max_prefixes_cease_and_restart(netns_factory: NetnsFactory, tmp_path: P
     router.wait_established(proto, 30)
     wait_for(lambda: len(sp.route_prefixes()) == 4, 15, what="routes after the restart")
     assert sp.get(f"/v1/peers/{ROUTER_V4}")["flaps"] == flaps + 1
+
+
+def test_local_as_number_per_peer(netns_factory: NetnsFactory, tmp_path: Path) -> None:
+    """Calico's localASNumber: the session presents another AS (BIRD expects 65100 there);
+    our AS path to BIRD starts with it, and a path holding our real AS is still a loop."""
+    from tests.integration.interop import PODBGP_V4, ROUTER_V4, podbgp_in, two_namespaces
+
+    ns_p, ns_r = two_namespaces(netns_factory)
+    loop = StaticRoute("10.245.7.0/24", as_path=(64512,))  # our real AS in the path
+    config = BirdConfig(router_id=ROUTER_V4, asn=65001, listen_address=ROUTER_V4,
+                        neighbors=(BirdNeighbor(PODBGP_V4, 65100),),
+                        routes=(StaticRoute("10.245.1.0/24"), loop))  # fmt: skip
+    router = BirdRouter(netns_factory, ns_r, config, tmp_path / "bird").start()
+    peer = {"address": ROUTER_V4, "asNumber": 65001, "localASNumber": 65100}
+    sp = podbgp_in(netns_factory, ns_p, tmp_path, asn=64512, originate=["10.244.1.0/24"],
+                   peers=[peer])  # fmt: skip
+    router.wait_established(BirdNeighbor(PODBGP_V4, 65100).protocol, 30)
+    (ours,) = router.wait_route("10.244.1.0/24", 15)
+    assert ours["as_path"] == [65100]
+    route = wait_for(lambda: sp.routes_by_prefix().get("10.245.1.0/24"), 15, what="BIRD route")
+    assert route["asPath"] == "65001"
+    time.sleep(SETTLE)
+    assert "10.245.7.0/24" not in sp.route_prefixes()

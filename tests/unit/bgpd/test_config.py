@@ -79,7 +79,8 @@ ERRORS = [
         peer("hold: 90"),
         "peers[0].hold: unknown key; expected one of "
         "address, asNumber, port, passive, password, holdTime, keepaliveTime, description, "
-        "sourceAddress, routeReflectorClient, ttlSecurity, filters, maxPrefixes",
+        "sourceAddress, routeReflectorClient, ttlSecurity, filters, maxPrefixes, localASNumber, "
+        "nextHopMode",
     ),
     (
         "unknown-listen-key",

@@ -295,3 +295,21 @@ def test_bgp_configuration_communities_and_prefix_advertisements() -> None:
     spec["communities"] = [{"name": "x", "value": "70000:1"}]
     with pytest.raises(ResourceError, match=r"spec.communities\[0\].value: community parts"):
         parse_resource(doc, "f.yaml")
+
+
+def test_bgp_peer_next_hop_mode_and_local_as() -> None:
+    from podbgp.cluster.resources import BGPPeer
+
+    def peer(**spec: Any) -> Any:
+        doc = {"apiVersion": "podbgp/v1", "kind": "BGPPeer", "metadata": {"name": "tor"},
+               "spec": {"peerIP": "192.0.2.1", "asNumber": 65001, **spec}}  # fmt: skip
+        return parse_resource(doc, "f.yaml")
+
+    keep = peer(keepOriginalNextHop=True)
+    assert isinstance(keep, BGPPeer) and keep.keep_original_next_hop
+    assert peer(nextHopMode="Keep") == keep  # the alias and the new field mean one thing
+    selfed = peer(nextHopMode="Self", localASNumber=65100)
+    assert selfed.next_hop_self and selfed.local_as_number == 65100
+    assert to_dict(selfed)["spec"]["nextHopMode"] == "Self"
+    with pytest.raises(ResourceError, match=r"spec\.nextHopMode: Self contradicts"):
+        peer(nextHopMode="Self", keepOriginalNextHop=True)

@@ -253,3 +253,49 @@ def test_local_as_number_per_peer(netns_factory: NetnsFactory, tmp_path: Path) -
     assert route["asPath"] == "65001"
     time.sleep(SETTLE)
     assert "10.245.7.0/24" not in sp.route_prefixes()
+
+
+def test_every_match_field_at_bird(netns_factory: NetnsFactory, tmp_path: Path) -> None:
+    """Export rules towards BIRD 2 over transit from BIRD 1, one per match field: NotIn +
+    source + communities, asPathPrefix, Equal + peerType (iBGP: no match; then Reject),
+    NotEqual + peerType eBGP + source. BIRD 2 sees exactly what the rules let through."""
+    ns_p, bird1, bird2 = _topology(netns_factory, tmp_path)
+    routes = (
+        StaticRoute("10.245.1.0/24", communities=((65001, 5),)),
+        StaticRoute("10.245.2.0/24", as_path=(65009,)),
+        StaticRoute("10.245.3.0/24"),
+        StaticRoute("10.245.4.0/24"),
+    )
+    bird1.configure(bird1.with_routes(*routes))
+    match_all: dict[str, Any] = {
+        "name": "match-all",
+        "exportV4": [
+            {"cidr": "10.244.0.0/16", "matchOperator": "NotIn", "source": "RemotePeers",
+             "communities": {"values": ["65001:5"]}, "action": "Accept",
+             "operations": [{"addCommunity": {"value": "64512:55"}}]},
+            {"asPathPrefix": [65001, 65009], "action": "Accept"},
+            {"cidr": "10.245.3.0/24", "matchOperator": "Equal", "peerType": "iBGP",
+             "action": "Accept"},
+            {"cidr": "10.245.3.0/24", "matchOperator": "Equal", "action": "Reject"},
+            {"cidr": "10.245.3.0/24", "matchOperator": "NotEqual", "peerType": "eBGP",
+             "source": "RemotePeers", "action": "Accept"},
+        ],
+    }  # fmt: skip
+    peers = [
+        {"address": R1, "asNumber": 65001},
+        {"address": R2, "asNumber": 65002, "filters": ["match-all"]},
+    ]
+    sp = _podbgp(netns_factory, ns_p, tmp_path, peers, filters=[match_all])
+    bird1.wait_established(_proto(P1), 30)
+    bird2.wait_established(_proto(P2), 30)
+    wait_for(lambda: {r.prefix for r in routes} <= sp.route_prefixes(), 15, what="BIRD 1 routes")
+    tagged = bird2.wait_route("10.245.1.0/24", 15)[0]
+    assert tagged["communities"] == [(65001, 5), (64512, 55)]
+    assert bird2.wait_route("10.245.2.0/24", 15)[0]["as_path"] == [64512, 65001, 65009]
+    bird2.wait_route("10.245.4.0/24", 15)
+    (ours,) = bird2.wait_route(OURS, 15)
+    assert ours["communities"] == []  # local: rule 0 wants RemotePeers, the rest do not match
+    time.sleep(SETTLE)
+    assert _prefixes(bird2) == {OURS, "10.245.1.0/24", "10.245.2.0/24", "10.245.4.0/24"}
+    # BIRD 1 gets nothing of its own back and nothing else but ours.
+    assert _prefixes(bird1) == {OURS}

@@ -240,3 +240,34 @@ def test_unconfigured_address_gets_cease(speakers: tuple[PodbgpSpeaker, PodbgpSp
         stranger.close()
     assert main.running()
     assert main.peer_state(OTHER) == "Established"
+
+
+def test_rfc7606_rows_end_to_end(speakers: tuple[PodbgpSpeaker, PodbgpSpeaker]) -> None:
+    """Every iBGP row of the RFC 7606 audit table (tests/unit/bgpd/codec/test_rfc7606.py)
+    against the running daemon: treat-as-withdraw rows withdraw the prefix, discard rows keep
+    it, the session stays Established, and the peer's counters say how many of each."""
+    from bgpd.codec.errors import ErrorAction
+    from tests.unit.bgpd.codec.test_rfc7606 import IBGP4, ROWS
+
+    main, _other = speakers
+    rows = [(name, bytes.fromhex(sec.replace(" ", "")), action)
+            for name, sec, ctx, action, _sub in ROWS if ctx is IBGP4]  # fmt: skip
+    raw = connect_raw()
+    try:
+        for name, section, action in rows:
+            raw.sock.sendall(VALID)
+            wait_for(lambda: main.routes_by_prefix().get(PREFIX_TEXT, {}).get("nextHop") == RAW,
+                     10, what=f"valid route before {name}")  # fmt: skip
+            raw.sock.sendall(update(section))
+            if action is ErrorAction.TREAT_AS_WITHDRAW:
+                wait_for(lambda: PREFIX_TEXT not in main.route_prefixes(), 10, what=name)
+            else:  # discard: the route stays, now with the row's next hop
+                wait_for(lambda: main.routes_by_prefix().get(PREFIX_TEXT, {}).get("nextHop")
+                         == "10.0.0.1", 10, what=name)  # fmt: skip
+            assert main.peer_state(RAW) == "Established", f"{name} must not reset the session"
+        errors = main.get(f"/v1/peers/{RAW}")["updateErrors"]
+        withdrawn = sum(1 for _n, _s, a in rows if a is ErrorAction.TREAT_AS_WITHDRAW)
+        assert errors["treatAsWithdraw"] == withdrawn, errors
+        assert errors["attributesDiscarded"] == len(rows) - withdrawn, errors
+    finally:
+        raw.close()

@@ -31,7 +31,7 @@ from bgpd.bgpfilter_eval import (
     apply_filters,
     rfc8212_block,
 )
-from bgpd.codec.types import Afi, PathAttributes, prefix_to_str
+from bgpd.codec.types import Afi, PathAttributes
 from bgpd.decision import PathSource
 
 
@@ -75,10 +75,14 @@ class SessionFilters:
 NO_FILTERS = SessionFilters()
 
 
-@functools.lru_cache(maxsize=65536)  # a pure cache: wire prefix → network, per family
+@functools.lru_cache(maxsize=1 << 17)  # a pure cache: wire prefix → network, per family
 def network(afi: int, prefix: bytes) -> IPNetwork:
     """A wire-form prefix (without path identifier) as an ``ipaddress`` network."""
-    return ipaddress.ip_network(prefix_to_str(afi, prefix))
+    length, size = prefix[0], (4 if afi == Afi.IPV4 else 16)
+    value = int.from_bytes(prefix[1:].ljust(size, b"\0"), "big")
+    if afi == Afi.IPV4:
+        return ipaddress.IPv4Network((value, length))
+    return ipaddress.IPv6Network((value, length))
 
 
 def import_verdict(

@@ -53,7 +53,10 @@ IN_R2: dict[str, Any] = {
             "matchOperator": "In",
             "prefixLength": {"max": 24},
             "action": "Accept",
-            "operations": [{"addCommunity": {"value": "64512:7"}}],
+            "operations": [
+                {"addCommunity": {"value": "64512:7"}},
+                {"prependASPath": {"prefix": [64999]}},
+            ],
         },
     ],
 }
@@ -123,7 +126,7 @@ def test_no_transit_and_filters_at_bird(netns_factory: NetnsFactory, tmp_path: P
     # podbgp learned both routers' routes; import: 10.246.5.0/24 rejected, the other tagged.
     wait_for(lambda: set(FROM_R1) <= sp.route_prefixes(), 15, what="BIRD 1 routes at podbgp")
     tagged = wait_for(lambda: sp.routes_by_prefix().get("10.246.0.0/24"), 15, what="R2 route")
-    assert tagged["communities"] == ["64512:7"]
+    assert tagged["communities"] == ["64512:7"] and tagged["asPath"] == "64999 65002"
     # The filter accepted exactly one transit prefix towards BIRD 2.
     bird2.wait_route("10.245.9.0/24", 15)
     time.sleep(SETTLE)
@@ -155,7 +158,7 @@ def test_no_transit_and_filters_at_bird(netns_factory: NetnsFactory, tmp_path: P
     bird2.wait_route("10.245.9.0/24", 15, present=False)
     wait_for(lambda: "10.246.5.0/24" in sp.route_prefixes(), 15, what="re-imported route")
     untagged = sp.routes_by_prefix()["10.246.0.0/24"]
-    assert untagged["communities"] == []
+    assert untagged["communities"] == [] and untagged["asPath"] == "65002"
     for a in (R1, R2):
         now = sp.get(f"/v1/peers/{a}")
         assert now["state"] == "Established" and now["flaps"] == flaps[a]

@@ -101,6 +101,9 @@ class Outcome(Enum):
     NO_MATCH = "no rule matched"  # accepted: Calico's default
     DEFAULT_DENY = "default deny (RFC 8212)"  # eBGP + ebgpRequiresPolicy, no rule matched
     NO_POLICY = "no policy (RFC 8212)"  # eBGP + ebgpRequiresPolicy, no rules for the list
+    # Defaults of bgpd.policy_filters when no rule matched on export:
+    NO_TRANSIT = "no transit between external peers"  # eBGP-learned path to an eBGP peer
+    NOT_OWNED = "not a cluster prefix"  # a node exports only what the cluster owns
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from bgpd.bgpfilter import BGPFilter
+from bgpd.config_filters import check_filter_names, load_filters, max_prefixes, resolve
 from bgpd.configcheck import (
     ConfigError,
     FieldError,
@@ -35,6 +37,7 @@ from bgpd.configcheck import (
     load_yaml,
     parse_host_port,
 )
+from bgpd.prefix_limit import MaxPrefixes
 
 __all__ = [
     "ApiConfig",
@@ -69,6 +72,8 @@ _TOP_KEYS = (
     "originate",
     "routeReflector",
     "peerRanges",
+    "filters",
+    "ebgpRequiresPolicy",
 )
 _PEER_KEYS = (
     "address",
@@ -82,6 +87,10 @@ _PEER_KEYS = (
     "sourceAddress",
     "routeReflectorClient",
     "ttlSecurity",
+    "filters",
+    "maxPrefixes",
+    "localASNumber",
+    "nextHopMode",
 )
 _PEER_RANGE_KEYS = ("range", "asNumber", "routeReflectorClient", "password", "holdTime")
 
@@ -158,6 +167,10 @@ class PeerConfig:
     source_address: str | None = None
     route_reflector_client: bool = False
     ttl_security: int = 0  # RFC 5082 GTSM: hops to the peer; 0 = off
+    filters: tuple[BGPFilter, ...] = ()  # BGPFilters applied in order (names in the YAML)
+    max_prefixes: MaxPrefixes | None = None  # RFC 4486 prefix limit
+    local_as_number: int | None = None  # the AS presented on this session (default: ours)
+    next_hop_mode: str = "Auto"  # Auto, Self (reflected paths too) or Keep (the original)
 
 
 @dataclass(frozen=True)
@@ -174,6 +187,9 @@ class BgpdConfig:
     originate: tuple[str, ...] = ()
     route_reflector: RouteReflectorConfig | None = None
     peer_ranges: tuple[PeerRangeConfig, ...] = ()
+    filters: tuple[BGPFilter, ...] = ()
+    ebgp_requires_policy: bool = False  # RFC 8212 on eBGP sessions
+    path: str = field(default="", compare=False)  # the file it was read from (for SIGHUP)
 
 
 def check_api_listen(value: object) -> ApiConfig | None:
@@ -278,7 +294,7 @@ def _graceful_restart(root: Section) -> GracefulRestartConfig:
     )
 
 
-def _peer(sec: Section) -> PeerConfig:
+def _peer(sec: Section, filters: tuple[BGPFilter, ...]) -> PeerConfig:
     peer = PeerConfig(
         address=sec.required("address", check_unicast_ip),
         as_number=sec.required("asNumber", check_asn),
@@ -291,6 +307,10 @@ def _peer(sec: Section) -> PeerConfig:
         source_address=sec.optional("sourceAddress", check_ip, None),
         route_reflector_client=sec.optional("routeReflectorClient", check_bool, False),
         ttl_security=sec.optional("ttlSecurity", check_int(0, 254), 0),
+        filters=resolve(sec, sec.optional("filters", check_filter_names, ()), filters),
+        max_prefixes=max_prefixes(sec),
+        local_as_number=sec.optional("localASNumber", check_asn, None),
+        next_hop_mode=sec.optional("nextHopMode", check_enum(("Auto", "Self", "Keep")), "Auto"),
     )
     keepalive, hold = peer.keepalive_time, peer.hold_time
     if keepalive is not None and hold > 0 and keepalive >= hold:
@@ -302,10 +322,10 @@ def _peer(sec: Section) -> PeerConfig:
     return peer
 
 
-def _peers(root: Section) -> tuple[PeerConfig, ...]:
+def _peers(root: Section, filters: tuple[BGPFilter, ...]) -> tuple[PeerConfig, ...]:
     peers: list[PeerConfig] = []
     for sec in root.sections("peers", _PEER_KEYS):
-        peer = _peer(sec)
+        peer = _peer(sec, filters)
         for j, other in enumerate(peers):
             if other.address == peer.address:
                 raise sec.error("address", f"duplicate peer address; also in peers[{j}]")
@@ -346,8 +366,11 @@ def load_bgpd_config(path: str) -> BgpdConfig:
         api=_api(root),
         graceful_restart=_graceful_restart(root),
         log_level=root.optional("logLevel", check_enum(LOG_LEVELS), "info"),
-        peers=_peers(root),
+        filters=(filters := load_filters(root)),
+        ebgp_requires_policy=root.optional("ebgpRequiresPolicy", check_bool, False),
+        peers=_peers(root, filters),
         originate=tuple(root.items("originate", check_prefix, unique=True)),
         route_reflector=(reflector := _route_reflector(root)),
         peer_ranges=_peer_ranges(root, reflector is not None),
+        path=path,
     )

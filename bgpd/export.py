@@ -32,6 +32,7 @@ from bgpd.codec.types import Afi, PathAttributes, Safi
 from bgpd.decision import PathSource
 from bgpd.fsm_types import Negotiated
 from bgpd.policy import PeerPolicy, export_attributes, may_advertise
+from bgpd.policy_filters import export_verdict, transit_blocked
 from bgpd.rib import LocRib
 
 PathsFor = Callable[[int, bytes], list[tuple[PathAttributes, PathSource, bytes]]]
@@ -139,18 +140,7 @@ class Exporter:
     def send_full_table(self, peer: Peer, *, refresh: bool = False) -> None:
         """Join the peer to its update group and send it the group's Adj-RIB-Out."""
         address = peer.session.address
-        group = self.group_of.get(address)
-        if group is None:
-            key = self._key(peer)
-            group = self.groups.get(key)
-            if group is None:
-                group = self.groups[key] = UpdateGroup(key)
-            self.group_of[address] = group
-            group.members[address] = Member(peer)
-        if not group.synced:
-            for afi, _safi in group.families:
-                self._compute(group, afi, list(self.loc_rib.table(afi)))
-            group.synced = True
+        group = self._join(peer)
         member = group.members[address]
         member.dirty.clear()
         for afi, safi in group.families:
@@ -166,6 +156,60 @@ class Exporter:
             if neg is not None and neg.graceful_restart is not None and not refresh:
                 peer.session.send_raw([encode_end_of_rib(afi, safi)])
         self._check_pressure(group, member)
+
+    def _join(self, peer: Peer) -> UpdateGroup:
+        """The peer's update group (joined, and its Adj-RIB-Out computed, if need be)."""
+        address = peer.session.address
+        group = self.group_of.get(address)
+        if group is None:
+            key = self._key(peer)
+            group = self.groups.get(key)
+            if group is None:
+                group = self.groups[key] = UpdateGroup(key)
+            self.group_of[address] = group
+            group.members[address] = Member(peer)
+        if not group.synced:
+            for afi, _safi in group.families:
+                self._compute(group, afi, list(self.loc_rib.table(afi)))
+            group.synced = True
+        return group
+
+    def regroup(self, peer: Peer) -> None:
+        """The peer's outbound policy changed (a filter was edited): move it to the group of
+        its new policy and send only the difference, without resetting the session."""
+        address = peer.session.address
+        old = self.group_of.get(address)
+        if old is None:
+            return
+        before = self._member_view(old, address)
+        self.forget(peer)
+        group = self._join(peer)
+        after = self._member_view(group, address)
+        frames: list[bytes] = []
+        for afi, _safi in group.families:
+            was, now = before.get(afi, {}), after.get(afi, {})
+            gone = [entry for entry in was if entry not in now]
+            if gone:
+                frames += self._withdraw(group, afi, gone)
+            buckets: dict[Out, list[bytes]] = {}
+            for entry, value in now.items():
+                prior = was.get(entry)
+                if prior is None or prior[0] != value[0]:
+                    buckets.setdefault(value, []).append(entry)
+            for value, entries in buckets.items():
+                frames += self._encode(group, afi, value[0], entries)
+        log.info("peer=%s event=policy-changed updates=%d", address, len(frames))
+        if frames:
+            peer.session.send_raw(frames)
+        self._check_pressure(group, group.members[address])
+
+    @staticmethod
+    def _member_view(group: UpdateGroup, address: str) -> dict[int, dict[bytes, Out]]:
+        """What a member of ``group`` has been sent: the Adj-RIB-Out less its own paths."""
+        return {
+            afi: {e: v for e, v in out.items() if v[1] != address}
+            for afi, out in group.adj_out.items()
+        }
 
     def forget(self, peer: Peer) -> None:
         address = peer.session.address
@@ -206,7 +250,9 @@ class Exporter:
             return changes
         loc = self.loc_rib.table(afi)
         # Loc-RIB entries are interned, so one export computation serves every prefix that
-        # shares a best path; buckets are keyed by identity for the same reason.
+        # shares a best path (unless export rules look at the prefix); buckets are keyed by
+        # identity for the same reason.
+        per_prefix = group.policy.filters.prefix_dependent
         memo: dict[int, Out | None] = {}
         buckets: dict[int, list[bytes]] = {}
         values: dict[int, Out] = {}
@@ -217,10 +263,12 @@ class Exporter:
                 new = None
             else:
                 key = id(best)
-                if key in memo:
+                if per_prefix:
+                    new = self._outbound(best.attrs, best.source, group, afi, prefix)
+                elif key in memo:
                     new = memo[key]
                 else:
-                    new = memo[key] = self._outbound(best.attrs, best.source, group, afi)
+                    new = memo[key] = self._outbound(best.attrs, best.source, group, afi, prefix)
             old = out.get(prefix)
             if new is None:
                 if old is not None:
@@ -251,7 +299,7 @@ class Exporter:
         for prefix in prefixes:
             wanted: dict[bytes, Out] = {}
             for attrs, source, rx_id in self.paths_for(afi, prefix):
-                new = self._outbound(attrs, source, group, afi)
+                new = self._outbound(attrs, source, group, afi, prefix)
                 if new is not None:
                     wanted[self._path_id(source.peer, rx_id) + prefix] = new
             for entry in index.pop(prefix, set()) - set(wanted):
@@ -286,11 +334,24 @@ class Exporter:
         return found
 
     def _outbound(
-        self, attrs: PathAttributes, source: PathSource, group: UpdateGroup, afi: int
-    ) -> Out | None:
-        """The attributes of a path towards the group, or None if it may not go there."""
+        self, attrs: PathAttributes, source: PathSource, group: UpdateGroup, afi: int,
+        prefix: bytes,
+    ) -> Out | None:  # fmt: skip
+        """The attributes of a path towards the group, or None if it may not go there.
+
+        The group's filters run first (their operations see the path as we hold it), then the
+        session's own changes: next hop, and on eBGP our AS prepended (as BIRD orders them).
+        """
         policy = group.policy
         if not may_advertise(source, None, policy):
+            return None
+        filters = policy.filters
+        if filters.prefix_dependent:
+            verdict = export_verdict(filters, policy.ebgp, afi, prefix, attrs, source)
+            if verdict.attributes is None:
+                return None
+            attrs = verdict.attributes
+        elif transit_blocked(filters, policy.ebgp, source):
             return None
         key = (attrs, source, policy, afi)
         try:

@@ -228,7 +228,7 @@ class Fsm:
         self._connect_retry_at = None
         self._failures = 0
         self._last_failure_at = None
-        data = shutdown_data(event.reason) if event.subcode in SHUTDOWN_SUBCODES else b""
+        data = shutdown_data(event.reason) if event.subcode in SHUTDOWN_SUBCODES else event.data
         sent: Notification | None = None
         reason = "Stopped"
         if event.notify:

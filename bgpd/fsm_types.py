@@ -105,6 +105,7 @@ class ManualStop:
     # False: close without a NOTIFICATION, which a graceful-restart peer (RFC 4724) takes for
     # our restart and so keeps our routes.
     notify: bool = True
+    data: bytes = b""  # the NOTIFICATION's data for other subcodes (RFC 4486 §4 for subcode 1)
 
 
 @dataclass(frozen=True, slots=True)

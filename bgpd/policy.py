@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from bgpd.codec.types import AsPath, Origin, PathAttributes, SegmentType
 from bgpd.decision import DEFAULT_LOCAL_PREF, PathSource
+from bgpd.policy_filters import NO_FILTERS, SessionFilters
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,8 @@ class PeerPolicy:
     rr_client: bool = False
     cluster_id: str | None = None  # set when this speaker reflects routes
     keep_next_hop: bool = False  # eBGP: keep a learned path's next hop instead of our own
+    filters: SessionFilters = NO_FILTERS  # BGPFilters and defaults (bgpd.policy_filters)
+    next_hop_self: bool = False  # also for reflected paths (Calico nextHopMode: Self)
 
 
 def import_path(
@@ -103,7 +106,10 @@ def export_attributes(
             cluster_list=(),
         )
     if source.local or source.ebgp:
-        # iBGP: next-hop-self for our own routes and for routes learned over eBGP.
+        # iBGP: next-hop-self for our own routes and for routes learned over eBGP (unless the
+        # peer asked to keep the original next hop, nextHopMode: Keep).
+        if policy.keep_next_hop and not source.local and attrs.next_hop:
+            own_next_hop = attrs.next_hop
         if own_next_hop is None:
             return None
         return dataclasses.replace(
@@ -111,11 +117,18 @@ def export_attributes(
             next_hop=own_next_hop,
             local_pref=attrs.local_pref if attrs.local_pref is not None else DEFAULT_LOCAL_PREF,
         )
-    # Reflection (RFC 4456 §8): next hop unchanged, stamp ORIGINATOR_ID and CLUSTER_LIST.
+    # Reflection (RFC 4456 §8): next hop unchanged (nextHopMode Self: ours), stamp
+    # ORIGINATOR_ID and CLUSTER_LIST.
     assert policy.cluster_id is not None
     originator = attrs.originator_id or _int_to_ip(source.router_id)
+    next_hop = attrs.next_hop
+    if policy.next_hop_self:
+        if own_next_hop is None:
+            return None
+        next_hop = own_next_hop
     return dataclasses.replace(
         attrs,
+        next_hop=next_hop,
         originator_id=originator,
         cluster_list=(policy.cluster_id, *attrs.cluster_list),
     )

@@ -61,6 +61,8 @@ class AdjRibIn:
             rejected = self.rejected.setdefault(afi, set())
             for entry in entries:
                 rejected.add(entry)
+                if stale:
+                    stale.discard(entry)  # gone now: End-of-RIB must not sweep it again
                 if table.pop(entry, None) is not None:
                     changed.append(self._unindex(index, entry))
             return changed
@@ -145,6 +147,10 @@ class AdjRibIn:
 
     def rejected_count(self) -> int:
         return sum(len(s) for s in self.rejected.values())
+
+    def received_count(self) -> int:
+        """Paths the peer announced, accepted or not."""
+        return self.count() + self.rejected_count()
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,10 +114,19 @@ class Session:
     def start(self) -> None:
         self._dispatch(ManualStart())
 
-    def stop(self, *, notify: bool = True) -> None:
+    def stop(
+        self, *, notify: bool = True, subcode: int | None = None, data: bytes = b"", info: str = ""
+    ) -> None:
         """Stop the session: with a Cease NOTIFICATION, or (``notify=False``) by just closing
-        the TCP connections, which a graceful-restart peer treats as our restart."""
-        self._dispatch(ManualStop(notify=notify))
+        the TCP connections, which a graceful-restart peer treats as our restart. ``subcode``
+        and ``data`` choose the Cease (default Administrative Shutdown); ``info`` replaces
+        the FSM's last error in words."""
+        if subcode is None:
+            self._dispatch(ManualStop(notify=notify))
+        else:
+            self._dispatch(ManualStop(subcode=subcode, notify=notify, data=data))
+        if info:
+            self.fsm.last_error = info
         for conn in list(self._conns.values()):
             self._close(conn)
         for task in self._pending_connects:

@@ -17,10 +17,12 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bgpd import tcp
+from bgpd.bgpfilter import BGPFilter, IPNetwork
+from bgpd.bgpfilter_eval import Verdict
 from bgpd.codec.errors import CeaseSubcode, ErrorCode
 from bgpd.codec.messages import encode_message
 from bgpd.codec.types import (
@@ -45,9 +47,13 @@ from bgpd.decision import LOCAL_SOURCE, PathSource
 from bgpd.events import BestRouteChange, EndOfRib, EventSink, SpeakerEvent
 from bgpd.export import Exporter
 from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
+from bgpd.import_rib import FilteredAdjRibIn, ImportDecision
 from bgpd.policy import PeerPolicy, import_path, local_path
+from bgpd.policy_filters import SessionFilters, import_verdict
+from bgpd.prefix_limit import MaxPrefixes, PrefixLimitState, cease_data
 from bgpd.rib import AdjRibIn, Best, LocRib
 from bgpd.session import Session
+from bgpd.update_errors import UpdateErrorStats
 
 log = logging.getLogger("podbgp.speaker")
 
@@ -70,9 +76,14 @@ class PeerSpec:
     description: str = ""
     peer_type: str = "global"
     rr_client: bool = False
-    keep_next_hop: bool = False  # eBGP: pass the original next hop on (Calico keepOriginalNextHop)
+    keep_next_hop: bool = False  # pass the original next hop on (Calico nextHopMode: Keep)
+    next_hop_self: bool = False  # our address as next hop, reflected paths too (nextHopMode: Self)
+    local_asn: int | None = None  # the AS we present on this session (Calico localASNumber)
     restart_time: int | None = None  # the Restart Time we advertise to this peer (RFC 4724)
     ttl_security: int = 0  # RFC 5082 GTSM: the peer is at most this many hops away; 0 = off
+    filters: tuple[BGPFilter, ...] = ()  # BGPFilters in order (bgpd.policy_filters)
+    owned_only: bool = False  # export only the speaker's owned prefixes unless a filter accepts
+    max_prefixes: MaxPrefixes | None = None  # RFC 4486: Cease past this many per family
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +108,7 @@ class SpeakerConfig:
     restart_time: int = 120
     cluster_id: str | None = None
     connect_retry_time: float = 5.0
+    ebgp_requires_policy: bool = False  # RFC 8212 on every eBGP session
 
 
 @dataclass(slots=True)
@@ -111,6 +123,9 @@ class Peer:
     stale_timer: asyncio.TimerHandle | None = None
     eor_received: set[tuple[int, int]] = field(default_factory=set)
     dynamic: bool = False  # created from a peer range; removed once its session is gone
+    prefix_limit: PrefixLimitState | None = None  # with spec.max_prefixes (bgpd.prefix_limit)
+    limit_timer: asyncio.TimerHandle | None = None  # restarts a session stopped by the limit
+    update_errors: UpdateErrorStats = field(default_factory=UpdateErrorStats)
 
 
 class Speaker:
@@ -128,6 +143,8 @@ class Speaker:
         self.peer_ranges: list[PeerRange] = []
         self._task: asyncio.Task[None] | None = None
         self._flush_scheduled = False
+        self.ebgp_requires_policy = config.ebgp_requires_policy
+        self.owned: tuple[IPNetwork, ...] = ()  # for peers with owned_only (a node's pools)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -143,7 +160,18 @@ class Speaker:
             self._range_md5(sock, rng)
         server = await asyncio.start_server(self._on_accept, sock=sock)
         self._servers.append(server)
+        self._listener_gtsm()
         return int(sock.getsockname()[1])
+
+    def _listener_gtsm(self) -> None:
+        """RFC 5082 on the listening sockets: when every peer that may connect uses GTSM, a
+        connection from further away than the most distant of them is dropped at the SYN, so
+        it never reaches OpenSent (each accepted socket then gets its own peer's limit)."""
+        hops = [p.spec.ttl_security for p in self.peers.values() if not p.dynamic]
+        gtsm = bool(hops) and all(hops) and not self.peer_ranges
+        for server in self._servers:
+            for sock in server.sockets:
+                tcp.set_listener_min_ttl(sock, max(hops) if gtsm else 0)
 
     async def stop(self, *, graceful: bool) -> None:
         """Stop every session. ``graceful``: close TCP without NOTIFICATION (we will restart)."""
@@ -151,6 +179,8 @@ class Speaker:
             peer.session.stop(notify=not graceful)
             if peer.stale_timer is not None:
                 peer.stale_timer.cancel()
+            if peer.limit_timer is not None:
+                peer.limit_timer.cancel()
         for server in self._servers:
             server.close()
         await asyncio.sleep(0)  # let closing transports flush
@@ -175,16 +205,22 @@ class Speaker:
             ttl_security=spec.ttl_security,
         )
         peer = Peer(spec, session)
+        if spec.max_prefixes is not None:
+            peer.prefix_limit = PrefixLimitState(spec.max_prefixes)
+        if self.session_filters(peer).filters_import(self._ebgp(peer)):
+            peer.adj_in = FilteredAdjRibIn()
         self.peers[address] = peer
         for server in self._servers:
             for sock in server.sockets:
                 if spec.password and tcp.family_of(address) == sock.family:
                     tcp.set_md5_key(sock, address, spec.password)
+        self._listener_gtsm()
         session.start()
         return peer
 
     def add_peer_range(self, rng: PeerRange) -> None:
         self.peer_ranges.append(rng)
+        self._listener_gtsm()
         for server in self._servers:
             for sock in server.sockets:
                 self._range_md5(sock, rng)
@@ -222,6 +258,9 @@ class Speaker:
     def remove_peer(self, address: str) -> None:
         peer = self.peers.pop(tcp.normalise_address(address))
         peer.session.stop(notify=True)
+        if peer.limit_timer is not None:
+            peer.limit_timer.cancel()
+        self._listener_gtsm()
         self.exporter.forget(peer)
         if peer.stale_timer is not None:
             peer.stale_timer.cancel()
@@ -251,7 +290,7 @@ class Speaker:
             Multiprotocol(Afi.IPV4, Safi.UNICAST),
             Multiprotocol(Afi.IPV6, Safi.UNICAST),
             RouteRefreshCap(),
-            FourOctetAs(self.config.asn),
+            FourOctetAs(spec.local_asn or self.config.asn),
             ExtendedMessage(),
             # RFC 7911: receive and send several paths per prefix, where the peer agrees.
             AddPath(((Afi.IPV4, Safi.UNICAST, 3), (Afi.IPV6, Safi.UNICAST, 3))),
@@ -262,7 +301,7 @@ class Speaker:
             restart = spec.restart_time or self.config.restart_time
             caps.append(GracefulRestart(0, min(restart, 4095), families))
         return FsmConfig(
-            local_asn=self.config.asn,
+            local_asn=spec.local_asn or self.config.asn,
             local_router_id=self.config.router_id,
             peer_asn=spec.asn,
             hold_time=spec.hold_time,
@@ -278,10 +317,12 @@ class Speaker:
         peer = self.peers.get(session.address)
         if peer is None:
             return
-        ebgp = negotiated.peer_asn != self.config.asn
+        local_asn = peer.spec.local_asn or self.config.asn
+        ebgp = negotiated.peer_asn != local_asn
         peer.negotiated = negotiated
         peer.generation = session.generation
         peer.eor_received = set()
+        peer.update_errors = UpdateErrorStats()
         peer.source = PathSource(
             peer=session.address,
             router_id=int.from_bytes(socket.inet_aton(negotiated.peer_router_id), "big"),
@@ -290,13 +331,15 @@ class Speaker:
         )
         v6 = ":" in local_address
         peer.policy = PeerPolicy(
-            local_asn=self.config.asn,
+            local_asn=local_asn,
             ebgp=ebgp,
             next_hop_v4=None if v6 else local_address,
             next_hop_v6=local_address if v6 else None,
             rr_client=peer.spec.rr_client,
             cluster_id=self.config.cluster_id,
             keep_next_hop=peer.spec.keep_next_hop,
+            filters=self.session_filters(peer),
+            next_hop_self=peer.spec.next_hop_self,
         )
         for afi in (Afi.IPV4, Afi.IPV6):
             add_path = (afi, Safi.UNICAST) in negotiated.add_path_receive
@@ -388,12 +431,16 @@ class Speaker:
             return  # from a session that has gone down since
         if isinstance(message, Update):
             self._apply_update(peer, message)
+            if peer.prefix_limit is not None:
+                self._check_prefix_limit(peer, peer.prefix_limit)
         elif isinstance(message, RouteRefresh):
             self.exporter.send_full_table(peer, refresh=True)
 
     def _apply_update(self, peer: Peer, update: Update) -> None:
         for err in update.errors:
             log.warning("peer=%s event=update-error %s", peer.spec.address, err)
+        if update.errors:
+            peer.update_errors.record(update.errors)
         eor = update.is_end_of_rib()
         if eor is not None:
             peer.eor_received.add(eor)
@@ -411,25 +458,177 @@ class Speaker:
         if attrs is None:
             return
         if update.nlri:
-            imported = self._import(peer, attrs)
-            self._mark_dirty(Afi.IPV4, adj.announce(Afi.IPV4, update.nlri, imported))
+            if self._own_next_hop(peer, attrs.next_hop, len(update.nlri)):
+                self._mark_dirty(Afi.IPV4, adj.withdraw(Afi.IPV4, update.nlri))
+            else:
+                imported = self._import(peer, attrs)
+                self._mark_dirty(Afi.IPV4, self._store(peer, Afi.IPV4, update.nlri, imported))
         if update.mp_reach is not None and update.mp_reach.nlri:
             mp = update.mp_reach
-            mp_attrs = dataclasses.replace(attrs, next_hop=mp.next_hop[0] if mp.next_hop else None)
+            hop = mp.next_hop[0] if mp.next_hop else None
+            if self._own_next_hop(peer, hop, len(mp.nlri)):
+                self._mark_dirty(mp.afi, adj.withdraw(mp.afi, mp.nlri))
+                return
+            mp_attrs = dataclasses.replace(attrs, next_hop=hop)
             imported = self._import(peer, mp_attrs)
-            self._mark_dirty(mp.afi, adj.announce(mp.afi, mp.nlri, imported))
+            self._mark_dirty(mp.afi, self._store(peer, mp.afi, mp.nlri, imported))
+
+    @staticmethod
+    def _own_next_hop(peer: Peer, next_hop: str | None, count: int) -> bool:
+        """RFC 4271 §6.3: a NEXT_HOP that is our own address on the session is semantically
+        incorrect; the routes are ignored (withdrawn if held), the session stays up."""
+        policy = peer.policy
+        if next_hop is None or policy is None:
+            return False
+        if next_hop not in (policy.next_hop_v4, policy.next_hop_v6):
+            return False
+        log.warning("peer=%s event=own-next-hop next_hop=%s routes=%d", peer.spec.address,
+                    next_hop, count)  # fmt: skip
+        peer.update_errors.ignored_next_hop(next_hop, count)
+        return True
+
+    def _store(
+        self, peer: Peer, afi: int, entries: Sequence[bytes], attrs: PathAttributes | None
+    ) -> list[bytes]:
+        """Into the Adj-RIB-In, through the peer's import filters if it has any."""
+        adj = peer.adj_in
+        if isinstance(adj, FilteredAdjRibIn):
+            return adj.receive(afi, entries, attrs, self._import_decision(peer))
+        return adj.announce(afi, entries, attrs)
 
     def _import(self, peer: Peer, attrs: PathAttributes) -> PathAttributes | None:
         assert peer.source is not None
+        local_asn = peer.spec.local_asn or self.config.asn
+        if local_asn != self.config.asn and any(self.config.asn in a for _t, a in attrs.as_path):
+            return None  # a loop through our own AS, whatever AS this session presents
         return self.exporter.intern(
             import_path(
                 attrs,
-                local_asn=self.config.asn,
+                local_asn=local_asn,
                 router_id=self.config.router_id,
                 ebgp=peer.source.ebgp,
                 cluster_id=self.config.cluster_id,
             )
         )
+
+    # --- routing policy (bgpd.policy_filters) -------------------------------------------------
+
+    def _ebgp(self, peer: Peer) -> bool:
+        if peer.source is not None:
+            return peer.source.ebgp
+        return peer.spec.asn != (peer.spec.local_asn or self.config.asn)
+
+    def session_filters(self, peer: Peer) -> SessionFilters:
+        """The peer's policy now: its filters, RFC 8212, and the owned prefixes if it has
+        ``owned_only``."""
+        return SessionFilters(
+            filters=peer.spec.filters,
+            ebgp_requires_policy=self.ebgp_requires_policy,
+            owned=self.owned if peer.spec.owned_only else None,
+        )
+
+    def policy_info(self, peer: Peer) -> list[str]:
+        """Why this peer's session passes nothing in some direction (RFC 8212), in words."""
+        return self.session_filters(peer).blocked(self._ebgp(peer))
+
+    def explain_import(self, peer: Peer, afi: int, prefix: bytes, attrs: PathAttributes) -> Verdict:
+        """What the peer's import policy makes of a received path (for the API's detail)."""
+        return import_verdict(self.session_filters(peer), self._ebgp(peer), afi, prefix, attrs)
+
+    def _import_decision(self, peer: Peer) -> ImportDecision:
+        policy, ebgp, intern = self.session_filters(peer), self._ebgp(peer), self.exporter.intern
+
+        def decide(afi: int, prefix: bytes, attrs: PathAttributes) -> PathAttributes | None:
+            return intern(import_verdict(policy, ebgp, afi, prefix, attrs).attributes)
+
+        return decide
+
+    def set_peer_filters(self, address: str, filters: tuple[BGPFilter, ...]) -> None:
+        """Change a peer's filters live: import re-runs over the kept Adj-RIB-In, export is
+        recomputed and only the difference is sent; the session stays up."""
+        peer = self.peers[tcp.normalise_address(address)]
+        if peer.spec.filters != filters:
+            peer.spec = dataclasses.replace(peer.spec, filters=filters)
+            self._reapply_policy(peer)
+
+    def set_ebgp_requires_policy(self, enabled: bool) -> None:
+        if enabled != self.ebgp_requires_policy:
+            self.ebgp_requires_policy = enabled
+            self.config = dataclasses.replace(self.config, ebgp_requires_policy=enabled)
+            for peer in list(self.peers.values()):
+                self._reapply_policy(peer)
+
+    def set_owned_prefixes(self, cidrs: Iterable[str]) -> None:
+        """What the cluster owns (IP pool CIDRs): all ``owned_only`` peers may receive."""
+        owned = tuple(sorted({ipaddress.ip_network(c) for c in cidrs}, key=str))
+        if owned != self.owned:
+            self.owned = owned
+            for peer in list(self.peers.values()):
+                if peer.spec.owned_only:
+                    self._reapply_policy(peer)
+
+    def _reapply_policy(self, peer: Peer) -> None:
+        policy = self.session_filters(peer)
+        adj = peer.adj_in
+        if policy.filters_import(self._ebgp(peer)):
+            if not isinstance(adj, FilteredAdjRibIn):
+                adj = peer.adj_in = FilteredAdjRibIn.wrap(adj)
+            changed = adj.reimport(self._import_decision(peer))
+        elif isinstance(adj, FilteredAdjRibIn):
+            changed = adj.reimport(lambda _afi, _prefix, attrs: attrs)
+            peer.adj_in = adj.received  # nothing filters: what was received is what counts
+        else:
+            changed = {}
+        for afi, prefixes in changed.items():
+            self._mark_dirty(afi, prefixes)
+        if peer.policy is not None and peer.policy.filters != policy:
+            peer.policy = dataclasses.replace(peer.policy, filters=policy)
+            self.exporter.regroup(peer)
+        log.info("peer=%s event=policy-applied reimported=%d", peer.spec.address,
+                 sum(len(p) for p in changed.values()))  # fmt: skip
+        self._schedule_flush()
+
+    # --- maximum prefixes (RFC 4486, bgpd.prefix_limit) ------------------------------------
+
+    def _check_prefix_limit(self, peer: Peer, state: PrefixLimitState) -> None:
+        adj = peer.adj_in
+        counts = {afi: len(adj.multi.get(afi) or table) for afi, table in adj.routes.items()}
+        warnings, over = state.check(counts)
+        for text in warnings:
+            log.warning("peer=%s event=max-prefixes-warning %s", peer.spec.address, text)
+        if over is None:
+            return
+        info = state.trip(over, counts[over])
+        log.warning("peer=%s event=max-prefixes-reached %s", peer.spec.address, info)
+        peer.session.stop(
+            subcode=CeaseSubcode.MAX_PREFIXES_REACHED,
+            data=cease_data(over, state.setting.limit),
+            info=info,
+        )
+        if state.setting.restart_after:
+            loop = asyncio.get_running_loop()
+            peer.limit_timer = loop.call_later(
+                state.setting.restart_after, self._restart_after_limit, peer
+            )
+
+    def _restart_after_limit(self, peer: Peer) -> None:
+        peer.limit_timer = None
+        if self.peers.get(peer.session.address) is not peer or peer.prefix_limit is None:
+            return
+        log.info("peer=%s event=max-prefixes-restart", peer.spec.address)
+        peer.prefix_limit.reached = ""
+        peer.session.start()
+
+    def release_prefix_limits(self) -> list[str]:
+        """An operator acts: start again every session held down by its prefix limit."""
+        released = []
+        for peer in self.peers.values():
+            if peer.prefix_limit is not None and peer.prefix_limit.reached:
+                if peer.limit_timer is not None:
+                    peer.limit_timer.cancel()
+                self._restart_after_limit(peer)
+                released.append(peer.spec.address)
+        return released
 
     def _mark_dirty(self, afi: int, prefixes: Iterable[bytes]) -> None:
         dirty = self._dirty.get(afi)

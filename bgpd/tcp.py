@@ -62,6 +62,19 @@ def set_ttl_security(sock: socket.socket, hops: int) -> None:
         sock.setsockopt(socket.IPPROTO_IP, IP_MINTTL, 256 - hops)
 
 
+def set_listener_min_ttl(sock: socket.socket, hops: int) -> None:
+    """RFC 5082 GTSM on a listening socket: a SYN that travelled more than ``hops`` hops is
+    dropped before any connection exists (0: accept any TTL). Per-peer limits still apply to
+    each accepted socket (:func:`set_ttl_security`)."""
+    minimum = 256 - hops if hops > 0 else 0
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MINHOPCOUNT, minimum)
+        if sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0:
+            sock.setsockopt(socket.IPPROTO_IP, IP_MINTTL, minimum)  # IPv4-mapped peers too
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, IP_MINTTL, minimum)
+
+
 def family_of(address: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
 

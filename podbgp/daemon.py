@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from collections.abc import Iterable, Mapping
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
-from bgpd.config import ApiConfig, BgpdConfig, PeerConfig
+from bgpd.config import ApiConfig, BgpdConfig, ConfigError, PeerConfig, load_bgpd_config
 from bgpd.speaker import PeerRange, PeerSpec, Speaker, SpeakerConfig
 from podbgp.ops import sdnotify
 from podbgp.ops.metrics import METRICS_DOC, Snapshot, metrics_route, register_collector
@@ -47,6 +48,11 @@ def peer_spec(peer: PeerConfig, peer_type: str = "global") -> PeerSpec:
         peer_type=peer_type,
         rr_client=peer.route_reflector_client,
         ttl_security=peer.ttl_security,
+        filters=peer.filters,
+        max_prefixes=peer.max_prefixes,
+        local_asn=peer.local_as_number,
+        keep_next_hop=peer.next_hop_mode == "Keep",
+        next_hop_self=peer.next_hop_mode == "Self",
     )
 
 
@@ -57,6 +63,7 @@ def speaker_config(config: BgpdConfig) -> SpeakerConfig:
         graceful_restart=config.graceful_restart.enabled,
         restart_time=config.graceful_restart.restart_time,
         cluster_id=config.route_reflector.cluster_id if config.route_reflector else None,
+        ebgp_requires_policy=config.ebgp_requires_policy,
     )
 
 
@@ -106,6 +113,37 @@ async def start_operations(
     )
 
 
+def reload_policy(speaker: Speaker, old: BgpdConfig, new: BgpdConfig) -> BgpdConfig:
+    """SIGHUP: apply a changed routing policy (filters, peers' filters, ebgpRequiresPolicy)
+    live, without resetting sessions. Returns the config now in force: other changes need a
+    restart and are logged, not applied."""
+    speaker.set_ebgp_requires_policy(new.ebgp_requires_policy)
+    for address in speaker.release_prefix_limits():  # SIGHUP is the operator acting
+        log.info("event=max-prefixes-released peer=%s", address)
+    by_address = {p.address: p for p in new.peers}
+    for peer in old.peers:
+        changed = by_address.get(peer.address)
+        if changed is not None and changed.filters != peer.filters:
+            speaker.set_peer_filters(peer.address, changed.filters)
+    kept_peers = tuple(
+        dataclasses.replace(p, filters=by_address[p.address].filters)
+        if p.address in by_address
+        else p
+        for p in old.peers
+    )
+    applied = dataclasses.replace(
+        old,
+        filters=new.filters,
+        ebgp_requires_policy=new.ebgp_requires_policy,
+        peers=kept_peers,
+    )
+    if applied != new:
+        log.warning("event=reload-partial reason=only routing policy applies live; restart for "
+                    "the other changes")  # fmt: skip
+    log.info("event=reloaded filters=%d", len(new.filters))
+    return applied
+
+
 async def run(config: BgpdConfig) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -133,6 +171,17 @@ async def run(config: BgpdConfig) -> None:
             config.listen.port,
             config.api.listen if config.api is not None else "disabled",
         )
+        running = speaker
+
+        def reload() -> None:
+            nonlocal config
+            try:
+                config = reload_policy(running, config, load_bgpd_config(config.path))
+            except ConfigError as exc:
+                log.error("event=reload-failed error=%s", exc)
+
+        if config.path:
+            loop.add_signal_handler(signal.SIGHUP, reload)
         notifier.ready(f"{len(config.peers)} peers configured")
         watchdog = sdnotify.start_watchdog(notifier)
         await stop.wait()

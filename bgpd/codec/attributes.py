@@ -2,8 +2,9 @@
 
 Implements RFC 4271 §4.3/§5 (ORIGIN, AS_PATH, NEXT_HOP, MULTI_EXIT_DISC, LOCAL_PREF,
 ATOMIC_AGGREGATE, AGGREGATOR), RFC 1997 (COMMUNITIES), RFC 4456 (ORIGINATOR_ID, CLUSTER_LIST),
-RFC 4760 (MP_REACH_NLRI/MP_UNREACH_NLRI, bodies in ``nlri``), RFC 6793 (AS4_PATH,
-AS4_AGGREGATOR, 2-octet sessions), RFC 8092 (LARGE_COMMUNITY) and the revised error handling of
+RFC 4760 (MP_REACH_NLRI/MP_UNREACH_NLRI, bodies in ``nlri``), RFC 4360 (EXTENDED_COMMUNITIES),
+RFC 6793 (AS4_PATH, AS4_AGGREGATOR, 2-octet sessions), RFC 8092 (LARGE_COMMUNITY), RFC 7607
+(AS 0 is malformed wherever an AS number travels) and the revised error handling of
 RFC 7606: a malformed attribute yields a ``BGPError`` whose action is attribute discard,
 treat-as-withdraw or session reset. Discard and withdraw are collected in ``AttrState.errors``;
 only a session reset is raised. The message layer (``messages``) decides what treat-as-withdraw
@@ -333,7 +334,13 @@ def _dec_as_path(value: bytes, st: AttrState) -> None:
     if st.ctx.ebgp and any(stype in _CONFED for stype, _ in path):
         # RFC 7606 §7.2 / RFC 5065 §5: confederation segments from outside the confederation.
         raise _Malformed(UpdateSubcode.MALFORMED_AS_PATH, _TAW, "confederation segment from eBGP")
+    if _has_as0(path):
+        raise _Malformed(UpdateSubcode.MALFORMED_AS_PATH, _TAW, "AS 0 in the path (RFC 7607)")
     st.fields["as_path"] = path
+
+
+def _has_as0(path: AsPath) -> bool:
+    return any(0 in asns for _stype, asns in path)
 
 
 def _dec_next_hop(value: bytes, st: AttrState) -> None:
@@ -367,6 +374,8 @@ def _dec_aggregator(value: bytes, st: AttrState) -> None:
     four = st.ctx.four_octet_as
     _length(value, 8 if four else 6, _DISCARD)  # RFC 7606 §7.7
     asn, address = (_AGG4 if four else _AGG2).unpack(value)
+    if asn == 0:  # RFC 7607 §2
+        raise _Malformed(UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR, _DISCARD, "AS 0 (RFC 7607)")
     st.fields["aggregator"] = Aggregator(asn, socket.inet_ntoa(address))
 
 
@@ -386,12 +395,21 @@ def _dec_communities(value: bytes, st: AttrState) -> None:
     st.fields["communities"] = struct.unpack(f">{count}I", value)
 
 
+def _internal_only(st: AttrState) -> None:
+    """RFC 4456 §8: ORIGINATOR_ID and CLUSTER_LIST live inside one AS; from an external peer
+    they are discarded (as BIRD does), so they cannot steer our reflection loop checks."""
+    if st.ctx.ebgp:
+        raise _Malformed(UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR, _DISCARD, "received from eBGP")
+
+
 def _dec_originator_id(value: bytes, st: AttrState) -> None:
+    _internal_only(st)
     _length(value, 4, _TAW)  # RFC 7606 §7.9
     st.fields["originator_id"] = socket.inet_ntoa(value)
 
 
 def _dec_cluster_list(value: bytes, st: AttrState) -> None:
+    _internal_only(st)
     count = _multiple_of(value, 4)  # RFC 7606 §7.10
     st.fields["cluster_list"] = tuple(
         socket.inet_ntoa(value[i * 4 : i * 4 + 4]) for i in range(count)
@@ -422,6 +440,8 @@ def _dec_as4_path(value: bytes, st: AttrState) -> None:
         path = parse_as_path(value, True)
     except _Malformed as bad:
         raise _Malformed(bad.subcode, _DISCARD, bad.reason) from None
+    if _has_as0(path):  # RFC 7607 §2: the attribute is discarded
+        raise _Malformed(UpdateSubcode.MALFORMED_AS_PATH, _DISCARD, "AS 0 (RFC 7607)")
     # RFC 6793 §6: confederation segments must not appear in AS4_PATH; drop just them.
     st.as4_path = tuple(seg for seg in path if seg[0] not in _CONFED)
 
@@ -431,7 +451,14 @@ def _dec_as4_aggregator(value: bytes, st: AttrState) -> None:
         raise _Malformed(UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR, _DISCARD, "from a NEW speaker")
     _length(value, 8, _DISCARD)  # RFC 6793 §6
     asn, address = _AGG4.unpack(value)
+    if asn == 0:  # RFC 7607 §2
+        raise _Malformed(UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR, _DISCARD, "AS 0 (RFC 7607)")
     st.as4_aggregator = Aggregator(asn, socket.inet_ntoa(address))
+
+
+def _dec_extended_communities(value: bytes, st: AttrState) -> None:
+    count = _multiple_of(value, 8)  # RFC 7606 §7.14
+    st.fields["extended_communities"] = struct.unpack(f">{count}Q", value)
 
 
 def _dec_large_communities(value: bytes, st: AttrState) -> None:
@@ -553,6 +580,13 @@ def _enc_as4_aggregator(a: PathAttributes, ctx: CodecContext) -> bytes:
     return encode_attribute(OPT_TRANS, AttrType.AS4_AGGREGATOR, value)
 
 
+def _enc_extended_communities(a: PathAttributes, ctx: CodecContext) -> bytes:
+    if not a.extended_communities:
+        return b""
+    value = struct.pack(f">{len(a.extended_communities)}Q", *a.extended_communities)
+    return encode_attribute(OPT_TRANS, AttrType.EXTENDED_COMMUNITIES, value)
+
+
 def _enc_large_communities(a: PathAttributes, ctx: CodecContext) -> bytes:
     if not a.large_communities:
         return b""
@@ -603,6 +637,12 @@ def build_attribute_table() -> dict[int, AttrSpec]:
         (AttrType.CLUSTER_LIST, OPTIONAL, _dec_cluster_list, _enc_cluster_list),
         (AttrType.MP_REACH_NLRI, OPTIONAL, _dec_mp_reach, None),
         (AttrType.MP_UNREACH_NLRI, OPTIONAL, _dec_mp_unreach, None),
+        (
+            AttrType.EXTENDED_COMMUNITIES,
+            OPT_TRANS,
+            _dec_extended_communities,
+            _enc_extended_communities,
+        ),
         (AttrType.AS4_PATH, OPT_TRANS, _dec_as4_path, _enc_as4_path),
         (AttrType.AS4_AGGREGATOR, OPT_TRANS, _dec_as4_aggregator, _enc_as4_aggregator),
         (AttrType.LARGE_COMMUNITY, OPT_TRANS, _dec_large_communities, _enc_large_communities),

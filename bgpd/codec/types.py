@@ -76,6 +76,7 @@ class AttrType(IntEnum):
     CLUSTER_LIST = 10
     MP_REACH_NLRI = 14
     MP_UNREACH_NLRI = 15
+    EXTENDED_COMMUNITIES = 16
     AS4_PATH = 17
     AS4_AGGREGATOR = 18
     LARGE_COMMUNITY = 32
@@ -123,6 +124,7 @@ class PathAttributes:
     originator_id: str | None = None
     cluster_list: tuple[str, ...] = ()
     large_communities: tuple[tuple[int, int, int], ...] = ()
+    extended_communities: tuple[int, ...] = ()  # 8-octet values (RFC 4360)
     unknown: tuple[UnknownAttribute, ...] = ()
 
 

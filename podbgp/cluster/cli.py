@@ -226,6 +226,11 @@ def _table_rows(kind: str, docs: list[dict[str, Any]]) -> tuple[list[str], list[
             ]
             for d in docs
         ]
+    elif kind == "BGPFilter":
+        lists = ("exportV4", "importV4", "exportV6", "importV6")
+        head = ["NAME", *(f"{k.upper()} RULES" for k in lists)]
+        rows = [[d["metadata"]["name"], *(str(len(d["spec"].get(k, []))) for k in lists)]
+                for d in docs]  # fmt: skip
     elif kind == "BGPConfiguration":
         head = ["NAME", "ASN", "NODE-TO-NODE MESH", "LISTEN PORT"]
         rows = [
@@ -398,7 +403,7 @@ def _register_resource_verbs(verbs: Any) -> None:
     _add_datastore_options(p)
     p.set_defaults(func=cmd_apply)
 
-    kinds = "BGPConfiguration, BGPPeer, IPPool or Node (plural and lower case work too)"
+    kinds = "BGPConfiguration, BGPPeer, BGPFilter, IPPool or Node (plural and lower case work too)"
     p = verbs.add_parser(
         "get", help="show cluster resources", description=f"Show resources of one kind: {kinds}."
     )

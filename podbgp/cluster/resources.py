@@ -1,6 +1,7 @@
-"""Cluster resources: the four kinds, their validation, and their canonical dict form.
+"""Cluster resources: the five kinds, their validation, and their canonical dict form.
 
-Owns ``BGPConfiguration``, ``BGPPeer``, ``IPPool`` and ``Node`` as frozen dataclasses, written
+Owns ``BGPConfiguration``, ``BGPPeer``, ``BGPFilter``, ``IPPool`` and ``Node`` as frozen
+dataclasses (a BGPFilter's rules are :mod:`bgpd.bgpfilter`'s pure model), written
 as ``apiVersion: podbgp/v1``, ``kind``, ``metadata`` (``name``, ``labels``) and ``spec`` with
 Calico's field names. :func:`parse_resource` validates one document and fails with a one-line
 :class:`ResourceError` naming the source, the key and the problem; :func:`to_dict` gives the
@@ -17,6 +18,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from bgpd import bgpfilter
+from bgpd.bgpfilter_support import check_supported
 from bgpd.configcheck import (
     ConfigError,
     FieldError,
@@ -36,6 +39,7 @@ __all__ = [
     "API_VERSION",
     "KINDS",
     "BGPConfiguration",
+    "BGPFilter",
     "BGPPeer",
     "IPPool",
     "Node",
@@ -79,7 +83,20 @@ class BGPConfiguration:
     listen_port: int = 179
     node_mesh_password: str | None = field(default=None, repr=False)
     node_mesh_max_restart_time: int = 120  # seconds; the Restart Time we advertise (RFC 4724)
+    ebgp_requires_policy: bool = False  # RFC 8212 on every node's eBGP sessions
+    communities: tuple[tuple[str, str], ...] = ()  # (name, "aa:nn" or "aa:nn:mm")
+    # (cidr, community values): routes we advertise inside cidr carry these communities
+    prefix_advertisements: tuple[tuple[str, tuple[str, ...]], ...] = ()
     labels: Labels = ()
+
+
+@dataclass(frozen=True)
+class PrefixLimit:
+    """``BGPPeer.spec.maxPrefixes``: Cease past ``limit`` prefixes per family (RFC 4486)."""
+
+    limit: int
+    warning_threshold: int = 75  # percent of the limit: log and metric
+    restart_after: int = 0  # seconds until the session starts again; 0 = stay down
 
 
 @dataclass(frozen=True)
@@ -97,13 +114,27 @@ class BGPPeer:
     peer_selector: Selector | None = None
     password: str | None = field(default=None, repr=False)
     max_restart_time: int | None = None
-    keep_original_next_hop: bool = False
+    keep_original_next_hop: bool = False  # nextHopMode Keep (the field is its older alias)
+    next_hop_self: bool = False  # nextHopMode Self
+    local_as_number: int | None = None  # the AS the node presents on this session
     ttl_security: int = 0
+    filters: tuple[str, ...] = ()  # BGPFilter names, applied in order
+    max_prefixes: PrefixLimit | None = None
     labels: Labels = ()
 
     @property
     def is_global(self) -> bool:
         return self.node is None and self.node_selector is None
+
+
+@dataclass(frozen=True)
+class BGPFilter:
+    """Calico's BGPFilter: import/export rules per family, named from ``BGPPeer.spec.filters``."""
+
+    KIND: ClassVar[str] = "BGPFilter"
+    name: str
+    rules: bgpfilter.BGPFilter
+    labels: Labels = ()
 
 
 @dataclass(frozen=True)
@@ -145,10 +176,11 @@ class Node:
         return dict(self.labels)
 
 
-Resource = BGPConfiguration | BGPPeer | IPPool | Node
+Resource = BGPConfiguration | BGPPeer | BGPFilter | IPPool | Node
 KINDS: dict[str, type[Resource]] = {
     "BGPConfiguration": BGPConfiguration,
     "BGPPeer": BGPPeer,
+    "BGPFilter": BGPFilter,
     "IPPool": IPPool,
     "Node": Node,
 }
@@ -160,6 +192,8 @@ _KIND_ALIASES = {
     "bgpconfigs": "BGPConfiguration",
     "bgppeer": "BGPPeer",
     "bgppeers": "BGPPeer",
+    "bgpfilter": "BGPFilter",
+    "bgpfilters": "BGPFilter",
     "ippool": "IPPool",
     "ippools": "IPPool",
     "pool": "IPPool",
@@ -300,8 +334,12 @@ def _parse_bgp_configuration(spec: Section, name: str, labels: Labels) -> BGPCon
             "nodeMeshPassword",
             "nodeMeshMaxRestartTime",
             "logSeverityScreen",
+            "ebgpRequiresPolicy",
+            "communities",
+            "prefixAdvertisements",
         )
     )
+    communities = _communities(spec)
     return BGPConfiguration(
         name=name,
         as_number=spec.optional("asNumber", check_asn, DEFAULT_AS),
@@ -309,8 +347,58 @@ def _parse_bgp_configuration(spec: Section, name: str, labels: Labels) -> BGPCon
         listen_port=spec.optional("listenPort", check_int(1, 65535), 179),
         node_mesh_password=spec.optional("nodeMeshPassword", check_str(1, 80), None),
         node_mesh_max_restart_time=spec.optional("nodeMeshMaxRestartTime", check_duration, 120),
+        ebgp_requires_policy=spec.optional("ebgpRequiresPolicy", check_bool, False),
+        communities=communities,
+        prefix_advertisements=_prefix_advertisements(spec, dict(communities)),
         labels=labels,
     )
+
+
+def check_community(value: Any) -> str:
+    """A standard (``aa:nn``, 16-bit parts, RFC 1997) or large (``aa:nn:mm``, 32-bit parts,
+    RFC 8092) community."""
+    parts = value.split(":") if isinstance(value, str) else []
+    if len(parts) not in (2, 3) or not all(p.isascii() and p.isdigit() for p in parts):
+        raise FieldError("must be a community aa:nn or a large community aa:nn:mm")
+    limit = 0xFFFF if len(parts) == 2 else 0xFFFFFFFF
+    if any(int(p) > limit for p in parts):
+        raise FieldError(f"community parts must be at most {limit} here")
+    return ":".join(str(int(p)) for p in parts)
+
+
+def _communities(spec: Section) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for sec in spec.sections("communities", ("name", "value")):
+        name = sec.required("name", check_name)
+        if name in dict(out):
+            raise sec.error("name", f"community {name!r} is defined twice")
+        out.append((name, sec.required("value", check_community)))
+    return tuple(out)
+
+
+def _prefix_advertisements(
+    spec: Section, named: dict[str, str]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for sec in spec.sections("prefixAdvertisements", ("cidr", "communities")):
+        cidr = sec.required("cidr", check_prefix)
+
+        def community(item: Any) -> str:
+            if isinstance(item, str) and item in named:
+                return named[item]
+            try:
+                return check_community(item)
+            except FieldError:
+                raise FieldError(
+                    f"{item!r} is neither a community named in spec.communities nor a value "
+                    "aa:nn / aa:nn:mm"
+                ) from None
+
+        values = sec.items("communities", community)
+        if not values:
+            raise sec.error("communities", "must list at least one community")
+        out.append((cidr, tuple(values)))
+    return tuple(out)
 
 
 def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
@@ -324,7 +412,11 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
             "password",
             "maxRestartTime",
             "keepOriginalNextHop",
+            "nextHopMode",
+            "localASNumber",
             "ttlSecurity",
+            "filters",
+            "maxPrefixes",
         )
     )
     peer_ip, peer_port = spec.optional("peerIP", check_peer_ip, (None, None))
@@ -338,8 +430,12 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
         peer_selector=spec.optional("peerSelector", check_selector, None),
         password=spec.optional("password", check_str(1, 80), None),
         max_restart_time=spec.optional("maxRestartTime", check_duration, None),
-        keep_original_next_hop=spec.optional("keepOriginalNextHop", check_bool, False),
+        keep_original_next_hop=(mode := _next_hop_mode(spec)) == "Keep",
+        next_hop_self=mode == "Self",
+        local_as_number=spec.optional("localASNumber", check_asn, None),
         ttl_security=spec.optional("ttlSecurity", check_int(0, 255), 0),
+        filters=tuple(spec.items("filters", check_name, unique=True)),
+        max_prefixes=_prefix_limit(spec),
         labels=labels,
     )
     if peer.node is not None and peer.node_selector is not None:
@@ -349,6 +445,51 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
     if peer.peer_ip is not None and peer.as_number is None:
         raise spec.error("asNumber", "required with peerIP")
     return peer
+
+
+def _next_hop_mode(spec: Section) -> str:
+    """Calico 3.31 ``nextHopMode`` (Auto, Self, Keep); ``keepOriginalNextHop: true`` is Keep."""
+    keep = spec.optional("keepOriginalNextHop", check_bool, False)
+    mode = spec.optional("nextHopMode", check_enum(("Auto", "Self", "Keep")), None)
+    if keep and mode not in (None, "Keep"):
+        raise spec.error("nextHopMode", f"{mode} contradicts keepOriginalNextHop: true")
+    return mode or ("Keep" if keep else "Auto")
+
+
+def _prefix_limit(spec: Section) -> PrefixLimit | None:
+    sec = spec.section("maxPrefixes", ("limit", "warningThreshold", "restartAfter"))
+    if sec is None:
+        return None
+    return PrefixLimit(
+        limit=sec.required("limit", check_int(1, 0xFFFFFFFF)),
+        warning_threshold=sec.optional("warningThreshold", check_int(1, 100), 75),
+        restart_after=sec.optional("restartAfter", _check_restart_after, 0),
+    )
+
+
+def _check_restart_after(value: Any) -> int:
+    """``restartAfter``: 0 (stay down) or seconds/a duration up to a day."""
+    if value == 0 and not isinstance(value, bool):
+        return 0
+    if value in ("0", "0s"):
+        return 0
+    try:
+        return check_duration(value)
+    except FieldError:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 86400:
+            return value
+        raise FieldError("must be 0 (stay down), seconds, or a duration like 30s or 5m") from None
+
+
+def _parse_bgp_filter(spec: Section, name: str, labels: Labels) -> BGPFilter:
+    """The rules, validated by :mod:`bgpd.bgpfilter` (field path and reason), and refused
+    where podbgp cannot act on a field (:func:`bgpd.policy_filters.check_supported`)."""
+    try:
+        rules = bgpfilter.parse_filter_spec(name, dict(spec.data), "spec")
+        check_supported(rules, "spec")
+    except bgpfilter.FilterError as exc:
+        raise ConfigError(spec.file, exc.path, exc.reason) from None
+    return BGPFilter(name=name, rules=rules, labels=labels)
 
 
 def _parse_ip_pool(spec: Section, name: str, labels: Labels) -> IPPool:
@@ -407,6 +548,7 @@ def _parse_node(spec: Section, name: str, labels: Labels) -> Node:
 _PARSERS: dict[str, Callable[[Section, str, Labels], Resource]] = {
     "BGPConfiguration": _parse_bgp_configuration,
     "BGPPeer": _parse_bgp_peer,
+    "BGPFilter": _parse_bgp_filter,
     "IPPool": _parse_ip_pool,
     "Node": _parse_node,
 }
@@ -423,6 +565,12 @@ def _spec_dict(res: Resource) -> dict[str, Any]:
             "listenPort": res.listen_port,
             "nodeMeshPassword": res.node_mesh_password,
             "nodeMeshMaxRestartTime": f"{res.node_mesh_max_restart_time}s",
+            "ebgpRequiresPolicy": res.ebgp_requires_policy or None,
+            "communities": [{"name": n, "value": v} for n, v in res.communities] or None,
+            "prefixAdvertisements": [
+                {"cidr": c, "communities": list(values)} for c, values in res.prefix_advertisements
+            ]
+            or None,
         }
     elif isinstance(res, BGPPeer):
         peer_ip = res.peer_ip
@@ -439,8 +587,20 @@ def _spec_dict(res: Resource) -> dict[str, Any]:
             "password": res.password,
             "maxRestartTime": f"{res.max_restart_time}s" if res.max_restart_time else None,
             "keepOriginalNextHop": res.keep_original_next_hop or None,
+            "nextHopMode": "Self" if res.next_hop_self else None,
+            "localASNumber": res.local_as_number,
             "ttlSecurity": res.ttl_security or None,
+            "filters": list(res.filters) or None,
+            "maxPrefixes": {
+                "limit": res.max_prefixes.limit,
+                "warningThreshold": res.max_prefixes.warning_threshold,
+                "restartAfter": f"{res.max_prefixes.restart_after}s",
+            }
+            if res.max_prefixes is not None
+            else None,
         }
+    elif isinstance(res, BGPFilter):
+        spec = res.rules.spec_dict()
     elif isinstance(res, IPPool):
         spec = {
             "cidr": res.cidr,
@@ -481,6 +641,13 @@ def check_consistency(resources: Iterable[Resource]) -> None:
             if a.network.version == b.network.version and a.network.overlaps(b.network):
                 raise ResourceError(
                     f"IPPool/{b.name}", "spec.cidr", f"{b.cidr} overlaps IPPool/{a.name} ({a.cidr})"
+                )
+    filters = {r.name for r in resources if isinstance(r, BGPFilter)}
+    for peer in (r for r in resources if isinstance(r, BGPPeer)):
+        for i, name in enumerate(peer.filters):
+            if name not in filters:
+                raise ResourceError(
+                    f"BGPPeer/{peer.name}", f"spec.filters[{i}]", f"no BGPFilter named {name!r}"
                 )
     owners: dict[str, str] = {}
     for node in (r for r in resources if isinstance(r, Node)):

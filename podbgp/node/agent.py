@@ -31,6 +31,7 @@ from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
 from bgpd import tcp
+from bgpd.codec.types import PathAttributes
 from bgpd.speaker import Speaker
 from podbgp.cluster import ipam
 from podbgp.cluster.datastore import (
@@ -43,7 +44,8 @@ from podbgp.cluster.datastore import (
 )
 from podbgp.cluster.datastore.records import merge_node
 from podbgp.cluster.datastore.store import Change
-from podbgp.cluster.resources import BGPConfiguration, IPPool, Node
+from podbgp.cluster.resources import BGPConfiguration, BGPFilter, IPPool, Node
+from podbgp.node.advertise import Advertisement, block_attributes
 from podbgp.node.config import NodeConfig, resolve_address
 from podbgp.node.peering import Topology, compute_topology, node_asn
 from podbgp.ops.schema import (
@@ -143,7 +145,8 @@ class NodeAgent:
         self.ipam_error: str | None = None
         self.started = time.time()
         self._listen_port: int | None = None
-        self._originated: set[str] = set()
+        self._originated: dict[str, PathAttributes] = {}  # block -> attributes advertised
+        self.advertisements: tuple[Advertisement, ...] = ()  # prefixAdvertisements
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._synced = asyncio.Event()
@@ -275,12 +278,16 @@ class NodeAgent:
             resource = snap.resources.get(f"Node/{self.name}")
             resource = resource if isinstance(resource, Node) else None
             self.pools = snap.pools()
+            self.advertisements = config.prefix_advertisements
             self.blocks = [b.cidr for b in snap.blocks_of(self.name)]
             own = merge_node(self.name, resource, self._registration(snap, config, resource))
             self.node = own
             self.nodes = {**snap.nodes(), self.name: own}
-            topology = compute_topology(self.name, self.nodes, config, snap.bgp_peers())
+            filters = {f.name: f.rules for f in snap.of_kind(BGPFilter)}
+            topology = compute_topology(self.name, self.nodes, config, snap.bgp_peers(), filters)
             await self._apply_topology(topology)
+            if self.speaker is not None:
+                self.speaker.set_owned_prefixes(p.cidr for p in self.pools)
             try:
                 await self._ensure_blocks(own)
                 own = merge_node(self.name, resource, self._registration(snap, config, resource))
@@ -363,13 +370,15 @@ class NodeAgent:
     def _originate(self) -> None:
         if self.speaker is None:
             return
-        want = set(self.blocks)
-        for prefix in sorted(self._originated - want):
+        want = {b: block_attributes(b, self.advertisements) for b in self.blocks}
+        for prefix in sorted(set(self._originated) - set(want)):
             self.speaker.withdraw_origin(prefix)
             log.info("event=withdraw-block block=%s", prefix)
-        for prefix in sorted(want - self._originated):
-            self.speaker.originate(prefix)
-            log.info("event=originate-block block=%s", prefix)
+        for prefix, attrs in sorted(want.items()):
+            if self._originated.get(prefix) != attrs:
+                self.speaker.originate(prefix, attrs)
+                log.info("event=originate-block block=%s communities=%d", prefix,
+                         len(attrs.communities) + len(attrs.large_communities))  # fmt: skip
         self._originated = want
 
     async def _apply_topology(self, topology: Topology) -> None:
@@ -377,6 +386,8 @@ class NodeAgent:
         if self.router_id is None:
             log.error("event=no-router-id node=%s: set routerId in the node config", self.name)
             return
+        if self.speaker is not None:  # applies live, re-running every eBGP session's policy
+            self.speaker.set_ebgp_requires_policy(topology.speaker.ebgp_requires_policy)
         stale = (
             self.speaker is None
             or self.speaker.config != topology.speaker
@@ -398,6 +409,10 @@ class NodeAgent:
         for addr, spec in sorted(desired.items()):
             if current.get(addr) == spec:
                 continue
+            if addr in current and replace(current[addr], filters=spec.filters) == spec:
+                speaker.set_peer_filters(addr, spec.filters)  # live, the session stays up
+                log.info("event=peer-filters-changed peer=%s", addr)
+                continue
             if addr in current:
                 speaker.remove_peer(addr)
             speaker.add_peer(spec)
@@ -417,7 +432,7 @@ class NodeAgent:
             log.info("event=speaker-restart reason=speaker settings changed")
             await old.stop(graceful=True)
             self.speaker = None
-            self._originated = set()
+            self._originated = {}
         speaker = Speaker(topology.speaker)
         await speaker.start()
         listen = self.config.listen_address or self.ip or "0.0.0.0"
@@ -577,9 +592,9 @@ class NodeViews:
         views = self._views()
         return views.peers() if views is not None else []
 
-    def routes(self) -> list[RouteView]:
+    def routes(self, detail: bool = False) -> list[RouteView]:
         views = self._views()
-        return views.routes() if views is not None else []
+        return views.routes(detail) if views is not None else []
 
 
 async def run_node(config: NodeConfig, dataplane_factory: DataplaneFactory | None = None) -> None:

@@ -16,6 +16,10 @@ Owns the peering rules (Calico's, made explicit):
   (``rr_client``, type ``rr-client``); seen from a client, the reflector's type is
   ``route-reflector``. Two reflectors peer as ordinary (non-client) iBGP peers.
 * Explicit BGPPeers win over the mesh for the same address; among BGPPeers the first by name.
+* **Policy.** A BGPPeer's ``filters`` name BGPFilters, applied in order; a name with no
+  BGPFilter behind it rejects everything (fail closed at the network edge). A router that is
+  not a cluster node (``peerIP`` of no node) is *external*: it receives only what the cluster
+  owns (``owned_only``: prefixes inside an IP pool) unless a filter accepts more.
 
 No I/O here: the node agent diffs the result against its speaker's peers.
 """
@@ -26,6 +30,8 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from bgpd import bgpfilter
+from bgpd.prefix_limit import MaxPrefixes
 from bgpd.speaker import PeerSpec, SpeakerConfig
 from podbgp.cluster.datastore.records import NodeInfo
 from podbgp.cluster.resources import BGPConfiguration, BGPPeer
@@ -65,13 +71,21 @@ def _applies_to(peer: BGPPeer, node: NodeInfo) -> bool:
 
 
 class _Builder:
-    def __init__(self, me: NodeInfo, config: BGPConfiguration) -> None:
+    def __init__(
+        self, me: NodeInfo, config: BGPConfiguration, filters: Mapping[str, bgpfilter.BGPFilter]
+    ) -> None:
         self.me = me
         self.config = config
+        self.filters = filters
         self.asn = node_asn(me, config)
         self.reflector = me.route_reflector_cluster_id is not None
         self.peers: dict[str, PeerSpec] = {}
         self.reasons: dict[str, str] = {}
+
+    def filters_of(self, peer: BGPPeer | None) -> tuple[bgpfilter.BGPFilter, ...]:
+        if peer is None:
+            return ()
+        return tuple(self.filters.get(name) or deny_all(name) for name in peer.filters)
 
     def my_address(self, version: int) -> str | None:
         return self.me.address(version)
@@ -115,8 +129,12 @@ class _Builder:
             peer_type=peer_type,
             rr_client=rr_client,
             keep_next_hop=bgp_peer.keep_original_next_hop if bgp_peer else False,
+            next_hop_self=bgp_peer.next_hop_self if bgp_peer else False,
+            local_asn=bgp_peer.local_as_number if bgp_peer else None,
             restart_time=bgp_peer.max_restart_time if bgp_peer else None,
             ttl_security=bgp_peer.ttl_security if bgp_peer else 0,
+            filters=self.filters_of(bgp_peer),
+            max_prefixes=_max_prefixes(bgp_peer),
         )
         self.add(spec, reason, override=peer_type != "mesh")
 
@@ -126,11 +144,12 @@ def compute_topology(
     nodes: Mapping[str, NodeInfo],
     config: BGPConfiguration,
     bgp_peers: Sequence[BGPPeer],
+    filters: Mapping[str, bgpfilter.BGPFilter] | None = None,
 ) -> Topology:
     """The peers ``node_name`` should have. ``nodes`` must contain the node itself, with its
     addresses and router ID (the agent supplies its own view before registration lands)."""
     me = nodes[node_name]
-    b = _Builder(me, config)
+    b = _Builder(me, config, filters or {})
     others = [n for name, n in sorted(nodes.items()) if name != node_name]
     mesh = config.node_to_node_mesh_enabled and not b.reflector
     if mesh:
@@ -166,6 +185,7 @@ def compute_topology(
         graceful_restart=True,
         restart_time=config.node_mesh_max_restart_time,
         cluster_id=me.route_reflector_cluster_id,
+        ebgp_requires_policy=config.ebgp_requires_policy,
     )
     return Topology(node_name, speaker, config.listen_port, mesh, b.peers, b.reasons)
 
@@ -185,7 +205,25 @@ def _external_peer(b: _Builder, peer: BGPPeer, peer_type: str, reason: str) -> N
         description=reason,
         peer_type=peer_type,
         keep_next_hop=peer.keep_original_next_hop,
+        next_hop_self=peer.next_hop_self,
+        local_asn=peer.local_as_number,
         restart_time=peer.max_restart_time,
         ttl_security=peer.ttl_security,
+        filters=b.filters_of(peer),
+        owned_only=True,
+        max_prefixes=_max_prefixes(peer),
     )
     b.add(spec, reason, override=True)
+
+
+def _max_prefixes(peer: BGPPeer | None) -> MaxPrefixes | None:
+    limit = peer.max_prefixes if peer is not None else None
+    if limit is None:
+        return None
+    return MaxPrefixes(limit.limit, limit.warning_threshold, limit.restart_after)
+
+
+def deny_all(name: str) -> bgpfilter.BGPFilter:
+    """What a BGPPeer gets for a filter name with no BGPFilter: every route rejected."""
+    reject = (bgpfilter.Rule(bgpfilter.RuleAction.REJECT),)
+    return bgpfilter.BGPFilter(name, reject, reject, reject, reject)

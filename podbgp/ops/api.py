@@ -54,7 +54,7 @@ class SpeakerView(Protocol):
 
     def peers(self) -> list[PeerView]: ...
 
-    def routes(self) -> list[RouteView]: ...
+    def routes(self, detail: bool = False) -> list[RouteView]: ...
 
 
 class BearerToken:
@@ -218,7 +218,10 @@ async def _routes(request: web.Request) -> web.Response:
             tests.append(_peer_filter(request.query["peer"]))
     except FieldError as exc:
         return _error(400, "bad request", str(exc))
-    routes = request.app[VIEW_KEY].routes()
+    detail = request.query.get("detail", "0")
+    if detail not in ("0", "1", "true", "false"):
+        return _error(400, "bad request", f"detail={detail!r}: expected 0 or 1")
+    routes = request.app[VIEW_KEY].routes(detail=detail in ("1", "true"))
     return _json([r for r in routes if all(test(r) for test in tests)])
 
 

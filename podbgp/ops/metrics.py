@@ -83,6 +83,16 @@ def _families() -> dict[str, Family]:
         _gauge("podbgp_bgp_prefixes_accepted", "Prefixes from the peer that import accepted",
                PEER_LABELS),
         _gauge("podbgp_bgp_prefixes_advertised", "Prefixes advertised to the peer", PEER_LABELS),
+        _gauge("podbgp_bgp_max_prefixes_warning",
+               "1 when the peer is past its maxPrefixes warning threshold", PEER_LABELS),
+        _counter("podbgp_bgp_max_prefixes_reached",
+                 "Sessions ended by the peer's maxPrefixes limit (Cease 6/1)", PEER_LABELS),
+        _gauge("podbgp_bgp_max_prefixes_held_down",
+               "1 while the session is held down by its maxPrefixes limit", PEER_LABELS),
+        _counter("podbgp_bgp_update_treat_as_withdraw",
+                 "UPDATEs from the peer treated as withdraw (RFC 7606)", PEER_LABELS),
+        _counter("podbgp_bgp_update_attributes_discarded",
+                 "Malformed attributes from the peer discarded (RFC 7606)", PEER_LABELS),
         _counter("podbgp_bgp_messages_sent", "BGP messages sent, by message type",
                  MESSAGE_LABELS),
         _counter("podbgp_bgp_messages_received", "BGP messages received, by message type",
@@ -219,6 +229,20 @@ class PodbgpCollector:
             value = _number(prefixes.get(key))
             if value is not None:
                 f[f"podbgp_bgp_prefixes_{key}"].add_metric(labels, value)
+        limit = peer.get("maxPrefixes")
+        if isinstance(limit, Mapping):
+            f["podbgp_bgp_max_prefixes_warning"].add_metric(labels, float(bool(limit["warning"])))
+            f["podbgp_bgp_max_prefixes_reached"].add_metric(labels, float(limit["timesReached"]))
+            f["podbgp_bgp_max_prefixes_held_down"].add_metric(labels, float(bool(limit["reached"])))
+        errors = peer.get("updateErrors")
+        if isinstance(errors, Mapping):
+            for key, name in (
+                ("treatAsWithdraw", "podbgp_bgp_update_treat_as_withdraw"),
+                ("attributesDiscarded", "podbgp_bgp_update_attributes_discarded"),
+            ):
+                value = _number(errors.get(key))
+                if value is not None:
+                    f[name].add_metric(labels, value)
         messages = peer.get("messages") or {}
         for key, name in (
             ("sentByType", "podbgp_bgp_messages_sent"),

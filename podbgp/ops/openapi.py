@@ -107,6 +107,14 @@ CORE_PATHS: dict[str, Any] = {
                 "description": "routes learned from this peer address; 'local' for our own",
                 "schema": {**_STR, "example": "192.0.2.12"},
             },
+            {
+                "name": "detail",
+                "in": "query",
+                "required": False,
+                "description": "1: every path, not only the best, with the import filter rule "
+                "that accepted, changed or rejected it (best, policy)",
+                "schema": {"type": "string", "enum": ["0", "1", "true", "false"]},
+            },
         ],
     ),
     "/healthz": _get(

@@ -69,6 +69,24 @@ class MessageCounts(TypedDict):
     receivedByType: NotRequired[dict[str, int]]
 
 
+class PrefixLimitView(TypedDict):
+    limit: int
+    warningThreshold: Annotated[int, Doc("percent of the limit that logs a warning")]
+    restartAfter: Annotated[
+        int, Doc("seconds until a stopped session starts again; 0 = stays down")
+    ]
+    warning: Annotated[bool, Doc("past the warning threshold in some family")]
+    timesReached: Annotated[int, Doc("sessions ended by the limit (Cease 6/1, RFC 4486)")]
+    reached: Annotated[str, Doc("why the session is held down by the limit, else empty")]
+
+
+class UpdateErrorsView(TypedDict):
+    treatAsWithdraw: Annotated[int, Doc("UPDATEs whose routes were withdrawn (RFC 7606 §2)")]
+    attributesDiscarded: Annotated[int, Doc("attributes dropped, routes kept (RFC 7606 §2)")]
+    ownNextHop: Annotated[int, Doc("routes ignored: NEXT_HOP is our address (RFC 4271 §6.3)")]
+    lastReason: str
+
+
 class PeerView(TypedDict):
     address: Annotated[str, Doc(example="192.0.2.12")]
     asNumber: int
@@ -84,6 +102,17 @@ class PeerView(TypedDict):
     prefixes: PrefixCounts
     messages: MessageCounts
     flaps: NotRequired[Annotated[int, Doc("times the session left Established")]]
+    policy: NotRequired[
+        Annotated[list[str], Doc("why routing policy passes nothing in a direction (RFC 8212)")]
+    ]
+    maxPrefixes: NotRequired[PrefixLimitView | None]
+    updateErrors: NotRequired[UpdateErrorsView]
+
+
+class UnknownAttributeView(TypedDict):
+    code: int
+    flags: Annotated[int, Doc("the attribute's flag octet as received")]
+    value: Annotated[str, Doc("the value in hex")]
 
 
 class RouteView(TypedDict):
@@ -97,6 +126,18 @@ class RouteView(TypedDict):
     largeCommunities: NotRequired[list[str]]
     originatorId: NotRequired[str | None]
     clusterList: NotRequired[list[str]]
+    atomicAggregate: NotRequired[bool]
+    aggregator: NotRequired[Annotated[str | None, Doc("AS and address", example="65001 10.0.0.1")]]
+    extendedCommunities: NotRequired[
+        Annotated[list[str], Doc("RFC 4360; rt:/ro: for AS-specific ones, else hex")]
+    ]
+    unknown: NotRequired[list[UnknownAttributeView]]
+    best: NotRequired[Annotated[bool, Doc("?detail=1: this path is the Loc-RIB's best")]]
+    policy: NotRequired[
+        Annotated[
+            str, Doc("?detail=1: the import filter rule that accepted, changed or rejected it")
+        ]
+    ]
     fromPeer: Annotated[str, Doc("peer address, or 'local' for our own")]
     reason: Annotated[str, Doc("why this path won the decision process")]
     stale: bool

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, cast
 
 from bgpd.codec.types import (
     AddPath,
@@ -17,11 +17,18 @@ from bgpd.codec.types import (
     GracefulRestart,
     Multiprotocol,
     RouteRefreshCap,
-    SegmentType,
     prefix_to_str,
 )
 from bgpd.fsm import State
-from podbgp.ops.schema import PeerType, PeerView, RouteView, SessionState, StatusView
+from podbgp.ops.route_detail import attributes_view, detail_routes
+from podbgp.ops.schema import (
+    PeerType,
+    PeerView,
+    PrefixLimitView,
+    RouteView,
+    SessionState,
+    StatusView,
+)
 
 if TYPE_CHECKING:
     from bgpd.rib import Best
@@ -56,7 +63,7 @@ def peer_view(speaker: Speaker, peer: Peer) -> PeerView:
     session = peer.session
     neg = peer.negotiated if session.state == State.ESTABLISHED else None
     accepted = peer.adj_in.count()
-    received = accepted + peer.adj_in.rejected_count()
+    received = peer.adj_in.received_count()
     peer_type = (
         "rr-client"
         if peer.spec.rr_client and peer.spec.peer_type == "global"
@@ -88,34 +95,38 @@ def peer_view(speaker: Speaker, peer: Peer) -> PeerView:
             "receivedByType": dict(session.stats.received),
         },
         "flaps": session.stats.flaps,
+        "policy": speaker.policy_info(peer),
+        "maxPrefixes": _prefix_limit_view(peer),
+        "updateErrors": {
+            "treatAsWithdraw": peer.update_errors.treat_as_withdraw,
+            "attributesDiscarded": peer.update_errors.attributes_discarded,
+            "ownNextHop": peer.update_errors.own_next_hop,
+            "lastReason": peer.update_errors.last_reason,
+        },
     }
 
 
-def _as_path_text(best: Best) -> str:
-    parts: list[str] = []
-    for seg_type, asns in best.attrs.as_path:
-        text = " ".join(str(a) for a in asns)
-        parts.append("{" + text + "}" if seg_type == SegmentType.AS_SET else text)
-    return " ".join(parts)
+def _prefix_limit_view(peer: Peer) -> PrefixLimitView | None:
+    state = peer.prefix_limit
+    if state is None:
+        return None
+    setting = state.setting
+    return {
+        "limit": setting.limit,
+        "warningThreshold": setting.warning_threshold,
+        "restartAfter": setting.restart_after,
+        "warning": bool(state.warned),
+        "timesReached": state.times_reached,
+        "reached": state.reached,
+    }
 
 
 def route_view(afi: int, prefix: bytes, best: Best) -> RouteView:
-    attrs = best.attrs
-    return {
-        "prefix": prefix_to_str(afi, prefix),
-        "nextHop": attrs.next_hop,
-        "asPath": _as_path_text(best),
-        "origin": cast(Literal["igp", "egp", "incomplete"], attrs.origin.name.lower()),
-        "localPref": attrs.local_pref,
-        "med": attrs.med,
-        "communities": [f"{c >> 16}:{c & 0xFFFF}" for c in attrs.communities],
-        "largeCommunities": [f"{a}:{b}:{c}" for a, b, c in attrs.large_communities],
-        "originatorId": attrs.originator_id,
-        "clusterList": list(attrs.cluster_list),
-        "fromPeer": best.source.peer or "local",
-        "reason": str(best.reason),
-        "stale": best.stale,
-    }
+    view = cast(RouteView, {"prefix": prefix_to_str(afi, prefix), **attributes_view(best.attrs)})
+    view["fromPeer"] = best.source.peer or "local"
+    view["reason"] = str(best.reason)
+    view["stale"] = best.stale
+    return view
 
 
 class SpeakerViews:
@@ -143,7 +154,9 @@ class SpeakerViews:
     def peers(self) -> list[PeerView]:
         return [peer_view(self.speaker, p) for p in self.speaker.peers.values()]
 
-    def routes(self) -> list[RouteView]:
+    def routes(self, detail: bool = False) -> list[RouteView]:
+        if detail:
+            return detail_routes(self.speaker)
         out: list[RouteView] = []
         for afi, table in self.speaker.loc_rib.best.items():
             for prefix, best in table.items():

@@ -154,7 +154,24 @@ TREAT_AS_WITHDRAW = [
     # RFC 7606 §4: an attribute whose length overruns the attribute section.
     ("attribute length overrun",
      update(ORIGIN_IGP + AS_PATH_EMPTY + NEXT_HOP + bytes([0x40, 5, 40]) + b"\x00\x00\x00\x64")),
+    # RFC 7607: AS 0 in the AS_PATH.
+    ("AS 0 in AS_PATH", update(ORIGIN_IGP + attr(0x40, 2, b"\x02\x01\x00\x00\x00\x00")
+                               + NEXT_HOP + LOCAL_PREF)),
+    # RFC 7606 §7.14: EXTENDED_COMMUNITIES not a multiple of 8 octets.
+    ("extended communities length 7",
+     update(ORIGIN_IGP + AS_PATH_EMPTY + NEXT_HOP + LOCAL_PREF + attr(0xC0, 16, b"\x00" * 7))),
 ]  # fmt: skip
+# RFC 4271 §6.3: a NEXT_HOP that is the receiving speaker's own address; the route is ignored.
+OWN_NEXT_HOP = update(ORIGIN_IGP + AS_PATH_EMPTY + attr(0x40, 3, socket.inet_aton(SPEAKER))
+                      + LOCAL_PREF)  # fmt: skip
+# Every attribute a path can carry, some of them malformed only in a way that is discarded.
+RICH = update(
+    ORIGIN_IGP + AS_PATH_EMPTY + NEXT_HOP + LOCAL_PREF
+    + attr(0x40, 6, b"\x00")  # ATOMIC_AGGREGATE with a value: discarded (RFC 7606 §7.6)
+    + attr(0xC0, 7, struct.pack("!I4s", 65001, socket.inet_aton("10.0.0.1")))  # AGGREGATOR
+    + attr(0xC0, 16, struct.pack("!BBHI", 0x00, 0x02, 65000, 7))  # route target 65000:7
+    + attr(0xC0, 99, b"\xab\xcd")  # unknown optional transitive: kept, shown in hex
+)  # fmt: skip
 
 
 def test_malformed_messages(speakers: tuple[PodbgpSpeaker, PodbgpSpeaker]) -> None:
@@ -170,6 +187,23 @@ def test_malformed_messages(speakers: tuple[PodbgpSpeaker, PodbgpSpeaker]) -> No
             raw.sock.sendall(bad)
             wait_for(lambda: PREFIX_TEXT not in main.route_prefixes(), 10, what=f"{name} withdraws")
             assert main.peer_state(RAW) == "Established", f"{name} must not reset the session"
+        raw.sock.sendall(VALID)
+        wait_for(lambda: PREFIX_TEXT in main.route_prefixes(), 10, what="route before own hop")
+        raw.sock.sendall(OWN_NEXT_HOP)
+        wait_for(lambda: PREFIX_TEXT not in main.route_prefixes(), 10, what="own next hop ignored")
+        errors = main.get(f"/v1/peers/{RAW}")["updateErrors"]
+        assert errors["treatAsWithdraw"] == len(TREAT_AS_WITHDRAW), errors
+        assert errors["ownNextHop"] == 1 and "RFC 4271 §6.3" in errors["lastReason"], errors
+        # A path with every attribute: /v1/routes shows them all, as BIRD's `show route all`.
+        raw.sock.sendall(RICH)
+        route = wait_for(lambda: main.routes_by_prefix().get(PREFIX_TEXT), 10, what="rich route")
+        assert route["atomicAggregate"] is False  # the malformed one was discarded
+        assert route["aggregator"] == "65001 10.0.0.1"
+        assert route["extendedCommunities"] == ["rt:65000:7"]
+        assert route["unknown"] == [{"code": 99, "flags": 0xC0, "value": "abcd"}]
+        errors = main.get(f"/v1/peers/{RAW}")["updateErrors"]
+        assert errors["attributesDiscarded"] == 1, errors
+        assert main.peer_state(RAW) == "Established"
     finally:
         raw.close()
 
@@ -206,3 +240,34 @@ def test_unconfigured_address_gets_cease(speakers: tuple[PodbgpSpeaker, PodbgpSp
         stranger.close()
     assert main.running()
     assert main.peer_state(OTHER) == "Established"
+
+
+def test_rfc7606_rows_end_to_end(speakers: tuple[PodbgpSpeaker, PodbgpSpeaker]) -> None:
+    """Every iBGP row of the RFC 7606 audit table (tests/unit/bgpd/codec/test_rfc7606.py)
+    against the running daemon: treat-as-withdraw rows withdraw the prefix, discard rows keep
+    it, the session stays Established, and the peer's counters say how many of each."""
+    from bgpd.codec.errors import ErrorAction
+    from tests.unit.bgpd.codec.test_rfc7606 import IBGP4, ROWS
+
+    main, _other = speakers
+    rows = [(name, bytes.fromhex(sec.replace(" ", "")), action)
+            for name, sec, ctx, action, _sub in ROWS if ctx is IBGP4]  # fmt: skip
+    raw = connect_raw()
+    try:
+        for name, section, action in rows:
+            raw.sock.sendall(VALID)
+            wait_for(lambda: main.routes_by_prefix().get(PREFIX_TEXT, {}).get("nextHop") == RAW,
+                     10, what=f"valid route before {name}")  # fmt: skip
+            raw.sock.sendall(update(section))
+            if action is ErrorAction.TREAT_AS_WITHDRAW:
+                wait_for(lambda: PREFIX_TEXT not in main.route_prefixes(), 10, what=name)
+            else:  # discard: the route stays, now with the row's next hop
+                wait_for(lambda: main.routes_by_prefix().get(PREFIX_TEXT, {}).get("nextHop")
+                         == "10.0.0.1", 10, what=name)  # fmt: skip
+            assert main.peer_state(RAW) == "Established", f"{name} must not reset the session"
+        errors = main.get(f"/v1/peers/{RAW}")["updateErrors"]
+        withdrawn = sum(1 for _n, _s, a in rows if a is ErrorAction.TREAT_AS_WITHDRAW)
+        assert errors["treatAsWithdraw"] == withdrawn, errors
+        assert errors["attributesDiscarded"] == len(rows) - withdrawn, errors
+    finally:
+        raw.close()

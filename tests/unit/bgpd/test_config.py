@@ -72,14 +72,15 @@ ERRORS = [
         HEAD + "asnumber: 1\n",
         "asnumber: unknown key; expected one of "
         "asNumber, routerId, listen, api, gracefulRestart, logLevel, peers, originate, "
-        "routeReflector, peerRanges",
+        "routeReflector, peerRanges, filters, ebgpRequiresPolicy",
     ),
     (
         "unknown-peer-key",
         peer("hold: 90"),
         "peers[0].hold: unknown key; expected one of "
         "address, asNumber, port, passive, password, holdTime, keepaliveTime, description, "
-        "sourceAddress, routeReflectorClient, ttlSecurity",
+        "sourceAddress, routeReflectorClient, ttlSecurity, filters, maxPrefixes, localASNumber, "
+        "nextHopMode",
     ),
     (
         "unknown-listen-key",
@@ -90,7 +91,7 @@ ERRORS = [
         "non-string-key",
         HEAD + "5: x\n",
         "5: unknown key; expected one of asNumber, routerId, listen, api, gracefulRestart, "
-        "logLevel, peers, originate, routeReflector, peerRanges",
+        "logLevel, peers, originate, routeReflector, peerRanges, filters, ebgpRequiresPolicy",
     ),
     (
         "unhashable-key",
@@ -252,6 +253,52 @@ ERRORS = [
         "rr-cluster-id",
         HEAD + "routeReflector: {clusterId: 1}\n",
         "routeReflector.clusterId: must be an IPv4 address (a string)",
+    ),
+    (
+        "filter-bad-cidr",
+        HEAD + "filters: [{name: f, exportV4: [{cidr: 10.0.0.1/8, matchOperator: In, "
+        "action: Accept}]}]\n",
+        "filters[0].exportV4[0].cidr: 10.0.0.1/8 has host bits set (did you mean 10.0.0.0/8?)",
+    ),
+    (
+        "filter-ops-on-reject",
+        HEAD + "filters: [{name: f, importV4: [{action: Reject, operations: "
+        "[{setPriority: {value: 1}}]}]}]\n",
+        "filters[0].importV4[0].operations: only allowed with action Accept",
+    ),
+    (
+        "filter-interface-refused",
+        HEAD + "filters: [{name: f, exportV4: [{interface: 'eth*', action: Accept}]}]\n",
+        "filters[0].exportV4[0].interface: not supported: podbgp's BGP routes carry no interface",
+    ),
+    (
+        "filter-set-priority-refused",
+        HEAD + "filters: [{name: f, importV6: [{action: Accept, operations: "
+        "[{setPriority: {value: 5}}]}]}]\n",
+        "filters[0].importV6[0].operations[0].setPriority: not supported: podbgp carries no "
+        "route priority (kernel metric) yet",
+    ),
+    (
+        "filter-duplicate-name",
+        HEAD + "filters: [{name: f}, {name: f}]\n",
+        "filters[1].name: duplicate of filters[0]",
+    ),
+    ("filters-not-list", HEAD + "filters: {name: f}\n", "filters: must be a list of filters"),
+    (
+        "peer-unknown-filter",
+        HEAD + "filters: [{name: a}]\npeers: [{address: 192.0.2.1, asNumber: 65001, "
+        "filters: [a, b]}]\n",
+        "peers[0].filters[1]: no filter named 'b' (filters: a)",
+    ),
+    (
+        "peer-filters-not-names",
+        peer("filters: a"),
+        "peers[0].filters: must be a list of filter names",
+    ),
+    (
+        "ebgp-requires-policy",
+        HEAD + "ebgpRequiresPolicy: 1\n",
+        "ebgpRequiresPolicy: must be true or false",
     ),
     (
         "rr-missing-cluster-id",
@@ -422,3 +469,18 @@ def test_cli_missing_config_exits_2(tmp_path: Path) -> None:
     result = run_cli("bgpd", "-c", path)
     assert result.returncode == 2
     assert result.stderr == f"{path}: cannot read file: No such file or directory\n"
+
+
+def test_filters_resolve_in_peer_order(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        HEAD + "ebgpRequiresPolicy: true\n"
+        "filters:\n"
+        "  - {name: a, exportV4: [{cidr: 10.244.0.0/16, matchOperator: In, action: Accept}]}\n"
+        "  - {name: b, importV6: [{action: Reject}]}\n"
+        "peers: [{address: 192.0.2.1, asNumber: 65001, filters: [b, a]}]\n",
+    )
+    config = load_bgpd_config(path)
+    assert config.ebgp_requires_policy is True
+    assert [f.name for f in config.filters] == ["a", "b"]
+    assert [f.name for f in config.peers[0].filters] == ["b", "a"]

@@ -547,6 +547,18 @@ def test_manual_stop_carries_the_shutdown_communication_and_subcode() -> None:
     assert sends(actions) == [Notification(6, 3)]  # only subcodes 2 and 4 carry text
 
 
+def test_manual_stop_for_max_prefixes_carries_afi_safi_and_limit() -> None:
+    """RFC 4486 §4: Cease subcode 1 with AFI (2 octets), SAFI (1) and the limit (4)."""
+    from bgpd.prefix_limit import cease_data
+
+    fsm = Fsm(CONFIG)
+    to_established(fsm)
+    data = cease_data(1, 1000)
+    assert data == b"\x00\x01\x01\x00\x00\x03\xe8"
+    actions = fsm.handle(ManualStop(CeaseSubcode.MAX_PREFIXES_REACHED, data=data), 1.0)
+    assert sends(actions) == [Notification(6, 1, data)]
+
+
 def test_manual_stop_without_notification_just_closes() -> None:
     fsm = Fsm(CONFIG)
     to_established(fsm)

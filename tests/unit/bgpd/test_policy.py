@@ -77,3 +77,25 @@ def test_keep_original_next_hop_towards_an_ebgp_peer() -> None:
     assert out is not None and out.next_hop == "192.0.2.12"  # the owning node, not us
     own = export_attributes(PathAttributes(), LOCAL_SOURCE, keep, "192.0.2.11", ipv6=False)
     assert own is not None and own.next_hop == "192.0.2.11"  # our own block: us
+
+
+def test_next_hop_mode_self_and_keep() -> None:
+    """Calico nextHopMode: Self sets our address on reflected paths too; Keep passes an
+    eBGP-learned path's next hop on to iBGP peers."""
+    import dataclasses
+
+    client = PathSource(peer="192.0.2.12", router_id=12, rr_client=True)
+    path = PathAttributes(next_hop="192.0.2.12", local_pref=100)
+    reflector = dataclasses.replace(IBGP_PEER, cluster_id="1.0.0.1", rr_client=True)
+    auto = export_attributes(path, client, reflector, "192.0.2.11", False)
+    assert auto is not None and auto.next_hop == "192.0.2.12"
+    self_ = dataclasses.replace(reflector, next_hop_self=True)
+    forced = export_attributes(path, client, self_, "192.0.2.11", False)
+    assert forced is not None and forced.next_hop == "192.0.2.11"
+    assert forced.cluster_list == ("1.0.0.1",)
+    learned = PathAttributes(next_hop="198.51.100.1", local_pref=100)
+    keep = dataclasses.replace(IBGP_PEER, keep_next_hop=True)
+    kept = export_attributes(learned, FROM_EBGP, keep, "192.0.2.11", False)
+    assert kept is not None and kept.next_hop == "198.51.100.1"
+    selfed = export_attributes(learned, FROM_EBGP, IBGP_PEER, "192.0.2.11", False)
+    assert selfed is not None and selfed.next_hop == "192.0.2.11"

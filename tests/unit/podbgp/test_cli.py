@@ -125,7 +125,7 @@ class FixedView:
     def peers(self) -> list[dict[str, Any]]:
         return self.peer_list
 
-    def routes(self) -> list[dict[str, Any]]:
+    def routes(self, detail: bool = False) -> list[dict[str, Any]]:
         return ROUTES
 
 

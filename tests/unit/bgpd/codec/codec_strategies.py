@@ -38,7 +38,8 @@ from bgpd.codec.types import (
 U32 = st.integers(0, 2**32 - 1)
 U16 = st.integers(0, 2**16 - 1)
 U8 = st.integers(0, 255)
-KNOWN_ATTRIBUTE_CODES = frozenset((1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 14, 15, 17, 18, 32))
+KNOWN_ATTRIBUTE_CODES = frozenset((1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 14, 15, 16, 17, 18, 32))
+ASN = st.integers(1, 2**32 - 1)  # AS 0 is malformed wherever it appears (RFC 7607)
 KNOWN_CAPABILITY_CODES = frozenset((1, 2, 6, 64, 65, 69))
 
 IPV4 = (1, 1)
@@ -81,11 +82,11 @@ def as_paths(four_octet: bool, confed: bool) -> st.SearchStrategy[AsPath]:
     On a 2-octet session confederation segments are only at the front and hold 2-octet ASes,
     because AS4_PATH never carries them (RFC 6793 §6).
     """
-    seq_or_set = st.tuples(st.sampled_from((1, 2)), st.lists(U32, min_size=1, max_size=12))
+    seq_or_set = st.tuples(st.sampled_from((1, 2)), st.lists(ASN, min_size=1, max_size=12))
     body = st.lists(seq_or_set.map(lambda s: (s[0], tuple(s[1]))), max_size=4)
     if not confed:
         return body.map(tuple)
-    confed_asn = st.integers(0, 0xFFFF) if not four_octet else U32
+    confed_asn = st.integers(1, 0xFFFF) if not four_octet else ASN
     confed_seg = st.tuples(st.sampled_from((3, 4)), st.lists(confed_asn, min_size=1, max_size=5))
     front = st.lists(confed_seg.map(lambda s: (s[0], tuple(s[1]))), max_size=2)
     return st.builds(lambda f, b: tuple(f) + tuple(b), front, body)
@@ -112,7 +113,7 @@ def path_attributes(
     four = ctx.four_octet_as
     # RFC 6793 §4.2.3: an AGGREGATOR other than AS_TRANS makes AS4_PATH stale, so a 2-octet
     # session only round-trips aggregators that needed AS4_AGGREGATOR.
-    aggregator_asn = U32 if four else st.integers(0x10000, 2**32 - 1)
+    aggregator_asn = ASN if four else st.integers(0x10000, 2**32 - 1)
     return st.builds(
         PathAttributes,
         origin=st.sampled_from(Origin),
@@ -123,9 +124,11 @@ def path_attributes(
         atomic_aggregate=st.booleans(),
         aggregator=st.none() | st.builds(Aggregator, aggregator_asn, any_ipv4),
         communities=st.lists(U32, max_size=8).map(tuple),
-        originator_id=st.none() | any_ipv4,
-        cluster_list=st.lists(any_ipv4, max_size=4).map(tuple),
+        # RFC 4456 §8: internal to an AS; discarded when they come over eBGP.
+        originator_id=st.none() if ctx.ebgp else st.none() | any_ipv4,
+        cluster_list=st.just(()) if ctx.ebgp else st.lists(any_ipv4, max_size=4).map(tuple),
         large_communities=st.lists(st.tuples(U32, U32, U32), max_size=4).map(tuple),
+        extended_communities=st.lists(st.integers(0, 2**64 - 1), max_size=4).map(tuple),
         unknown=unknown_attributes(),
     )
 

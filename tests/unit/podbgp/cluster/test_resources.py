@@ -139,7 +139,10 @@ def test_canonical_form_round_trips(res: Any) -> None:
         ),
         (doc("IPPool", "p", {"cidr": "10.0.0.0/8", "cdir": 1}), "spec.cdir: unknown key"),
         (doc("IPPool", "Bad_Name", {"cidr": "10.0.0.0/8"}), "f.yaml: metadata.name: must be a"),
-        (doc("Pool", "p"), "f.yaml: kind: must be one of BGPConfiguration, BGPPeer, IPPool, Node"),
+        (
+            doc("Pool", "p"),
+            "f.yaml: kind: must be one of BGPConfiguration, BGPPeer, BGPFilter, IPPool, Node",
+        ),
         ({**doc("IPPool", "p"), "apiVersion": "v1"}, "f.yaml: apiVersion: must be podbgp/v1"),
         (
             doc("BGPPeer", "p", {"asNumber": 1}),
@@ -214,3 +217,99 @@ def test_kind_aliases() -> None:
     assert kind_of("bgpconfig") == "BGPConfiguration"
     assert kind_of("BGPPeer") == "BGPPeer"
     assert kind_of("pods") is None
+
+
+def test_bgp_filter_round_trip_and_refusals() -> None:
+    from podbgp.cluster.resources import BGPFilter as FilterResource
+
+    doc = {
+        "apiVersion": "podbgp/v1",
+        "kind": "BGPFilter",
+        "metadata": {"name": "tor"},
+        "spec": {
+            "exportV4": [
+                {
+                    "cidr": "10.244.0.0/16",
+                    "matchOperator": "In",
+                    "action": "Accept",
+                    "operations": [{"addCommunity": {"value": "64512:1"}}],
+                }
+            ],
+            "importV6": [{"action": "Reject"}],
+        },
+    }
+    res = parse_resource(doc, "f.yaml")
+    assert isinstance(res, FilterResource) and res.rules.name == "tor"
+    assert to_dict(res) == doc
+    bad = {**doc, "spec": {"importV4": [{"cidr": "10.0.0.0/8", "action": "Accept"}]}}
+    with pytest.raises(ResourceError) as info:
+        parse_resource(bad, "f.yaml")
+    assert str(info.value) == (
+        "f.yaml BGPFilter/tor: spec.importV4[0].matchOperator: required when cidr is set"
+    )
+    prio = {**doc, "spec": {"exportV4": [{"priority": 3, "action": "Accept"}]}}
+    with pytest.raises(ResourceError, match=r"spec.exportV4\[0\].priority: not supported"):
+        parse_resource(prio, "f.yaml")
+
+
+def test_peer_naming_a_missing_filter_is_refused() -> None:
+    from podbgp.cluster.resources import BGPPeer
+
+    peer = BGPPeer("tor", peer_ip="192.0.2.1", as_number=65001, filters=("nope",))
+    with pytest.raises(ResourceError, match=r"spec.filters\[0\]: no BGPFilter named 'nope'"):
+        check_consistency([peer])
+
+
+def test_bgp_peer_max_prefixes() -> None:
+    from podbgp.cluster.resources import BGPPeer, PrefixLimit
+
+    spec = {"peerIP": "192.0.2.1", "asNumber": 65001,
+            "maxPrefixes": {"limit": 500, "restartAfter": "2m"}}  # fmt: skip
+    res = parse_resource({"apiVersion": "podbgp/v1", "kind": "BGPPeer",
+                          "metadata": {"name": "tor"}, "spec": spec}, "f.yaml")  # fmt: skip
+    assert isinstance(res, BGPPeer) and res.max_prefixes == PrefixLimit(500, 75, 120)
+    assert to_dict(res)["spec"]["maxPrefixes"] == {
+        "limit": 500, "warningThreshold": 75, "restartAfter": "120s"}  # fmt: skip
+    spec["maxPrefixes"] = {"limit": 0}
+    with pytest.raises(ResourceError, match=r"spec.maxPrefixes.limit: must be an integer"):
+        parse_resource({"apiVersion": "podbgp/v1", "kind": "BGPPeer",
+                        "metadata": {"name": "tor"}, "spec": spec}, "f.yaml")  # fmt: skip
+
+
+def test_bgp_configuration_communities_and_prefix_advertisements() -> None:
+    from podbgp.cluster.resources import BGPConfiguration
+
+    spec: dict[str, Any] = {
+        "communities": [{"name": "pods", "value": "64512:300"}],
+        "prefixAdvertisements": [{"cidr": "10.244.0.0/16", "communities": ["pods", "1:2:3"]}],
+    }
+    doc = {"apiVersion": "podbgp/v1", "kind": "BGPConfiguration",
+           "metadata": {"name": "default"}, "spec": spec}  # fmt: skip
+    res = parse_resource(doc, "f.yaml")
+    assert isinstance(res, BGPConfiguration)
+    assert res.prefix_advertisements == (("10.244.0.0/16", ("64512:300", "1:2:3")),)
+    spec["prefixAdvertisements"][0]["communities"] = ["nope"]
+    with pytest.raises(ResourceError, match=r"prefixAdvertisements\[0\].communities\[0\]: 'nope'"):
+        parse_resource(doc, "f.yaml")
+    spec["prefixAdvertisements"] = []
+    spec["communities"] = [{"name": "x", "value": "70000:1"}]
+    with pytest.raises(ResourceError, match=r"spec.communities\[0\].value: community parts"):
+        parse_resource(doc, "f.yaml")
+
+
+def test_bgp_peer_next_hop_mode_and_local_as() -> None:
+    from podbgp.cluster.resources import BGPPeer
+
+    def peer(**spec: Any) -> Any:
+        doc = {"apiVersion": "podbgp/v1", "kind": "BGPPeer", "metadata": {"name": "tor"},
+               "spec": {"peerIP": "192.0.2.1", "asNumber": 65001, **spec}}  # fmt: skip
+        return parse_resource(doc, "f.yaml")
+
+    keep = peer(keepOriginalNextHop=True)
+    assert isinstance(keep, BGPPeer) and keep.keep_original_next_hop
+    assert peer(nextHopMode="Keep") == keep  # the alias and the new field mean one thing
+    selfed = peer(nextHopMode="Self", localASNumber=65100)
+    assert selfed.next_hop_self and selfed.local_as_number == 65100
+    assert to_dict(selfed)["spec"]["nextHopMode"] == "Self"
+    with pytest.raises(ResourceError, match=r"spec\.nextHopMode: Self contradicts"):
+        peer(nextHopMode="Self", keepOriginalNextHop=True)

@@ -10,7 +10,14 @@ import yaml
 
 from bgpd.configcheck import ConfigError
 from podbgp.cluster.cli import load_resources
-from podbgp.cluster.resources import BGPConfiguration, BGPPeer, IPPool, Node, check_consistency
+from podbgp.cluster.resources import (
+    BGPConfiguration,
+    BGPFilter,
+    BGPPeer,
+    IPPool,
+    Node,
+    check_consistency,
+)
 from podbgp.node.config import load_node_config
 
 REPO = Path(__file__).resolve().parents[4]
@@ -40,7 +47,7 @@ def test_shipped_cluster_is_valid_and_consistent() -> None:
     resources = load_resources(str(REPO / "configs/cluster"))
     check_consistency(resources)
     kinds = {type(r) for r in resources}
-    assert kinds == {BGPConfiguration, BGPPeer, IPPool, Node}
+    assert kinds == {BGPConfiguration, BGPPeer, BGPFilter, IPPool, Node}
     reflectors = [r for r in resources if isinstance(r, Node) and r.route_reflector_cluster_id]
     assert len(reflectors) == 2
 

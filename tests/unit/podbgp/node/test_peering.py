@@ -209,3 +209,32 @@ def test_peer_options_reach_the_speaker_peer() -> None:
     spec = compute_topology("node-1", nodes, NO_MESH, [tor, plain]).peers
     assert (spec["192.0.2.254"].keep_next_hop, spec["192.0.2.254"].restart_time) == (True, 300)
     assert (spec["192.0.2.253"].keep_next_hop, spec["192.0.2.253"].restart_time) == (False, None)
+
+
+def test_peer_filters_resolve_in_order_missing_fail_closed_external_owned_only() -> None:
+    from bgpd.bgpfilter import RuleAction, parse_filter
+
+    tag = parse_filter({"name": "tag", "exportV4": [{"action": "Accept"}]})
+    tor = BGPPeer("tor", peer_ip="192.0.2.254", as_number=65001, filters=("tag", "gone"))
+    policy = BGPConfiguration("default", as_number=64512, ebgp_requires_policy=True)
+    nodes = cluster(node(1), node(2))
+    top = compute_topology("node-1", nodes, policy, [tor], {"tag": tag})
+    assert top.speaker.ebgp_requires_policy
+    spec = top.peers["192.0.2.254"]
+    assert [f.name for f in spec.filters] == ["tag", "gone"]
+    assert spec.filters[0] == tag
+    gone = spec.filters[1]  # no BGPFilter "gone": everything rejected, both ways, both families
+    assert all(r.action is RuleAction.REJECT for r in gone.import_v4 + gone.export_v6)
+    assert spec.owned_only  # an external router gets only what the cluster owns
+    mesh = top.peers["192.0.2.2"]
+    assert not mesh.owned_only and mesh.filters == ()
+
+
+def test_max_prefixes_reach_the_peer_spec() -> None:
+    from bgpd.prefix_limit import MaxPrefixes
+    from podbgp.cluster.resources import PrefixLimit
+
+    tor = BGPPeer("tor", peer_ip="192.0.2.254", as_number=65001,
+                  max_prefixes=PrefixLimit(100, 90, 30))  # fmt: skip
+    top = compute_topology("node-1", cluster(node(1)), MESH, [tor])
+    assert top.peers["192.0.2.254"].max_prefixes == MaxPrefixes(100, 90, 30)

@@ -102,7 +102,8 @@ class FakeView:
     def peers(self) -> list[dict[str, Any]]:
         return self.peer_list
 
-    def routes(self) -> list[dict[str, Any]]:
+    def routes(self, detail: bool = False) -> list[dict[str, Any]]:
+        self.detail = detail
         return ROUTES
 
 

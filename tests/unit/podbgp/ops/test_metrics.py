@@ -106,6 +106,30 @@ async def test_idle_speaker_with_passive_peer(lone_speaker: Speaker) -> None:
     assert not any(name.startswith(("podbgp_felix", "podbgp_datastore")) for name in samples)
 
 
+async def test_max_prefixes_and_update_errors(lone_speaker: Speaker) -> None:
+    from bgpd.prefix_limit import MaxPrefixes
+
+    limited = PeerSpec("192.0.2.2", 65001, passive=True, max_prefixes=MaxPrefixes(10, 50, 30))
+    peer = lone_speaker.add_peer(limited)
+    assert peer.prefix_limit is not None
+    peer.prefix_limit.check({1: 6})  # past 50 %: a warning
+    peer.prefix_limit.trip(1, 11)
+    peer.update_errors.treat_as_withdraw = 3
+    peer.update_errors.attributes_discarded = 2
+    registry = CollectorRegistry()
+    register_collector(registry, SpeakerViews(lone_speaker))
+    samples = scrape(registry)
+    check_bounded_labels(samples)
+    labels = {"peer": "192.0.2.2", "peer_type": "global"}
+    assert value(samples, "podbgp_bgp_max_prefixes_reached_total", **labels) == 1
+    assert value(samples, "podbgp_bgp_max_prefixes_held_down", **labels) == 1
+    assert value(samples, "podbgp_bgp_max_prefixes_warning", **labels) == 0  # reset by the trip
+    assert value(samples, "podbgp_bgp_update_treat_as_withdraw_total", **labels) == 3
+    assert value(samples, "podbgp_bgp_update_attributes_discarded_total", **labels) == 2
+    view = SpeakerViews(lone_speaker).peers()[0]
+    assert view["maxPrefixes"] is not None and "limit 10" in view["maxPrefixes"]["reached"]
+
+
 async def test_established_pair_over_loopback() -> None:
     a_addr, b_addr = f"{NET}.1", f"{NET}.2"
     a = Speaker(SpeakerConfig(asn=64512, router_id="192.0.2.1", graceful_restart=False))
@@ -159,7 +183,7 @@ class FixedView:
     def peers(self) -> list[dict[str, Any]]:
         return self.peer_list
 
-    def routes(self) -> list[dict[str, Any]]:
+    def routes(self, detail: bool = False) -> list[dict[str, Any]]:
         return []
 
 

@@ -234,14 +234,14 @@ async def test_registration_updates_never_lose_a_concurrent_writer(
     assert reg is not None and reg.vtep["ip"] == "10.0.0.1"
 
 
-async def test_watch_reports_resource_node_and_block_changes(store: Datastore) -> None:
+async def test_watch_reports_resource_node_and_affinity_changes(store: Datastore) -> None:
     snap = await store.snapshot()
     changes = []
 
     async def follow() -> None:
         async for change in store.watch(snap.revision):
             changes.append(change)
-            if len(changes) == 4:
+            if len(changes) == 3:
                 return
 
     task = asyncio.create_task(follow())
@@ -249,14 +249,18 @@ async def test_watch_reports_resource_node_and_block_changes(store: Datastore) -
     await store.register_node(NodeInfo("node-w", ("192.0.2.9/24",)))
     block = await ipam.claim_block(store, "node-w")  # one transaction: block and affinity
     await asyncio.wait_for(task, 10)
-    kinds = [(c.kind, c.name) for c in changes]
-    assert kinds[0] == (ChangeKind.RESOURCE, "IPPool/w")
-    assert kinds[1] == (ChangeKind.NODE, "node-w")
-    assert (ChangeKind.BLOCK, block.cidr) in kinds[2:]
-    assert isinstance(changes[0].value, IPPool) and changes[0].value.cidr == "10.120.0.0/16"
+    # One watch per prefix: ordered per key, not across prefixes.
+    kinds = sorted((c.kind.value, c.name) for c in changes)
+    assert kinds == [
+        (ChangeKind.AFFINITY.value, block.cidr),
+        (ChangeKind.NODE.value, "node-w"),
+        (ChangeKind.RESOURCE.value, "IPPool/w"),
+    ]
+    pool = next(c.value for c in changes if c.kind == ChangeKind.RESOURCE)
+    assert isinstance(pool, IPPool) and pool.cidr == "10.120.0.0/16"
     for change in changes:
         snap.apply(change)
-    assert [b.cidr for b in snap.blocks_of("node-w")] == [block.cidr]
+    assert [(a.cidr, a.pool) for a in snap.blocks_of("node-w")] == [(block.cidr, "w")]
 
 
 # --- connection loss and TLS ------------------------------------------------------------------

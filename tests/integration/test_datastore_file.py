@@ -132,7 +132,7 @@ async def test_watch_sees_file_edits_and_state_changes(tmp_path: Path) -> None:
     async def follow() -> None:
         async for change in store.watch(snap.revision):
             seen.append(change)
-            if {c.kind for c in seen} >= {ChangeKind.RESOURCE, ChangeKind.BLOCK}:
+            if {c.kind for c in seen} >= {ChangeKind.RESOURCE, ChangeKind.AFFINITY}:
                 return
 
     task = asyncio.create_task(follow())

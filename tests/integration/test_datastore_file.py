@@ -8,8 +8,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -192,3 +193,62 @@ def test_two_nodes_share_a_file_datastore(tmp_path: Path, nodes: list[PodbgpNode
     wait_for(lambda: block_b in a.route_prefixes(), 10, what="node-2's block at node-1")
     assert a.routes_by_prefix()[block_b]["nextHop"] == b.ip
     assert a.peers()[b.ip]["type"] == "mesh"
+
+
+async def test_an_agent_gives_back_its_empty_block_when_its_pool_is_disabled(
+    tmp_path: Path,
+) -> None:
+    from podbgp.node.agent import NodeAgent, NodeViews
+    from podbgp.node.config import FelixConfig, NodeConfig
+    from tests.support.etcd import free_port
+
+    port = free_port()
+    (tmp_path / "cluster.yaml").write_text(
+        CLUSTER.replace("asNumber: 64512", f"asNumber: 64512, listenPort: {port}")
+    )
+    net = f"127.{100 + os.getpid() % 50}.{os.getpid() % 250}"
+    agent = NodeAgent(
+        NodeConfig(
+            "node-1",
+            file_config(tmp_path),
+            address=f"{net}.1/24",
+            api=None,
+            felix=FelixConfig(enabled=False),
+        )
+    )
+    await agent.start()
+    try:
+        await agent.wait_synced(10)
+        first = await async_wait(lambda: agent.blocks, "a block")
+        assert first[0].startswith("10.150.")
+        # The snapshot holds affinities, never the allocation records.
+        snap = await agent.store.snapshot()
+        assert [a.cidr for a in snap.blocks_of("node-1")] == first
+        kvs, _ = await agent.store.backend.snapshot(("resources/", "nodes/", "ipam/affinity/"))
+        assert not any(kv.key.startswith(("ipam/blocks/", "ipam/handles/")) for kv in kvs)
+        # The administrator disables pool-a and adds pool-b by editing the YAML directly.
+        (tmp_path / "cluster.yaml").write_text(
+            CLUSTER.replace("asNumber: 64512", f"asNumber: 64512, listenPort: {port}").replace(
+                "spec: {cidr: 10.150.0.0/16, blockSize: 24}",
+                "spec: {cidr: 10.150.0.0/16, blockSize: 24, disabled: true}\n---\n"
+                "apiVersion: podbgp/v1\nkind: IPPool\nmetadata: {name: pool-b}\n"
+                "spec: {cidr: 10.152.0.0/16}",
+            )
+        )
+        await async_wait(lambda: [b[:7] for b in agent.blocks] == ["10.152."], "pool-b block")
+        assert agent.speaker is not None
+        routes = {r["prefix"] for r in NodeViews(agent).routes()}
+        assert routes == set(agent.blocks)  # the old block withdrawn, the new one originated
+        assert [b.cidr for b in await ipam.all_blocks(agent.store)] == agent.blocks
+    finally:
+        await agent.stop()
+
+
+async def async_wait(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+    """Poll ``condition`` every 50 ms until it is truthy; fail after ``timeout`` seconds."""
+    for _ in range(int(timeout / 0.05)):
+        value = condition()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what}: not within {timeout}s")

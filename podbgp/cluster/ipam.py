@@ -337,8 +337,8 @@ async def release_blocks(store: Datastore, node: str) -> list[str]:
             released.append(block.cidr)
     # Affinities left without a block (an interrupted claim elsewhere) go too.
     affinities, _ = await store.backend.range(f"{records.AFFINITY}{node}/")
-    if affinities:
-        await store.backend.txn([], [Delete(kv.key) for kv in affinities[: MAX_TXN_OPS - 1]])
+    for i in range(0, len(affinities), MAX_TXN_OPS):
+        await store.backend.txn([], [Delete(kv.key) for kv in affinities[i : i + MAX_TXN_OPS]])
     return released
 
 

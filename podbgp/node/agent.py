@@ -507,6 +507,7 @@ class NodeAgent:
             "blocks_owned": len(self.blocks),
             "block_allocations": h.block_allocations,
             "block_allocation_errors": h.block_allocation_errors,
+            "watch_events": h.watch_events,
         }
 
     def _ready(self) -> str | None:

@@ -457,6 +457,7 @@ async def test_pod_churn_on_one_node_wakes_no_other_node(
         await wait_until(lambda: len(scoped) >= 2)
         await asyncio.sleep(0.5)
         assert agent.health.watch_events - events_before == 2
+        assert agent.datastore_metrics()["watch_events"] == agent.health.watch_events
         assert sorted((c.kind.value, c.name) for c in scoped) == [
             (ChangeKind.AFFINITY.value, block_a2.cidr),
             (ChangeKind.NODE.value, "node-c"),

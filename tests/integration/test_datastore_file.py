@@ -16,7 +16,13 @@ import pytest
 import yaml
 
 from podbgp.cluster import ipam
-from podbgp.cluster.datastore import ChangeKind, DatastoreConfig, DatastoreError, open_datastore
+from podbgp.cluster.datastore import (
+    ChangeKind,
+    DatastoreConfig,
+    DatastoreError,
+    NodeInfo,
+    open_datastore,
+)
 from podbgp.cluster.resources import IPPool, Node
 from tests.support.podbgp import REPO, wait_for
 from tests.support.podbgp_node import PodbgpNode, run_podbgp
@@ -252,3 +258,25 @@ async def async_wait(condition: Callable[[], Any], what: str, timeout: float = 1
             return value
         await asyncio.sleep(0.05)
     raise AssertionError(f"{what}: not within {timeout}s")
+
+
+def test_ipam_check_fix_with_the_file_datastore(tmp_path: Path) -> None:
+    (tmp_path / "cluster.yaml").write_text(CLUSTER)
+    env = {"PODBGP_DATASTORE_PATH": str(tmp_path), "PODBGP_ETCD_ENDPOINTS": ""}
+
+    async def seed() -> tuple[str, str]:
+        store = open_datastore(file_config(tmp_path))
+        await store.register_node(NodeInfo("node-1"))
+        _ip, kept = await ipam.assign_address(store, "node-1", "a.eth0")
+        _ip, gone = await ipam.assign_address(store, "ghost", "g.eth0")  # never registered
+        return kept, gone
+
+    kept, gone = asyncio.run(seed())
+    run = run_podbgp("ipam", "check", env=env)
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert f"orphaned-block | {gone}" in run.stdout and "node ghost does not exist" in run.stdout
+    run = run_podbgp("ipam", "check", "--fix", env=env)
+    assert run.returncode == 0 and "Fixed 1 problem(s)." in run.stdout, run.stdout + run.stderr
+    blocks = asyncio.run(ipam.all_blocks(open_datastore(file_config(tmp_path))))
+    assert [(b.cidr, b.node) for b in blocks] == [(kept, "node-1")]
+    assert run_podbgp("ipam", "check", env=env).returncode == 0

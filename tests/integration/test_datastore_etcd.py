@@ -428,8 +428,13 @@ async def test_pod_churn_on_one_node_wakes_no_other_node(
     await agent.start()
     try:
         await agent.wait_synced(20)
-        await wait_until(lambda: bool(agent.blocks) and agent.snapshot.registrations.get("node-b"))
-        await asyncio.sleep(1.0)  # the agent's own writes have come back through its watch
+
+        def settled() -> bool:  # the agent's own writes have come back through its watch
+            reg = agent.snapshot.registrations.get("node-b")
+            return bool(agent.blocks) and reg is not None and list(reg.blocks) == agent.blocks
+
+        await wait_until(settled)
+        await asyncio.sleep(0.5)
         snap = await store.snapshot()
         scoped: list[Change] = []
 

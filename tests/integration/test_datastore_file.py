@@ -242,9 +242,11 @@ async def test_an_agent_gives_back_its_empty_block_when_its_pool_is_disabled(
             )
         )
         await async_wait(lambda: [b[:7] for b in agent.blocks] == ["10.152."], "pool-b block")
-        assert agent.speaker is not None
-        routes = {r["prefix"] for r in NodeViews(agent).routes()}
-        assert routes == set(agent.blocks)  # the old block withdrawn, the new one originated
+        # The old block withdrawn, the new one originated (later in the same reconcile).
+        await async_wait(
+            lambda: {r["prefix"] for r in NodeViews(agent).routes()} == set(agent.blocks),
+            "origination follows",
+        )
         assert [b.cidr for b in await ipam.all_blocks(agent.store)] == agent.blocks
     finally:
         await agent.stop()

@@ -1,10 +1,11 @@
-"""Verbs for the cluster: ``node`` (the agent), ``apply``, ``get``, ``delete``, ``ipam show``.
+"""Verbs for the cluster: ``node`` (the agent), ``apply``, ``get``, ``delete``, ``ipam show|check``.
 
 Registered into ``podbgp`` through :func:`register`. The datastore is etcd when
 ``--etcd-endpoints`` or ``$PODBGP_ETCD_ENDPOINTS`` names endpoints, else the file datastore in
 ``--datastore-path`` (``$PODBGP_DATASTORE_PATH``, default ``/etc/podbgp/cluster``). Exit status:
 0 success; 1 the datastore is unreachable or the resource does not exist; 2 a usage error or an
-invalid resource (the reason is printed, nothing is written). Implements no RFC.
+invalid resource (the reason is printed, nothing is written); 3 ``ipam check`` found problems it
+did not fix. Implements no RFC.
 """
 
 from __future__ import annotations
@@ -172,10 +173,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
         return 2
 
     async def work(store: Datastore) -> int:
-        results = await store.apply(resources)
+        results, released = await operations.apply_resources(store, resources)
         print(f"Successfully applied {len(results)} resource(s):")
         for res, action in results:
             print(f"  {res.KIND}/{res.name} {action}")
+        _print_released(released)
         return 0
 
     return _with_store(args, work)
@@ -321,13 +323,20 @@ def cmd_delete(args: argparse.Namespace) -> int:
         return 2
 
     async def work(store: Datastore) -> int:
-        if not await operations.delete_resource(store, kind, args.name):
+        released = await operations.released_by_delete(store, kind, args.name)
+        if released is None:
             print(f"podbgp delete: {kind}/{args.name} not found", file=sys.stderr)
             return 1
         print(f"Successfully deleted {kind}/{args.name}")
+        _print_released(released)
         return 0
 
     return _with_store(args, work)
+
+
+def _print_released(blocks: list[str]) -> None:
+    if blocks:
+        print(f"Released {len(blocks)} block(s): {', '.join(blocks)}")
 
 
 # --- ipam show --------------------------------------------------------------------------------
@@ -376,6 +385,58 @@ def cmd_ipam_show(args: argparse.Namespace) -> int:
             print()
             print(render_table(["BLOCK", "POOL", "NODE", "IPS IN USE"], brows))
         return 0
+
+    return _with_store(args, work)
+
+
+# --- ipam check -------------------------------------------------------------------------------
+
+EXIT_PROBLEMS = 3  # ipam check: problems found and not (all) fixed
+
+
+def cmd_ipam_check(args: argparse.Namespace) -> int:
+    from podbgp.cluster import ipam_check
+    from podbgp.ops.client import render_table
+
+    async def work(store: Datastore) -> int:
+        report = await ipam_check.check(store)
+        if args.fix and report.findings:
+            report = await ipam_check.fix(store, report)
+        status = EXIT_PROBLEMS if (report.unresolved if args.fix else report.findings) else 0
+        if args.output == "json":
+            data = {
+                "nodes": report.nodes,
+                "blocks": report.blocks,
+                "handles": report.handles,
+                "findings": [f.to_json() for f in report.findings],
+            }
+            print(json.dumps(data, indent=2))
+            return status
+        print(
+            f"Checked {report.nodes} node(s), {report.blocks} block(s), {report.handles} handle(s)."
+        )
+        if not report.findings:
+            print("No problems found.")
+            return 0
+        head = ["PROBLEM", "SUBJECT", "NODE", "REASON"] + (["ACTION"] if args.fix else [])
+        rows = [
+            [
+                f.problem,
+                f"{f.subject} ({f.handle})" if f.handle else f.subject,
+                f.node,
+                f.reason,
+                *([f.action] if args.fix else []),
+            ]
+            for f in report.findings
+        ]
+        print(render_table(head, rows))
+        if not args.fix:
+            print(f"{len(rows)} problem(s) found; --fix releases them.")
+        elif report.unresolved:
+            print(f"{len(report.unresolved)} of {len(rows)} changed while being fixed; run again.")
+        else:
+            print(f"Fixed {len(rows)} problem(s).")
+        return status
 
     return _with_store(args, work)
 
@@ -442,3 +503,16 @@ def _register_ipam(verbs: Any) -> None:
     s.add_argument("-o", "--output", choices=("table", "json"), default="table")
     _add_datastore_options(s)
     s.set_defaults(func=cmd_ipam_show)
+    c = sub.add_parser(
+        "check",
+        help="find (and --fix) leaked handles and blocks of nodes that no longer exist",
+        description="Check the IPAM records against each other and the nodes: leaked handles "
+        "and addresses, blocks owned by nodes that no longer exist (no Node resource, no "
+        "registration), affinities without their block and blocks without their affinity. "
+        "--fix releases them, each with a compare-and-swap, so nothing written after the "
+        "check is undone. Exit status 0: no problems (or all fixed); 3: problems left.",
+    )
+    c.add_argument("--fix", action="store_true", help="release what the check finds")
+    c.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    _add_datastore_options(c)
+    c.set_defaults(func=cmd_ipam_check)

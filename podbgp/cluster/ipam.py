@@ -7,7 +7,15 @@ the block it already owns (a restart keeps its block); a node whose ``Node`` res
 blocks gets those. Pod addresses are handed out from the node's blocks one transaction per
 address (block CAS + handle absent), idempotent per handle, never the block's network address
 (nor an IPv4 block's broadcast address). When every block of the node is full, a further block
-is claimed. Implements no RFC; address arithmetic follows RFC 4632 (CIDR).
+is claimed (Calico's behaviour; the node agent sees the new affinity and originates it).
+
+A block is *live* while its pool exists and is enabled: only live blocks hand out addresses,
+and a block of a deleted or disabled pool is released (block and affinity deleted together)
+once its last address is released — or at once when it is empty then — unless a ``Node`` pins
+it. Handles are checked against their block, so a handle left behind by an interrupted release
+never hands out an address the block no longer holds. Reads stay scoped: a claim reads the
+affinity records and the block keys, never another node's allocations. Implements no RFC;
+address arithmetic follows RFC 4632 (CIDR).
 """
 
 from __future__ import annotations
@@ -15,12 +23,12 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from podbgp.cluster.datastore import records
 from podbgp.cluster.datastore.kv import Compare, DatastoreError, Delete, KeyValue, Op, Put
-from podbgp.cluster.datastore.records import Block, Handle
+from podbgp.cluster.datastore.records import Affinity, Block, Handle
 from podbgp.cluster.datastore.store import Datastore
 from podbgp.cluster.resources import IPPool, Node
 from podbgp.cluster.selector import Selector
@@ -28,6 +36,7 @@ from podbgp.cluster.selector import Selector
 log = logging.getLogger("podbgp.ipam")
 
 TXN_RETRIES = 50  # CAS attempts; each failure means another writer made progress
+MAX_TXN_OPS = 100  # etcd refuses transactions above --max-txn-ops (128 by default)
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -115,17 +124,48 @@ async def _block_kv(store: Datastore, cidr: str) -> tuple[Block, KeyValue] | Non
         raise DatastoreError(f"{kv.key}: stored block is invalid: {exc}") from None
 
 
+async def _handle_kv(store: Datastore, handle: str) -> tuple[Handle, KeyValue] | None:
+    kv = await store.backend.get(records.handle_key(handle))
+    if kv is None:
+        return None
+    try:
+        return Handle.from_json(records.decode(kv.value)), kv
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DatastoreError(f"{kv.key}: stored handle is invalid: {exc}") from None
+
+
 async def node_blocks(store: Datastore, node: str) -> list[tuple[Block, KeyValue]]:
     """The blocks affine to ``node`` (through its affinity keys), in address order."""
     kvs, _ = await store.backend.range(f"{records.AFFINITY}{node}/")
     found: list[tuple[Block, KeyValue]] = []
     for kv in kvs:
-        cidr = records.decode(kv.value).get("cidr")
-        got = await _block_kv(store, str(cidr))
+        got = await _block_kv(store, records.cidr_of_key(kv.key))
         if got is not None and got[0].node == node:
             found.append(got)
     found.sort(key=lambda item: item[0].network)
     return found
+
+
+async def list_pools(store: Datastore) -> list[IPPool]:
+    return [p for p in await store.list_resources(IPPool.KIND) if isinstance(p, IPPool)]
+
+
+def live_pool(cidr: str, pool_name: str, pools: Iterable[IPPool]) -> IPPool | None:
+    """The enabled pool a block belongs to (by name, else the one holding it), or None when
+    that pool is deleted or disabled: such a block hands out no more addresses."""
+    net = ipaddress.ip_network(cidr)
+    for pool in pools:
+        if pool_name and pool.name != pool_name:
+            continue
+        pnet = pool.network
+        if net.version == pnet.version and net.subnet_of(pnet):  # type: ignore[arg-type]
+            return None if pool.disabled else pool
+    return None
+
+
+async def _pinned(store: Datastore, node: str) -> tuple[str, ...]:
+    resource = await store.get_resource(Node.KIND, node)
+    return resource.blocks if isinstance(resource, Node) else ()
 
 
 async def all_blocks(store: Datastore) -> list[Block]:
@@ -164,20 +204,21 @@ async def claim_block(
     pool_selector: Selector | None = None,
     additional: bool = False,
 ) -> Block:
-    """A block owned by ``node``: the one it already has (unless ``additional``), else a pinned
+    """A block owned by ``node``: the live one it already has (unless ``additional``), else a pinned
     one from its Node resource, else a free block of the first enabled pool selecting it
     (``labels``: the node's labels, read from its Node resource when None; ``pool_selector``
     further narrows the pools by their own labels). Raises :class:`IpamError`."""
     owned = await node_blocks(store, node)
     resource = await store.get_resource(Node.KIND, node)
     pinned = resource.blocks if isinstance(resource, Node) else ()
-    pools = [p for p in await store.list_resources(IPPool.KIND) if isinstance(p, IPPool)]
+    pools = await list_pools(store)
     owned_cidrs = {b.cidr for b, _kv in owned}
     for cidr in pinned:
         if cidr not in owned_cidrs:
             return await _claim_pinned(store, node, cidr, pools)
-    if owned and not additional:
-        return owned[0][0]
+    live = [b for b, _kv in owned if live_pool(b.cidr, b.pool, pools) is not None]
+    if live and not additional:
+        return live[0]
     if labels is None:
         labels = dict(resource.labels) if isinstance(resource, Node) else {}
     candidates = [
@@ -202,7 +243,7 @@ async def claim_block(
 
 
 def _claim_ops(node: str, block: Block) -> list[Op]:
-    value = records.encode({"node": node, "cidr": block.cidr})
+    value = records.encode(Affinity(block.cidr, node, block.pool).to_json())
     return [
         Put(records.block_key(block.cidr), records.encode(block.to_json())),
         Put(records.affinity_key(node, block.cidr), value),
@@ -218,12 +259,12 @@ async def _claim_from_pool(
     count = block_count(pool)
     start = _start_index(node, count)
     for _ in range(TXN_RETRIES):
-        kvs, _rev = await store.backend.range(records.BLOCKS)
-        blocks = [Block.from_json(records.decode(kv.value)) for kv in kvs]
-        fresh = [b for b in blocks if b.node == node and b.cidr not in owned]
+        # Only small reads: this node's affinities, and the block keys without their values.
+        fresh = [b for b, _kv in await node_blocks(store, node) if b.cidr not in owned]
         if fresh:
-            return min(fresh, key=lambda b: b.network)
-        taken = {b.cidr for b in blocks}
+            return fresh[0]
+        keys, _rev = await store.backend.range(records.BLOCKS, keys_only=True)
+        taken = {records.cidr_of_key(kv.key) for kv in keys}
         cidr = next(
             (c for i in range(count) if (c := nth_block(pool, (start + i) % count)) not in taken),
             None,
@@ -262,22 +303,70 @@ async def _claim_pinned(store: Datastore, node: str, cidr: str, pools: list[IPPo
     raise DatastoreError(f"could not claim pinned block {cidr}: too much contention")
 
 
+async def release_block(
+    store: Datastore, block: Block, kv: KeyValue, *, guards: Iterable[Compare] = ()
+) -> bool:
+    """Delete ``block`` and its affinity in one transaction, if the block is still as read
+    (``kv``) and every guard holds, then the handles of its addresses. False when something
+    changed meanwhile (nothing deleted)."""
+    compares = [Compare(kv.key, kv.mod_revision), *guards]
+    ops: list[Op] = [Delete(kv.key), Delete(records.affinity_key(block.node, block.cidr))]
+    if not await store.backend.txn(compares, ops):
+        return False
+    log.info("event=block-released node=%s block=%s", block.node, block.cidr)
+    # The handles go after the block (a full block's would not fit one transaction). One left
+    # behind by an interruption hands out nothing: assign_address checks handles against
+    # their block, and `podbgp ipam check --fix` deletes it.
+    for ip, handle in block.allocations:
+        got = await _handle_kv(store, handle)
+        if got is not None and (got[0].block, got[0].ip) == (block.cidr, ip):
+            await store.backend.txn(
+                [Compare(got[1].key, got[1].mod_revision)], [Delete(got[1].key)]
+            )
+    return True
+
+
 async def release_blocks(store: Datastore, node: str) -> list[str]:
     """Release every block of ``node`` (with its addresses): a deleted node's blocks return to
     their pools. Returns the released CIDRs."""
     released: list[str] = []
     kvs, _ = await store.backend.range(records.BLOCKS)
-    mine = [kv for kv in kvs if Block.from_json(records.decode(kv.value)).node == node]
-    affinities, _ = await store.backend.range(f"{records.AFFINITY}{node}/")
-    for kv in mine:
+    for kv in kvs:
         block = Block.from_json(records.decode(kv.value))
-        ops: list[Op] = [Delete(kv.key), Delete(records.affinity_key(node, block.cidr))]
-        ops += [Delete(records.handle_key(handle)) for _ip, handle in block.allocations]
-        if await store.backend.txn([Compare(kv.key, kv.mod_revision)], ops):
+        if block.node == node and await release_block(store, block, kv):
             released.append(block.cidr)
-            log.info("event=block-released node=%s block=%s", node, block.cidr)
     # Affinities left without a block (an interrupted claim elsewhere) go too.
-    await store.backend.txn([], [Delete(kv.key) for kv in affinities])
+    affinities, _ = await store.backend.range(f"{records.AFFINITY}{node}/")
+    for i in range(0, len(affinities), MAX_TXN_OPS):
+        await store.backend.txn([], [Delete(kv.key) for kv in affinities[i : i + MAX_TXN_OPS]])
+    return released
+
+
+async def release_unused_blocks(
+    store: Datastore, node: str | None = None, pool: str | None = None
+) -> list[str]:
+    """Release the empty blocks whose pool is deleted or disabled — of ``node`` (None: every
+    node; the node agent passes its own name) and/or of the pool named ``pool``. A block a
+    ``Node`` pins is kept. Returns the released CIDRs."""
+    pools = await list_pools(store)
+    if node is not None:
+        candidates = await node_blocks(store, node)
+    else:
+        kvs, _ = await store.backend.range(records.BLOCKS)
+        candidates = [(Block.from_json(records.decode(kv.value)), kv) for kv in kvs]
+    pins: dict[str, tuple[str, ...]] = {}
+    released: list[str] = []
+    for block, kv in candidates:
+        if block.allocations or (pool is not None and block.pool != pool):
+            continue
+        if live_pool(block.cidr, block.pool, pools) is not None:
+            continue
+        if block.node not in pins:
+            pins[block.node] = await _pinned(store, block.node)
+        if block.cidr in pins[block.node]:
+            continue
+        if await release_block(store, block, kv):
+            released.append(block.cidr)
     return released
 
 
@@ -286,25 +375,32 @@ async def release_blocks(store: Datastore, node: str) -> list[str]:
 
 async def assign_address(store: Datastore, node_name: str, handle: str) -> tuple[str, str]:
     """The address for ``handle`` (``<container id>.<ifname>``, or ``tunl0:<node>`` for the
-    tunnel) from one of ``node_name``'s blocks, and that block's CIDR. Persisted before it is
-    returned; asking again with the same handle returns the same address."""
+    tunnel) from one of ``node_name``'s live blocks, and that block's CIDR. Persisted before it
+    is returned; asking again with the same handle returns the same address. When every live
+    block of the node is full, the node claims another block (Calico's behaviour)."""
     hkey = records.handle_key(handle)
     for _ in range(TXN_RETRIES):
-        existing = await store.backend.get(hkey)
+        existing = await _handle_kv(store, handle)
         if existing is not None:
-            h = Handle.from_json(records.decode(existing.value))
-            return h.ip, h.block
-        blocks = await node_blocks(store, node_name)
-        if not blocks:
-            await claim_block(store, node_name)
-            continue
+            h, _hkv = existing
+            got = await _block_kv(store, h.block)
+            if got is not None and (h.ip, handle) in got[0].allocations:
+                return h.ip, h.block
+            # A leaked handle: its block no longer holds the address. Replaced below (CAS).
+        hmod = existing[1].mod_revision if existing is not None else 0
+        pools = await list_pools(store)
+        blocks = [
+            (b, kv)
+            for b, kv in await node_blocks(store, node_name)
+            if live_pool(b.cidr, b.pool, pools) is not None
+        ]
         for block, kv in blocks:
             ip = next_free_address(block)
             if ip is None:
                 continue
             new = replace(block, allocations=(*block.allocations, (ip, handle)))
             rec = Handle(handle, ip, block.cidr, node_name)
-            compares = [Compare(kv.key, kv.mod_revision), Compare(hkey, 0)]
+            compares = [Compare(kv.key, kv.mod_revision), Compare(hkey, hmod)]
             ops: list[Op] = [
                 Put(kv.key, records.encode(new.to_json())),
                 Put(hkey, records.encode(rec.to_json())),
@@ -313,29 +409,49 @@ async def assign_address(store: Datastore, node_name: str, handle: str) -> tuple
                 return ip, block.cidr
             break  # lost a race on this block or the handle: read again
         else:
-            await claim_block(store, node_name, additional=True)
+            # No live block, or all full: claim one (another one when some are full).
+            claimed = await claim_block(store, node_name, additional=bool(blocks))
+            if live_pool(claimed.cidr, claimed.pool, pools) is None:
+                raise NoPoolError(
+                    f"block {claimed.cidr} of node {node_name} is in a deleted or disabled pool"
+                )
     raise DatastoreError(f"could not assign an address to {handle}: too much contention")
 
 
 async def release_address(store: Datastore, handle: str) -> bool:
-    """Free the address held by ``handle``; False when the handle holds none."""
-    hkey = records.handle_key(handle)
+    """Free the address held by ``handle``; False when the handle holds none. The block of a
+    deleted or disabled pool goes with its last address."""
     for _ in range(TXN_RETRIES):
-        hkv = await store.backend.get(hkey)
-        if hkv is None:
+        got_handle = await _handle_kv(store, handle)
+        if got_handle is None:
             return False
-        h = Handle.from_json(records.decode(hkv.value))
+        h, hkv = got_handle
         got = await _block_kv(store, h.block)
-        compares = [Compare(hkey, hkv.mod_revision)]
-        ops: list[Op] = [Delete(hkey)]
+        compares = [Compare(hkv.key, hkv.mod_revision)]
+        ops: list[Op] = [Delete(hkv.key)]
+        released = False
         if got is not None:
             block, bkv = got
             kept = tuple(a for a in block.allocations if a != (h.ip, handle))
             compares.append(Compare(bkv.key, bkv.mod_revision))
-            ops.append(Put(bkv.key, records.encode(replace(block, allocations=kept).to_json())))
+            if not kept and await _unused(store, block):
+                ops += [Delete(bkv.key), Delete(records.affinity_key(block.node, block.cidr))]
+                released = True
+            else:
+                ops.append(Put(bkv.key, records.encode(replace(block, allocations=kept).to_json())))
         if await store.backend.txn(compares, ops):
+            if released:
+                log.info("event=block-released node=%s block=%s reason=pool-gone", h.node, h.block)
             return True
     raise DatastoreError(f"could not release {handle}: too much contention")
+
+
+async def _unused(store: Datastore, block: Block) -> bool:
+    """May an empty ``block`` go back? Yes when its pool is deleted or disabled and no Node
+    pins it."""
+    if live_pool(block.cidr, block.pool, await list_pools(store)) is not None:
+        return False
+    return block.cidr not in await _pinned(store, block.node)
 
 
 async def list_allocations(store: Datastore, node_name: str) -> dict[str, str]:

@@ -103,6 +103,7 @@ class DatastoreHealth:
     errors: int = 0
     block_allocations: int = 0
     block_allocation_errors: int = 0
+    watch_events: int = 0  # changes delivered by the datastore watch (resources, nodes, affinities)
 
     def to_json(self, kind: str, where: str) -> DatastoreView:
         return {
@@ -225,7 +226,8 @@ class NodeAgent:
                 self._synced.set()
                 delay = BACKOFF_MIN
                 async for change in self.store.watch(snapshot.revision):
-                    if _relevant(self.snapshot, change):
+                    self.health.watch_events += 1
+                    if _relevant(self.snapshot, change, self.name):
                         self._wake.set()
                     self.snapshot.apply(change)
                     if change.error is not None:
@@ -289,6 +291,10 @@ class NodeAgent:
             if self.speaker is not None:
                 self.speaker.set_owned_prefixes(p.cidr for p in self.pools)
             try:
+                if self.name not in snap.registrations:
+                    # Registered before the first claim, so no block is ever owned by a node
+                    # that does not exist yet (`podbgp ipam check --fix` releases those).
+                    await self._register(snap, config, resource)
                 await self._ensure_blocks(own)
                 own = merge_node(self.name, resource, self._registration(snap, config, resource))
                 self.node = own
@@ -348,10 +354,18 @@ class NodeAgent:
         )
 
     async def _ensure_blocks(self, own: NodeInfo) -> None:
+        """Own a block of a live pool (and every pinned block); give back our empty blocks of
+        deleted or disabled pools."""
         resource = self.snapshot.resources.get(f"Node/{self.name}")
         pinned = resource.blocks if isinstance(resource, Node) else ()
+        mine = self.snapshot.blocks_of(self.name)
+        dead = [a.cidr for a in mine if ipam.live_pool(a.cidr, a.pool, self.pools) is None]
+        if any(cidr not in pinned for cidr in dead):
+            released = await ipam.release_unused_blocks(self.store, self.name)
+            self.blocks = [b for b in self.blocks if b not in released]
         for _ in range(len(pinned) + 1):
-            if self.blocks and all(p in self.blocks for p in pinned):
+            live = [b for b in self.blocks if b not in dead]
+            if live and all(p in self.blocks for p in pinned):
                 break
             try:
                 block = await ipam.claim_block(self.store, self.name, own.label_map)
@@ -508,6 +522,7 @@ class NodeAgent:
             "blocks_owned": len(self.blocks),
             "block_allocations": h.block_allocations,
             "block_allocation_errors": h.block_allocation_errors,
+            "watch_events": h.watch_events,
         }
 
     def _ready(self) -> str | None:
@@ -549,13 +564,13 @@ class NodeAgent:
         )
 
 
-def _relevant(snap: Snapshot, change: Change) -> bool:
-    """Does ``change`` call for a reconcile? Pod allocations rewrite block records all the
-    time; only a change of a block's owner matters here."""
-    if change.kind == ChangeKind.BLOCK:
-        old = snap.blocks.get(change.name)
-        new = change.value
-        return (old.node if old else None) != (getattr(new, "node", None))
+def _relevant(snap: Snapshot, change: Change, me: str) -> bool:
+    """Does ``change`` call for a reconcile? Every resource and registration may change the
+    topology; of the block affinities only our own matter (another node's block reaches us
+    over BGP)."""
+    if change.kind == ChangeKind.AFFINITY:
+        old = snap.affinities.get(change.name)
+        return me in ((old.node if old else None), getattr(change.value, "node", None))
     return change.kind in (ChangeKind.RESOURCE, ChangeKind.NODE)
 
 

@@ -9,7 +9,9 @@
 * after each agent reconcile, hands felix the pools (:class:`felix.plan.Pool`), own blocks and
   the other nodes' VTEPs (:class:`felix.plan.Vtep`);
 * assigns tunnel addresses through IPAM (handles ``tunl0:<node>``, ``vxlan.podbgp:<node>``)
-  and publishes this node's VTEP in its registration;
+  and publishes this node's VTEP in its registration; a tunnel address in a block of a deleted
+  or disabled pool moves to a live block of the node (as Calico's does), so the old block can
+  empty and go back to IPAM;
 * declares convergence when the datastore has synced and every peer is Established and has
   sent End-of-RIB for IPv4 unicast (RFC 4724 §2) — on the event, never by polling — or after
   felix's timeout;
@@ -27,11 +29,11 @@ from typing import Any
 from bgpd.codec.types import Afi, Safi
 from bgpd.events import BestRouteChange, EndOfRib, SpeakerEvent
 from bgpd.speaker import Speaker
-from felix.dataplane import Dataplane
+from felix.dataplane import Dataplane, ipip_handle, vxlan_handle
 from felix.kernel.netlink import Netlink
 from felix.plan import IPIP_DEVICE, VXLAN_DEVICE, EncapMode, Pool, RouteType, Scope, Vtep
 from podbgp.cluster import ipam
-from podbgp.cluster.datastore import NodeInfo
+from podbgp.cluster.datastore import DatastoreError, NodeInfo
 from podbgp.cluster.resources import IPPool
 from podbgp.node.agent import NodeAgent
 from podbgp.ops.schema import FelixMetrics
@@ -71,6 +73,7 @@ class NodeDataplane:
         self._speaker: Speaker | None = None
         self._early: dict[str, str | None] = {}  # routes seen before start(): prefix -> next hop
         self._task: asyncio.Task[None] | None = None
+        self._moving: asyncio.Task[None] | None = None  # tunnel addresses leaving dead pools
 
     # -- the agent's Dataplane interface ---------------------------------------------------
 
@@ -89,6 +92,7 @@ class NodeDataplane:
         self.dataplane.set_blocks(agent.blocks)
         vteps = (to_vtep(n) for name, n in agent.nodes.items() if name != agent.name)
         self.dataplane.set_nodes(v for v in vteps if v is not None)
+        self._move_tunnel_addresses()
         self._check_converged()
 
     def status(self) -> dict[str, Any]:
@@ -138,6 +142,10 @@ class NodeDataplane:
 
     async def stop(self) -> None:
         """Stop felix; kernel routes stay installed (the next start adopts them)."""
+        if self._moving is not None:
+            self._moving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._moving
         if self.dataplane is not None:
             await self.dataplane.stop()
         if self._task is not None:
@@ -178,6 +186,35 @@ class NodeDataplane:
     async def _assign_tunnel_address(self, handle: str) -> str:
         ip, _block = await ipam.assign_address(self.agent.store, self.agent.name, handle)
         return str(ip)
+
+    def _move_tunnel_addresses(self) -> None:
+        dataplane, agent = self.dataplane, self.agent
+        if dataplane is None or (self._moving is not None and not self._moving.done()):
+            return
+        live = [ipaddress.ip_network(b) for b in agent.blocks if ipam.live_pool(b, "", agent.pools)]
+        stale = {
+            device: ip
+            for device, ip in dataplane.tunnel_addresses.items()
+            if not any(ipaddress.ip_address(ip) in net for net in live)
+        }
+        if live and stale:
+            self._moving = asyncio.create_task(self._move(stale), name="tunnel-address-move")
+
+    async def _move(self, stale: dict[str, str]) -> None:
+        """Release each stale tunnel address (its block, if now empty and its pool gone, goes
+        with it) and take one from a live block; felix re-addresses the device."""
+        assert self.dataplane is not None
+        handles = {IPIP_DEVICE: ipip_handle, VXLAN_DEVICE: vxlan_handle}
+        for device, old in stale.items():
+            handle = handles[device](self.agent.name)
+            try:
+                await ipam.release_address(self.agent.store, handle)
+                new, _block = await ipam.assign_address(self.agent.store, self.agent.name, handle)
+            except (DatastoreError, ipam.IpamError) as exc:  # retried after the next reconcile
+                log.warning("event=tunnel-address-move-failed device=%s error=%s", device, exc)
+                continue
+            self.dataplane.set_tunnel_address(device, new)
+            log.info("event=tunnel-address-moved device=%s from=%s to=%s", device, old, new)
 
     async def _publish_vtep(self, vtep: dict[str, str]) -> None:
         await self.agent.store.update_node_status(self.agent.name, vtep=dict(vtep))

@@ -111,6 +111,8 @@ def _families() -> dict[str, Family]:
         _gauge("podbgp_ipam_blocks_owned", "IPAM blocks this node holds"),
         _counter("podbgp_ipam_block_allocations", "IPAM blocks claimed by this node"),
         _counter("podbgp_ipam_block_allocation_errors", "IPAM block claims that failed"),
+        _counter("podbgp_datastore_watch_events",
+                 "Datastore changes delivered to this node (resources, nodes, block affinities)"),
         _gauge("podbgp_snapshot_ok", "1 when the source's snapshot was read at this scrape",
                ("source",)),
     ]  # fmt: skip
@@ -138,6 +140,7 @@ _DATASTORE_SCALARS = {
     "blocks_owned": "podbgp_ipam_blocks_owned",
     "block_allocations": "podbgp_ipam_block_allocations",
     "block_allocation_errors": "podbgp_ipam_block_allocation_errors",
+    "watch_events": "podbgp_datastore_watch_events",
 }
 
 

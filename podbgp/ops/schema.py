@@ -184,6 +184,7 @@ class DatastoreMetrics(TypedDict, total=False):
     blocks_owned: int
     block_allocations: int
     block_allocation_errors: int
+    watch_events: int
 
 
 # The views published as OpenAPI component schemas, under these names.

@@ -164,8 +164,8 @@ def start_etcd(factory: NetnsFactory, router: str, workdir: Path) -> None:
     wait_until(etcd_healthy, timeout=20)
 
 
-def add_pod(cluster: Cluster, node: str, index: int) -> None:
-    pod = cluster.factory.namespace("p")
+def cni(cluster: Cluster, command: str, node: str, index: int, pod: str) -> bytes:
+    """Run ``podbgp-cni`` for pod ``index`` of ``node`` (namespace ``pod``); its stdout."""
     conf = {
         "cniVersion": "1.0.0",
         "name": "podbgp",
@@ -176,7 +176,7 @@ def add_pod(cluster: Cluster, node: str, index: int) -> None:
     env = {
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "PYTHONPATH": str(REPO),
-        "CNI_COMMAND": "ADD",
+        "CNI_COMMAND": command,
         "CNI_CONTAINERID": f"{node}-pod{index}",
         "CNI_NETNS": f"/run/netns/{pod}",
         "CNI_IFNAME": "eth0",
@@ -186,7 +186,12 @@ def add_pod(cluster: Cluster, node: str, index: int) -> None:
     proc = subprocess.run(argv, input=json.dumps(conf).encode(), capture_output=True, env=env,
                           timeout=60, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
-    ip = json.loads(proc.stdout)["ips"][0]["address"].split("/")[0]
+    return proc.stdout
+
+
+def add_pod(cluster: Cluster, node: str, index: int) -> None:
+    pod = cluster.factory.namespace("p")
+    ip = json.loads(cni(cluster, "ADD", node, index, pod))["ips"][0]["address"].split("/")[0]
     cluster.pods.setdefault(node, []).append((pod, ip))
 
 
@@ -339,3 +344,56 @@ def test_removed_node_block_routes_disappear_everywhere_but_its_blackhole(cluste
         assert established(cluster, n, 2)
     remaining = [p for p in cluster.all_pods() if p[0] != gone]
     assert ping(remaining[0][1], remaining[-1][2])
+
+
+def test_a_disabled_pool_gives_its_blocks_back_once_empty_tunnels_included(
+    cluster: Cluster,
+) -> None:
+    # The pool is disabled and another takes its place: every node claims a block of the new
+    # pool and moves its VXLAN address there (as Calico moves tunnel addresses), pods keep
+    # their addresses and their traffic, and new pods come from the new pool.
+    nodes = [n for n in NODES if n in cluster.procs]
+    old = {n: block_of(cluster, n) for n in nodes}
+    (cluster.workdir / "pools.yaml").write_text(
+        RESOURCES.split("---")[1].replace("blockSize: 24,", "blockSize: 24, disabled: true,")
+        + "---\napiVersion: podbgp/v1\nkind: IPPool\nmetadata: {name: pods2}\n"
+        "spec: {cidr: 10.245.0.0/16, blockSize: 24, vxlanMode: CrossSubnet, ipipMode: Never}\n"
+    )
+    cluster.datastore("apply", str(cluster.workdir / "pools.yaml"))
+
+    def vxlan_address(node: str) -> str:
+        tunnel = felix_state(cluster, node).get("tunnels", {}).get("vxlan.podbgp", {})
+        return str(tunnel.get("address") or "")
+
+    def moved() -> bool:
+        return all(vxlan_address(n).startswith("10.245.") for n in nodes)
+
+    wait_until(moved, timeout=30)
+    pods = [p for p in cluster.all_pods() if p[0] in nodes]
+    wait_until(lambda: ping(pods[0][1], pods[-1][2]), timeout=20)  # n1 -> n3: through VXLAN
+    failures = [
+        f"{src}:{src_ip} -> {dst}:{dst_ip}"
+        for src, src_ns, src_ip in pods
+        for dst, _dst_ns, dst_ip in pods
+        if src_ip != dst_ip and not ping(src_ns, dst_ip)
+    ]
+    assert failures == []
+    add_pod(cluster, "n3", 2)
+    new_pod = cluster.pods["n3"][-1]
+    assert new_pod[1].startswith("10.245.")
+    wait_until(lambda: ping(pods[0][1], new_pod[1]), timeout=20)
+
+    # n1's pods go: its old block is empty now and goes back (affinity included), so every
+    # node drops its route, and n1 its blackhole.
+    for index, (pod, _ip) in enumerate(cluster.pods.pop("n1")):
+        cni(cluster, "DEL", "n1", index, pod)
+
+    def released() -> bool:
+        gone = all(
+            not any(r.startswith(f"{old['n1']} ") for r in routes(cluster.ns[n])) for n in nodes
+        )
+        return gone and old["n1"] not in (cluster.api("n1", "/v1/node") or {}).get("blocks", [])
+
+    wait_until(released, timeout=30)
+    for n in nodes[1:]:  # their pods stay, so do their old blocks
+        assert old[n] in cluster.api(n, "/v1/node")["blocks"]

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import yaml
 
 from podbgp.cluster import ipam, operations
 from podbgp.cluster.datastore import (
+    Change,
     ChangeKind,
     Datastore,
     DatastoreConfig,
@@ -24,7 +26,9 @@ from podbgp.cluster.datastore import (
     DatastoreUnavailable,
     NodeInfo,
     open_datastore,
+    records,
 )
+from podbgp.cluster.datastore.kv import Delete, Put
 from podbgp.cluster.resources import BGPConfiguration, IPPool, Node, ResourceError
 from tests.support.etcd import EtcdServer, etcd_available, make_pki
 from tests.support.podbgp_node import run_podbgp
@@ -234,14 +238,14 @@ async def test_registration_updates_never_lose_a_concurrent_writer(
     assert reg is not None and reg.vtep["ip"] == "10.0.0.1"
 
 
-async def test_watch_reports_resource_node_and_block_changes(store: Datastore) -> None:
+async def test_watch_reports_resource_node_and_affinity_changes(store: Datastore) -> None:
     snap = await store.snapshot()
     changes = []
 
     async def follow() -> None:
         async for change in store.watch(snap.revision):
             changes.append(change)
-            if len(changes) == 4:
+            if len(changes) == 3:
                 return
 
     task = asyncio.create_task(follow())
@@ -249,14 +253,18 @@ async def test_watch_reports_resource_node_and_block_changes(store: Datastore) -
     await store.register_node(NodeInfo("node-w", ("192.0.2.9/24",)))
     block = await ipam.claim_block(store, "node-w")  # one transaction: block and affinity
     await asyncio.wait_for(task, 10)
-    kinds = [(c.kind, c.name) for c in changes]
-    assert kinds[0] == (ChangeKind.RESOURCE, "IPPool/w")
-    assert kinds[1] == (ChangeKind.NODE, "node-w")
-    assert (ChangeKind.BLOCK, block.cidr) in kinds[2:]
-    assert isinstance(changes[0].value, IPPool) and changes[0].value.cidr == "10.120.0.0/16"
+    # One watch per prefix: ordered per key, not across prefixes.
+    kinds = sorted((c.kind.value, c.name) for c in changes)
+    assert kinds == [
+        (ChangeKind.AFFINITY.value, block.cidr),
+        (ChangeKind.NODE.value, "node-w"),
+        (ChangeKind.RESOURCE.value, "IPPool/w"),
+    ]
+    pool = next(c.value for c in changes if c.kind == ChangeKind.RESOURCE)
+    assert isinstance(pool, IPPool) and pool.cidr == "10.120.0.0/16"
     for change in changes:
         snap.apply(change)
-    assert [b.cidr for b in snap.blocks_of("node-w")] == [block.cidr]
+    assert [(a.cidr, a.pool) for a in snap.blocks_of("node-w")] == [(block.cidr, "w")]
 
 
 # --- connection loss and TLS ------------------------------------------------------------------
@@ -379,3 +387,223 @@ async def test_cli_apply_get_delete_and_bad_resources(store: Datastore, tmp_path
     assert run.returncode == 1 and "IPPool/pool-a not found" in run.stderr
     run = await asyncio.to_thread(run_podbgp, "get", "pods", env=env)
     assert run.returncode == 2 and "unknown kind 'pods'" in run.stderr
+
+
+# --- watch scope: pod churn wakes no other node ------------------------------------------------
+
+
+async def test_pod_churn_on_one_node_wakes_no_other_node(
+    store: Datastore, etcd: EtcdServer
+) -> None:
+    from podbgp.node.agent import NodeAgent
+    from podbgp.node.config import FelixConfig, NodeConfig
+    from tests.support.etcd import free_port
+
+    prefix = store.backend.prefix  # type: ignore[attr-defined]
+    net = f"127.{60 + os.getpid() % 50}.{os.getpid() % 250}"
+    await store.apply(
+        [BGPConfiguration("default", listen_port=free_port()), IPPool("p", "10.121.0.0/16")]
+    )
+    await store.register_node(NodeInfo("node-a", (f"{net}.1/24",), router_id=f"{net}.1"))
+    block_a = await ipam.claim_block(store, "node-a")
+    agent = NodeAgent(
+        NodeConfig(
+            "node-b",
+            config(etcd, prefix),
+            address=f"{net}.2/24",
+            api=None,
+            felix=FelixConfig(enabled=False),
+        )
+    )
+    # A watcher of the whole prefix, as every node was before: it must see the churn, which
+    # shows the churn really happened and would have woken every node.
+    everything: list[str] = []
+
+    async def follow_everything(after: int) -> None:
+        async for event in store.backend.watch([""], after):
+            everything.append(event.key)
+
+    _kvs, rev = await store.backend.range("")
+    whole = asyncio.create_task(follow_everything(rev))
+    await agent.start()
+    try:
+        await agent.wait_synced(20)
+
+        def settled() -> bool:  # the agent's own writes have come back through its watch
+            reg = agent.snapshot.registrations.get("node-b")
+            return bool(agent.blocks) and reg is not None and list(reg.blocks) == agent.blocks
+
+        await wait_until(settled)
+        await asyncio.sleep(0.5)
+        snap = await store.snapshot()
+        scoped: list[Change] = []
+
+        async def follow_scoped() -> None:
+            async for change in store.watch(snap.revision):
+                scoped.append(change)
+
+        watcher = asyncio.create_task(follow_scoped())
+        events_before, seen_before = agent.health.watch_events, len(everything)
+
+        # Pod churn on node A, as its CNI plugin makes it.
+        for i in range(25):
+            await ipam.assign_address(store, "node-a", f"churn{i}.eth0")
+        for i in range(25):
+            assert await ipam.release_address(store, f"churn{i}.eth0")
+        await wait_until(lambda: len(everything) - seen_before >= 100)  # 2 keys per change
+        await asyncio.sleep(1.0)
+        assert agent.health.watch_events == events_before  # node B's agent: zero events
+        assert scoped == []  # any store's watch: zero events
+
+        # What routing needs does arrive: a new block claim and a new node's registration.
+        block_a2 = await ipam.claim_block(store, "node-a", additional=True)
+        await store.register_node(NodeInfo("node-c", (f"{net}.3/24",), router_id=f"{net}.3"))
+        await wait_until(lambda: agent.health.watch_events - events_before >= 2)
+        await wait_until(lambda: len(scoped) >= 2)
+        await asyncio.sleep(0.5)
+        assert agent.health.watch_events - events_before == 2
+        assert agent.datastore_metrics()["watch_events"] == agent.health.watch_events
+        assert sorted((c.kind.value, c.name) for c in scoped) == [
+            (ChangeKind.AFFINITY.value, block_a2.cidr),
+            (ChangeKind.NODE.value, "node-c"),
+        ]
+        assert [a.cidr for a in agent.snapshot.blocks_of("node-a")] == sorted(
+            [block_a.cidr, block_a2.cidr], key=ipaddress.ip_network
+        )
+        assert "node-c" in agent.nodes
+        watcher.cancel()
+    finally:
+        whole.cancel()
+        await agent.stop()
+
+
+async def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    """Poll ``condition`` every 50 ms until it is true; fail after ``timeout`` seconds."""
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+# --- IPAM: more blocks, dead pools, leaks --------------------------------------------------------
+
+
+async def test_a_deleted_node_with_a_full_block_is_released(store: Datastore) -> None:
+    # 200 addresses: more handles than one etcd transaction may delete.
+    await store.apply([IPPool("p", "10.122.0.0/16")])
+    for i in range(200):
+        await ipam.assign_address(store, "node-1", f"pod{i}.eth0")
+    assert await operations.delete_resource(store, Node.KIND, "node-1")
+    assert await ipam.all_blocks(store) == []
+    handles, _ = await store.backend.range("ipam/handles/")
+    affinities, _ = await store.backend.range("ipam/affinity/")
+    assert handles == [] and affinities == []
+
+
+async def test_a_leaked_handle_never_hands_out_a_foreign_address(store: Datastore) -> None:
+    await store.apply([IPPool("p", "10.123.0.0/16")])
+    _ip, block = await ipam.assign_address(store, "node-1", "ctr.eth0")
+    # The handle survives its block (an interrupted release); the block goes to node-2.
+    kv = await store.backend.get(f"ipam/blocks/{block.replace('/', '-')}")
+    assert kv is not None
+    await store.backend.txn(
+        [], [Delete(kv.key), Delete(f"ipam/affinity/node-1/{block.replace('/', '-')}")]
+    )
+    await store.apply([Node("node-2", blocks=(block,))])
+    await ipam.claim_block(store, "node-2")
+    ip2, block2 = await ipam.assign_address(store, "node-1", "ctr.eth0")
+    assert block2 != block and ipaddress.ip_address(ip2) in ipaddress.ip_network(block2)
+    assert await ipam.list_allocations(store, "node-1") == {"ctr.eth0": ip2}
+
+
+def inside(cidr: str, pool: str) -> bool:
+    return ipaddress.IPv4Network(cidr).subnet_of(ipaddress.IPv4Network(pool))
+
+
+async def test_pool_deletion_and_disabling_release_empty_blocks(store: Datastore) -> None:
+    await store.apply([IPPool("old", "10.124.0.0/16"), IPPool("spare", "10.125.0.0/16")])
+    empty = await ipam.claim_block(store, "node-1")
+    _ip, used = await ipam.assign_address(store, "node-2", "ctr.eth0")
+    assert empty.pool == "old" and inside(used, "10.124.0.0/16")
+    released = await operations.released_by_delete(store, IPPool.KIND, "old")
+    assert released == [empty.cidr]  # the empty one at once; the used one stays
+    assert {b.cidr for b in await ipam.all_blocks(store)} == {used}
+    # The dead pool's block hands out nothing more: node-2 gets a block of "spare".
+    _ip2, other = await ipam.assign_address(store, "node-2", "ctr2.eth0")
+    assert inside(other, "10.125.0.0/16")
+    # Its last address released, the dead pool's block goes with it (affinity included).
+    assert await ipam.release_address(store, "ctr.eth0")
+    assert {b.cidr for b in await ipam.all_blocks(store)} == {other}
+    assert [b.cidr for b, _ in await ipam.node_blocks(store, "node-2")] == [other]
+    # Disabling works the same way, through `podbgp apply`.
+    spare_empty = await ipam.claim_block(store, "node-3")
+    assert spare_empty.pool == "spare"
+    _results, released = await operations.apply_resources(
+        store, [IPPool("spare", "10.125.0.0/16", disabled=True)]
+    )
+    assert released == [spare_empty.cidr]
+    assert {b.cidr for b in await ipam.all_blocks(store)} == {other}  # still holds ctr2
+    with pytest.raises(ipam.NoPoolError):
+        await ipam.assign_address(store, "node-3", "ctr3.eth0")
+
+
+async def test_ipam_check_fix_on_a_seeded_leak(store: Datastore) -> None:
+    prefix = store.backend.prefix  # type: ignore[attr-defined]
+    env = {
+        "PODBGP_ETCD_ENDPOINTS": str(store.backend.endpoints[0]),  # type: ignore[attr-defined]
+        "PODBGP_ETCD_PREFIX": prefix,
+    }
+    await store.apply([IPPool("p", "10.126.0.0/16")])
+    for name in ("node-1", "node-gone"):
+        await store.register_node(NodeInfo(name, ("192.0.2.1/24",)))
+    good = {
+        f"pod{i}.eth0": (await ipam.assign_address(store, "node-1", f"pod{i}.eth0"))[0]
+        for i in range(3)
+    }
+    _ip, gone_block = await ipam.assign_address(store, "node-gone", "gone.eth0")
+    # The leaks: node-gone vanished without clean-up; a handle whose address its block does
+    # not hold; an affinity without its block.
+    await store.backend.txn([], [Delete("nodes/node-gone")])
+    node1_block = (await ipam.node_blocks(store, "node-1"))[0][0].cidr
+    leaked = records.Handle("leak.eth0", "10.126.250.9", node1_block, "node-1")
+    await store.backend.txn(
+        [],
+        [
+            Put(records.handle_key("leak.eth0"), records.encode(leaked.to_json())),
+            Put(
+                records.affinity_key("node-1", "10.126.251.0/24"),
+                records.encode({"cidr": "10.126.251.0/24", "node": "node-1"}),
+            ),
+        ],
+    )
+    run = await asyncio.to_thread(run_podbgp, "ipam", "check", "-o", "json", env=env)
+    assert run.returncode == 3, run.stderr
+    found = {(f["problem"], f["subject"], f["node"]) for f in json.loads(run.stdout)["findings"]}
+    assert found == {
+        ("orphaned-block", gone_block, "node-gone"),
+        ("leaked-handle", "leak.eth0", "node-1"),
+        ("dangling-affinity", "10.126.251.0/24", "node-1"),
+    }
+    before_fix = await dump(store)
+
+    run = await asyncio.to_thread(run_podbgp, "ipam", "check", "--fix", env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Fixed 3 problem(s)." in run.stdout
+    after = await dump(store)
+    assert set(before_fix) - set(after) == {
+        records.block_key(gone_block),
+        records.affinity_key("node-gone", gone_block),
+        records.handle_key("gone.eth0"),
+        records.handle_key("leak.eth0"),
+        records.affinity_key("node-1", "10.126.251.0/24"),
+    }
+    assert set(after) <= set(before_fix)  # nothing else touched
+    assert await ipam.list_allocations(store, "node-1") == good
+    run = await asyncio.to_thread(run_podbgp, "ipam", "check", env=env)
+    assert run.returncode == 0 and "No problems found." in run.stdout
+    # The released block is free again.
+    assert (await ipam.claim_block(store, "node-3")).cidr in {
+        gone_block,
+        *(b.cidr for b in await ipam.all_blocks(store)),
+    }

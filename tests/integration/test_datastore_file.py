@@ -8,14 +8,21 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from podbgp.cluster import ipam
-from podbgp.cluster.datastore import ChangeKind, DatastoreConfig, DatastoreError, open_datastore
+from podbgp.cluster.datastore import (
+    ChangeKind,
+    DatastoreConfig,
+    DatastoreError,
+    NodeInfo,
+    open_datastore,
+)
 from podbgp.cluster.resources import IPPool, Node
 from tests.support.podbgp import REPO, wait_for
 from tests.support.podbgp_node import PodbgpNode, run_podbgp
@@ -132,7 +139,7 @@ async def test_watch_sees_file_edits_and_state_changes(tmp_path: Path) -> None:
     async def follow() -> None:
         async for change in store.watch(snap.revision):
             seen.append(change)
-            if {c.kind for c in seen} >= {ChangeKind.RESOURCE, ChangeKind.BLOCK}:
+            if {c.kind for c in seen} >= {ChangeKind.RESOURCE, ChangeKind.AFFINITY}:
                 return
 
     task = asyncio.create_task(follow())
@@ -192,3 +199,86 @@ def test_two_nodes_share_a_file_datastore(tmp_path: Path, nodes: list[PodbgpNode
     wait_for(lambda: block_b in a.route_prefixes(), 10, what="node-2's block at node-1")
     assert a.routes_by_prefix()[block_b]["nextHop"] == b.ip
     assert a.peers()[b.ip]["type"] == "mesh"
+
+
+async def test_an_agent_gives_back_its_empty_block_when_its_pool_is_disabled(
+    tmp_path: Path,
+) -> None:
+    from podbgp.node.agent import NodeAgent, NodeViews
+    from podbgp.node.config import FelixConfig, NodeConfig
+    from tests.support.etcd import free_port
+
+    port = free_port()
+    (tmp_path / "cluster.yaml").write_text(
+        CLUSTER.replace("asNumber: 64512", f"asNumber: 64512, listenPort: {port}")
+    )
+    net = f"127.{100 + os.getpid() % 50}.{os.getpid() % 250}"
+    agent = NodeAgent(
+        NodeConfig(
+            "node-1",
+            file_config(tmp_path),
+            address=f"{net}.1/24",
+            api=None,
+            felix=FelixConfig(enabled=False),
+        )
+    )
+    await agent.start()
+    try:
+        await agent.wait_synced(10)
+        first = await async_wait(lambda: agent.blocks, "a block")
+        assert first[0].startswith("10.150.")
+        # The snapshot holds affinities, never the allocation records.
+        snap = await agent.store.snapshot()
+        assert [a.cidr for a in snap.blocks_of("node-1")] == first
+        kvs, _ = await agent.store.backend.snapshot(("resources/", "nodes/", "ipam/affinity/"))
+        assert not any(kv.key.startswith(("ipam/blocks/", "ipam/handles/")) for kv in kvs)
+        # The administrator disables pool-a and adds pool-b by editing the YAML directly.
+        (tmp_path / "cluster.yaml").write_text(
+            CLUSTER.replace("asNumber: 64512", f"asNumber: 64512, listenPort: {port}").replace(
+                "spec: {cidr: 10.150.0.0/16, blockSize: 24}",
+                "spec: {cidr: 10.150.0.0/16, blockSize: 24, disabled: true}\n---\n"
+                "apiVersion: podbgp/v1\nkind: IPPool\nmetadata: {name: pool-b}\n"
+                "spec: {cidr: 10.152.0.0/16}",
+            )
+        )
+        await async_wait(lambda: [b[:7] for b in agent.blocks] == ["10.152."], "pool-b block")
+        # The old block withdrawn, the new one originated (later in the same reconcile).
+        await async_wait(
+            lambda: {r["prefix"] for r in NodeViews(agent).routes()} == set(agent.blocks),
+            "origination follows",
+        )
+        assert [b.cidr for b in await ipam.all_blocks(agent.store)] == agent.blocks
+    finally:
+        await agent.stop()
+
+
+async def async_wait(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+    """Poll ``condition`` every 50 ms until it is truthy; fail after ``timeout`` seconds."""
+    for _ in range(int(timeout / 0.05)):
+        value = condition()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+def test_ipam_check_fix_with_the_file_datastore(tmp_path: Path) -> None:
+    (tmp_path / "cluster.yaml").write_text(CLUSTER)
+    env = {"PODBGP_DATASTORE_PATH": str(tmp_path), "PODBGP_ETCD_ENDPOINTS": ""}
+
+    async def seed() -> tuple[str, str]:
+        store = open_datastore(file_config(tmp_path))
+        await store.register_node(NodeInfo("node-1"))
+        _ip, kept = await ipam.assign_address(store, "node-1", "a.eth0")
+        _ip, gone = await ipam.assign_address(store, "ghost", "g.eth0")  # never registered
+        return kept, gone
+
+    kept, gone = asyncio.run(seed())
+    run = run_podbgp("ipam", "check", env=env)
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert f"orphaned-block | {gone}" in run.stdout and "node ghost does not exist" in run.stdout
+    run = run_podbgp("ipam", "check", "--fix", env=env)
+    assert run.returncode == 0 and "Fixed 1 problem(s)." in run.stdout, run.stdout + run.stderr
+    blocks = asyncio.run(ipam.all_blocks(open_datastore(file_config(tmp_path))))
+    assert [(b.cidr, b.node) for b in blocks] == [(kept, "node-1")]
+    assert run_podbgp("ipam", "check", env=env).returncode == 0

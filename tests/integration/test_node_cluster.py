@@ -8,6 +8,7 @@ with the cluster's listenPort; its REST API is on the same address.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import time
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from podbgp.cluster import ipam
 from podbgp.cluster.datastore import DatastoreConfig, open_datastore
 from podbgp.cluster.resources import BGPConfiguration, BGPPeer, IPPool, Node, Resource
 from podbgp.cluster.selector import parse_selector
@@ -338,3 +340,60 @@ def test_address_from_an_interface() -> None:
     assert resolve_address(config) == "127.0.0.1/8"
     with pytest.raises(OSError, match="interface nosuchif0 has no IPv4"):
         resolve_address(NodeConfig(node_name="n", datastore=Ds(), interface="nosuchif0"))
+
+
+def test_a_full_block_brings_a_second_and_a_deleted_pool_gives_them_back(
+    cluster: Cluster,
+) -> None:
+    # /29 blocks: six addresses each. felix is off, so no tunnel address takes one.
+    small = IPPool("small", "10.161.0.0/24", block_size=29)
+    cluster.apply(BGPConfiguration("default", listen_port=BGP_PORT), small)
+    one, two = cluster.start("node-1", 1), cluster.start("node-2", 2)
+    wait_for(lambda: two.ip in one.established() and one.ip in two.established(), 30, what="mesh")
+    first = wait_for(one.blocks, 10, what="node-1 block")[0]
+    block_two = wait_for(two.blocks, 10, what="node-2 block")[0]
+
+    async def pods(verb: str, count: int) -> list[tuple[str, str]]:
+        store = open_datastore(
+            DatastoreConfig(type="etcd", endpoints=(cluster.etcd.endpoint,), prefix=cluster.prefix)
+        )
+        try:
+            if verb == "add":  # as podbgp-cni on node-1 does
+                return [
+                    await ipam.assign_address(store, "node-1", f"pod{i}.eth0") for i in range(count)
+                ]
+            for i in range(count):
+                assert await ipam.release_address(store, f"pod{i}.eth0")
+            return []
+        finally:
+            await store.close()
+
+    got = asyncio.run(pods("add", 7))
+    assert {block for _ip, block in got[:6]} == {first}
+    second = got[6][1]
+    assert second != first
+    # node-1 originates its second block; node-2 learns it from node-1.
+    wait_for(lambda: one.blocks() == sorted([first, second], key=_net), 10, what="2 blocks")
+    routes = wait_for(lambda: routes_with(two, {first, second}), 10, what="both at node-2")
+    assert routes[second]["nextHop"] == one.ip
+
+    # The pool goes (another takes its place): node-2's empty block is released at once and
+    # node-2 claims from the new pool; node-1's blocks hold pods, so they stay until the pods go.
+    cluster.apply(IPPool("spare", "10.162.0.0/24", block_size=29))
+    run = run_podbgp("delete", "ippool", "small", env=cluster.env)
+    assert run.returncode == 0, run.stderr
+    assert f"Released 1 block(s): {block_two}" in run.stdout
+    wait_for(lambda: [b.startswith("10.162.") for b in two.blocks()] == [True], 10, what="spare")
+    wait_for(lambda: block_two not in one.route_prefixes(), 10, what="node-2's old block gone")
+    assert {first, second} <= set(one.blocks())
+    asyncio.run(pods("del", 7))
+    wait_for(lambda: not {first, second} & set(one.blocks()), 10, what="node-1's blocks released")
+    wait_for(lambda: not {first, second} & set(two.route_prefixes()), 10, what="withdrawn")
+    run = run_podbgp("ipam", "show", "--show-blocks", "-o", "json", env=cluster.env)
+    blocks = {b["cidr"] for b in json.loads(run.stdout)["blocks"]}
+    assert blocks == set(one.blocks()) | set(two.blocks())
+    assert all(b.startswith("10.162.") for b in blocks)
+
+
+def _net(cidr: str) -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network(cidr)

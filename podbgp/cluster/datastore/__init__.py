@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from podbgp.cluster.datastore.kv import DatastoreError, DatastoreUnavailable
-from podbgp.cluster.datastore.records import Block, Handle, NodeInfo
+from podbgp.cluster.datastore.records import Affinity, Block, Handle, NodeInfo
 from podbgp.cluster.datastore.store import Change, ChangeKind, Datastore, Snapshot
 
 __all__ = [
     "DEFAULT_FILE_PATH",
     "DEFAULT_PREFIX",
+    "Affinity",
     "Block",
     "Change",
     "ChangeKind",

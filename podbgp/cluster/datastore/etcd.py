@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import aetcd
 import aetcd.exceptions
 import aetcd.rpc
+import aetcd.utils
 import aetcd.watcher
 import grpc
 
@@ -58,6 +59,7 @@ _GRPC_OPTIONS = {
     "grpc.max_reconnect_backoff_ms": 5_000,
     "grpc.max_receive_message_length": 64 * 1024 * 1024,
 }
+WATCH_QUEUE = 1024  # events buffered between the prefixes' watch streams and the consumer
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,18 @@ class _Client(aetcd.Client):  # type: ignore[misc]  # aetcd ships no type hints
             aetcd.rpc.WatchStub(self.channel), timeout=self._timeout, metadata=self.metadata
         )
         self._connected.set()
+
+    async def range_prefix(self, key: bytes, revision: int = 0, keys_only: bool = False) -> Any:
+        """A prefix range as of ``revision`` (0: now): aetcd 1.0 cannot pin the revision."""
+        await self.connect()
+        request = self._build_get_range_request(
+            key, range_end=aetcd.utils.prefix_range_end(key), keys_only=keys_only
+        )
+        request.revision = revision
+        try:
+            return await self.kvstub.Range(request, timeout=self._timeout, metadata=self.metadata)
+        except aetcd.rpc.AioRpcError as exc:
+            aetcd.exceptions._handle_exception(exc)  # raises the matching ClientError
 
 
 def _credentials(tls: TlsFiles) -> grpc.ChannelCredentials:
@@ -198,10 +212,24 @@ class EtcdBackend:
             return None
         return KeyValue(key, got.value, got.mod_revision)
 
-    async def range(self, prefix: str) -> tuple[list[KeyValue], int]:
-        result = await self._call(lambda c: c.get_prefix(self._key(prefix)))
-        kvs = [KeyValue(self._rel(kv.key), kv.value, kv.mod_revision) for kv in result]
+    async def range(self, prefix: str, keys_only: bool = False) -> tuple[list[KeyValue], int]:
+        result = await self._call(lambda c: c.range_prefix(self._key(prefix), 0, keys_only))
+        kvs = [KeyValue(self._rel(kv.key), kv.value, kv.mod_revision) for kv in result.kvs]
         return kvs, int(result.header.revision)
+
+    async def snapshot(self, prefixes: Sequence[str]) -> tuple[list[KeyValue], int]:
+        kvs: list[KeyValue] = []
+        revision = 0
+        for prefix in prefixes:  # the first range fixes the revision the others read at
+            key, at = self._key(prefix), revision
+
+            def read(c: _Client, key: bytes = key, at: int = at) -> Awaitable[Any]:
+                return c.range_prefix(key, at)
+
+            result = await self._call(read)
+            revision = revision or int(result.header.revision)
+            kvs += [KeyValue(self._rel(kv.key), kv.value, kv.mod_revision) for kv in result.kvs]
+        return kvs, revision
 
     async def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> bool:
         async def run(client: _Client) -> bool:
@@ -218,7 +246,37 @@ class EtcdBackend:
 
         return await self._call(run)
 
-    async def watch(self, prefix: str, after_revision: int) -> AsyncIterator[WatchEvent]:
+    async def watch(
+        self, prefixes: Sequence[str], after_revision: int
+    ) -> AsyncIterator[WatchEvent]:
+        if len(prefixes) == 1:
+            async for event in self._watch_prefix(prefixes[0], after_revision):
+                yield event
+            return
+        # One etcd watch per prefix (they share the client's gRPC stream), merged. Each
+        # stream ends in an exception, so the first one to fail ends the merged watch.
+        queue: asyncio.Queue[WatchEvent | Exception] = asyncio.Queue(WATCH_QUEUE)
+
+        async def pump(prefix: str) -> None:
+            try:
+                async for event in self._watch_prefix(prefix, after_revision):
+                    await queue.put(event)
+            except Exception as exc:
+                await queue.put(exc)
+
+        tasks = [asyncio.create_task(pump(p), name=f"etcd-watch {p}") for p in prefixes]
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch_prefix(self, prefix: str, after_revision: int) -> AsyncIterator[WatchEvent]:
         watch = await self._call(
             lambda c: c.watch_prefix(self._key(prefix), start_revision=after_revision + 1)
         )

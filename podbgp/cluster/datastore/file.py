@@ -171,9 +171,16 @@ class FileBackend:
     async def get(self, key: str) -> KeyValue | None:
         return self._all().get(key)
 
-    async def range(self, prefix: str) -> tuple[list[KeyValue], int]:
+    async def range(self, prefix: str, keys_only: bool = False) -> tuple[list[KeyValue], int]:
+        kvs, revision = await self.snapshot((prefix,))
+        if keys_only:
+            kvs = [KeyValue(kv.key, b"", kv.mod_revision) for kv in kvs]
+        return kvs, revision
+
+    async def snapshot(self, prefixes: Sequence[str]) -> tuple[list[KeyValue], int]:
         current, revision = self._snapshot()
-        return [kv for key, kv in sorted(current.items()) if key.startswith(prefix)], revision
+        wanted = tuple(prefixes)
+        return [kv for key, kv in sorted(current.items()) if key.startswith(wanted)], revision
 
     # --- writing -------------------------------------------------------------------------
 
@@ -244,7 +251,10 @@ class FileBackend:
 
     # --- watching ------------------------------------------------------------------------
 
-    async def watch(self, prefix: str, after_revision: int) -> AsyncIterator[WatchEvent]:
+    async def watch(
+        self, prefixes: Sequence[str], after_revision: int
+    ) -> AsyncIterator[WatchEvent]:
+        wanted = tuple(prefixes)
         base = self._snapshots.get(after_revision)
         if base is None:
             raise DatastoreError(f"{self.description}: revision {after_revision} unknown; resync")
@@ -254,7 +264,7 @@ class FileBackend:
             if revision == after_revision:
                 continue
             for key in sorted(set(base) | set(current)):
-                if not key.startswith(prefix):
+                if not key.startswith(wanted):
                     continue
                 old, new = base.get(key), current.get(key)
                 if new is None:

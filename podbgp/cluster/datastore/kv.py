@@ -3,8 +3,10 @@
 Owns the small vocabulary the rest of podbgp builds on: keys are ``str`` relative to the
 configured prefix, values are ``bytes``, and every key carries a ``mod_revision`` token that a
 transaction can compare against (``0`` means "the key does not exist") — the compare-and-swap
-that makes block claims safe. ``range`` returns a snapshot plus a revision; ``watch`` yields the
-changes made after that revision. Implements no RFC; the semantics are etcd v3's KV API.
+that makes block claims safe. ``range`` returns a snapshot plus a revision (``snapshot``: of
+several prefixes at one revision); ``watch`` yields the changes under the given prefixes made
+after that revision, and nothing else — a node agent is not woken by keys it does not watch.
+Implements no RFC; the semantics are etcd v3's KV API.
 """
 
 from __future__ import annotations
@@ -72,17 +74,23 @@ class Backend(Protocol):
 
     async def get(self, key: str) -> KeyValue | None: ...
 
-    async def range(self, prefix: str) -> tuple[list[KeyValue], int]:
-        """Every key under ``prefix`` and the revision of this snapshot."""
+    async def range(self, prefix: str, keys_only: bool = False) -> tuple[list[KeyValue], int]:
+        """Every key under ``prefix`` and the revision of this snapshot (``keys_only``: the
+        values are left out, ``b""``)."""
+        ...
+
+    async def snapshot(self, prefixes: Sequence[str]) -> tuple[list[KeyValue], int]:
+        """Every key under any of ``prefixes``, all as of one revision, and that revision."""
         ...
 
     async def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> bool:
         """Apply ``ops`` atomically if every compare holds; False (nothing written) if not."""
         ...
 
-    def watch(self, prefix: str, after_revision: int) -> AsyncIterator[WatchEvent]:
-        """Changes under ``prefix`` made after the snapshot ``after_revision``, in order.
-        Raises DatastoreUnavailable when the connection is lost (the caller resyncs)."""
+    def watch(self, prefixes: Sequence[str], after_revision: int) -> AsyncIterator[WatchEvent]:
+        """Changes under any of ``prefixes`` made after the snapshot ``after_revision``, in
+        order per key. Raises DatastoreUnavailable when the connection is lost (the caller
+        resyncs)."""
         ...
 
     async def close(self) -> None: ...

@@ -1,14 +1,21 @@
 """Records the daemons write (not users): node registrations, IPAM blocks and handles.
 
-Owns their JSON form and the key layout under the datastore prefix::
+Owns their JSON form and the key layout under the datastore prefix, split by who reads it::
 
+    watched by every node agent (small; changes only when the cluster's shape changes)
     resources/<Kind>/<name>          a cluster resource (podbgp.cluster.resources, canonical JSON)
     nodes/<name>                     a node's registration, written by its agent
-    ipam/blocks/<cidr>               a block: owning node (affinity), pool, allocations
-    ipam/affinity/<node>/<cidr>      the node's claim on a block (written with the block)
+    ipam/affinity/<node>/<cidr>      block -> node: the node's claim on a block ({node, cidr, pool})
+
+    read only by IPAM on the owning node and by ``podbgp ipam`` (change with every pod)
+    ipam/blocks/<cidr>               a block: owning node, pool, allocations {ip: handle}
     ipam/handles/<handle>            one allocated address, by its handle
 
-and :func:`merge_node`, the effective view of a node (the administrator's ``Node`` resource
+A claim writes the block and its affinity in one transaction, so the two always agree; pod
+churn rewrites only ``ipam/blocks/`` and ``ipam/handles/``, which no agent watches, so a pod
+added on one node wakes no other node. :data:`WATCHED` names the watched prefixes.
+
+:func:`merge_node` gives the effective view of a node (the administrator's ``Node`` resource
 wins for labels, AS and cluster ID; the agent's registration for addresses, router ID, API
 address, blocks and VTEP). Implements no RFC.
 """
@@ -28,6 +35,7 @@ NODES = "nodes/"
 BLOCKS = "ipam/blocks/"
 AFFINITY = "ipam/affinity/"
 HANDLES = "ipam/handles/"
+WATCHED = (RESOURCES, NODES, AFFINITY)  # what a node agent snapshots and watches
 
 
 def resource_key(kind: str, name: str) -> str:
@@ -52,6 +60,14 @@ def affinity_key(node: str, cidr: str) -> str:
 
 def handle_key(handle: str) -> str:
     return f"{HANDLES}{urllib.parse.quote(handle, safe='')}"
+
+
+def cidr_of_key(key: str) -> str:
+    """The CIDR named by the last part of a block or affinity key (``10.0.1.0-24``)."""
+    net, _, length = key.rpartition("/")[2].rpartition("-")
+    if not net or not length.isdigit():
+        raise ValueError(f"{key}: the key does not end in a block (like 10.0.1.0-24)")
+    return f"{net}/{length}"
 
 
 def encode(data: dict[str, Any]) -> bytes:
@@ -192,3 +208,23 @@ class Handle:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Handle:
         return cls(str(data["handle"]), str(data["ip"]), str(data["block"]), str(data["node"]))
+
+
+@dataclass(frozen=True)
+class Affinity:
+    """Which node owns a block (Calico's block affinity): all routing needs to know of IPAM."""
+
+    cidr: str
+    node: str
+    pool: str = ""  # empty in records written before podbgp stored it
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(self.cidr)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cidr": self.cidr, "node": self.node, "pool": self.pool}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Affinity:
+        return cls(str(data["cidr"]), str(data["node"]), str(data.get("pool") or ""))

@@ -1,7 +1,10 @@
 """The datastore as podbgp uses it: resources, node registrations, snapshots and change events.
 
 Owns :class:`Datastore` (one per process, over an etcd or file backend) and :class:`Snapshot`, the
-in-memory picture of the cluster that the node agent keeps current from change events. Writes that
+in-memory picture of the cluster that the node agent keeps current from change events. A snapshot
+and its watch cover only :data:`~podbgp.cluster.datastore.records.WATCHED` — resources, node
+registrations and block affinities — never the per-pod IPAM records, so one node's pod churn
+costs the other nodes nothing and a node's start does not read every handle. Writes that
 must not race are transactions guarded by each key's ``mod_revision``: applying a batch of resources
 is all-or-nothing, a registration update never loses a concurrent one. IPAM lives in
 :mod:`podbgp.cluster.ipam`; the thin methods here only forward to it. Implements no RFC.
@@ -29,7 +32,7 @@ from podbgp.cluster.datastore.kv import (
     Put,
     WatchEvent,
 )
-from podbgp.cluster.datastore.records import Block, NodeInfo
+from podbgp.cluster.datastore.records import Affinity, NodeInfo
 from podbgp.cluster.resources import (
     KINDS,
     BGPConfiguration,
@@ -55,8 +58,8 @@ MAX_TXN_OPS = 100  # etcd refuses transactions above --max-txn-ops (128 by defau
 class ChangeKind(Enum):
     RESOURCE = "resource"
     NODE = "node"
-    BLOCK = "block"
-    OTHER = "other"  # affinities, handles: no one reacts to them directly
+    AFFINITY = "affinity"  # which node owns a block
+    OTHER = "other"  # a key outside the watched prefixes
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class Change:
     kind: ChangeKind
     key: str
     name: str  # "IPPool/default" for resources, the node name, the block CIDR
-    value: Resource | NodeInfo | Block | None
+    value: Resource | NodeInfo | Affinity | None
     revision: int
     error: str | None = None
 
@@ -84,12 +87,11 @@ def decode_kv(key: str, value: bytes | None) -> tuple[ChangeKind, str, Any]:
         if value is None:
             return ChangeKind.NODE, name, None
         return ChangeKind.NODE, name, NodeInfo.from_json(records.decode(value))
-    if key.startswith(records.BLOCKS):
-        net, _, length = key[len(records.BLOCKS) :].rpartition("-")
-        cidr = f"{net}/{length}"
+    if key.startswith(records.AFFINITY):
+        cidr = records.cidr_of_key(key)
         if value is None:
-            return ChangeKind.BLOCK, cidr, None
-        return ChangeKind.BLOCK, cidr, Block.from_json(records.decode(value))
+            return ChangeKind.AFFINITY, cidr, None
+        return ChangeKind.AFFINITY, cidr, Affinity.from_json(records.decode(value))
     return ChangeKind.OTHER, key, None
 
 
@@ -98,20 +100,23 @@ def decode_event(event: WatchEvent) -> Change:
     try:
         kind, name, decoded = decode_kv(event.key, value)
     except (ValueError, KeyError, TypeError, ResourceError) as exc:
-        kind, name, _ = decode_kv(event.key, None)
+        try:
+            kind, name, _ = decode_kv(event.key, None)
+        except ValueError:  # not even the key makes sense
+            kind, name = ChangeKind.OTHER, event.key
         return Change(kind, event.key, name, None, event.revision, error=str(exc))
     return Change(kind, event.key, name, decoded, event.revision)
 
 
 @dataclass
 class Snapshot:
-    """The cluster as last seen: resources, registrations, blocks; kept current by
-    :meth:`apply`. Invalid stored values are left out and listed in ``errors``."""
+    """The cluster as last seen: resources, registrations, block affinities; kept current
+    by :meth:`apply`. Invalid stored values are left out and listed in ``errors``."""
 
     revision: int = 0
     resources: dict[str, Resource] = field(default_factory=dict)  # "Kind/name"
     registrations: dict[str, NodeInfo] = field(default_factory=dict)
-    blocks: dict[str, Block] = field(default_factory=dict)  # by CIDR
+    affinities: dict[str, Affinity] = field(default_factory=dict)  # by block CIDR
     errors: dict[str, str] = field(default_factory=dict)  # key -> problem
 
     @classmethod
@@ -129,7 +134,7 @@ class Snapshot:
         tables: dict[ChangeKind, dict[str, Any]] = {
             ChangeKind.RESOURCE: self.resources,
             ChangeKind.NODE: self.registrations,
-            ChangeKind.BLOCK: self.blocks,
+            ChangeKind.AFFINITY: self.affinities,
         }
         table = tables.get(change.kind)
         if table is None:
@@ -162,8 +167,11 @@ class Snapshot:
         names = sorted(set(declared) | set(self.registrations))
         return {n: records.merge_node(n, declared.get(n), self.registrations.get(n)) for n in names}
 
-    def blocks_of(self, node: str) -> list[Block]:
-        return sorted((b for b in self.blocks.values() if b.node == node), key=lambda b: b.network)
+    def blocks_of(self, node: str) -> list[Affinity]:
+        """The blocks ``node`` owns, in address order."""
+        return sorted(
+            (a for a in self.affinities.values() if a.node == node), key=lambda a: a.network
+        )
 
 
 def _now() -> str:
@@ -187,12 +195,14 @@ class Datastore:
     # --- snapshot and watch --------------------------------------------------------------
 
     async def snapshot(self) -> Snapshot:
-        kvs, revision = await self.backend.range("")
+        """Resources, registrations and block affinities (not the per-pod IPAM records)."""
+        kvs, revision = await self.backend.snapshot(records.WATCHED)
         return Snapshot.from_kvs(kvs, revision)
 
     async def watch(self, after_revision: int) -> AsyncIterator[Change]:
-        """Decoded changes after ``after_revision`` (a :meth:`snapshot`'s revision)."""
-        async for event in self.backend.watch("", after_revision):
+        """Decoded changes of what :meth:`snapshot` covers, after ``after_revision`` (a
+        snapshot's revision)."""
+        async for event in self.backend.watch(records.WATCHED, after_revision):
             yield decode_event(event)
 
     # --- resources -----------------------------------------------------------------------

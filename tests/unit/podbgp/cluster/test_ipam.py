@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
+
 from podbgp.cluster import ipam
 from podbgp.cluster.datastore import records
 from podbgp.cluster.datastore.records import Block, Handle
@@ -63,3 +65,31 @@ def test_key_layout() -> None:
     # Handles come from container runtimes: anything unsafe in a key path is quoted.
     assert records.handle_key("tunl0:node-1") == "ipam/handles/tunl0%3Anode-1"
     assert records.handle_key("a/b c") == "ipam/handles/a%2Fb%20c"
+
+
+def test_the_cidr_a_key_names() -> None:
+    assert records.cidr_of_key("ipam/blocks/10.244.1.0-24") == "10.244.1.0/24"
+    assert records.cidr_of_key("ipam/affinity/node-1/fd00::c0-122") == "fd00::c0/122"
+    with pytest.raises(ValueError, match="does not end in a block"):
+        records.cidr_of_key("ipam/affinity/node-1/garbage")
+    # What a node agent watches leaves the per-pod records out.
+    assert records.WATCHED == ("resources/", "nodes/", "ipam/affinity/")
+    assert not any(
+        p.startswith(w) for p in (records.BLOCKS, records.HANDLES) for w in records.WATCHED
+    )
+
+
+def test_affinity_records_old_and_new() -> None:
+    affinity = records.Affinity("10.0.1.0/24", "n1", "pool-a")
+    assert records.Affinity.from_json(affinity.to_json()) == affinity
+    assert records.Affinity.from_json({"cidr": "10.0.1.0/24", "node": "n1"}).pool == ""
+
+
+def test_a_block_is_live_while_its_pool_exists_and_is_enabled() -> None:
+    a = IPPool("a", "10.0.0.0/16")
+    off = IPPool("off", "10.1.0.0/16", disabled=True)
+    assert ipam.live_pool("10.0.3.0/24", "a", [a, off]) == a
+    assert ipam.live_pool("10.0.3.0/24", "", [a, off]) == a  # found by address
+    assert ipam.live_pool("10.1.3.0/24", "off", [a, off]) is None  # disabled
+    assert ipam.live_pool("10.2.3.0/24", "gone", [a, off]) is None  # deleted
+    assert ipam.live_pool("10.0.3.0/24", "renamed", [a]) is None  # its pool was replaced

@@ -188,11 +188,20 @@ def test_snapshot_follows_changes() -> None:
     assert snap.pools() == [pool]
     assert snap.nodes()["n1"].address(4) == "192.0.2.1"
     assert "resources/IPPool/bad" in snap.errors
-    block = encode({"cidr": "10.0.1.0/24", "pool": "p", "node": "n1", "allocations": {}})
-    change = decode_event(WatchEvent(EventType.PUT, "ipam/blocks/10.0.1.0-24", block, 8))
-    assert change.kind == ChangeKind.BLOCK and change.name == "10.0.1.0/24"
+    affinity = encode({"cidr": "10.0.1.0/24", "pool": "p", "node": "n1"})
+    key = "ipam/affinity/n1/10.0.1.0-24"
+    change = decode_event(WatchEvent(EventType.PUT, key, affinity, 8))
+    assert change.kind == ChangeKind.AFFINITY and change.name == "10.0.1.0/24"
     snap.apply(change)
-    assert [b.cidr for b in snap.blocks_of("n1")] == ["10.0.1.0/24"]
+    assert [(a.cidr, a.pool) for a in snap.blocks_of("n1")] == [("10.0.1.0/24", "p")]
+    # Written before affinities carried the pool: still read.
+    old = encode({"cidr": "10.0.2.0/24", "node": "n1"})
+    snap.apply(decode_event(WatchEvent(EventType.PUT, "ipam/affinity/n1/10.0.2.0-24", old, 8)))
+    assert [(a.cidr, a.pool) for a in snap.blocks_of("n1")][1] == ("10.0.2.0/24", "")
+    # Pod allocations are not a snapshot's business.
+    block = encode({"cidr": "10.0.1.0/24", "pool": "p", "node": "n1", "allocations": {}})
+    other = decode_event(WatchEvent(EventType.PUT, "ipam/blocks/10.0.1.0-24", block, 8))
+    assert other.kind == ChangeKind.OTHER
     snap.apply(decode_event(WatchEvent(EventType.DELETE, "resources/IPPool/p", b"", 9)))
     assert snap.pools() == [] and snap.revision == 9
     assert snap.bgp_configuration().as_number == 64512  # absent: Calico's defaults

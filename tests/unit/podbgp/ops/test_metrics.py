@@ -222,6 +222,7 @@ DATASTORE = {
     "blocks_owned": 1,
     "block_allocations": 2,
     "block_allocation_errors": 1,
+    "watch_events": 9,
 }
 
 
@@ -241,6 +242,7 @@ def test_felix_and_datastore_snapshots() -> None:
     assert value(samples, "podbgp_ipam_blocks_owned") == 1
     assert value(samples, "podbgp_ipam_block_allocations_total") == 2
     assert value(samples, "podbgp_ipam_block_allocation_errors_total") == 1
+    assert value(samples, "podbgp_datastore_watch_events_total") == 9
     for source in ("speaker", "felix", "datastore"):
         assert value(samples, "podbgp_snapshot_ok", source=source) == 1
     # Every name the collector can export appears when every source reports every key.

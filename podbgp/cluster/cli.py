@@ -1,4 +1,4 @@
-"""Verbs for the cluster: ``node`` (the agent), ``apply``, ``get``, ``delete``, ``ipam show|check``.
+"""Verbs for the cluster datastore: ``apply``, ``get``, ``delete``, ``ipam show|check``.
 
 Registered into ``podbgp`` through :func:`register`. The datastore is etcd when
 ``--etcd-endpoints`` or ``$PODBGP_ETCD_ENDPOINTS`` names endpoints, else the file datastore in

@@ -10,7 +10,7 @@ and each reflector (podbgp rr, BIRD 2, GoBGP; the same simulated clients in the 
   address, podbgp's codec) start first and retry connecting; then the reflector starts, pinned
   to one core (``taskset -c 1``; the clients run on core 0);
 - est: reflector start → every session Established (and from the first accepted connection);
-  conv: first UPDATE a client sent → every client holds all C−1 other blocks;
+  conv: first UPDATE a client sent → every client holds all C-1 other blocks;
   churn: one client withdraws its block, then announces it again; latency until each other
   client has it (p50 / max ms);
 - the reflector's CPU seconds (``/proc/PID/stat``), peak RSS (VmHWM), BGP octets it sent (as
@@ -26,6 +26,7 @@ is bounded; only processes this run started are stopped, by PID.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -97,8 +98,9 @@ class _Pinned:
 
 
 def start_reflector(
-    kind: str, factory: NetnsFactory, ns: str, work: Path, clients: list[str]
-) -> Reflector:
+    kind: str, factory: NetnsFactory, ns: str, work: Path, clients: list[str],
+    podbgp_tree: Path | None = None,
+) -> Reflector:  # fmt: skip
     work.mkdir(parents=True, exist_ok=True)
     pinned = _Pinned(factory, REFLECTOR_CPU)
     if kind == "podbgp":
@@ -112,6 +114,10 @@ def start_reflector(
         path = work / "rr.yaml"
         path.write_text(yaml.safe_dump(config))
         argv = [sys.executable, "-m", "podbgp", "rr", "-c", str(path)]
+        if podbgp_tree is not None:
+            # Another source tree (a before/after comparison): -P keeps the current directory
+            # off sys.path, so PYTHONPATH decides which podbgp runs.
+            argv = ["env", f"PYTHONPATH={podbgp_tree}", sys.executable, "-P", *argv[1:]]
         proc = pinned.popen(ns, argv, work / "rr.log")
         return Reflector(proc.pid, lambda: stop_process(proc))
     if kind == "bird":
@@ -177,15 +183,23 @@ class Clients:
 
     def stop(self) -> None:
         if self.proc.stdin is not None and not self.proc.stdin.closed:
-            try:
+            with contextlib.suppress(BrokenPipeError):
                 self.proc.stdin.close()
-            except BrokenPipeError:
-                pass
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             stop_process(self.proc)  # type: ignore[arg-type]
         self._log.close()
+
+
+def listen_overflows(ns: str) -> int:
+    """TcpExt ListenOverflows in ``ns``: connections dropped because an accept queue was full."""
+    lines = run(ns, "cat", "/proc/net/netstat").stdout.splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], values.split()[1:], strict=True))
+            return int(table.get("ListenOverflows", 0))
+    return 0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -211,7 +225,7 @@ def setup(factory: NetnsFactory, count: int) -> tuple[str, str]:
 
 def measure(
     kind: str, count: int, factory: NetnsFactory, ns_rr: str, ns_cl: str, work: Path,
-    timeout: float, profile: Path | None,
+    timeout: float, profile: Path | None, churns: int, podbgp_tree: Path | None = None,
 ) -> Row:  # fmt: skip
     row = Row(kind, count)
     clients = Clients(factory, ns_cl, count, work / f"clients-{kind}.log")
@@ -220,15 +234,12 @@ def measure(
     try:
         clients.expect("ready", 30)
         time.sleep(0.5)  # clients are retrying their connects
+        overflows0 = listen_overflows(ns_rr)
         t0 = time.monotonic()
-        reflector = start_reflector(kind, factory, ns_rr, work / kind, [client_address(i)
-                                    for i in range(count)])  # fmt: skip
+        addresses = [client_address(i) for i in range(count)]
+        reflector = start_reflector(kind, factory, ns_rr, work / kind, addresses, podbgp_tree)
         if profile is not None and kind == "podbgp":
-            spy = subprocess.Popen(
-                ["py-spy", "record", "-p", str(reflector.pid), "-r", "250", "-f", "raw",
-                 "-o", str(profile), "--nonblocking"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            spy = py_spy(reflector.pid, profile.with_suffix(f".{count}.start.raw"))
         est = clients.expect("established", timeout)
         row.est_s = round(est["t"] - t0, 2)
         if est.get("first_connect"):
@@ -236,17 +247,24 @@ def measure(
         conv = clients.expect("converged", timeout)
         row.conv_s = round(conv["t"] - conv["first_update"], 2)
         row.bytes_sent = int(conv["bytes"])
+        if spy is not None and profile is not None:
+            stop_py_spy(spy)
+            spy = py_spy(reflector.pid, profile.with_suffix(f".{count}.churn.raw"))
         time.sleep(0.5)
-        clients.send(cmd="churn", index=count // 2, timeout=10)
-        churn = clients.expect("churn", 30)
+        clients.send(cmd="churn", index=count // 2, timeout=10, repeat=churns)
+        churn = clients.expect("churn", 30 * churns)
         for step in ("withdraw", "announce"):
             lat = churn[step]
             value = (round(percentile(lat, 0.5), 1), round(max(lat, default=float("nan")), 1))
             setattr(row, f"{step}_ms", value)
             if not churn[f"{step}_complete"]:
-                row.notes.append(f"churn {step}: only {len(lat)} of {count - 1} clients")
+                row.notes.append(f"churn {step}: {len(lat)} arrivals, want {churns * (count - 1)}")
         clients.send(cmd="report")
         report = clients.expect("report", 30)
+        overflows = listen_overflows(ns_rr) - overflows0
+        row.notes.append(f"clients' process CPU {report.get('cpu_s')} s, "
+                         f"{report.get('reconnects')} reconnects before Established; "
+                         f"listen queue overflows {overflows}")  # fmt: skip
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(report.get("kinds", {}).items()))
         row.correct = "yes" if report["ok"] else f"NO ({kinds or report['problem_count']})"
         if not report["ok"]:
@@ -260,17 +278,28 @@ def measure(
             row.rss_mib = round(proc_mem(reflector.pid)[1] / 2**20, 1)
     finally:
         if spy is not None:
-            spy.send_signal(signal.SIGINT)  # py-spy writes its profile on Ctrl-C
+            stop_py_spy(spy)
         clients.stop()
         if reflector is not None:
             reflector.stop()
-        if spy is not None:
-            try:
-                spy.wait(20)
-            except subprocess.TimeoutExpired:
-                spy.kill()
-                spy.wait(5)
     return row
+
+
+def py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """Sample ``pid`` (collapsed stacks, 250 Hz) until :func:`stop_py_spy`."""
+    argv = ["py-spy", "record", "-p", str(pid), "-r", "250", "-f", "raw", "-o", str(out),
+            "--nonblocking"]  # fmt: skip
+    spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.2)  # attached
+    return spy
+
+
+def stop_py_spy(spy: subprocess.Popen[bytes]) -> None:
+    spy.send_signal(signal.SIGINT)  # py-spy writes its profile on Ctrl-C
+    try:
+        spy.wait(20)
+    except subprocess.TimeoutExpired:
+        stop_process(spy)
 
 
 def versions() -> str:
@@ -320,6 +349,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="200,500,1000", help="comma-separated C values")
     parser.add_argument("--reflectors", default="podbgp,bird,gobgp")
     parser.add_argument("--timeout", type=float, default=300, help="per phase, seconds")
+    parser.add_argument(
+        "--churns",
+        type=int,
+        default=5,
+        help="withdraw/re-announce rounds of one block (latencies pooled)",
+    )
+    parser.add_argument(
+        "--podbgp-tree",
+        type=Path,
+        help="run podbgp rr from this source tree (e.g. a `git archive` of an "
+        "older commit) instead of this one",
+    )
     parser.add_argument("--workdir", type=Path, help="keep configs and logs here")
     parser.add_argument("--profile", type=Path, help="py-spy raw profile of podbgp (last C)")
     args = parser.parse_args(argv)
@@ -338,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
                     work = Path(tmp) / f"{count}"
                     work.mkdir(exist_ok=True)
                     row = measure(kind, count, factory, ns_rr, ns_cl, work, args.timeout,
-                                  args.profile)  # fmt: skip
+                                  args.profile, args.churns, args.podbgp_tree)  # fmt: skip
                     rows.append(row)
                     print(f"... {row}", file=sys.stderr, flush=True)
                     time.sleep(1)

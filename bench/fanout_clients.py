@@ -21,6 +21,7 @@ import asyncio
 import json
 import random
 import socket
+import struct
 import sys
 import time
 from collections import Counter
@@ -46,6 +47,8 @@ OPEN, UPDATE, NOTIFICATION, KEEPALIVE = 1, 2, 3, 4
 HOLD_TIME = 240
 CTX = CodecContext()
 KEEPALIVE_FRAME = encode_message(Keepalive())
+SO_TIMESTAMPNS = SCM_TIMESTAMPNS = 35  # linux/asm-generic/socket.h (the _OLD, timespec form)
+ANC_SIZE = socket.CMSG_SPACE(16)
 
 
 def client_address(i: int) -> str:
@@ -62,53 +65,88 @@ def emit(event: str, **data: object) -> None:
 
 
 @dataclass
-class Client(asyncio.Protocol):
+class Client:
+    """One client session on a raw non-blocking socket, read with ``recvmsg`` so that each
+    read carries the kernel's receive timestamp (SO_TIMESTAMPNS): churn latencies are when the
+    reflector's UPDATE reached this client's socket, not when this busy process got to it."""
+
     sim: Simulator
     index: int
     address: str
     block: bytes
-    transport: asyncio.Transport | None = None
+    sock: socket.socket | None = None
     framer: Framer = field(default_factory=Framer)
+    outbuf: bytearray = field(default_factory=bytearray)
     established_at: float | None = None
     complete_at: float | None = None
     announced: Counter[bytes] = field(default_factory=Counter)
     withdrawn: Counter[bytes] = field(default_factory=Counter)
     have: set[bytes] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
+    # kernel receive time (CLOCK_REALTIME) of the last announcement / withdrawal of a prefix
     last_announce: dict[bytes, float] = field(default_factory=dict)
     last_withdraw: dict[bytes, float] = field(default_factory=dict)
 
-    def __hash__(self) -> int:
-        return self.index
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+    def attach(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.framer = Framer()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(sock.fileno(), self.readable)
         self.sim.connected(self)
         caps = (Multiprotocol(Afi.IPV4, Safi.UNICAST), FourOctetAs(self.sim.asn))
-        transport.write(encode_message(Open(self.sim.asn, HOLD_TIME, self.address, caps)))
+        self.send(encode_message(Open(self.sim.asn, HOLD_TIME, self.address, caps)))
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
+    def readable(self) -> None:
+        assert self.sock is not None
+        try:
+            data, ancdata, _flags, _addr = self.sock.recvmsg(1 << 16, ANC_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.lost(exc)
+            return
+        if not data:
+            self.lost(None)
+            return
+        stamp = time.time()
+        for level, kind, value in ancdata:
+            if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(value) >= 16:
+                sec, nsec = struct.unpack("qq", value[:16])
+                stamp = sec + nsec / 1e9
+        self.data_received(data, stamp)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(self.sock.fileno())
+            loop.remove_writer(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+
+    def lost(self, exc: Exception | None) -> None:
+        self.close()
         if self.sim.stopping:
             return
         if self.established_at is None:
             # Refused before Established (a reflector not ready for this peer yet): retry,
             # as a BGP speaker would.
-            self.framer = Framer()
             self.sim.reconnect(self)
         else:
             self.errors.append(f"connection lost: {exc or 'closed by reflector'}")
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes, stamp: float) -> None:
         now = time.monotonic()
         self.sim.bytes_received += len(data)
         for frame in self.framer.feed(data):
             kind = frame[18]
             if kind == UPDATE:
-                message = self.sim.decoder.decode(frame)
+                # The reflector sends every client the same UPDATEs: decode each distinct one
+                # once, so the clients' process measures the reflector, not its own decoding.
+                message = self.sim.decoded.get(frame)
+                if message is None:
+                    message = self.sim.decoded[frame] = self.sim.decoder.decode(frame)
                 assert isinstance(message, Update)
-                self.on_update(message, now)
+                self.on_update(message, now, stamp)
             elif kind == KEEPALIVE:
                 if self.established_at is None:
                     self.established_at = now
@@ -120,14 +158,14 @@ class Client(asyncio.Protocol):
                 assert isinstance(note, Notification)
                 self.errors.append(f"NOTIFICATION {note.code}/{note.subcode}")
 
-    def on_update(self, update: Update, now: float) -> None:
+    def on_update(self, update: Update, now: float, stamp: float) -> None:
         for prefix in update.withdrawn:
             self.withdrawn[prefix] += 1
             self.have.discard(prefix)
-            self.last_withdraw[prefix] = now
+            self.last_withdraw[prefix] = stamp
         for prefix in update.nlri:
             self.announced[prefix] += 1
-            self.last_announce[prefix] = now
+            self.last_announce[prefix] = stamp
             if prefix == self.block:
                 self.errors.append("own block echoed")
             else:
@@ -137,8 +175,34 @@ class Client(asyncio.Protocol):
             self.sim.complete(self)
 
     def send(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
+        if self.sock is None:
+            return
+        if not self.outbuf:
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self.lost(exc)
+                return
+            if sent == len(data):
+                return
+            data = data[sent:]
+            asyncio.get_running_loop().add_writer(self.sock.fileno(), self._writable)
+        self.outbuf += data
+
+    def _writable(self) -> None:
+        assert self.sock is not None
+        try:
+            sent = self.sock.send(self.outbuf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.lost(exc)
+            return
+        del self.outbuf[:sent]
+        if not self.outbuf:
+            asyncio.get_running_loop().remove_writer(self.sock.fileno())
 
     def announce(self) -> None:
         attrs = PathAttributes(
@@ -157,6 +221,7 @@ class Simulator:
         self.count = count
         self.asn = asn
         self.decoder = Decoder(CTX)
+        self.decoded: dict[bytes, Update | Notification | Open | Keepalive | object] = {}
         self.clients = [
             Client(self, i, client_address(i), prefix_from_str(client_block(i))[1])
             for i in range(count)
@@ -169,6 +234,7 @@ class Simulator:
         self.stopping = False
         self.connect_attempts = 0
         self.reconnects = 0
+        self.churns = 0
         self.deadline = 0.0
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -207,20 +273,23 @@ class Simulator:
         loop = asyncio.get_running_loop()
         while time.monotonic() < deadline:
             self.connect_attempts += 1
+            sock = socket.socket()
             try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.bind((client.address, 0))
                 await asyncio.wait_for(
-                    loop.create_connection(
-                        lambda: client, self.reflector, 179, local_addr=(client.address, 0)
-                    ),
+                    loop.sock_connect(sock, (self.reflector, 179)),
                     max(0.1, deadline - time.monotonic()),
                 )
-                sock = client.transport.get_extra_info("socket") if client.transport else None
-                if sock is not None:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                return
             except (OSError, TimeoutError):
+                sock.close()
                 # Refused until the reflector listens: retry soon, spread out.
                 await asyncio.sleep(0.05 + random.random() * 0.1)
+                continue
+            client.attach(sock)
+            return
         client.errors.append("never connected")
 
     async def wait_for(self, done: object, timeout: float) -> bool:
@@ -231,30 +300,48 @@ class Simulator:
             await asyncio.sleep(0.002)
         return True
 
-    async def churn(self, index: int, timeout: float) -> dict[str, object]:
+    async def churn(self, index: int, timeout: float, repeat: int) -> dict[str, object]:
         """Withdraw client ``index``'s block, wait until every other client saw it, announce it
-        again; arrival latencies in ms at every other client, for both."""
+        again, ``repeat`` times; arrival latencies in ms at every other client, for both."""
+        result: dict[str, object] = {
+            "withdraw": [],
+            "announce": [],
+            "withdraw_complete": True,
+            "announce_complete": True,
+        }
+        for _ in range(repeat):
+            one = await self._churn_once(index, timeout)
+            for key, value in one.items():
+                if isinstance(value, list):
+                    result[key] += value  # type: ignore[operator]
+                elif isinstance(value, bool):
+                    result[key] = result[key] and value
+        result["withdraw"] = sorted(result["withdraw"])  # type: ignore[type-var]
+        result["announce"] = sorted(result["announce"])  # type: ignore[type-var]
+        self.churns += repeat
+        return result
+
+    async def _churn_once(self, index: int, timeout: float) -> dict[str, object]:
         source = self.clients[index]
         others = [c for c in self.clients if c is not source]
         block = source.block
         result: dict[str, object] = {"block": prefix_to_str(Afi.IPV4, block)}
         for step in ("withdraw", "announce"):
-            t_send = time.monotonic()
+            t_send = time.time()  # arrivals are kernel receive times on the same clock
+            seen = [c.last_withdraw if step == "withdraw" else c.last_announce for c in others]
             if step == "withdraw":
                 source.withdraw()
-                ok = await self.wait_for(
-                    lambda: all(c.last_withdraw.get(block, 0) >= t_send for c in others), timeout
-                )
-                arrivals = [c.last_withdraw.get(block, 0) for c in others]
             else:
                 source.announce()
-                ok = await self.wait_for(
-                    lambda: all(c.last_announce.get(block, 0) >= t_send for c in others), timeout
-                )
-                arrivals = [c.last_announce.get(block, 0) for c in others]
+
+            def arrived(seen: list[dict[bytes, float]] = seen, t_send: float = t_send) -> bool:
+                return all(s.get(block, 0) >= t_send for s in seen)
+
+            ok = await self.wait_for(arrived, timeout)
+            arrivals = [s.get(block, 0) for s in seen]
             result[step] = sorted(round((t - t_send) * 1000, 2) for t in arrivals if t >= t_send)
             result[f"{step}_complete"] = ok
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.1)
         return result
 
     def report(self, churned: int | None) -> dict[str, object]:
@@ -269,20 +356,24 @@ class Simulator:
             for other in self.clients:
                 if other is c:
                     continue
-                expected = 2 if other.block == churn_block and c.index != churned else 1
+                churns = self.churns if other.block == churn_block and c.index != churned else 0
+                expected = 1 + churns
                 got = c.announced.get(other.block, 0)
                 if got != expected:
                     kind = "missing" if got < expected else "duplicate"
                     kinds[kind] += 1
                     problems.append(f"{c.address}: {other.address}'s block {got}x, want {expected}")
-            want_withdrawn = {churn_block: 1} if churn_block and c.index != churned else {}
+            want_withdrawn = (
+                {churn_block: self.churns} if churn_block and c.index != churned else {}
+            )
             if dict(c.withdrawn) != want_withdrawn:
                 problems.append(f"{c.address}: withdrawals {len(c.withdrawn)} prefixes")
             if c.announced.get(c.block):
                 problems.append(f"{c.address}: own block echoed")
         return {"ok": not problems, "problems": problems[:20], "problem_count": len(problems),
                 "kinds": dict(kinds),
-                "bytes": self.bytes_received, "reconnects": self.reconnects}  # fmt: skip
+                "bytes": self.bytes_received, "reconnects": self.reconnects,
+                "cpu_s": round(time.process_time(), 2)}  # fmt: skip
 
     async def run(self, connect_timeout: float) -> None:
         self.deadline = deadline = time.monotonic() + connect_timeout
@@ -297,15 +388,16 @@ class Simulator:
             command = json.loads(line)
             if command["cmd"] == "churn":
                 churned = int(command["index"])
-                emit("churn", **await self.churn(churned, float(command.get("timeout", 10))))
+                timeout = float(command.get("timeout", 10))
+                repeat = int(command.get("repeat", 1))
+                emit("churn", **await self.churn(churned, timeout, repeat))
             elif command["cmd"] == "report":
                 emit("report", **self.report(churned))
         self.stopping = True
         for task in self.tasks:
             task.cancel()
         for c in self.clients:
-            if c.transport is not None:
-                c.transport.abort()
+            c.close()
 
     def _keepalive(self) -> None:
         for c in self.clients:

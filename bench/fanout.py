@@ -188,7 +188,7 @@ class Clients:
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
-            stop_process(self.proc)  # type: ignore[arg-type]
+            stop_process(self.proc)
         self._log.close()
 
 

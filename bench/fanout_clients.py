@@ -303,22 +303,16 @@ class Simulator:
     async def churn(self, index: int, timeout: float, repeat: int) -> dict[str, object]:
         """Withdraw client ``index``'s block, wait until every other client saw it, announce it
         again, ``repeat`` times; arrival latencies in ms at every other client, for both."""
-        result: dict[str, object] = {
-            "withdraw": [],
-            "announce": [],
-            "withdraw_complete": True,
-            "announce_complete": True,
-        }
+        latencies: dict[str, list[float]] = {"withdraw": [], "announce": []}
+        complete = {"withdraw": True, "announce": True}
         for _ in range(repeat):
             one = await self._churn_once(index, timeout)
-            for key, value in one.items():
-                if isinstance(value, list):
-                    result[key] += value  # type: ignore[operator]
-                elif isinstance(value, bool):
-                    result[key] = result[key] and value
-        result["withdraw"] = sorted(result["withdraw"])  # type: ignore[type-var]
-        result["announce"] = sorted(result["announce"])  # type: ignore[type-var]
+            for step in latencies:
+                latencies[step] += one[step]  # type: ignore[arg-type]
+                complete[step] = complete[step] and bool(one[f"{step}_complete"])
         self.churns += repeat
+        result: dict[str, object] = {step: sorted(lat) for step, lat in latencies.items()}
+        result |= {f"{step}_complete": ok for step, ok in complete.items()}
         return result
 
     async def _churn_once(self, index: int, timeout: float) -> dict[str, object]:

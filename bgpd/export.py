@@ -143,11 +143,11 @@ class UpdateGroup:
         if new is not None:
             out[entry] = new
             key = (id(new[0]), new[1])
-            bucket = buckets.get(key)
-            if bucket is None:
-                bucket = buckets[key] = Bucket(new[0], new[1])
-            bucket.entries[entry] = None
-            bucket.data = None
+            target = buckets.get(key)
+            if target is None:
+                target = buckets[key] = Bucket(new[0], new[1])
+            target.entries[entry] = None
+            target.data = None
         self.table[afi] = None
 
 

@@ -387,7 +387,8 @@ class Exporter:
                 data = [*frames, *data]
                 count += len(frames)
             if data:
-                member.peer.session.send_raw(data, count=count)
+                # The decision round is over: out now, with anything queued this tick.
+                member.peer.session.send_raw(data, count=count, flush=True)
                 self._check_pressure(group, member)
 
     def _encode(

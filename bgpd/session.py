@@ -161,23 +161,39 @@ class Session:
         conn = self._conns.get(self.established_conn or -1)
         return conn.ctx if conn is not None else CodecContext()
 
-    def send_raw(self, frames: list[bytes], kind: str = "update", count: int | None = None) -> bool:
+    def send_raw(
+        self, frames: list[bytes], kind: str = "update", count: int | None = None,
+        *, flush: bool = False,
+    ) -> bool:  # fmt: skip
         """Queue pre-encoded messages on the Established connection. False if there is none.
 
         An element of ``frames`` may hold several messages back to back (``count`` says how
         many messages in all; default one per element). Everything queued during one loop tick
         goes to the socket in one write at the end of the tick, so a member that receives many
-        small UPDATEs in a burst costs one system call, not one per UPDATE.
+        small UPDATEs in a burst costs one system call, not one per UPDATE. ``flush``: the
+        caller is done for this tick (the speaker after a decision round): write what is
+        queued now, in that one write, without waiting for the end of the tick.
         """
         conn = self._conns.get(self.established_conn or -1)
         if conn is None or conn.writer.is_closing():
             return False
+        n = len(frames) if count is None else count
+        self.stats.sent[kind] = self.stats.sent.get(kind, 0) + n
+        if flush:
+            if conn.pending:
+                conn.pending += frames
+                self._write_pending(conn)
+            elif len(frames) == 1:
+                conn.writer.write(frames[0])
+            elif frames:
+                conn.writer.write(b"".join(frames))
+            return True
+        if not frames:
+            return True
         if not conn.pending:
             self._loop.call_soon(self._write_pending, conn)
         conn.pending += frames
         conn.pending_bytes += sum(map(len, frames))
-        n = len(frames) if count is None else count
-        self.stats.sent[kind] = self.stats.sent.get(kind, 0) + n
         return True
 
     def _write_pending(self, conn: _Conn) -> None:

@@ -27,7 +27,13 @@ class RecordingSession:
     generation: int = 1
     handed: list[tuple[list[bytes], int]] = field(default_factory=list)
 
-    def send_raw(self, frames: list[bytes], kind: str = "update", count: int | None = None) -> bool:
+    def send_raw(
+        self,
+        frames: list[bytes],
+        kind: str = "update",
+        count: int | None = None,
+        flush: bool = False,
+    ) -> bool:
         self.handed.append((list(frames), len(frames) if count is None else count))
         return True
 

@@ -105,3 +105,16 @@ async def test_queued_updates_go_out_before_close() -> None:
     session._close(session._conns[1])
     assert writer.writes == [b"last"]
     assert writer.closed
+
+
+async def test_a_flush_writes_at_once_together_with_what_was_queued() -> None:
+    writer = FakeWriter()
+    session = established(writer)
+    session.send_raw([b"table"])
+    session.send_raw([b"change"], flush=True)
+    assert writer.writes == [b"tablechange"]
+    assert session.write_buffer_size() == 0
+    session.send_raw([b"next"], flush=True)
+    assert writer.writes == [b"tablechange", b"next"]
+    await asyncio.sleep(0)
+    assert len(writer.writes) == 2, "nothing left for the end of the tick"

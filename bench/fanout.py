@@ -326,10 +326,12 @@ def fmt(value: object) -> str:
 
 
 def print_table(rows: list[Row]) -> None:
+    load = Path("/proc/loadavg").read_text().split()[:3]
     print(
         f"\nMeasured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: "
         f"{os.cpu_count()} cores ({cpu_model()}), Linux {platform.release()}; {versions()}. "
-        f"Reflector pinned to core {REFLECTOR_CPU}, clients (one process) to core {CLIENT_CPU}.\n"
+        f"Reflector pinned to core {REFLECTOR_CPU}, clients (one process) to core {CLIENT_CPU}; "
+        f"load average at the end {' '.join(load)}.\n"
     )
     print("| reflector | C | est s | est s after 1st connect | conv s | withdraw p50 / max ms "
           "| re-announce p50 / max ms | CPU s | peak RSS MiB | MB sent | correct |")  # fmt: skip
@@ -361,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         help="run podbgp rr from this source tree (e.g. a `git archive` of an "
         "older commit) instead of this one",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per reflector and C")
     parser.add_argument("--workdir", type=Path, help="keep configs and logs here")
     parser.add_argument("--profile", type=Path, help="py-spy raw profile of podbgp (last C)")
     args = parser.parse_args(argv)
@@ -374,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         for count in (int(c) for c in args.clients.split(",")):
             with NetnsFactory(log_dir=tmp) as factory:
                 ns_rr, ns_cl = setup(factory, count)
-                for kind in args.reflectors.split(","):
+                runs = [k for k in args.reflectors.split(",") for _ in range(args.repeat)]
+                for kind in runs:
                     print(f"... {kind}: {count} clients", file=sys.stderr, flush=True)
                     work = Path(tmp) / f"{count}"
                     work.mkdir(exist_ok=True)

@@ -6,6 +6,12 @@ attribute set and the same bytes go to every member. One per-member rule stays: 
 sent back to the peer it came from (RFC 4456 reflection would loop it back), so announcements
 are bucketed by (attributes, source peer) and a member skips the buckets it is the source of.
 
+Bytes are shared, not copied: a decision round's changes become one buffer for the whole group
+(``Pieces``), handed to each member as it is, or without the spans the member is the source of;
+the whole table for members that join is kept encoded per bucket of (attribute set, source) and
+re-encoded only where it changed, so a thousand clients connecting at once cost one encoding.
+Each member's UPDATEs leave in one socket write per loop tick (``Session.send_raw``).
+
 A member whose socket write buffer passes ``HIGH_WATER`` is paused: instead of queueing more
 bytes for it, the group remembers which entries changed (at most one mark per entry, so memory
 is bounded by the table size) and replays their current state once the socket drains.

@@ -9,6 +9,8 @@ and each reflector (podbgp rr, BIRD 2, GoBGP; the same simulated clients in the 
 - the clients (``bench.fanout_clients``: one asyncio process, one BGP session per source
   address, podbgp's codec) start first and retry connecting; then the reflector starts, pinned
   to one core (``taskset -c 1``; the clients run on core 0);
+- times are when the bytes reached each client's socket (kernel receive timestamps), so the
+  simulator's own processing lag does not count against the reflector;
 - est: reflector start → every session Established (and from the first accepted connection);
   conv: first UPDATE a client sent → every client holds all C-1 other blocks;
   churn: one client withdraws its block, then announces it again; latency until each other
@@ -235,7 +237,7 @@ def measure(
         clients.expect("ready", 30)
         time.sleep(0.5)  # clients are retrying their connects
         overflows0 = listen_overflows(ns_rr)
-        t0 = time.monotonic()
+        t0 = time.time()  # the clients report kernel receive times on this clock
         addresses = [client_address(i) for i in range(count)]
         reflector = start_reflector(kind, factory, ns_rr, work / kind, addresses, podbgp_tree)
         if profile is not None and kind == "podbgp":

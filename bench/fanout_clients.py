@@ -11,7 +11,9 @@ The driver talks to it over stdin/stdout, one JSON object a line. Events out: ``
 (every session up), ``converged`` (every client holds every other block), ``churn`` (arrival
 times of one block's withdrawal and re-announcement at every other client) and ``report``
 (correctness). Commands in: ``churn`` and ``report``; end of stdin stops the process. All times
-are CLOCK_MONOTONIC seconds, which the driver shares.
+are CLOCK_REALTIME seconds (the driver's clock too); arrivals are the kernel's receive
+timestamps of the reads that carried them, so the figures say when the reflector's messages
+reached a client, however busy this one process was.
 """
 
 from __future__ import annotations
@@ -135,7 +137,6 @@ class Client:
             self.errors.append(f"connection lost: {exc or 'closed by reflector'}")
 
     def data_received(self, data: bytes, stamp: float) -> None:
-        now = time.monotonic()
         self.sim.bytes_received += len(data)
         for frame in self.framer.feed(data):
             kind = frame[18]
@@ -146,10 +147,10 @@ class Client:
                 if message is None:
                     message = self.sim.decoded[frame] = self.sim.decoder.decode(frame)
                 assert isinstance(message, Update)
-                self.on_update(message, now, stamp)
+                self.on_update(message, stamp)
             elif kind == KEEPALIVE:
                 if self.established_at is None:
-                    self.established_at = now
+                    self.established_at = stamp
                     self.sim.established(self)
             elif kind == OPEN:
                 self.send(KEEPALIVE_FRAME)
@@ -158,7 +159,7 @@ class Client:
                 assert isinstance(note, Notification)
                 self.errors.append(f"NOTIFICATION {note.code}/{note.subcode}")
 
-    def on_update(self, update: Update, now: float, stamp: float) -> None:
+    def on_update(self, update: Update, stamp: float) -> None:
         for prefix in update.withdrawn:
             self.withdrawn[prefix] += 1
             self.have.discard(prefix)
@@ -171,7 +172,7 @@ class Client:
             else:
                 self.have.add(prefix)
         if self.complete_at is None and len(self.have) == self.sim.count - 1:
-            self.complete_at = now
+            self.complete_at = stamp
             self.sim.complete(self)
 
     def send(self, data: bytes) -> None:
@@ -242,16 +243,17 @@ class Simulator:
 
     def connected(self, client: Client) -> None:
         if self.first_connect is None:
-            self.first_connect = time.monotonic()
+            self.first_connect = time.time()
 
     def established(self, client: Client) -> None:
         self.n_established += 1
         if self.first_update is None:
-            self.first_update = time.monotonic()
+            self.first_update = time.time()
         client.announce()
         if self.n_established == self.count:
             emit(
-                "established", t=time.monotonic(), first_connect=self.first_connect,
+                "established", t=max(c.established_at or 0.0 for c in self.clients),
+                first_connect=self.first_connect,
                 attempts=self.connect_attempts, reconnects=self.reconnects,
             )  # fmt: skip
 

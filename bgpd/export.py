@@ -382,20 +382,29 @@ class Exporter:
             frames = self._encode(group, afi, value[0], entries)
             parts.append((value[1], b"".join(frames), len(frames)))
         pieces = Pieces.build(parts)
+        # Most members are the source of nothing here: they all get the one shared buffer.
+        shared = [pieces.blob] if pieces.blob else []
+        special = pieces.spans.keys() | changes.member_withdraw.keys()
+        high_water = self.high_water
         for address, member in group.members.items():
             if member.paused:
                 member.dirty.setdefault(afi, set()).update(changes.touched)
                 continue
-            data, count = pieces.for_member(address)
-            own = changes.member_withdraw.get(address)
-            if own:
-                frames = self._withdraw(group, afi, own)
-                data = [*frames, *data]
-                count += len(frames)
+            if address in special:
+                data, count = pieces.for_member(address)
+                own = changes.member_withdraw.get(address)
+                if own:
+                    frames = self._withdraw(group, afi, own)
+                    data = [*frames, *data]
+                    count += len(frames)
+            else:
+                data, count = shared, pieces.count
             if data:
+                session = member.peer.session
                 # The decision round is over: out now, with anything queued this tick.
-                member.peer.session.send_raw(data, count=count, flush=True)
-                self._check_pressure(group, member)
+                session.send_raw(data, count=count, flush=True)
+                if session.write_buffer_size() >= high_water:
+                    self._check_pressure(group, member)
 
     def _encode(
         self, group: UpdateGroup, afi: int, attrs: PathAttributes, entries: list[bytes]

@@ -304,12 +304,13 @@ def stop_py_spy(spy: subprocess.Popen[bytes]) -> None:
         stop_process(spy)
 
 
-def versions() -> str:
+def versions(podbgp_tree: Path | None = None) -> str:
     bird = subprocess.run(["bird", "--version"], capture_output=True, text=True).stderr.strip()
     gobgp = subprocess.run(["gobgpd", "--version"], capture_output=True, text=True).stdout.strip()
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                           capture_output=True, text=True).stdout.strip()  # fmt: skip
-    return f"podbgp {head} (Python {platform.python_version()}); {bird}; {gobgp}"
+    podbgp = f"podbgp from {podbgp_tree}" if podbgp_tree else f"podbgp {head}"
+    return f"{podbgp} (Python {platform.python_version()}); {bird}; {gobgp}"
 
 
 def cpu_model() -> str:
@@ -327,11 +328,12 @@ def fmt(value: object) -> str:
     return str(value)
 
 
-def print_table(rows: list[Row]) -> None:
+def print_table(rows: list[Row], podbgp_tree: Path | None = None) -> None:
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(
         f"\nMeasured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: "
-        f"{os.cpu_count()} cores ({cpu_model()}), Linux {platform.release()}; {versions()}. "
+        f"{os.cpu_count()} cores ({cpu_model()}), Linux {platform.release()}; "
+        f"{versions(podbgp_tree)}. "
         f"Reflector pinned to core {REFLECTOR_CPU}, clients (one process) to core {CLIENT_CPU}; "
         f"load average at the end {' '.join(load)}.\n"
     )
@@ -389,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     print(f"... {row}", file=sys.stderr, flush=True)
                     time.sleep(1)
-    print_table(rows)
+    print_table(rows, args.podbgp_tree)
     return 0
 
 

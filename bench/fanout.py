@@ -146,9 +146,13 @@ def start_reflector(
 class Clients:
     """The simulator process; events are JSON lines on its stdout."""
 
-    def __init__(self, factory: NetnsFactory, ns: str, count: int, log: Path) -> None:
+    def __init__(
+        self, factory: NetnsFactory, ns: str, count: int, log: Path, connect_timeout: float
+    ) -> None:
+        # Clients keep retrying their connects as long as the driver waits for Established.
         argv = ["ip", "netns", "exec", ns, "taskset", "-c", CLIENT_CPU, sys.executable, "-m",
-                "bench.fanout_clients", "--reflector", RR, "--clients", str(count)]  # fmt: skip
+                "bench.fanout_clients", "--reflector", RR, "--clients", str(count),
+                "--connect-timeout", str(connect_timeout + 30)]  # fmt: skip
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, cwd=REPO,
@@ -230,7 +234,7 @@ def measure(
     timeout: float, profile: Path | None, churns: int, podbgp_tree: Path | None = None,
 ) -> Row:  # fmt: skip
     row = Row(kind, count)
-    clients = Clients(factory, ns_cl, count, work / f"clients-{kind}.log")
+    clients = Clients(factory, ns_cl, count, work / f"clients-{kind}.log", timeout)
     reflector: Reflector | None = None
     spy: subprocess.Popen[bytes] | None = None
     try:

@@ -6,6 +6,12 @@ attribute set and the same bytes go to every member. One per-member rule stays: 
 sent back to the peer it came from (RFC 4456 reflection would loop it back), so announcements
 are bucketed by (attributes, source peer) and a member skips the buckets it is the source of.
 
+Bytes are shared, not copied: a decision round's changes become one buffer for the whole group
+(``Pieces``), handed to each member as it is, or without the spans the member is the source of;
+the whole table for members that join is kept encoded per bucket of (attribute set, source) and
+re-encoded only where it changed, so a thousand clients connecting at once cost one encoding.
+Each member's UPDATEs leave in one socket write per loop tick (``Session.send_raw``).
+
 A member whose socket write buffer passes ``HIGH_WATER`` is paused: instead of queueing more
 bytes for it, the group remembers which entries changed (at most one mark per entry, so memory
 is bounded by the table size) and replays their current state once the socket drains.
@@ -46,7 +52,10 @@ class Outbound(Protocol):
 
     def codec_context(self) -> CodecContext: ...
 
-    def send_raw(self, frames: list[bytes], kind: str = "update") -> bool: ...
+    def send_raw(
+        self, frames: list[bytes], kind: str = "update", count: int | None = None,
+        *, flush: bool = False,
+    ) -> bool: ...  # fmt: skip
 
     def write_buffer_size(self) -> int: ...
 
@@ -83,6 +92,60 @@ class Member:
 
 
 @dataclass(slots=True)
+class Bucket:
+    """The entries of a group's Adj-RIB-Out that share one exported attribute set and source,
+    with their UPDATEs encoded once (``data``: messages back to back; None: to be encoded)."""
+
+    attrs: PathAttributes
+    source: str
+    entries: dict[bytes, None] = field(default_factory=dict)  # an ordered set
+    data: bytes | None = None
+    count: int = 0
+
+
+@dataclass(slots=True)
+class Pieces:
+    """Encoded UPDATEs for a whole group: one ``blob`` every member receives as it is, except
+    a member that is the source of some of it, which gets the blob without those ``spans``
+    (start, end, message count) — a path never goes back to the peer it came from."""
+
+    blob: bytes = b""
+    count: int = 0
+    spans: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, parts: Iterable[tuple[str, bytes, int]]) -> Pieces:
+        chunks: list[bytes] = []
+        spans: dict[str, list[tuple[int, int, int]]] = {}
+        pos = count = 0
+        for source, data, n in parts:
+            if not data:
+                continue
+            chunks.append(data)
+            spans.setdefault(source, []).append((pos, pos + len(data), n))
+            pos += len(data)
+            count += n
+        return cls(b"".join(chunks), count, spans)
+
+    def for_member(self, address: str) -> tuple[list[bytes], int]:
+        """What ``address`` receives: data (possibly several slices) and its message count."""
+        own = self.spans.get(address)
+        if own is None:
+            return ([self.blob] if self.blob else []), self.count
+        out: list[bytes] = []
+        pos = 0
+        count = self.count
+        for start, end, n in own:
+            if start > pos:
+                out.append(self.blob[pos:start])
+            pos = end
+            count -= n
+        if pos < len(self.blob):
+            out.append(self.blob[pos:])
+        return out, count
+
+
+@dataclass(slots=True)
 class Changes:
     """One export step of a group for one family, before per-member filtering."""
 
@@ -101,6 +164,31 @@ class UpdateGroup:
         self.adj_out: dict[int, dict[bytes, Out]] = {}
         self.entries_of: dict[int, dict[bytes, set[bytes]]] = {}  # ADD-PATH: prefix → entries
         self.synced = False
+        # The Adj-RIB-Out by (attribute set identity, source), kept in step with ``adj_out``,
+        # and the whole table encoded for new members (None: changed since last encoded).
+        self.buckets: dict[int, dict[tuple[int, str], Bucket]] = {}
+        self.table: dict[int, Pieces | None] = {}
+
+    def set_out(self, afi: int, out: dict[bytes, Out], entry: bytes, new: Out | None) -> None:
+        """Change one Adj-RIB-Out entry (``new`` None: remove it), keeping the buckets."""
+        buckets = self.buckets.setdefault(afi, {})
+        old = out.pop(entry, None) if new is None else out.get(entry)
+        if old is not None:
+            key = (id(old[0]), old[1])
+            bucket = buckets[key]
+            del bucket.entries[entry]
+            bucket.data = None
+            if not bucket.entries:
+                del buckets[key]
+        if new is not None:
+            out[entry] = new
+            key = (id(new[0]), new[1])
+            target = buckets.get(key)
+            if target is None:
+                target = buckets[key] = Bucket(new[0], new[1])
+            target.entries[entry] = None
+            target.data = None
+        self.table[afi] = None
 
 
 class Exporter:
@@ -144,14 +232,10 @@ class Exporter:
         member = group.members[address]
         member.dirty.clear()
         for afi, safi in group.families:
-            out = group.adj_out.get(afi, {})
-            buckets: dict[Out, list[bytes]] = {}
-            for entry, value in out.items():
-                if value[1] != address:
-                    buckets.setdefault(value, []).append(entry)
-            frames = [f for value, entries in buckets.items() for f in self._encode(group, afi,
-                      value[0], entries)]  # fmt: skip
-            peer.session.send_raw(frames)
+            # Encoded once per table version: a hundred members joining at once cost one
+            # encoding, not a hundred.
+            data, count = self._table(group, afi).for_member(address)
+            peer.session.send_raw(data, count=count)
             neg = peer.negotiated
             if neg is not None and neg.graceful_restart is not None and not refresh:
                 peer.session.send_raw([encode_end_of_rib(afi, safi)])
@@ -210,6 +294,20 @@ class Exporter:
             afi: {e: v for e, v in out.items() if v[1] != address}
             for afi, out in group.adj_out.items()
         }
+
+    def _table(self, group: UpdateGroup, afi: int) -> Pieces:
+        """The group's whole Adj-RIB-Out for ``afi``, encoded (re-encoding changed buckets)."""
+        table = group.table.get(afi)
+        if table is None:
+            parts = []
+            for bucket in group.buckets.get(afi, {}).values():
+                if bucket.data is None:
+                    frames = self._encode(group, afi, bucket.attrs, list(bucket.entries))
+                    bucket.data = b"".join(frames)
+                    bucket.count = len(frames)
+                parts.append((bucket.source, bucket.data, bucket.count))
+            table = group.table[afi] = Pieces.build(parts)
+        return table
 
     def forget(self, peer: Peer) -> None:
         address = peer.session.address
@@ -272,13 +370,13 @@ class Exporter:
             old = out.get(prefix)
             if new is None:
                 if old is not None:
-                    del out[prefix]
+                    group.set_out(afi, out, prefix, None)
                     changes.withdraw.setdefault(old[1], []).append(prefix)
                     touched.append(prefix)
                 continue
             if old is new or (old is not None and old[0] is new[0] and old[1] == new[1]):
                 continue
-            out[prefix] = new
+            group.set_out(afi, out, prefix, new)
             bucket = buckets.get(id(new))
             if bucket is None:
                 bucket = buckets[id(new)] = []
@@ -303,24 +401,27 @@ class Exporter:
                 if new is not None:
                     wanted[self._path_id(source.peer, rx_id) + prefix] = new
             for entry in index.pop(prefix, set()) - set(wanted):
-                self._diff(out, entry, None, changes)
+                self._diff(group, afi, out, entry, None, changes)
             for entry, new in wanted.items():
-                self._diff(out, entry, new, changes)
+                self._diff(group, afi, out, entry, new, changes)
             if wanted:
                 index[prefix] = set(wanted)
 
     @staticmethod
-    def _diff(out: dict[bytes, Out], entry: bytes, new: Out | None, changes: Changes) -> None:
+    def _diff(
+        group: UpdateGroup, afi: int, out: dict[bytes, Out], entry: bytes, new: Out | None,
+        changes: Changes,
+    ) -> None:  # fmt: skip
         old = out.get(entry)
         if new is None:
             if old is not None:
-                del out[entry]
+                group.set_out(afi, out, entry, None)
                 changes.withdraw.setdefault(old[1], []).append(entry)
                 changes.touched.append(entry)
             return
         if old is not None and old[0] is new[0] and old[1] == new[1]:
             return
-        out[entry] = new
+        group.set_out(afi, out, entry, new)
         changes.announce.setdefault(new, []).append(entry)
         changes.touched.append(entry)
         if old is not None and old[1] != new[1]:
@@ -368,34 +469,39 @@ class Exporter:
     # --- sending -----------------------------------------------------------------------
 
     def _distribute(self, group: UpdateGroup, afi: int, changes: Changes) -> None:
-        encoded: dict[object, list[bytes]] = {}
-
-        def frames_for(key: object, build: object) -> list[bytes]:
-            if key not in encoded:
-                encoded[key] = build()  # type: ignore[operator]
-            return encoded[key]
-
+        """Encode the changes once for the whole group; every member gets the same bytes (less
+        what it is the source of) in one write per loop tick."""
+        parts: list[tuple[str, bytes, int]] = []
+        for src, entries in changes.withdraw.items():
+            frames = self._withdraw(group, afi, entries)
+            parts.append((src, b"".join(frames), len(frames)))
+        for value, entries in changes.announce.items():
+            frames = self._encode(group, afi, value[0], entries)
+            parts.append((value[1], b"".join(frames), len(frames)))
+        pieces = Pieces.build(parts)
+        # Most members are the source of nothing here: they all get the one shared buffer.
+        shared = [pieces.blob] if pieces.blob else []
+        special = pieces.spans.keys() | changes.member_withdraw.keys()
+        high_water = self.high_water
         for address, member in group.members.items():
             if member.paused:
                 member.dirty.setdefault(afi, set()).update(changes.touched)
                 continue
-            frames: list[bytes] = []
-            for src, entries in changes.withdraw.items():
-                if src != address:
-                    frames += frames_for(
-                        ("w", src), lambda e=entries: self._withdraw(group, afi, e)
-                    )
-            own = changes.member_withdraw.get(address)
-            if own:
-                frames += self._withdraw(group, afi, own)
-            for value, entries in changes.announce.items():
-                if value[1] != address:
-                    frames += frames_for(
-                        value, lambda v=value, e=entries: self._encode(group, afi, v[0], e)
-                    )
-            if frames:
-                member.peer.session.send_raw(frames)
-                self._check_pressure(group, member)
+            if address in special:
+                data, count = pieces.for_member(address)
+                own = changes.member_withdraw.get(address)
+                if own:
+                    frames = self._withdraw(group, afi, own)
+                    data = [*frames, *data]
+                    count += len(frames)
+            else:
+                data, count = shared, pieces.count
+            if data:
+                session = member.peer.session
+                # The decision round is over: out now, with anything queued this tick.
+                session.send_raw(data, count=count, flush=True)
+                if session.write_buffer_size() >= high_water:
+                    self._check_pressure(group, member)
 
     def _encode(
         self, group: UpdateGroup, afi: int, attrs: PathAttributes, entries: list[bytes]

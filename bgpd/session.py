@@ -67,6 +67,9 @@ class _Conn:
     decoder: Decoder = field(default_factory=Decoder)
     ctx: CodecContext = field(default_factory=CodecContext)
     task: asyncio.Task[None] | None = None
+    # UPDATEs queued this loop tick; written in one call (one send) when the tick ends.
+    pending: list[bytes] = field(default_factory=list)
+    pending_bytes: int = 0
 
 
 @dataclass(slots=True)
@@ -159,14 +162,53 @@ class Session:
         conn = self._conns.get(self.established_conn or -1)
         return conn.ctx if conn is not None else CodecContext()
 
-    def send_raw(self, frames: list[bytes], kind: str = "update") -> bool:
-        """Queue pre-encoded messages on the Established connection. False if there is none."""
+    def send_raw(
+        self, frames: list[bytes], kind: str = "update", count: int | None = None,
+        *, flush: bool = False,
+    ) -> bool:  # fmt: skip
+        """Queue pre-encoded messages on the Established connection. False if there is none.
+
+        An element of ``frames`` may hold several messages back to back (``count`` says how
+        many messages in all; default one per element). Everything queued during one loop tick
+        goes to the socket in one write at the end of the tick, so a member that receives many
+        small UPDATEs in a burst costs one system call, not one per UPDATE. ``flush``: the
+        caller is done for this tick (the speaker after a decision round): write what is
+        queued now, in that one write, without waiting for the end of the tick.
+        """
         conn = self._conns.get(self.established_conn or -1)
         if conn is None or conn.writer.is_closing():
             return False
-        conn.writer.writelines(frames)
-        self.stats.sent[kind] = self.stats.sent.get(kind, 0) + len(frames)
+        n = len(frames) if count is None else count
+        self.stats.sent[kind] = self.stats.sent.get(kind, 0) + n
+        if flush:
+            if conn.pending:
+                conn.pending += frames
+                self._write_pending(conn)
+            elif len(frames) == 1:
+                conn.writer.write(frames[0])
+            elif frames:
+                conn.writer.write(b"".join(frames))
+            return True
+        if not frames:
+            return True
+        if not conn.pending:
+            self._loop.call_soon(self._write_pending, conn)
+        conn.pending += frames
+        conn.pending_bytes += sum(map(len, frames))
         return True
+
+    def _write_pending(self, conn: _Conn) -> None:
+        pending = conn.pending
+        if not pending:
+            return
+        conn.pending = []
+        conn.pending_bytes = 0
+        if conn.writer.is_closing():
+            return
+        if len(pending) == 1:
+            conn.writer.write(pending[0])  # shared bytes go out as they are, no copy
+        else:
+            conn.writer.write(b"".join(pending))
 
     def when_drained(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the Established connection's write buffer has drained."""
@@ -176,6 +218,7 @@ class Session:
 
         async def wait() -> None:
             with contextlib.suppress(ConnectionError):
+                self._write_pending(conn)
                 await conn.writer.drain()
                 if self._conns.get(conn.ident) is conn:
                     callback()
@@ -193,7 +236,7 @@ class Session:
         conn = self._conns.get(self.established_conn or -1)
         if conn is None or conn.writer.transport is None:
             return 0
-        return conn.writer.transport.get_write_buffer_size()
+        return conn.writer.transport.get_write_buffer_size() + conn.pending_bytes
 
     # --- FSM plumbing ----------------------------------------------------------------------
 
@@ -276,6 +319,7 @@ class Session:
         conn = self._conns.get(ident)
         if conn is None or conn.writer.is_closing():
             return
+        self._write_pending(conn)  # keep the order messages were queued in
         conn.writer.write(encode_message(message, conn.ctx))
         kind = message_type(message).label
         self.stats.sent[kind] = self.stats.sent.get(kind, 0) + 1
@@ -317,6 +361,7 @@ class Session:
         if self.established_conn == conn.ident:
             self.established_conn = None
         with contextlib.suppress(RuntimeError):
+            self._write_pending(conn)  # what was queued goes out before the close
             conn.writer.close()
         if conn.task is not None and conn.task is not asyncio.current_task():
             conn.task.cancel()

@@ -152,13 +152,15 @@ class Speaker:
         self._task = asyncio.create_task(self._run(), name="speaker")
 
     async def listen(self, address: str, port: int) -> int:
-        sock = tcp.make_listen_socket(address, port)
+        backlog = tcp.listen_backlog()
+        sock = tcp.make_listen_socket(address, port, backlog)
         for peer in self.peers.values():
             if peer.spec.password and tcp.family_of(peer.spec.address) == sock.family:
                 tcp.set_md5_key(sock, peer.spec.address, peer.spec.password)
         for rng in self.peer_ranges:
             self._range_md5(sock, rng)
-        server = await asyncio.start_server(self._on_accept, sock=sock)
+        # start_server re-listens with its own backlog (default 100): pass ours on.
+        server = await asyncio.start_server(self._on_accept, sock=sock, backlog=backlog)
         self._servers.append(server)
         self._listener_gtsm()
         return int(sock.getsockname()[1])

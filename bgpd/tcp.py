@@ -79,7 +79,31 @@ def family_of(address: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
 
 
-def make_listen_socket(address: str, port: int) -> socket.socket:
+DEFAULT_BACKLOG = 4096
+_SOMAXCONN = "/proc/sys/net/core/somaxconn"
+
+
+def listen_backlog() -> int:
+    """The accept-queue length for a BGP listener: the host's ``net.core.somaxconn`` (the kernel
+    caps any larger value to it), at least ``DEFAULT_BACKLOG``.
+
+    A reflector with a thousand clients gets a thousand SYNs at once when it starts; a short
+    queue (asyncio's default is 100) drops the rest, and each dropped peer waits for its TCP
+    retransmission (1 s, then 3 s, ...) before it is even seen.
+    """
+    try:
+        with open(_SOMAXCONN) as handle:
+            return max(DEFAULT_BACKLOG, int(handle.read()))
+    except (OSError, ValueError):
+        return DEFAULT_BACKLOG
+
+
+def make_listen_socket(address: str, port: int, backlog: int | None = None) -> socket.socket:
+    """A bound, listening, non-blocking socket; ``backlog`` defaults to :func:`listen_backlog`.
+
+    Whoever serves it must keep that backlog: ``asyncio.start_server(sock=...)`` calls
+    ``listen()`` again with its own ``backlog`` argument.
+    """
     family = family_of(address)
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -87,7 +111,7 @@ def make_listen_socket(address: str, port: int) -> socket.socket:
         if family == socket.AF_INET6 and address in ("::", "::0"):
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind((address, port))
-        sock.listen(64)
+        sock.listen(listen_backlog() if backlog is None else backlog)
         sock.setblocking(False)
     except OSError:
         sock.close()

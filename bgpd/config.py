@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from bgpd.bgpfilter import BGPFilter
 from bgpd.config_filters import check_filter_names, load_filters, max_prefixes, resolve
 from bgpd.configcheck import (
+    BfdOptions,
     ConfigError,
     FieldError,
     Section,
+    bfd_section,
     check_asn,
     check_bool,
     check_enum,
@@ -91,6 +93,7 @@ _PEER_KEYS = (
     "maxPrefixes",
     "localASNumber",
     "nextHopMode",
+    "bfd",
 )
 _PEER_RANGE_KEYS = ("range", "asNumber", "routeReflectorClient", "password", "holdTime")
 
@@ -171,6 +174,7 @@ class PeerConfig:
     max_prefixes: MaxPrefixes | None = None  # RFC 4486 prefix limit
     local_as_number: int | None = None  # the AS presented on this session (default: ours)
     next_hop_mode: str = "Auto"  # Auto, Self (reflected paths too) or Keep (the original)
+    bfd: BfdOptions | None = None  # RFC 5882: BFD brings the session down at once
 
 
 @dataclass(frozen=True)
@@ -311,6 +315,7 @@ def _peer(sec: Section, filters: tuple[BGPFilter, ...]) -> PeerConfig:
         max_prefixes=max_prefixes(sec),
         local_as_number=sec.optional("localASNumber", check_asn, None),
         next_hop_mode=sec.optional("nextHopMode", check_enum(("Auto", "Self", "Keep")), "Auto"),
+        bfd=bfd_section(sec, "bfd"),
     )
     keepalive, hold = peer.keepalive_time, peer.hold_time
     if keepalive is not None and hold > 0 and keepalive >= hold:

@@ -37,6 +37,7 @@ from bgpd.fsm_open import (
 )
 from bgpd.fsm_types import (
     Action,
+    BfdDown,
     Close,
     Connect,
     DecodeFailed,
@@ -59,6 +60,7 @@ from bgpd.fsm_types import (
 __all__ = [
     "OPEN_SENT_HOLD_TIME",
     "Action",
+    "BfdDown",
     "Close",
     "Connect",
     "DecodeFailed",
@@ -207,6 +209,8 @@ class Fsm:
                     return []
                 sent = Notification(error.code, error.subcode, error.data)
                 return self._end(c, now, error.reason, sent=sent)
+            case BfdDown(reason=reason):
+                return self._bfd_down(reason, now)
             case _:
                 raise TypeError(f"not an FSM event: {event!r}")
 
@@ -240,6 +244,15 @@ class Fsm:
         if was_started:
             self.last_error = reason
         return actions
+
+    def _bfd_down(self, reason: str, now: float) -> list[Action]:
+        """RFC 5882 §4.3: the Established session goes down at once, with Cease/BFD Down
+        (RFC 9384); connections still opening are left alone (BFD says nothing about them)."""
+        c = self._established()
+        if c is None:
+            return []
+        sent = Notification(ErrorCode.CEASE, CeaseSubcode.BFD_DOWN)
+        return self._end(c, now, reason, sent=sent)
 
     def _restart(self, now: float) -> list[Action]:
         """Leave Idle: connect (Connect state), or wait for the peer (Active) when passive."""

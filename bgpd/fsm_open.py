@@ -222,6 +222,7 @@ _SUBCODE_NAMES: dict[int, dict[int, str]] = {
         7: "Connection collision resolution",
         8: "Out of resources",
         9: "Hard reset",
+        10: "BFD down",
     },
     ErrorCode.ROUTE_REFRESH: {1: "Invalid message length"},
 }

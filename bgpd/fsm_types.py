@@ -109,6 +109,17 @@ class ManualStop:
 
 
 @dataclass(frozen=True, slots=True)
+class BfdDown:
+    """BFD saw the path to the peer fail (RFC 5882 §4.3): end an Established session at once.
+
+    Our BFD shares fate with the control plane (C bit 0), so the session ends with Cease/BFD
+    Down (RFC 9384) and its routes are not kept for graceful restart.
+    """
+
+    reason: str = "BFD session down"
+
+
+@dataclass(frozen=True, slots=True)
 class TcpConnected:
     """Our outbound connection succeeded; ``conn`` is the driver's id for it."""
 
@@ -152,6 +163,7 @@ Event = (
     | TcpFailed
     | MessageReceived
     | DecodeFailed
+    | BfdDown
 )
 
 

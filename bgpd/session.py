@@ -23,6 +23,7 @@ from bgpd.codec.errors import BGPError
 from bgpd.codec.messages import CodecContext, Decoder, Framer, encode_message
 from bgpd.codec.types import Message, MessageType, message_type
 from bgpd.fsm import (
+    BfdDown,
     Close,
     Connect,
     DecodeFailed,
@@ -134,6 +135,10 @@ class Session:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def bfd_down(self, reason: str) -> None:
+        """BFD saw the path fail: end the Established session now (RFC 5882 §4.3)."""
+        self._dispatch(BfdDown(reason))
 
     def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")

@@ -21,6 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bgpd import tcp
+from bgpd.bfd.peering import BfdPeering, BfdSettings, ManagerFactory
+from bgpd.bfd.thread import ThreadedBfdEndpoint
+from bgpd.bfd.views import BfdStateChange
 from bgpd.bgpfilter import BGPFilter, IPNetwork
 from bgpd.bgpfilter_eval import Verdict
 from bgpd.codec.errors import CeaseSubcode, ErrorCode
@@ -84,6 +87,7 @@ class PeerSpec:
     filters: tuple[BGPFilter, ...] = ()  # BGPFilters in order (bgpd.policy_filters)
     owned_only: bool = False  # export only the speaker's owned prefixes unless a filter accepts
     max_prefixes: MaxPrefixes | None = None  # RFC 4486: Cease past this many per family
+    bfd: BfdSettings | None = None  # RFC 5882: a BFD session brings this session down at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +132,15 @@ class Peer:
     update_errors: UpdateErrorStats = field(default_factory=UpdateErrorStats)
 
 
+def threaded_bfd() -> ThreadedBfdEndpoint:
+    """The default BFD endpoint: its own thread, so a busy speaker loop cannot flap it."""
+    return ThreadedBfdEndpoint().start()
+
+
 class Speaker:
-    def __init__(self, config: SpeakerConfig) -> None:
+    def __init__(self, config: SpeakerConfig, *, bfd: ManagerFactory = threaded_bfd) -> None:
         self.config = config
+        self.bfd = BfdPeering(bfd, self._bfd_down)
         self.peers: dict[str, Peer] = {}
         self.loc_rib = LocRib()
         self.originated: dict[int, dict[bytes, PathAttributes]] = {}
@@ -183,6 +193,7 @@ class Speaker:
                 peer.limit_timer.cancel()
         for server in self._servers:
             server.close()
+        self.bfd.close()
         await asyncio.sleep(0)  # let closing transports flush
         if self._task is not None:
             self._task.cancel()
@@ -216,6 +227,8 @@ class Speaker:
                     tcp.set_md5_key(sock, address, spec.password)
         self._listener_gtsm()
         session.start()
+        if spec.bfd is not None and spec.source_address is not None:
+            self.bfd.attach(address, tcp.normalise_address(spec.source_address), spec.bfd)
         return peer
 
     def add_peer_range(self, rng: PeerRange) -> None:
@@ -257,6 +270,7 @@ class Speaker:
 
     def remove_peer(self, address: str) -> None:
         peer = self.peers.pop(tcp.normalise_address(address))
+        self.bfd.detach(peer.session.address)
         peer.session.stop(notify=True)
         if peer.limit_timer is not None:
             peer.limit_timer.cancel()
@@ -345,6 +359,9 @@ class Speaker:
             add_path = (afi, Safi.UNICAST) in negotiated.add_path_receive
             self._mark_dirty(afi, peer.adj_in.set_add_path(afi, add_path))
         log.info("peer=%s event=established asn=%d", session.address, negotiated.peer_asn)
+        if peer.spec.bfd is not None:
+            # Without a configured source address the local end is known only now.
+            self.bfd.attach(session.address, local_address, peer.spec.bfd)
         self._sweep_unsupported_stale(peer, negotiated)
         self.exporter.send_full_table(peer)
 
@@ -377,6 +394,13 @@ class Speaker:
         self._schedule_flush()
         if peer.dynamic:
             asyncio.get_running_loop().call_soon(self._drop_dynamic, peer)
+
+    def _bfd_down(self, address: str, change: BfdStateChange) -> None:
+        """BFD Down (RFC 5882): the BGP session goes down now, and with C bit 0 the peer's
+        routes go with it (Cease/BFD Down is a NOTIFICATION, so ``session_down`` keeps none)."""
+        peer = self.peers.get(address)
+        if peer is not None and peer.session.state == State.ESTABLISHED:
+            peer.session.bfd_down(f"BFD session down ({change.diag.name.lower()})")
 
     async def deliver(self, session: Session, message: Message) -> None:
         peer = self.peers.get(session.address)

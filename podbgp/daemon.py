@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
+from bgpd.bfd.peering import bfd_settings
 from bgpd.config import ApiConfig, BgpdConfig, ConfigError, PeerConfig, load_bgpd_config
 from bgpd.speaker import PeerRange, PeerSpec, Speaker, SpeakerConfig
 from podbgp.ops import sdnotify
@@ -53,6 +54,7 @@ def peer_spec(peer: PeerConfig, peer_type: str = "global") -> PeerSpec:
         local_asn=peer.local_as_number,
         keep_next_hop=peer.next_hop_mode == "Keep",
         next_hop_self=peer.next_hop_mode == "Self",
+        bfd=bfd_settings(peer.bfd),
     )
 
 

@@ -80,7 +80,7 @@ ERRORS = [
         "peers[0].hold: unknown key; expected one of "
         "address, asNumber, port, passive, password, holdTime, keepaliveTime, description, "
         "sourceAddress, routeReflectorClient, ttlSecurity, filters, maxPrefixes, localASNumber, "
-        "nextHopMode",
+        "nextHopMode, bfd",
     ),
     (
         "unknown-listen-key",
@@ -248,6 +248,26 @@ ERRORS = [
         "originate-duplicate",
         HEAD + "originate: ['2001:db8::/64', '2001:DB8::/64']\n",
         "originate[1]: duplicate of originate[0]",
+    ),
+    (
+        "bfd-multiplier",
+        peer("bfd: {multiplier: 0}"),
+        "peers[0].bfd.multiplier: must be an integer in 1..255",
+    ),
+    (
+        "bfd-min-rx",
+        peer("bfd: {minRx: 0}"),
+        "peers[0].bfd.minRx: must be an integer in 1..60000",
+    ),
+    (
+        "bfd-unknown-key",
+        peer("bfd: {interval: 100}"),
+        "peers[0].bfd.interval: unknown key; expected one of enabled, minRx, minTx, multiplier",
+    ),
+    (
+        "bfd-not-a-mapping",
+        peer("bfd: yes"),
+        "peers[0].bfd: must be a mapping",
     ),
     (
         "rr-cluster-id",
@@ -484,3 +504,16 @@ def test_filters_resolve_in_peer_order(tmp_path: Path) -> None:
     assert config.ebgp_requires_policy is True
     assert [f.name for f in config.filters] == ["a", "b"]
     assert [f.name for f in config.peers[0].filters] == ["b", "a"]
+
+
+def test_peer_bfd_defaults_and_values(tmp_path: Path) -> None:
+    from bgpd.configcheck import BfdOptions
+
+    config = load_bgpd_config(write(tmp_path, peer("bfd: {}")))
+    assert config.peers[0].bfd == BfdOptions(
+        enabled=True, min_rx_ms=300, min_tx_ms=300, multiplier=3
+    )
+    text = peer("bfd: {enabled: true, minRx: 100, minTx: 150, multiplier: 5}")
+    config = load_bgpd_config(write(tmp_path, text))
+    assert config.peers[0].bfd == BfdOptions(True, 100, 150, 5)
+    assert load_bgpd_config(write(tmp_path, peer(""))).peers[0].bfd is None

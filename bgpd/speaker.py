@@ -231,6 +231,16 @@ class Speaker:
             self.bfd.attach(address, tcp.normalise_address(spec.source_address), spec.bfd)
         return peer
 
+    def set_bfd(self, address: str, settings: BfdSettings | None) -> None:
+        """Turn BFD on, off or re-time it for a peer without resetting its BGP session."""
+        peer = self.peers[tcp.normalise_address(address)]
+        peer.spec = dataclasses.replace(peer.spec, bfd=settings)
+        local = peer.spec.source_address or peer.session.local_address()
+        if settings is None:
+            self.bfd.detach(peer.session.address)
+        elif local is not None:
+            self.bfd.attach(peer.session.address, tcp.normalise_address(local), settings)
+
     def add_peer_range(self, rng: PeerRange) -> None:
         self.peer_ranges.append(rng)
         self._listener_gtsm()

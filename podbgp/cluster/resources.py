@@ -21,9 +21,11 @@ from typing import Any, ClassVar
 from bgpd import bgpfilter
 from bgpd.bgpfilter_support import check_supported
 from bgpd.configcheck import (
+    BfdOptions,
     ConfigError,
     FieldError,
     Section,
+    bfd_section,
     check_asn,
     check_bool,
     check_enum,
@@ -87,6 +89,7 @@ class BGPConfiguration:
     communities: tuple[tuple[str, str], ...] = ()  # (name, "aa:nn" or "aa:nn:mm")
     # (cidr, community values): routes we advertise inside cidr carry these communities
     prefix_advertisements: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    node_mesh_bfd: BfdOptions | None = None  # BFD on mesh and node-to-node (reflector) sessions
     labels: Labels = ()
 
 
@@ -120,6 +123,7 @@ class BGPPeer:
     ttl_security: int = 0
     filters: tuple[str, ...] = ()  # BGPFilter names, applied in order
     max_prefixes: PrefixLimit | None = None
+    bfd: BfdOptions | None = None  # RFC 5882; for node peers it wins over nodeMeshBFD
     labels: Labels = ()
 
     @property
@@ -333,6 +337,7 @@ def _parse_bgp_configuration(spec: Section, name: str, labels: Labels) -> BGPCon
             "listenPort",
             "nodeMeshPassword",
             "nodeMeshMaxRestartTime",
+            "nodeMeshBFD",
             "logSeverityScreen",
             "ebgpRequiresPolicy",
             "communities",
@@ -350,6 +355,7 @@ def _parse_bgp_configuration(spec: Section, name: str, labels: Labels) -> BGPCon
         ebgp_requires_policy=spec.optional("ebgpRequiresPolicy", check_bool, False),
         communities=communities,
         prefix_advertisements=_prefix_advertisements(spec, dict(communities)),
+        node_mesh_bfd=bfd_section(spec, "nodeMeshBFD"),
         labels=labels,
     )
 
@@ -417,6 +423,7 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
             "ttlSecurity",
             "filters",
             "maxPrefixes",
+            "bfd",
         )
     )
     peer_ip, peer_port = spec.optional("peerIP", check_peer_ip, (None, None))
@@ -436,6 +443,7 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
         ttl_security=spec.optional("ttlSecurity", check_int(0, 255), 0),
         filters=tuple(spec.items("filters", check_name, unique=True)),
         max_prefixes=_prefix_limit(spec),
+        bfd=bfd_section(spec, "bfd"),
         labels=labels,
     )
     if peer.node is not None and peer.node_selector is not None:
@@ -571,6 +579,7 @@ def _spec_dict(res: Resource) -> dict[str, Any]:
                 {"cidr": c, "communities": list(values)} for c, values in res.prefix_advertisements
             ]
             or None,
+            "nodeMeshBFD": res.node_mesh_bfd.to_dict() if res.node_mesh_bfd else None,
         }
     elif isinstance(res, BGPPeer):
         peer_ip = res.peer_ip
@@ -598,6 +607,7 @@ def _spec_dict(res: Resource) -> dict[str, Any]:
             }
             if res.max_prefixes is not None
             else None,
+            "bfd": res.bfd.to_dict() if res.bfd else None,
         }
     elif isinstance(res, BGPFilter):
         spec = res.rules.spec_dict()

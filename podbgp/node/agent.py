@@ -423,9 +423,14 @@ class NodeAgent:
         for addr, spec in sorted(desired.items()):
             if current.get(addr) == spec:
                 continue
-            if addr in current and replace(current[addr], filters=spec.filters) == spec:
-                speaker.set_peer_filters(addr, spec.filters)  # live, the session stays up
-                log.info("event=peer-filters-changed peer=%s", addr)
+            old = current.get(addr)
+            if old is not None and replace(old, filters=spec.filters, bfd=spec.bfd) == spec:
+                if old.filters != spec.filters:
+                    speaker.set_peer_filters(addr, spec.filters)  # live, the session stays up
+                    log.info("event=peer-filters-changed peer=%s", addr)
+                if old.bfd != spec.bfd:
+                    speaker.set_bfd(addr, spec.bfd)  # nor does a BFD change reset it
+                    log.info("event=peer-bfd-changed peer=%s bfd=%s", addr, spec.bfd)
                 continue
             if addr in current:
                 speaker.remove_peer(addr)

@@ -198,7 +198,33 @@ def render_status(status: dict[str, Any], peers: list[dict[str, Any]]) -> str:
         )
     sessions = render_table(["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"], session_rows)
     counts = render_table(["PEER ADDRESS", "RECEIVED", "ACCEPTED", "ADVERTISED"], prefix_rows)
-    return f"{head}\n\nBGP sessions\n{sessions}\n\nPrefixes\n{counts}"
+    text = f"{head}\n\nBGP sessions\n{sessions}\n\nPrefixes\n{counts}"
+    bfd_rows = [_bfd_row(p) for p in peers if isinstance(p.get("bfd"), dict)]
+    if bfd_rows:
+        headers = ["PEER ADDRESS", "BFD STATE", "MODE", "TX/RX MS", "DETECT MS", "DIAG", "FLAPS"]
+        text += "\n\nBFD sessions\n" + render_table(headers, bfd_rows)
+    return text
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{float(value):g}"
+
+
+def _bfd_row(peer: dict[str, Any]) -> list[str]:
+    bfd: dict[str, Any] = peer["bfd"]
+    diag = str(bfd.get("diagnostic") or "")
+    remote = str(bfd.get("remoteDiagnostic") or "")
+    if remote and remote != "NoDiagnostic":
+        diag = f"{diag} (peer: {remote})"
+    return [
+        _cell(peer.get("address")),
+        _cell(bfd.get("state")),
+        f"{_cell(bfd.get('mode'))} :{_cell(bfd.get('port'))}",
+        f"{_ms(bfd.get('txInterval'))}/{_ms(bfd.get('rxInterval'))}",
+        _ms(bfd.get("detectTime")),
+        diag,
+        _cell(bfd.get("flaps")),
+    ]
 
 
 def render_cluster(api: str, view: dict[str, Any]) -> str:

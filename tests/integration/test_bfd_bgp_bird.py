@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import signal
 import statistics
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,10 +80,22 @@ def our_routes(speaker: PodbgpSpeaker) -> set[str]:
     return {r["prefix"] for r in speaker.get_fast("/v1/routes")}
 
 
+def our_bfd(speaker: PodbgpSpeaker) -> dict[str, Any]:
+    """The peer's ``bfd`` object in ``/v1/peers/{address}`` ({} while there is none)."""
+    return dict(speaker.get_fast(f"/v1/peers/{ROUTER_V4}").get("bfd") or {})
+
+
 def wait_converged(router: BirdRouter, speaker: PodbgpSpeaker, protocol: str) -> None:
-    """BGP Established, BFD Up on BIRD's side, routes both ways."""
+    """BGP Established, BFD Up on both sides at 100 ms, routes both ways."""
     router.wait_established(protocol, 30)
     wait_until(lambda: bird_bfd_state(router, PODBGP_V4) == "Up", 20)
+    wait_until(
+        lambda: (
+            (b := our_bfd(speaker)).get("state") == "Up"
+            and b.get("detectTime") == INTERVAL_MS * MULTIPLIER
+        ),
+        20,
+    )
     wait_until(lambda: BIRD_BLOCK in our_routes(speaker), 20)
     router.wait_route(OUR_BLOCK, 20)
     time.sleep(0.5)  # the poll sequence to the fast intervals is over
@@ -117,10 +131,37 @@ def test_frozen_bird_routes_withdrawn_within_a_second(
         + f"; median {statistics.median(times):.3f}"
     )
     assert all(t < BOUND_S for t in times)
+    bfd = our_bfd(speaker)
+    assert bfd["mode"] == "single-hop"  # BIRD is on our link
+    assert bfd["port"] == (4784 if bird_multihop else 3784)  # we answer where BIRD speaks
+    assert bfd["flaps"] >= ROUNDS
+    assert (bfd["minRx"], bfd["minTx"], bfd["multiplier"]) == (INTERVAL_MS, INTERVAL_MS, 3)
+    peer = speaker.get_fast(f"/v1/peers/{ROUTER_V4}")
+    assert peer["flaps"] >= ROUNDS  # each freeze took the BGP session down
     log = speaker.log()
     assert "Cease/BFD down" in log or "BFD session down" in log
     # Graceful restart did not keep the routes: none was ever marked stale.
     assert "event=down reason=BFD session down" in log and "graceful=True" not in log
+
+
+def test_status_and_metrics_show_bfd(netns_factory: NetnsFactory, tmp_path: Path) -> None:
+    ns_p, router, speaker, protocol = start_pair(netns_factory, tmp_path, bird_multihop=False)
+    wait_converged(router, speaker, protocol)
+    status = netns_factory.run(
+        ns_p, sys.executable, "-m", "podbgp", "status", "--api", speaker.api_url
+    ).stdout
+    print("\n" + status)
+    section = status.split("BFD sessions\n", 1)[1]
+    row = next(line for line in section.splitlines() if ROUTER_V4 in line)
+    assert "Up" in row and "single-hop :3784" in row and "100/100" in row and "300" in row
+    metrics = netns_factory.run(
+        ns_p, sys.executable, "-c", "import urllib.request,sys;"
+        "sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())",
+        speaker.api_url + "/metrics",
+    ).stdout  # fmt: skip
+    labels = f'{{peer="{ROUTER_V4}",peer_type="global"}}'
+    assert f"podbgp_bfd_session_state{labels} 3.0" in metrics
+    assert f"podbgp_bfd_detect_time_seconds{labels} 0.3" in metrics
 
 
 def test_frozen_podbgp_is_detected_by_bird(netns_factory: NetnsFactory, tmp_path: Path) -> None:

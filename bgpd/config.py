@@ -95,7 +95,7 @@ _PEER_KEYS = (
     "nextHopMode",
     "bfd",
 )
-_PEER_RANGE_KEYS = ("range", "asNumber", "routeReflectorClient", "password", "holdTime")
+_PEER_RANGE_KEYS = ("range", "asNumber", "routeReflectorClient", "password", "holdTime", "bfd")
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,7 @@ class PeerRangeConfig:
     route_reflector_client: bool = False
     password: str | None = field(default=None, repr=False)
     hold_time: int = DEFAULT_HOLD_TIME
+    bfd: BfdOptions | None = None  # for every peer accepted from the range
 
 
 @dataclass(frozen=True)
@@ -348,6 +349,7 @@ def _peer_ranges(root: Section, reflector: bool) -> tuple[PeerRangeConfig, ...]:
                 route_reflector_client=sec.optional("routeReflectorClient", check_bool, reflector),
                 password=sec.optional("password", check_str(1, 80), None),
                 hold_time=sec.optional("holdTime", check_hold_time, DEFAULT_HOLD_TIME),
+                bfd=bfd_section(sec, "bfd"),
             )
         )
     return tuple(ranges)

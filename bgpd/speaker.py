@@ -99,6 +99,7 @@ class PeerRange:
     rr_client: bool = False
     password: str | None = None
     hold_time: int = 90
+    bfd: BfdSettings | None = None
 
     def contains(self, address: str) -> bool:
         return ipaddress.ip_address(address) in ipaddress.ip_network(self.prefix)
@@ -260,7 +261,7 @@ class Speaker:
             if rng.contains(address):
                 spec = PeerSpec(
                     address=address, asn=rng.asn, passive=True, password=rng.password,
-                    hold_time=rng.hold_time, rr_client=rng.rr_client,
+                    hold_time=rng.hold_time, rr_client=rng.rr_client, bfd=rng.bfd,
                     peer_type="rr-client" if rng.rr_client else "dynamic",
                     description=f"from peer range {rng.prefix}",
                 )  # fmt: skip

@@ -78,7 +78,12 @@ async def start_speaker(config: BgpdConfig) -> Speaker:
     for rng in config.peer_ranges:
         speaker.add_peer_range(
             PeerRange(
-                rng.range, rng.as_number, rng.route_reflector_client, rng.password, rng.hold_time
+                rng.range,
+                rng.as_number,
+                rng.route_reflector_client,
+                rng.password,
+                rng.hold_time,
+                bfd_settings(rng.bfd),
             )
         )
     await speaker.listen(config.listen.address, config.listen.port)

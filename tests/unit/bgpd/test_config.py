@@ -517,3 +517,15 @@ def test_peer_bfd_defaults_and_values(tmp_path: Path) -> None:
     config = load_bgpd_config(write(tmp_path, text))
     assert config.peers[0].bfd == BfdOptions(True, 100, 150, 5)
     assert load_bgpd_config(write(tmp_path, peer(""))).peers[0].bfd is None
+
+
+def test_peer_range_bfd(tmp_path: Path) -> None:
+    from bgpd.configcheck import BfdOptions
+
+    text = HEAD + "peerRanges:\n  - {range: 192.0.2.0/24, asNumber: 64512, bfd: {minRx: 100}}\n"
+    config = load_bgpd_config(write(tmp_path, text))
+    assert config.peer_ranges[0].bfd == BfdOptions(True, 100, 300, 3)
+    text = HEAD + "peerRanges:\n  - {range: 192.0.2.0/24, asNumber: 64512, bfd: {minTx: x}}\n"
+    assert error_of(write(tmp_path, text)).endswith(
+        "peerRanges[0].bfd.minTx: must be an integer in 1..60000"
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from bgpd import gr
 from bgpd.codec.errors import CeaseSubcode, ErrorCode, FsmSubcode
 from bgpd.codec.types import (
     Keepalive,
@@ -121,6 +122,14 @@ class _Conn:
     negotiated: Negotiated | None = None  # set when the peer's OPEN is accepted
     hold_deadline: float | None = None
     keepalive_deadline: float | None = None
+
+
+def _flushing(c: _Conn, sent: Notification | None) -> Notification | None:
+    """A NOTIFICATION that must make the peer drop our routes: under Notification GR
+    (RFC 8538) a bare Cease would keep them stale, so it travels inside a Hard Reset."""
+    if sent is None or c.negotiated is None or not c.negotiated.notification_gr:
+        return sent
+    return gr.hard_reset(sent)
 
 
 class Fsm:
@@ -240,7 +249,7 @@ class Fsm:
             reason = f"Stopped ({describe_notification(sent)})"
         actions: list[Action] = []
         for c in list(self._conns.values()):
-            actions += self._end(c, self._now, reason, sent=sent, failure=False)
+            actions += self._end(c, self._now, reason, sent=_flushing(c, sent), failure=False)
         if was_started:
             self.last_error = reason
         return actions
@@ -251,7 +260,7 @@ class Fsm:
         c = self._established()
         if c is None:
             return []
-        sent = Notification(ErrorCode.CEASE, CeaseSubcode.BFD_DOWN)
+        sent = _flushing(c, Notification(ErrorCode.CEASE, CeaseSubcode.BFD_DOWN))
         return self._end(c, now, reason, sent=sent)
 
     def _restart(self, now: float) -> list[Action]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from bgpd import gr
 from bgpd.codec.errors import CeaseSubcode, ErrorCode, OpenSubcode
 from bgpd.codec.types import (
     AS_TRANS,
@@ -139,6 +140,7 @@ def negotiate(config: FsmConfig, peer_open: Open) -> Negotiated:
     receive = _add_path(ours, _ADD_PATH_RECEIVE) & _add_path(theirs, _ADD_PATH_SEND) & families
     send = _add_path(ours, _ADD_PATH_SEND) & _add_path(theirs, _ADD_PATH_RECEIVE) & families
     graceful = next((c for c in theirs if isinstance(c, GracefulRestart)), None)
+    our_graceful = next((c for c in ours if isinstance(c, GracefulRestart)), None)
     return Negotiated(
         peer_asn=peer_asn(peer_open),
         peer_router_id=peer_open.router_id,
@@ -152,6 +154,7 @@ def negotiate(config: FsmConfig, peer_open: Open) -> Negotiated:
         add_path_receive=frozenset(receive),
         add_path_send=frozenset(send),
         peer_capabilities=theirs,
+        notification_gr=gr.notification_gr(our_graceful, graceful),
     )
 
 

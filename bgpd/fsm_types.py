@@ -88,6 +88,7 @@ class Negotiated:
     add_path_receive: frozenset[tuple[int, int]]  # we advertised receive and the peer send
     add_path_send: frozenset[tuple[int, int]]  # we advertised send and the peer receive
     peer_capabilities: tuple[Capability, ...]
+    notification_gr: bool = False  # both sides set the N bit (RFC 8538)
 
 
 # --- events (RFC 4271 §8.1, reduced to what a driver can observe) ----------------------------

@@ -50,6 +50,7 @@ from bgpd.decision import LOCAL_SOURCE, PathSource
 from bgpd.events import BestRouteChange, EndOfRib, EventSink, SpeakerEvent
 from bgpd.export import Exporter
 from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
+from bgpd.gr import FORWARDING, NOTIFICATION, keeps_routes
 from bgpd.import_rib import FilteredAdjRibIn, ImportDecision
 from bgpd.policy import PeerPolicy, import_path, local_path
 from bgpd.policy_filters import SessionFilters, import_verdict
@@ -322,9 +323,10 @@ class Speaker:
         ]
         if self.config.graceful_restart:
             # F bit set: a restarting podbgp keeps forwarding (felix never flushes routes).
-            families = ((Afi.IPV4, Safi.UNICAST, 0x80), (Afi.IPV6, Safi.UNICAST, 0x80))
+            families = ((Afi.IPV4, Safi.UNICAST, FORWARDING), (Afi.IPV6, Safi.UNICAST, FORWARDING))
             restart = spec.restart_time or self.config.restart_time
-            caps.append(GracefulRestart(0, min(restart, 4095), families))
+            # N bit: a NOTIFICATION other than Hard Reset keeps routes too (RFC 8538).
+            caps.append(GracefulRestart(NOTIFICATION, min(restart, 4095), families))
         return FsmConfig(
             local_asn=spec.local_asn or self.config.asn,
             local_router_id=self.config.router_id,
@@ -384,9 +386,8 @@ class Speaker:
         self.exporter.forget(peer)
         neg = peer.negotiated
         gr = neg.graceful_restart if neg is not None else None
-        graceful = (
-            gr is not None and gr.restart_time > 0 and event.sent is None and event.received is None
-        )
+        n_bit = neg is not None and neg.notification_gr
+        graceful = keeps_routes(gr, n_bit, event.sent, event.received)
         log.info(
             "peer=%s event=down reason=%s graceful=%s", session.address, event.reason, graceful
         )

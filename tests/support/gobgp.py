@@ -50,6 +50,7 @@ class GoBgpNeighbor:
     password: str | None = None  # TCP MD5 signature (RFC 2385)
     graceful_restart: bool = False
     restart_time: int = 120
+    notification: bool = False  # RFC 8538 N bit (needs graceful_restart)
     add_paths_receive: bool = False
     add_paths_send_max: int = 0
     rr_client: bool = False
@@ -77,6 +78,8 @@ class GoBgpNeighbor:
         if self.graceful_restart:
             out += ["  [neighbors.graceful-restart.config]", "    enabled = true"]
             out.append(f"    restart-time = {self.restart_time}")
+            if self.notification:
+                out.append("    notification-enabled = true")
         if self.rr_client:
             out += ["  [neighbors.route-reflector.config]", "    route-reflector-client = true"]
             if self.rr_cluster_id is not None:

@@ -47,10 +47,11 @@ from bgpd.codec.types import (
     prefix_to_str,
 )
 from bgpd.decision import LOCAL_SOURCE, PathSource
+from bgpd.deferral import SelectionDeferral
 from bgpd.events import BestRouteChange, EndOfRib, EventSink, SpeakerEvent
 from bgpd.export import Exporter
 from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
-from bgpd.gr import FORWARDING, NOTIFICATION, keeps_routes
+from bgpd.gr import FORWARDING, NOTIFICATION, RESTART_STATE, keeps_routes
 from bgpd.import_rib import FilteredAdjRibIn, ImportDecision
 from bgpd.policy import PeerPolicy, import_path, local_path
 from bgpd.policy_filters import SessionFilters, import_verdict
@@ -62,6 +63,7 @@ from bgpd.update_errors import UpdateErrorStats
 log = logging.getLogger("podbgp.speaker")
 
 STALE_PATH_TIME = 360.0  # how long stale paths may wait for End-of-RIB after the peer returns
+SELECTION_DEFERRAL_TIME = 60.0  # RFC 4724 §4.1 leaves it to configuration
 INBOX_SIZE = 512
 
 
@@ -140,9 +142,20 @@ def threaded_bfd() -> ThreadedBfdEndpoint:
 
 
 class Speaker:
-    def __init__(self, config: SpeakerConfig, *, bfd: ManagerFactory = threaded_bfd) -> None:
+    def __init__(
+        self,
+        config: SpeakerConfig,
+        *,
+        bfd: ManagerFactory = threaded_bfd,
+        restarting: bool = False,
+        selection_deferral_time: float = SELECTION_DEFERRAL_TIME,
+    ) -> None:
+        """``restarting``: we restarted with forwarding state kept (RFC 4724 §4.1): OPENs carry
+        the Restart State bit and our table goes out only after End-of-RIB from every peer, or
+        after ``selection_deferral_time`` seconds (see :mod:`bgpd.deferral`)."""
         self.config = config
         self.bfd = BfdPeering(bfd, self._bfd_down)
+        self.deferral = SelectionDeferral(restarting, selection_deferral_time, self._deferral_over)
         self.peers: dict[str, Peer] = {}
         self.loc_rib = LocRib()
         self.originated: dict[int, dict[bytes, PathAttributes]] = {}
@@ -162,6 +175,7 @@ class Speaker:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="speaker")
+        self.deferral.start()
 
     async def listen(self, address: str, port: int) -> int:
         sock = tcp.make_listen_socket(address, port)
@@ -196,6 +210,7 @@ class Speaker:
         for server in self._servers:
             server.close()
         self.bfd.close()
+        self.deferral.cancel()
         await asyncio.sleep(0)  # let closing transports flush
         if self._task is not None:
             self._task.cancel()
@@ -325,8 +340,10 @@ class Speaker:
             # F bit set: a restarting podbgp keeps forwarding (felix never flushes routes).
             families = ((Afi.IPV4, Safi.UNICAST, FORWARDING), (Afi.IPV6, Safi.UNICAST, FORWARDING))
             restart = spec.restart_time or self.config.restart_time
-            # N bit: a NOTIFICATION other than Hard Reset keeps routes too (RFC 8538).
-            caps.append(GracefulRestart(NOTIFICATION, min(restart, 4095), families))
+            # N bit: a NOTIFICATION other than Hard Reset keeps routes too (RFC 8538); R bit
+            # while our selection is deferred after a restart (RFC 4724 §4.1).
+            flags = NOTIFICATION | (RESTART_STATE if self.deferral.active else 0)
+            caps.append(GracefulRestart(flags, min(restart, 4095), families))
         return FsmConfig(
             local_asn=spec.local_asn or self.config.asn,
             local_router_id=self.config.router_id,
@@ -376,7 +393,10 @@ class Speaker:
             # Without a configured source address the local end is known only now.
             self.bfd.attach(session.address, local_address, peer.spec.bfd)
         self._sweep_unsupported_stale(peer, negotiated)
-        self.exporter.send_full_table(peer)
+        if self.deferral.active:
+            self._check_deferral()  # our table waits; this peer may be the last one awaited
+        else:
+            self.exporter.send_full_table(peer)
 
     def session_down(self, session: Session, event: SessionDown) -> None:
         peer = self.peers.get(session.address)
@@ -448,6 +468,22 @@ class Speaker:
             self._arm_stale_timer(peer, STALE_PATH_TIME)
         self._schedule_flush()
 
+    # --- selection deferral after our restart (RFC 4724 §4.1) -------------------------------
+
+    def _check_deferral(self) -> None:
+        self.deferral.check(
+            (p.session.state == State.ESTABLISHED, p.negotiated, p.eor_received)
+            for p in self.peers.values()
+        )
+
+    def _deferral_over(self, why: str) -> None:
+        """Selection done: every peer gets our table now, and new OPENs lose the R bit."""
+        log.info("event=selection-deferral-over reason=%s", why)
+        for peer in self.peers.values():
+            peer.session.fsm.config = self._fsm_config(peer.spec)
+            if peer.session.state == State.ESTABLISHED and peer.source is not None:
+                self.exporter.send_full_table(peer)
+
     # --- the RIB task ----------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -481,6 +517,8 @@ class Speaker:
         if eor is not None:
             peer.eor_received.add(eor)
             self._publish(EndOfRib(peer.spec.address, Afi(eor[0]), Safi(eor[1])))
+            if self.deferral.active:
+                self._check_deferral()
             if eor[0] in peer.adj_in.stale:
                 self._mark_dirty(eor[0], peer.adj_in.sweep_stale(eor[0]))
             return

@@ -134,6 +134,10 @@ class GracefulRestartConfig:
 
     enabled: bool = True
     restart_time: int = 120
+    # A file created at start and removed by a stop that is not graceful: found at start, it
+    # means we restarted on a host that kept running (RFC 4724 R bit, selection deferral).
+    run_file: str | None = None
+    selection_deferral_time: int = 60  # seconds our table may wait for the peers' End-of-RIB
 
 
 @dataclass(frozen=True)
@@ -287,7 +291,9 @@ api_section = _api
 
 
 def _graceful_restart(root: Section) -> GracefulRestartConfig:
-    sec = root.section("gracefulRestart", ("enabled", "restartTime"))
+    sec = root.section(
+        "gracefulRestart", ("enabled", "restartTime", "runFile", "selectionDeferralTime")
+    )
     if sec is None:
         return GracefulRestartConfig()
     return GracefulRestartConfig(
@@ -296,6 +302,8 @@ def _graceful_restart(root: Section) -> GracefulRestartConfig:
         restart_time=sec.optional(
             "restartTime", check_int(1, 4095), GracefulRestartConfig.restart_time
         ),
+        run_file=sec.optional("runFile", check_str(1, 4096), None),
+        selection_deferral_time=sec.optional("selectionDeferralTime", check_int(1, 3600), 60),
     )
 
 

@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import signal
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -69,9 +70,35 @@ def speaker_config(config: BgpdConfig) -> SpeakerConfig:
     )
 
 
+def restarted(config: BgpdConfig) -> bool:
+    """Did we restart on a running host? True when ``gracefulRestart.runFile`` exists (a stop
+    that is not graceful removes it; a reboot empties /run). Creates it for the next start."""
+    gr = config.graceful_restart
+    if not gr.enabled or gr.run_file is None:
+        return False
+    path = Path(gr.run_file)
+    found = path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    return found
+
+
+def forget_run(config: BgpdConfig) -> None:
+    """A stop without graceful restart: the next start is not a restart."""
+    if config.graceful_restart.run_file is not None:
+        Path(config.graceful_restart.run_file).unlink(missing_ok=True)
+
+
 async def start_speaker(config: BgpdConfig) -> Speaker:
     """Start a speaker for ``config``: listening, peers added, prefixes originated."""
-    speaker = Speaker(speaker_config(config))
+    restarting = restarted(config)
+    if restarting:
+        log.info("event=restarted run_file=%s", config.graceful_restart.run_file)
+    speaker = Speaker(
+        speaker_config(config),
+        restarting=restarting,
+        selection_deferral_time=config.graceful_restart.selection_deferral_time,
+    )
     await speaker.start()
     for peer in config.peers:
         speaker.add_peer(peer_spec(peer))
@@ -198,6 +225,8 @@ async def run(config: BgpdConfig) -> None:
         if speaker is not None:
             log.info("event=stopping graceful=%s", config.graceful_restart.enabled)
             await speaker.stop(graceful=config.graceful_restart.enabled)
+            if not config.graceful_restart.enabled:
+                forget_run(config)
         if runner is not None:
             with contextlib.suppress(Exception):
                 await runner.cleanup()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from bgpd.fsm_types import Negotiated
 from bgpd.gr import RESTART_STATE
@@ -69,3 +70,22 @@ class SelectionDeferral:
         self.reason = why
         self.cancel()
         self._on_over(why)
+
+
+def run_file_found(path: str | None) -> bool:
+    """Did we restart on a host that kept running? True when ``path`` exists: the previous run
+    made it and did not end with a stop that drops our routes anyway (see :func:`forget_run`);
+    a reboot empties /run. (Re)creates it for the next start. None: never a restart."""
+    if path is None:
+        return False
+    run_file = Path(path)
+    found = run_file.exists()
+    run_file.parent.mkdir(parents=True, exist_ok=True)
+    run_file.touch()
+    return found
+
+
+def forget_run(path: str | None) -> None:
+    """A stop that is not graceful: the next start is not a restart."""
+    if path is not None:
+        Path(path).unlink(missing_ok=True)

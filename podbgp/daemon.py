@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import signal
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -25,6 +24,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from bgpd.bfd.peering import bfd_settings
 from bgpd.config import ApiConfig, BgpdConfig, ConfigError, PeerConfig, load_bgpd_config
+from bgpd.deferral import forget_run, run_file_found
 from bgpd.speaker import PeerRange, PeerSpec, Speaker, SpeakerConfig
 from podbgp.ops import sdnotify
 from podbgp.ops.metrics import METRICS_DOC, Snapshot, metrics_route, register_collector
@@ -70,28 +70,10 @@ def speaker_config(config: BgpdConfig) -> SpeakerConfig:
     )
 
 
-def restarted(config: BgpdConfig) -> bool:
-    """Did we restart on a running host? True when ``gracefulRestart.runFile`` exists (a stop
-    that is not graceful removes it; a reboot empties /run). Creates it for the next start."""
-    gr = config.graceful_restart
-    if not gr.enabled or gr.run_file is None:
-        return False
-    path = Path(gr.run_file)
-    found = path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch()
-    return found
-
-
-def forget_run(config: BgpdConfig) -> None:
-    """A stop without graceful restart: the next start is not a restart."""
-    if config.graceful_restart.run_file is not None:
-        Path(config.graceful_restart.run_file).unlink(missing_ok=True)
-
-
 async def start_speaker(config: BgpdConfig) -> Speaker:
     """Start a speaker for ``config``: listening, peers added, prefixes originated."""
-    restarting = restarted(config)
+    gr = config.graceful_restart
+    restarting = gr.enabled and run_file_found(gr.run_file)
     if restarting:
         log.info("event=restarted run_file=%s", config.graceful_restart.run_file)
     speaker = Speaker(
@@ -226,7 +208,7 @@ async def run(config: BgpdConfig) -> None:
             log.info("event=stopping graceful=%s", config.graceful_restart.enabled)
             await speaker.stop(graceful=config.graceful_restart.enabled)
             if not config.graceful_restart.enabled:
-                forget_run(config)
+                forget_run(config.graceful_restart.run_file)
         if runner is not None:
             with contextlib.suppress(Exception):
                 await runner.cleanup()

@@ -32,6 +32,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from bgpd import tcp
 from bgpd.codec.types import PathAttributes
+from bgpd.deferral import run_file_found
 from bgpd.speaker import Speaker
 from podbgp.cluster import ipam
 from podbgp.cluster.datastore import (
@@ -452,7 +453,13 @@ class NodeAgent:
             await old.stop(graceful=True)
             self.speaker = None
             self._originated = {}
-        speaker = Speaker(topology.speaker)
+        # A restart on a running host (gracefulRestart.runFile): peers kept our routes and
+        # felix the kernel's, so our table waits for theirs (RFC 4724 §4.1).
+        speaker = Speaker(
+            topology.speaker,
+            restarting=run_file_found(self.config.run_file),
+            selection_deferral_time=self.config.selection_deferral_time,
+        )
         await speaker.start()
         listen = self.config.listen_address or self.ip or "0.0.0.0"
         try:

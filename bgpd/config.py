@@ -94,6 +94,7 @@ _PEER_KEYS = (
     "localASNumber",
     "nextHopMode",
     "bfd",
+    "longLivedStaleTime",
 )
 _PEER_RANGE_KEYS = ("range", "asNumber", "routeReflectorClient", "password", "holdTime", "bfd")
 
@@ -138,6 +139,7 @@ class GracefulRestartConfig:
     # means we restarted on a host that kept running (RFC 4724 R bit, selection deferral).
     run_file: str | None = None
     selection_deferral_time: int = 60  # seconds our table may wait for the peers' End-of-RIB
+    long_lived_stale_time: int = 3600  # RFC 9494 LLST we advertise and honour at most; 0: off
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,7 @@ class PeerConfig:
     local_as_number: int | None = None  # the AS presented on this session (default: ours)
     next_hop_mode: str = "Auto"  # Auto, Self (reflected paths too) or Keep (the original)
     bfd: BfdOptions | None = None  # RFC 5882: BFD brings the session down at once
+    long_lived_stale_time: int | None = None  # RFC 9494; None: gracefulRestart's
 
 
 @dataclass(frozen=True)
@@ -292,7 +295,8 @@ api_section = _api
 
 def _graceful_restart(root: Section) -> GracefulRestartConfig:
     sec = root.section(
-        "gracefulRestart", ("enabled", "restartTime", "runFile", "selectionDeferralTime")
+        "gracefulRestart",
+        ("enabled", "restartTime", "runFile", "selectionDeferralTime", "longLivedStaleTime"),
     )
     if sec is None:
         return GracefulRestartConfig()
@@ -304,6 +308,8 @@ def _graceful_restart(root: Section) -> GracefulRestartConfig:
         ),
         run_file=sec.optional("runFile", check_str(1, 4096), None),
         selection_deferral_time=sec.optional("selectionDeferralTime", check_int(1, 3600), 60),
+        # RFC 9494 §3: a 24-bit field of seconds.
+        long_lived_stale_time=sec.optional("longLivedStaleTime", check_int(0, 0xFFFFFF), 3600),
     )
 
 
@@ -325,6 +331,7 @@ def _peer(sec: Section, filters: tuple[BGPFilter, ...]) -> PeerConfig:
         local_as_number=sec.optional("localASNumber", check_asn, None),
         next_hop_mode=sec.optional("nextHopMode", check_enum(("Auto", "Self", "Keep")), "Auto"),
         bfd=bfd_section(sec, "bfd"),
+        long_lived_stale_time=sec.optional("longLivedStaleTime", check_int(0, 0xFFFFFF), None),
     )
     keepalive, hold = peer.keepalive_time, peer.hold_time
     if keepalive is not None and hold > 0 and keepalive >= hold:

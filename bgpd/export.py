@@ -70,9 +70,13 @@ log = logging.getLogger("podbgp.export")
 
 HIGH_WATER = 4 << 20  # bytes queued on one socket before its member is paused
 _CACHE_LIMIT = 100_000
+_LLGR_STALE = 0xFFFF0006  # RFC 9494 (bgpd.llgr.LLGR_STALE)
 
 Out = tuple[PathAttributes, str]  # exported attributes, source peer address ("" = local)
-GroupKey = tuple[PeerPolicy, tuple[tuple[int, int], ...], frozenset[tuple[int, int]], CodecContext]
+# (policy, families, ADD-PATH send, codec context, peer takes long-lived stale paths)
+GroupKey = tuple[
+    PeerPolicy, tuple[tuple[int, int], ...], frozenset[tuple[int, int]], CodecContext, bool
+]
 
 
 @dataclass(slots=True)
@@ -96,7 +100,7 @@ class Changes:
 class UpdateGroup:
     def __init__(self, key: GroupKey) -> None:
         self.key = key
-        self.policy, self.families, self.add_path, self.ctx = key
+        self.policy, self.families, self.add_path, self.ctx, self.llgr = key
         self.members: dict[str, Member] = {}
         self.adj_out: dict[int, dict[bytes, Out]] = {}
         self.entries_of: dict[int, dict[bytes, set[bytes]]] = {}  # ADD-PATH: prefix → entries
@@ -135,7 +139,8 @@ class Exporter:
         assert peer.policy is not None and peer.negotiated is not None
         neg = peer.negotiated
         families = tuple(f for f in neg.families if f[1] == Safi.UNICAST)
-        return (peer.policy, families, neg.add_path_send, peer.session.codec_context())
+        llgr = neg.long_lived_stale_families != ()
+        return (peer.policy, families, neg.add_path_send, peer.session.codec_context(), llgr)
 
     def send_full_table(self, peer: Peer, *, refresh: bool = False) -> None:
         """Join the peer to its update group and send it the group's Adj-RIB-Out."""
@@ -345,6 +350,8 @@ class Exporter:
         policy = group.policy
         if not may_advertise(source, None, policy):
             return None
+        if not group.llgr and _LLGR_STALE in attrs.communities:
+            return None  # RFC 9494 §4.3: long-lived stale paths only to LLGR peers
         filters = policy.filters
         if filters.prefix_dependent:
             verdict = export_verdict(filters, policy.ebgp, afi, prefix, attrs, source)

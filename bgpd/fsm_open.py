@@ -22,6 +22,7 @@ from bgpd.codec.types import (
     ExtendedMessage,
     FourOctetAs,
     GracefulRestart,
+    LongLivedGracefulRestart,
     Multiprotocol,
     Notification,
     Open,
@@ -141,6 +142,10 @@ def negotiate(config: FsmConfig, peer_open: Open) -> Negotiated:
     send = _add_path(ours, _ADD_PATH_SEND) & _add_path(theirs, _ADD_PATH_RECEIVE) & families
     graceful = next((c for c in theirs if isinstance(c, GracefulRestart)), None)
     our_graceful = next((c for c in ours if isinstance(c, GracefulRestart)), None)
+    llgr = gr.stale_times(
+        next((c for c in ours if isinstance(c, LongLivedGracefulRestart)), None),
+        next((c for c in theirs if isinstance(c, LongLivedGracefulRestart)), None),
+    )
     return Negotiated(
         peer_asn=peer_asn(peer_open),
         peer_router_id=peer_open.router_id,
@@ -155,6 +160,7 @@ def negotiate(config: FsmConfig, peer_open: Open) -> Negotiated:
         add_path_send=frozenset(send),
         peer_capabilities=theirs,
         notification_gr=gr.notification_gr(our_graceful, graceful),
+        long_lived_stale_families=tuple(sorted(llgr.items())),
     )
 
 

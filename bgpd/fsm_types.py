@@ -89,6 +89,8 @@ class Negotiated:
     add_path_send: frozenset[tuple[int, int]]  # we advertised send and the peer receive
     peer_capabilities: tuple[Capability, ...]
     notification_gr: bool = False  # both sides set the N bit (RFC 8538)
+    # RFC 9494: (afi, long-lived stale time) for the families both sides advertised LLGR for
+    long_lived_stale_families: tuple[tuple[int, int], ...] = ()
 
 
 # --- events (RFC 4271 §8.1, reduced to what a driver can observe) ----------------------------

@@ -35,6 +35,7 @@ from bgpd.codec.types import (
     ExtendedMessage,
     FourOctetAs,
     GracefulRestart,
+    LongLivedGracefulRestart,
     Message,
     Multiprotocol,
     Notification,
@@ -51,8 +52,9 @@ from bgpd.deferral import SelectionDeferral
 from bgpd.events import BestRouteChange, EndOfRib, EventSink, SpeakerEvent
 from bgpd.export import Exporter
 from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
-from bgpd.gr import FORWARDING, NOTIFICATION, RESTART_STATE, keeps_routes
+from bgpd.gr import FORWARDING, NOTIFICATION, RESTART_STATE, ends_gracefully, keeps_routes
 from bgpd.import_rib import FilteredAdjRibIn, ImportDecision
+from bgpd.llgr import to_long_lived
 from bgpd.policy import PeerPolicy, import_path, local_path
 from bgpd.policy_filters import SessionFilters, import_verdict
 from bgpd.prefix_limit import MaxPrefixes, PrefixLimitState, cease_data
@@ -91,6 +93,7 @@ class PeerSpec:
     owned_only: bool = False  # export only the speaker's owned prefixes unless a filter accepts
     max_prefixes: MaxPrefixes | None = None  # RFC 4486: Cease past this many per family
     bfd: BfdSettings | None = None  # RFC 5882: a BFD session brings this session down at once
+    long_lived_stale_time: int | None = None  # RFC 9494 LLST we advertise; None: the speaker's
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,7 @@ class SpeakerConfig:
     cluster_id: str | None = None
     connect_retry_time: float = 5.0
     ebgp_requires_policy: bool = False  # RFC 8212 on every eBGP session
+    long_lived_stale_time: int = 3600  # RFC 9494 (Calico Enterprise's default); 0: no LLGR
 
 
 @dataclass(slots=True)
@@ -129,6 +133,8 @@ class Peer:
     generation: int = 0  # the session generation whose UPDATEs we accept; 0 = none
     negotiated: Negotiated | None = None
     stale_timer: asyncio.TimerHandle | None = None
+    llgr_times: dict[int, int] = field(default_factory=dict)  # afi -> LLST, after GR time
+    llgr_timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
     eor_received: set[tuple[int, int]] = field(default_factory=set)
     dynamic: bool = False  # created from a peer range; removed once its session is gone
     prefix_limit: PrefixLimitState | None = None  # with spec.max_prefixes (bgpd.prefix_limit)
@@ -207,6 +213,7 @@ class Speaker:
                 peer.stale_timer.cancel()
             if peer.limit_timer is not None:
                 peer.limit_timer.cancel()
+            self._cancel_llgr(peer)
         for server in self._servers:
             server.close()
         self.bfd.close()
@@ -305,6 +312,7 @@ class Speaker:
         self.exporter.forget(peer)
         if peer.stale_timer is not None:
             peer.stale_timer.cancel()
+        self._cancel_llgr(peer)
         if peer.spec.password and not peer.dynamic:
             for server in self._servers:
                 for sock in server.sockets:
@@ -344,6 +352,16 @@ class Speaker:
             # while our selection is deferred after a restart (RFC 4724 §4.1).
             flags = NOTIFICATION | (RESTART_STATE if self.deferral.active else 0)
             caps.append(GracefulRestart(flags, min(restart, 4095), families))
+            llst = spec.long_lived_stale_time
+            if llst is None:
+                llst = self.config.long_lived_stale_time
+            if llst > 0:  # RFC 9494: keep our routes, least preferred, for this long
+                caps.append(
+                    LongLivedGracefulRestart(
+                        ((Afi.IPV4, Safi.UNICAST, FORWARDING, llst),
+                         (Afi.IPV6, Safi.UNICAST, FORWARDING, llst))
+                    )
+                )  # fmt: skip
         return FsmConfig(
             local_asn=spec.local_asn or self.config.asn,
             local_router_id=self.config.router_id,
@@ -367,6 +385,7 @@ class Speaker:
         peer.generation = session.generation
         peer.eor_received = set()
         peer.update_errors = UpdateErrorStats()
+        self._cancel_llgr(peer)  # back: what is still stale waits for End-of-RIB
         peer.source = PathSource(
             peer=session.address,
             router_id=int.from_bytes(socket.inet_aton(negotiated.peer_router_id), "big"),
@@ -408,18 +427,28 @@ class Speaker:
         gr = neg.graceful_restart if neg is not None else None
         n_bit = neg is not None and neg.notification_gr
         graceful = keeps_routes(gr, n_bit, event.sent, event.received)
+        covered = ends_gracefully(n_bit, event.sent, event.received)
+        llgr = dict(neg.long_lived_stale_families) if neg is not None and covered else {}
         log.info(
-            "peer=%s event=down reason=%s graceful=%s", session.address, event.reason, graceful
-        )
-        if graceful and gr is not None:
-            families = [afi for afi, _safi, _flags in gr.families] or [Afi.IPV4]
+            "peer=%s event=down reason=%s graceful=%s llgr=%s",
+            session.address, event.reason, graceful, bool(llgr),
+        )  # fmt: skip
+        self._cancel_llgr(peer)
+        if graceful or llgr:
+            families = set(llgr)
+            if graceful and gr is not None:
+                families |= {afi for afi, _safi, _flags in gr.families} or {Afi.IPV4}
             peer.adj_in.mark_stale(families)
             for afi in list(peer.adj_in.routes):
                 if afi not in families:
                     self._mark_dirty(afi, peer.adj_in.clear(afi))
-            self._arm_stale_timer(peer, gr.restart_time)
             for afi in families:
                 self._mark_dirty(afi, peer.adj_in.prefixes(afi))  # re-decide: now stale
+            peer.llgr_times = llgr
+            if graceful and gr is not None:
+                self._arm_stale_timer(peer, gr.restart_time)
+            else:
+                self._enter_llgr(peer)  # no GR Restart Time: long-lived stale at once
         else:
             for afi in list(peer.adj_in.routes):
                 self._mark_dirty(afi, peer.adj_in.clear(afi))
@@ -449,11 +478,46 @@ class Speaker:
 
     def _stale_timer_fired(self, peer: Peer) -> None:
         peer.stale_timer = None
+        if peer.llgr_times:
+            self._enter_llgr(peer)  # RFC 9494 §4.2: the restart time is over, LLST begins
+            return
         for afi in list(peer.adj_in.stale):
             log.info("peer=%s event=stale-expired afi=%d", peer.spec.address, afi)
             self._mark_dirty(afi, peer.adj_in.sweep_stale(afi))
         self._schedule_flush()
         self._drop_dynamic(peer)
+
+    # --- long-lived graceful restart (RFC 9494) ---------------------------------------------
+
+    def _enter_llgr(self, peer: Peer) -> None:
+        """Stale paths of LLGR families become long-lived stale; the others go."""
+        times, peer.llgr_times = peer.llgr_times, {}
+        loop = asyncio.get_running_loop()
+        for afi in list(peer.adj_in.stale):
+            if afi in times:
+                log.info(
+                    "peer=%s event=long-lived-stale afi=%d time=%ds",
+                    peer.spec.address, afi, times[afi],
+                )  # fmt: skip
+                self._mark_dirty(afi, to_long_lived(peer.adj_in, afi, self.exporter.intern))
+                peer.llgr_timers[afi] = loop.call_later(times[afi], self._llgr_expired, peer, afi)
+            else:
+                self._mark_dirty(afi, peer.adj_in.sweep_stale(afi))
+        self._schedule_flush()
+
+    def _llgr_expired(self, peer: Peer, afi: int) -> None:
+        peer.llgr_timers.pop(afi, None)
+        log.info("peer=%s event=long-lived-stale-expired afi=%d", peer.spec.address, afi)
+        self._mark_dirty(afi, peer.adj_in.sweep_stale(afi))
+        self._schedule_flush()
+        self._drop_dynamic(peer)
+
+    @staticmethod
+    def _cancel_llgr(peer: Peer) -> None:
+        peer.llgr_times = {}
+        for handle in peer.llgr_timers.values():
+            handle.cancel()
+        peer.llgr_timers.clear()
 
     def _sweep_unsupported_stale(self, peer: Peer, neg: Negotiated) -> None:
         """On re-establishment, drop stale paths of families the peer no longer preserves."""
@@ -461,6 +525,7 @@ class Speaker:
             return
         gr = neg.graceful_restart
         kept = {afi for afi, _s, flags in gr.families if flags & 0x80} if gr else set()
+        kept |= {afi for afi, _time in neg.long_lived_stale_families}
         for afi in list(peer.adj_in.stale):
             if afi not in kept:
                 self._mark_dirty(afi, peer.adj_in.sweep_stale(afi))

@@ -56,6 +56,7 @@ def peer_spec(peer: PeerConfig, peer_type: str = "global") -> PeerSpec:
         keep_next_hop=peer.next_hop_mode == "Keep",
         next_hop_self=peer.next_hop_mode == "Self",
         bfd=bfd_settings(peer.bfd),
+        long_lived_stale_time=peer.long_lived_stale_time,
     )
 
 
@@ -67,6 +68,9 @@ def speaker_config(config: BgpdConfig) -> SpeakerConfig:
         restart_time=config.graceful_restart.restart_time,
         cluster_id=config.route_reflector.cluster_id if config.route_reflector else None,
         ebgp_requires_policy=config.ebgp_requires_policy,
+        long_lived_stale_time=(
+            config.graceful_restart.long_lived_stale_time if config.graceful_restart.enabled else 0
+        ),
     )
 
 

@@ -150,6 +150,7 @@ class _Builder:
             filters=self.filters_of(bgp_peer),
             max_prefixes=_max_prefixes(bgp_peer),
             bfd=bfd_settings(bfd or self.config.node_mesh_bfd, not self.same_subnet(theirs)),
+            long_lived_stale_time=bgp_peer.long_lived_stale_time if bgp_peer else None,
         )
         self.add(spec, reason, override=peer_type != "mesh")
 
@@ -201,6 +202,7 @@ def compute_topology(
         restart_time=config.node_mesh_max_restart_time,
         cluster_id=me.route_reflector_cluster_id,
         ebgp_requires_policy=config.ebgp_requires_policy,
+        long_lived_stale_time=config.node_mesh_long_lived_stale_time,
     )
     return Topology(node_name, speaker, config.listen_port, mesh, b.peers, b.reasons)
 
@@ -228,6 +230,7 @@ def _external_peer(b: _Builder, peer: BGPPeer, peer_type: str, reason: str) -> N
         owned_only=True,
         max_prefixes=_max_prefixes(peer),
         bfd=bfd_settings(peer.bfd),  # hop mode from the kernel's routes when the session starts
+        long_lived_stale_time=peer.long_lived_stale_time,
     )
     b.add(spec, reason, override=True)
 

@@ -80,7 +80,7 @@ ERRORS = [
         "peers[0].hold: unknown key; expected one of "
         "address, asNumber, port, passive, password, holdTime, keepaliveTime, description, "
         "sourceAddress, routeReflectorClient, ttlSecurity, filters, maxPrefixes, localASNumber, "
-        "nextHopMode, bfd",
+        "nextHopMode, bfd, longLivedStaleTime",
     ),
     (
         "unknown-listen-key",

@@ -50,6 +50,7 @@ class BirdNeighbor:
     gateway: str = "direct"  # "direct": next hops on a shared subnet need no IGP table
     multihop: bool = False  # BIRD's iBGP default; False writes ``direct`` (one hop, a shared link)
     bfd: bool = False  # ``bfd on``: needs a ``protocol bfd`` (see BirdConfig.bfd)
+    long_lived_stale_time: int | None = None  # RFC 9494 LLGR on, with this stale time (s)
 
     @property
     def protocol(self) -> str:
@@ -141,6 +142,9 @@ class BirdConfig:
             opts += ["graceful restart on;", f"graceful restart time {nbr.restart_time};"]
         else:
             opts.append("graceful restart off;")
+        if nbr.long_lived_stale_time is not None:
+            opts += ["long lived graceful restart on;",
+                     f"long lived stale time {nbr.long_lived_stale_time};"]  # fmt: skip
         if nbr.rr_client:
             opts.append("rr client;")
         if self.rr_cluster_id is not None and nbr.rr_client:

@@ -28,7 +28,7 @@ from bgpd.codec.messages import (
     encode_updates,
     encode_withdrawals,
 )
-from bgpd.codec.types import Afi, PathAttributes, Safi
+from bgpd.codec.types import Afi, LongLivedGracefulRestart, PathAttributes, Safi
 from bgpd.decision import PathSource
 from bgpd.fsm_types import Negotiated
 from bgpd.policy import PeerPolicy, export_attributes, may_advertise
@@ -139,7 +139,9 @@ class Exporter:
         assert peer.policy is not None and peer.negotiated is not None
         neg = peer.negotiated
         families = tuple(f for f in neg.families if f[1] == Safi.UNICAST)
-        llgr = neg.long_lived_stale_families != ()
+        # RFC 9494 §4.3: long-lived stale paths go to peers that advertised the capability,
+        # even empty (BIRD's "aware" mode).
+        llgr = any(isinstance(c, LongLivedGracefulRestart) for c in neg.peer_capabilities)
         return (peer.policy, families, neg.add_path_send, peer.session.codec_context(), llgr)
 
     def send_full_table(self, peer: Peer, *, refresh: bool = False) -> None:

@@ -102,3 +102,33 @@ async def test_helper_keeps_a_gone_peers_routes_long_lived_then_drops_them() -> 
     finally:
         await a.stop(graceful=False)
         await b.stop(graceful=False)
+
+
+async def test_reflector_sends_long_lived_stale_paths_only_to_llgr_peers() -> None:
+    # r reflects for three clients: d originates a block and goes away (1 s restart time, long
+    # stale time); b advertised LLGR and keeps getting the path, tagged LLGR_STALE; c did not
+    # (long-lived stale time 0: no capability) and gets it withdrawn (RFC 9494 §4.3).
+    r_addr, b_addr, c_addr, d_addr = (f"{NET}.{i}" for i in (11, 12, 13, 14))
+    r = Speaker(SpeakerConfig(asn=64512, router_id="192.0.2.11", cluster_id="1.0.0.1"))
+    b = Speaker(SpeakerConfig(asn=64512, router_id="192.0.2.12"))
+    c = Speaker(SpeakerConfig(asn=64512, router_id="192.0.2.13", long_lived_stale_time=0))
+    d = Speaker(SpeakerConfig(asn=64512, router_id="192.0.2.14", restart_time=1))
+    speakers = (r, b, c, d)
+    for sp in speakers:
+        await sp.start()
+    block = prefix_from_str("10.244.4.0/24")[1]
+    try:
+        port = await r.listen(r_addr, 0)
+        for client, addr in ((b, b_addr), (c, c_addr), (d, d_addr)):
+            r.add_peer(PeerSpec(addr, 64512, passive=True, rr_client=True))
+            client.add_peer(PeerSpec(r_addr, 64512, port=port, source_address=addr))
+        d.originate("10.244.4.0/24")
+        await settle(lambda: block in b.loc_rib.table(1) and block in c.loc_rib.table(1))
+        await d.stop(graceful=True)
+        await settle(lambda: LLGR_STALE in r.loc_rib.table(1)[block].attrs.communities, 5)
+        await settle(lambda: block not in c.loc_rib.table(1), 5)
+        await settle(lambda: LLGR_STALE in b.loc_rib.table(1)[block].attrs.communities, 5)
+        assert b.loc_rib.table(1)[block].attrs.next_hop == d_addr
+    finally:
+        for sp in speakers:
+            await sp.stop(graceful=False)

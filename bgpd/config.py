@@ -76,6 +76,7 @@ _TOP_KEYS = (
     "peerRanges",
     "filters",
     "ebgpRequiresPolicy",
+    "shutdown",
 )
 _PEER_KEYS = (
     "address",
@@ -143,6 +144,17 @@ class GracefulRestartConfig:
 
 
 @dataclass(frozen=True)
+class ShutdownConfig:
+    """What SIGTERM does: ``gracefulRestart`` (close without NOTIFICATION; peers keep our
+    routes) or ``drain`` (RFC 8326: GRACEFUL_SHUTDOWN and LOCAL_PREF 0 for ``drain_time``
+    seconds, then Cease/Administrative Shutdown with ``message``, RFC 9003)."""
+
+    mode: str = "gracefulRestart"
+    drain_time: int = 30
+    message: str = "podbgp is shutting down"
+
+
+@dataclass(frozen=True)
 class RouteReflectorConfig:
     """RFC 4456 route reflection: this speaker's Cluster ID (dotted quad)."""
 
@@ -202,6 +214,25 @@ class BgpdConfig:
     filters: tuple[BGPFilter, ...] = ()
     ebgp_requires_policy: bool = False  # RFC 8212 on eBGP sessions
     path: str = field(default="", compare=False)  # the file it was read from (for SIGHUP)
+    shutdown: ShutdownConfig = ShutdownConfig()
+
+
+def check_shutdown_message(value: object) -> str:
+    """RFC 9003 §2: at most 255 octets of UTF-8."""
+    if not isinstance(value, str) or len(value.encode("utf-8")) > 255:
+        raise FieldError("must be text of at most 255 UTF-8 octets (RFC 9003)")
+    return value
+
+
+def _shutdown(root: Section) -> ShutdownConfig:
+    sec = root.section("shutdown", ("mode", "drainTime", "message"))
+    if sec is None:
+        return ShutdownConfig()
+    return ShutdownConfig(
+        mode=sec.optional("mode", check_enum(("gracefulRestart", "drain")), "gracefulRestart"),
+        drain_time=sec.optional("drainTime", check_int(0, 3600), ShutdownConfig.drain_time),
+        message=sec.optional("message", check_shutdown_message, ShutdownConfig.message),
+    )
 
 
 def check_api_listen(value: object) -> ApiConfig | None:
@@ -395,4 +426,5 @@ def load_bgpd_config(path: str) -> BgpdConfig:
         route_reflector=(reflector := _route_reflector(root)),
         peer_ranges=_peer_ranges(root, reflector is not None),
         path=path,
+        shutdown=_shutdown(root),
     )

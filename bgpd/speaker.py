@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from bgpd import tcp
+from bgpd import shutdown, tcp
 from bgpd.bfd.peering import BfdPeering, BfdSettings, ManagerFactory
 from bgpd.bfd.thread import ThreadedBfdEndpoint
 from bgpd.bfd.views import BfdStateChange
@@ -176,6 +176,7 @@ class Speaker:
         self._flush_scheduled = False
         self.ebgp_requires_policy = config.ebgp_requires_policy
         self.owned: tuple[IPNetwork, ...] = ()  # for peers with owned_only (a node's pools)
+        self.draining = False  # RFC 8326: our routes carry GRACEFUL_SHUTDOWN
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -223,6 +224,22 @@ class Speaker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    async def drain(self, drain_time: float, message: str) -> None:
+        """Graceful shutdown (RFC 8326): re-advertise our routes with GRACEFUL_SHUTDOWN and
+        LOCAL_PREF 0, wait ``drain_time`` seconds for traffic to move, then close every session
+        with Cease/Administrative Shutdown carrying ``message`` (RFC 9003)."""
+        self.draining = True
+        log.info("event=drain-start drain_time=%.0fs message=%r", drain_time, message)
+        for afi, table in self.originated.items():
+            for wire, attrs in table.items():
+                table[wire] = shutdown.drained(attrs)
+            self._mark_dirty(afi, list(table))
+        self._schedule_flush()
+        await asyncio.sleep(drain_time)
+        for peer in self.peers.values():
+            peer.session.stop(notify=True, reason=message)
+        log.info("event=drain-done peers=%d", len(self.peers))
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -324,7 +341,10 @@ class Speaker:
 
     def originate(self, prefix: str, attrs: PathAttributes | None = None) -> None:
         afi, wire = prefix_from_str(prefix)
-        self.originated.setdefault(afi, {})[wire] = attrs or local_path()
+        path = attrs or local_path()
+        self.originated.setdefault(afi, {})[wire] = (
+            shutdown.drained(path) if self.draining else path
+        )
         self._mark_dirty(afi, [wire])
         self._schedule_flush()
 
@@ -641,12 +661,14 @@ class Speaker:
         if local_asn != self.config.asn and any(self.config.asn in a for _t, a in attrs.as_path):
             return None  # a loop through our own AS, whatever AS this session presents
         return self.exporter.intern(
-            import_path(
-                attrs,
-                local_asn=local_asn,
-                router_id=self.config.router_id,
-                ebgp=peer.source.ebgp,
-                cluster_id=self.config.cluster_id,
+            shutdown.on_import(  # RFC 8326: GRACEFUL_SHUTDOWN paths get LOCAL_PREF 0
+                import_path(
+                    attrs,
+                    local_asn=local_asn,
+                    router_id=self.config.router_id,
+                    ebgp=peer.source.ebgp,
+                    cluster_id=self.config.cluster_id,
+                )
             )
         )
 

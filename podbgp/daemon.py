@@ -173,6 +173,7 @@ async def run(config: BgpdConfig) -> None:
     speaker: Speaker | None = None
     runner: web.AppRunner | None = None
     watchdog: asyncio.Task[None] | None = None
+    drained = False
     try:
         try:
             speaker = await start_speaker(config)
@@ -205,12 +206,15 @@ async def run(config: BgpdConfig) -> None:
         notifier.ready(f"{len(config.peers)} peers configured")
         watchdog = sdnotify.start_watchdog(notifier)
         await stop.wait()
+        if config.shutdown.mode == "drain" and speaker is not None:
+            await speaker.drain(config.shutdown.drain_time, config.shutdown.message)
+            drained = True
     finally:
         notifier.stopping()
         await sdnotify.stop_watchdog(watchdog)
         if speaker is not None:
             log.info("event=stopping graceful=%s", config.graceful_restart.enabled)
-            await speaker.stop(graceful=config.graceful_restart.enabled)
+            await speaker.stop(graceful=config.graceful_restart.enabled and not drained)
             if not config.graceful_restart.enabled:
                 forget_run(config.graceful_restart.run_file)
         if runner is not None:

@@ -72,7 +72,7 @@ ERRORS = [
         HEAD + "asnumber: 1\n",
         "asnumber: unknown key; expected one of "
         "asNumber, routerId, listen, api, gracefulRestart, logLevel, peers, originate, "
-        "routeReflector, peerRanges, filters, ebgpRequiresPolicy",
+        "routeReflector, peerRanges, filters, ebgpRequiresPolicy, shutdown",
     ),
     (
         "unknown-peer-key",
@@ -91,7 +91,8 @@ ERRORS = [
         "non-string-key",
         HEAD + "5: x\n",
         "5: unknown key; expected one of asNumber, routerId, listen, api, gracefulRestart, "
-        "logLevel, peers, originate, routeReflector, peerRanges, filters, ebgpRequiresPolicy",
+        "logLevel, peers, originate, routeReflector, peerRanges, filters, ebgpRequiresPolicy, "
+        "shutdown",
     ),
     (
         "unhashable-key",
@@ -528,4 +529,20 @@ def test_peer_range_bfd(tmp_path: Path) -> None:
     text = HEAD + "peerRanges:\n  - {range: 192.0.2.0/24, asNumber: 64512, bfd: {minTx: x}}\n"
     assert error_of(write(tmp_path, text)).endswith(
         "peerRanges[0].bfd.minTx: must be an integer in 1..60000"
+    )
+
+
+def test_shutdown_section(tmp_path: Path) -> None:
+    from bgpd.config import ShutdownConfig
+
+    assert load_bgpd_config(write(tmp_path, HEAD)).shutdown == ShutdownConfig()
+    text = HEAD + "shutdown: {mode: drain, drainTime: 5, message: bye}\n"
+    assert load_bgpd_config(write(tmp_path, text)).shutdown == ShutdownConfig("drain", 5, "bye")
+    text = HEAD + "shutdown: {mode: now}\n"
+    assert error_of(write(tmp_path, text)).endswith(
+        "shutdown.mode: must be one of gracefulRestart, drain"
+    )
+    text = HEAD + f"shutdown: {{message: {'é' * 128}}}\n"
+    assert error_of(write(tmp_path, text)).endswith(
+        "shutdown.message: must be text of at most 255 UTF-8 octets (RFC 9003)"
     )

@@ -105,3 +105,16 @@ def test_without_n_a_stop_sends_the_plain_cease() -> None:
 def test_under_n_bfd_down_sends_hard_reset() -> None:
     fsm = established(WITH_N, WITH_N)
     assert fsm.handle(BfdDown(), 1.0)[0] == Send(1, gr.hard_reset(BFD))
+
+
+def test_graceful_shutdown_attribute_rules() -> None:
+    from bgpd.codec.types import PathAttributes
+    from bgpd.shutdown import GRACEFUL_SHUTDOWN, drained, on_import
+
+    ours = drained(PathAttributes(local_pref=100, communities=(1,)))
+    assert ours.local_pref == 0 and ours.communities == (1, GRACEFUL_SHUTDOWN)
+    assert drained(ours) == ours
+    received = PathAttributes(local_pref=200, communities=(GRACEFUL_SHUTDOWN,))
+    assert on_import(received) == PathAttributes(local_pref=0, communities=(GRACEFUL_SHUTDOWN,))
+    plain = PathAttributes(local_pref=200)
+    assert on_import(plain) is plain and on_import(None) is None

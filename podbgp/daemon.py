@@ -27,6 +27,7 @@ from bgpd.config import ApiConfig, BgpdConfig, ConfigError, PeerConfig, load_bgp
 from bgpd.deferral import forget_run, run_file_found
 from bgpd.speaker import PeerRange, PeerSpec, Speaker, SpeakerConfig
 from podbgp.ops import sdnotify
+from podbgp.ops.drain import DRAIN_DOC, DRAIN_PATH, drain_route
 from podbgp.ops.metrics import METRICS_DOC, Snapshot, metrics_route, register_collector
 from podbgp.ops.views import SpeakerViews
 
@@ -178,7 +179,18 @@ async def run(config: BgpdConfig) -> None:
         try:
             speaker = await start_speaker(config)
             views = SpeakerViews(speaker)
-            runner = await start_operations(views, config.api, CollectorRegistry())
+            drain = drain_route(
+                lambda: speaker,
+                drain_time=config.shutdown.drain_time,
+                message=config.shutdown.message,
+            )
+            runner = await start_operations(
+                views,
+                config.api,
+                CollectorRegistry(),
+                routes=[drain],
+                docs={DRAIN_PATH: DRAIN_DOC},
+            )
         except (OSError, ValueError) as exc:
             # One line, no traceback: the cause is in the config or on the host, not in podbgp.
             log.error("event=start-failed error=%s", exc)

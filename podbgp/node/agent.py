@@ -59,6 +59,7 @@ from podbgp.ops.schema import (
 )
 from podbgp.ops.views import SpeakerViews
 
+DRAIN_TIME = 30  # seconds of POST /v1/drain when the request names none (RFC 8326)
 log = logging.getLogger("podbgp.node")
 
 BACKOFF_MIN = 0.5  # seconds before the first reconnect to an unreachable datastore
@@ -544,6 +545,7 @@ class NodeAgent:
 
     async def _start_api(self) -> web.AppRunner | None:
         from podbgp.daemon import start_operations
+        from podbgp.ops.drain import DRAIN_DOC, DRAIN_PATH, drain_route
         from podbgp.ops.openapi import CLUSTER_PEERS_DOC
 
         async def node_handler(request: web.Request) -> web.Response:
@@ -570,8 +572,13 @@ class NodeAgent:
             routes=[
                 web.get("/v1/node", node_handler),
                 web.get("/v1/cluster/peers", cluster_handler),
+                drain_route(
+                    lambda: self.speaker,
+                    drain_time=DRAIN_TIME,
+                    message=f"podbgp node {self.name} is draining",
+                ),
             ],
-            docs={"/v1/cluster/peers": CLUSTER_PEERS_DOC},
+            docs={"/v1/cluster/peers": CLUSTER_PEERS_DOC, DRAIN_PATH: DRAIN_DOC},
             ready_checks=[self._ready],
         )
 

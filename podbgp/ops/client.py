@@ -53,14 +53,37 @@ def api_get(
     ``token`` goes in an ``Authorization: Bearer`` header (RFC 6750), never in the URL, so it
     cannot end up in an error message or a server's request log.
     """
+    return api_request(base, path, query, token=token, timeout=timeout)
+
+
+def api_post(
+    base: str, path: str, body: Any, *, token: str | None = None, timeout: float = API_TIMEOUT
+) -> Any:
+    """POST ``body`` as JSON to ``base + path``; the decoded answer. Raises :class:`ApiError`."""
+    return api_request(base, path, token=token, timeout=timeout, body=body)
+
+
+def api_request(
+    base: str,
+    path: str,
+    query: dict[str, str] | None = None,
+    *,
+    token: str | None = None,
+    timeout: float = API_TIMEOUT,
+    body: Any = None,
+) -> Any:
+    """GET (or, with ``body``, POST as JSON) and decode the JSON answer."""
     url = base.rstrip("/") + path
     if query:
         url += "?" + urllib.parse.urlencode(query)
     headers = {"Accept": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    if data is not None:
+        headers["Content-Type"] = "application/json"
     try:
-        request = urllib.request.Request(url, headers=headers)
+        request = urllib.request.Request(url, data=data, headers=headers)
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             body = resp.read()
     except urllib.error.HTTPError as exc:

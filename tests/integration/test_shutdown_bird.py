@@ -9,6 +9,7 @@ which BIRD shows. A route BIRD sends with GRACEFUL_SHUTDOWN gets LOCAL_PREF 0 at
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -86,3 +87,38 @@ def test_drain_then_shutdown_message(netns_factory: NetnsFactory, tmp_path: Path
     assert "Administrative shutdown" in info
     assert MESSAGE in router.birdc("show", "protocols", "all", neighbor.protocol)
     assert speaker.proc.wait(10) == 0
+
+
+def test_podbgp_drain_verb(netns_factory: NetnsFactory, tmp_path: Path) -> None:
+    """``podbgp drain`` through the API: the same drain, and the daemon keeps running."""
+    ns_p, ns_r = two_namespaces(netns_factory)
+    neighbor = BirdNeighbor(PODBGP_V4, 64512)
+    config = BirdConfig(router_id=ROUTER_V4, asn=64512, listen_address=ROUTER_V4,
+                        neighbors=(neighbor,))  # fmt: skip
+    router = BirdRouter(netns_factory, ns_r, config, tmp_path / "bird").start()
+    config_p = {
+        "asNumber": 64512,
+        "routerId": PODBGP_V4,
+        "listen": {"address": "::", "port": 179},
+        "api": {"listen": "127.0.0.1:9179"},
+        "logLevel": "info",
+        "peers": [{"address": ROUTER_V4, "asNumber": 64512}],
+        "originate": [OUR_BLOCK],
+    }
+    speaker = PodbgpSpeaker(tmp_path, "podbgp", config_p, netns=ns_p).start()
+    netns_factory.processes.append(speaker.proc)  # type: ignore[arg-type]
+    router.wait_established(neighbor.protocol, 30)
+    router.wait_route(OUR_BLOCK, 15)
+    out = netns_factory.run(
+        ns_p, sys.executable, "-m", "podbgp", "drain", "--api", speaker.api_url,
+        "--drain-time", "2", "--message", "rolling upgrade",
+    ).stdout  # fmt: skip
+    print("\n" + out)
+    assert "draining 1 sessions" in out
+    wait_until(
+        lambda: (r := router.routes(OUR_BLOCK)) and (65535, 0) in r[0]["communities"], 2, 0.05
+    )
+    router.wait_route(OUR_BLOCK, 8, present=False)
+    assert "rolling upgrade" in router.birdc("show", "protocols", "all", neighbor.protocol)
+    assert speaker.running()
+    assert speaker.get_fast(f"/v1/peers/{ROUTER_V4}")["state"] == "Idle"

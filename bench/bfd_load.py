@@ -40,11 +40,11 @@ from tempfile import TemporaryDirectory
 
 import yaml
 
-from bench.receive import RawBirdConfig, podbgp_count, wait
+from bench.receive import RawBirdConfig, bird_count, podbgp_count, wait
 from tests.support.bird import BirdConfig, BirdNeighbor, BirdRouter, StaticRoute
 from tests.support.netns import NetnsFactory
 
-RECEIVER, SENDER = "192.0.2.1", "192.0.2.2"
+RECEIVER, SENDER, CLIENT = "192.0.2.1", "192.0.2.2", "192.0.2.4"  # podbgp; BIRDs
 ASN = 64512
 INTERVAL_MS, MULTIPLIER = 100, 3
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @dataclass
 class Result:
+    scenario: str
     driver: str
     prefixes: int
     rounds: int
@@ -120,21 +121,33 @@ def bird_sender(n: int) -> str:
     )
 
 
-def run_one(driver: str, n: int, rounds: int, work: Path) -> Result:
+def run_one(scenario: str, driver: str, n: int, rounds: int, work: Path) -> Result:
+    """``ingest``: BIRD -> podbgp. ``reflect``: BIRD -> podbgp (route reflector) -> BIRD, BFD
+    on both sessions; the count is the receiving BIRD's table."""
     work.mkdir(parents=True, exist_ok=True)
+    reflect = scenario == "reflect"
     with NetnsFactory(log_dir=work) as factory:
         ns_r, ns_s = factory.namespace("r"), factory.namespace("s")
-        factory.veth(ns_r, ns_s, addrs_a=[f"{RECEIVER}/24"], addrs_b=[f"{SENDER}/24"])
+        ns_c = factory.namespace("c") if reflect else None
+        if ns_c is not None:
+            factory.lan({ns_r: [f"{RECEIVER}/24"], ns_s: [f"{SENDER}/24"], ns_c: [f"{CLIENT}/24"]})
+        else:
+            factory.veth(ns_r, ns_s, addrs_a=[f"{RECEIVER}/24"], addrs_b=[f"{SENDER}/24"])
         bfd = {"minRx": INTERVAL_MS, "minTx": INTERVAL_MS, "multiplier": MULTIPLIER}
-        config = {
+        peers = [{"address": a, "asNumber": ASN, "passive": True, "bfd": bfd,
+                  "routeReflectorClient": reflect}
+                 for a in ([SENDER, CLIENT] if reflect else [SENDER])]  # fmt: skip
+        config: dict[str, object] = {
             "asNumber": ASN,
             "routerId": RECEIVER,
             "listen": {"address": RECEIVER},
             "api": {"listen": "127.0.0.1:9179"},
             "logLevel": "info",
             "gracefulRestart": {"enabled": False},
-            "peers": [{"address": SENDER, "asNumber": ASN, "passive": True, "bfd": bfd}],
+            "peers": peers,
         }
+        if reflect:
+            config["routeReflector"] = {"clusterId": "1.0.0.1"}
         config_path = work / "podbgp.yaml"
         config_path.write_text(yaml.safe_dump(config))
         log_path = work / "podbgp.log"
@@ -152,8 +165,22 @@ def run_one(driver: str, n: int, rounds: int, work: Path) -> Result:
         sender = BirdRouter(factory, ns_s, raw, work / "bird-s")  # type: ignore[arg-type]
         sender.start(timeout=120)
         wait(lambda: sender.protocols()["feed"].bgp_state == "Established", 60)
-        wait(lambda: "bfd session INIT -> UP" in log_path.read_text(errors="replace") or
-             "bfd session DOWN -> UP" in log_path.read_text(errors="replace"), 30)  # fmt: skip
+        if ns_c is not None:
+            client_cfg = BirdConfig(
+                router_id=CLIENT, asn=ASN, listen_address=CLIENT,
+                neighbors=(BirdNeighbor(RECEIVER, ASN, name="feed", bfd=True),),
+                bfd=(INTERVAL_MS, INTERVAL_MS, MULTIPLIER),
+            )  # fmt: skip
+            client = BirdRouter(factory, ns_c, client_cfg, work / "bird-c").start()
+            wait(lambda: client.protocols()["feed"].bgp_state == "Established", 60)
+            count = bird_count(client)
+        sessions = 2 if reflect else 1
+
+        def bfd_up() -> bool:
+            ups = re.findall(r"bfd session (?:INIT|DOWN) -> UP", log_path.read_text("utf-8"))
+            return len(ups) >= sessions
+
+        wait(bfd_up, 30)
         time.sleep(1.5)  # the poll sequence to 100 ms is done
         loads, withdraws = [], []
         for _ in range(rounds):
@@ -169,6 +196,7 @@ def run_one(driver: str, n: int, rounds: int, work: Path) -> Result:
         factory.stop(proc)
         lags = [float(m) for m in re.findall(r"loop-lag-ms=([\d.]+)", text)]
         return Result(
+            scenario=scenario,
             driver=driver,
             prefixes=n,
             rounds=rounds,
@@ -185,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefixes", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--drivers", default="thread,loop")
+    parser.add_argument("--scenarios", default="ingest,reflect")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--driver", default="thread", help=argparse.SUPPRESS)
@@ -197,22 +226,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results = []
     with TemporaryDirectory(prefix="podbgp-bench-bfd-") as tmp:
-        for driver in args.drivers.split(","):
-            print(f"... BFD driver {driver}: {args.rounds} x {args.prefixes} prefixes in and out",
-                  file=sys.stderr, flush=True)  # fmt: skip
-            results.append(run_one(driver, args.prefixes, args.rounds, Path(tmp) / driver))
+        for scenario in args.scenarios.split(","):
+            for driver in args.drivers.split(","):
+                print(f"... {scenario}, BFD driver {driver}: {args.rounds} x {args.prefixes} "
+                      "prefixes in and out", file=sys.stderr, flush=True)  # fmt: skip
+                work = Path(tmp) / f"{scenario}-{driver}"
+                results.append(run_one(scenario, driver, args.prefixes, args.rounds, work))
     print(
         f"\nMeasured {datetime.now(UTC):%Y-%m-%d} on {socket.gethostname()} "
         f"({platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}); "
         f"BFD {INTERVAL_MS} ms x {MULTIPLIER} both sides\n"
     )
-    print("| BFD driver | prefixes | rounds | load s | withdraw s | BFD flaps | BGP resets "
-          "| max loop lag ms |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| scenario | BFD driver | prefixes | rounds | load s | withdraw s | BFD flaps "
+          "| BGP resets | max loop lag ms |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
-            f"| {r.driver} | {r.prefixes} | {r.rounds} | {r.load_seconds} | {r.withdraw_seconds} "
-            f"| {r.bfd_flaps} | {r.bgp_resets} | {r.max_loop_lag_ms} |"
+            f"| {r.scenario} | {r.driver} | {r.prefixes} | {r.rounds} | {r.load_seconds} "
+            f"| {r.withdraw_seconds} | {r.bfd_flaps} | {r.bgp_resets} | {r.max_loop_lag_ms} |"
         )
     if args.out:
         args.out.write_text(json.dumps([asdict(r) for r in results], indent=2))

@@ -83,6 +83,7 @@ class BfdPeering:
         self._manager: BfdManager | None = None
         self._attached: dict[str, _Attached] = {}
         self.down_events = 0  # BGP sessions taken down by BFD
+        self.last_error = ""  # why the last session could not be started
 
     def attach(self, peer: str, local: str, settings: BfdSettings) -> None:
         """Run a session to ``peer`` from ``local`` (idempotent; a change re-tunes or moves it)."""
@@ -93,18 +94,24 @@ class BfdPeering:
         current = self._attached.get(peer)
         if current == wanted:
             return
-        manager = self._manager_or_start()
         if current is not None and (current.local, current.multihop) != (local, multihop):
             self.detach(peer)
-        manager.add_session(
-            peer,
-            local,
-            multihop=multihop,
-            min_tx_ms=settings.min_tx_ms,
-            min_rx_ms=settings.min_rx_ms,
-            multiplier=settings.multiplier,
-            on_state=lambda change: self._state_changed(peer, change),
-        )
+        try:
+            self._manager_or_start().add_session(
+                peer,
+                local,
+                multihop=multihop,
+                min_tx_ms=settings.min_tx_ms,
+                min_rx_ms=settings.min_rx_ms,
+                multiplier=settings.multiplier,
+                on_state=lambda change: self._state_changed(peer, change),
+            )
+        except OSError as exc:
+            # Ports 3784/4784 taken (another BFD daemon on this host), an address gone: BGP
+            # runs on without BFD, and the next session start tries again.
+            self.last_error = f"{peer}: {exc}"
+            log.error("peer=%s event=bfd-failed error=%s", peer, exc)
+            return
         self._attached[peer] = wanted
 
     def detach(self, peer: str) -> None:

@@ -170,3 +170,14 @@ def test_directly_connected(tmp_path: Path, address: str, expected: bool) -> Non
 
 def test_directly_connected_without_tables_guesses_multihop(tmp_path: Path) -> None:
     assert directly_connected("192.0.2.7", tmp_path) is False
+
+
+def test_a_session_that_cannot_start_leaves_bgp_alone() -> None:
+    class Busy(FakeManager):
+        def add_session(self, peer: str, local: str, **kwargs: object) -> None:  # type: ignore[override]
+            raise OSError(98, "Address already in use")
+
+    peering = BfdPeering(Busy, lambda peer, change: None)
+    peering.attach("192.0.2.2", "192.0.2.1", FAST)  # logged, not raised
+    assert not peering.attached("192.0.2.2")
+    assert "Address already in use" in peering.last_error

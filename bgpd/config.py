@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from bgpd.bgpfilter import BGPFilter
 from bgpd.config_filters import check_filter_names, load_filters, max_prefixes, resolve
 from bgpd.configcheck import (
+    BfdOptions,
     ConfigError,
     FieldError,
     Section,
+    bfd_section,
     check_asn,
     check_bool,
     check_enum,
@@ -74,6 +76,7 @@ _TOP_KEYS = (
     "peerRanges",
     "filters",
     "ebgpRequiresPolicy",
+    "shutdown",
 )
 _PEER_KEYS = (
     "address",
@@ -91,8 +94,10 @@ _PEER_KEYS = (
     "maxPrefixes",
     "localASNumber",
     "nextHopMode",
+    "bfd",
+    "longLivedStaleTime",
 )
-_PEER_RANGE_KEYS = ("range", "asNumber", "routeReflectorClient", "password", "holdTime")
+_PEER_RANGE_KEYS = ("range", "asNumber", "routeReflectorClient", "password", "holdTime", "bfd")
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,22 @@ class GracefulRestartConfig:
 
     enabled: bool = True
     restart_time: int = 120
+    # A file created at start and removed by a stop that is not graceful: found at start, it
+    # means we restarted on a host that kept running (RFC 4724 R bit, selection deferral).
+    run_file: str | None = None
+    selection_deferral_time: int = 60  # seconds our table may wait for the peers' End-of-RIB
+    long_lived_stale_time: int = 3600  # RFC 9494 LLST we advertise and honour at most; 0: off
+
+
+@dataclass(frozen=True)
+class ShutdownConfig:
+    """What SIGTERM does: ``gracefulRestart`` (close without NOTIFICATION; peers keep our
+    routes) or ``drain`` (RFC 8326: GRACEFUL_SHUTDOWN and LOCAL_PREF 0 for ``drain_time``
+    seconds, then Cease/Administrative Shutdown with ``message``, RFC 9003)."""
+
+    mode: str = "gracefulRestart"
+    drain_time: int = 30
+    message: str = "podbgp is shutting down"
 
 
 @dataclass(frozen=True)
@@ -149,6 +170,7 @@ class PeerRangeConfig:
     route_reflector_client: bool = False
     password: str | None = field(default=None, repr=False)
     hold_time: int = DEFAULT_HOLD_TIME
+    bfd: BfdOptions | None = None  # for every peer accepted from the range
 
 
 @dataclass(frozen=True)
@@ -171,6 +193,8 @@ class PeerConfig:
     max_prefixes: MaxPrefixes | None = None  # RFC 4486 prefix limit
     local_as_number: int | None = None  # the AS presented on this session (default: ours)
     next_hop_mode: str = "Auto"  # Auto, Self (reflected paths too) or Keep (the original)
+    bfd: BfdOptions | None = None  # RFC 5882: BFD brings the session down at once
+    long_lived_stale_time: int | None = None  # RFC 9494; None: gracefulRestart's
 
 
 @dataclass(frozen=True)
@@ -190,6 +214,25 @@ class BgpdConfig:
     filters: tuple[BGPFilter, ...] = ()
     ebgp_requires_policy: bool = False  # RFC 8212 on eBGP sessions
     path: str = field(default="", compare=False)  # the file it was read from (for SIGHUP)
+    shutdown: ShutdownConfig = ShutdownConfig()
+
+
+def check_shutdown_message(value: object) -> str:
+    """RFC 9003 §2: at most 255 octets of UTF-8."""
+    if not isinstance(value, str) or len(value.encode("utf-8")) > 255:
+        raise FieldError("must be text of at most 255 UTF-8 octets (RFC 9003)")
+    return value
+
+
+def _shutdown(root: Section) -> ShutdownConfig:
+    sec = root.section("shutdown", ("mode", "drainTime", "message"))
+    if sec is None:
+        return ShutdownConfig()
+    return ShutdownConfig(
+        mode=sec.optional("mode", check_enum(("gracefulRestart", "drain")), "gracefulRestart"),
+        drain_time=sec.optional("drainTime", check_int(0, 3600), ShutdownConfig.drain_time),
+        message=sec.optional("message", check_shutdown_message, ShutdownConfig.message),
+    )
 
 
 def check_api_listen(value: object) -> ApiConfig | None:
@@ -282,7 +325,10 @@ api_section = _api
 
 
 def _graceful_restart(root: Section) -> GracefulRestartConfig:
-    sec = root.section("gracefulRestart", ("enabled", "restartTime"))
+    sec = root.section(
+        "gracefulRestart",
+        ("enabled", "restartTime", "runFile", "selectionDeferralTime", "longLivedStaleTime"),
+    )
     if sec is None:
         return GracefulRestartConfig()
     return GracefulRestartConfig(
@@ -291,6 +337,10 @@ def _graceful_restart(root: Section) -> GracefulRestartConfig:
         restart_time=sec.optional(
             "restartTime", check_int(1, 4095), GracefulRestartConfig.restart_time
         ),
+        run_file=sec.optional("runFile", check_str(1, 4096), None),
+        selection_deferral_time=sec.optional("selectionDeferralTime", check_int(1, 3600), 60),
+        # RFC 9494 §3: a 24-bit field of seconds.
+        long_lived_stale_time=sec.optional("longLivedStaleTime", check_int(0, 0xFFFFFF), 3600),
     )
 
 
@@ -311,6 +361,8 @@ def _peer(sec: Section, filters: tuple[BGPFilter, ...]) -> PeerConfig:
         max_prefixes=max_prefixes(sec),
         local_as_number=sec.optional("localASNumber", check_asn, None),
         next_hop_mode=sec.optional("nextHopMode", check_enum(("Auto", "Self", "Keep")), "Auto"),
+        bfd=bfd_section(sec, "bfd"),
+        long_lived_stale_time=sec.optional("longLivedStaleTime", check_int(0, 0xFFFFFF), None),
     )
     keepalive, hold = peer.keepalive_time, peer.hold_time
     if keepalive is not None and hold > 0 and keepalive >= hold:
@@ -343,6 +395,7 @@ def _peer_ranges(root: Section, reflector: bool) -> tuple[PeerRangeConfig, ...]:
                 route_reflector_client=sec.optional("routeReflectorClient", check_bool, reflector),
                 password=sec.optional("password", check_str(1, 80), None),
                 hold_time=sec.optional("holdTime", check_hold_time, DEFAULT_HOLD_TIME),
+                bfd=bfd_section(sec, "bfd"),
             )
         )
     return tuple(ranges)
@@ -373,4 +426,5 @@ def load_bgpd_config(path: str) -> BgpdConfig:
         route_reflector=(reflector := _route_reflector(root)),
         peer_ranges=_peer_ranges(root, reflector is not None),
         path=path,
+        shutdown=_shutdown(root),
     )

@@ -285,6 +285,47 @@ class Section:
         return out
 
 
+# --- shared sections --------------------------------------------------------------------------
+
+BFD_KEYS = ("enabled", "minRx", "minTx", "multiplier")
+BFD_MAX_INTERVAL_MS = 60_000
+
+
+@dataclass(frozen=True)
+class BfdOptions:
+    """A ``bfd:`` mapping as written (bgpd ``peers[].bfd``, ``BGPPeer.spec.bfd``,
+    ``BGPConfiguration.spec.nodeMeshBFD``): milliseconds, RFC 5880 detect multiplier."""
+
+    enabled: bool = True
+    min_rx_ms: int = 300
+    min_tx_ms: int = 300
+    multiplier: int = 3
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "minRx": self.min_rx_ms,
+            "minTx": self.min_tx_ms,
+            "multiplier": self.multiplier,
+        }
+
+
+def bfd_section(parent: Section, name: str) -> BfdOptions | None:
+    """The ``bfd``-shaped mapping under ``name``: ``enabled`` (default true once the mapping is
+    written), ``minRx``/``minTx`` in ms (1..60000, default 300), ``multiplier`` (1..255,
+    default 3). None when absent or null."""
+    sec = parent.section(name, BFD_KEYS)
+    if sec is None:
+        return None
+    interval = check_int(1, BFD_MAX_INTERVAL_MS)
+    return BfdOptions(
+        enabled=sec.optional("enabled", check_bool, True),
+        min_rx_ms=sec.optional("minRx", interval, 300),
+        min_tx_ms=sec.optional("minTx", interval, 300),
+        multiplier=sec.optional("multiplier", check_int(1, 255), 3),
+    )
+
+
 # --- reading the file -------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from bgpd.codec.attributes import path_length
 from bgpd.codec.types import PathAttributes, SegmentType
 
 DEFAULT_LOCAL_PREF = 100
+_LLGR_STALE = 0xFFFF0006  # RFC 9494 (bgpd.llgr.LLGR_STALE; decision imports no RIB module)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ Candidate = tuple[PathAttributes, PathSource]
 
 class Reason(StrEnum):
     ONLY_PATH = "only path"
+    NOT_LONG_LIVED_STALE = "not long-lived stale"
     LOCAL_ORIGIN = "locally originated"
     LOCAL_PREF = "higher local-pref"
     AS_PATH = "shorter AS path"
@@ -88,6 +90,8 @@ def best_path(candidates: Sequence[Candidate]) -> tuple[Candidate, Reason]:
         return cands[0], Reason.ONLY_PATH
 
     steps: list[tuple[Reason, object]] = [
+        # RFC 9494 §4.2: a long-lived stale path (LLGR_STALE) loses to any other, first of all.
+        (Reason.NOT_LONG_LIVED_STALE, lambda c: 1 if _LLGR_STALE in c[0].communities else 0),
         # 0. Locally originated routes win (BIRD's protocol preference, Cisco's weight).
         (Reason.LOCAL_ORIGIN, lambda c: 0 if c[1].local else 1),
         # a) Highest degree of preference: LOCAL_PREF (eBGP paths get the default on import).

@@ -34,7 +34,7 @@ from bgpd.codec.messages import (
     encode_updates,
     encode_withdrawals,
 )
-from bgpd.codec.types import Afi, PathAttributes, Safi
+from bgpd.codec.types import Afi, LongLivedGracefulRestart, PathAttributes, Safi
 from bgpd.decision import PathSource
 from bgpd.fsm_types import Negotiated
 from bgpd.policy import PeerPolicy, export_attributes, may_advertise
@@ -79,9 +79,13 @@ log = logging.getLogger("podbgp.export")
 
 HIGH_WATER = 4 << 20  # bytes queued on one socket before its member is paused
 _CACHE_LIMIT = 100_000
+_LLGR_STALE = 0xFFFF0006  # RFC 9494 (bgpd.llgr.LLGR_STALE)
 
 Out = tuple[PathAttributes, str]  # exported attributes, source peer address ("" = local)
-GroupKey = tuple[PeerPolicy, tuple[tuple[int, int], ...], frozenset[tuple[int, int]], CodecContext]
+# (policy, families, ADD-PATH send, codec context, peer takes long-lived stale paths)
+GroupKey = tuple[
+    PeerPolicy, tuple[tuple[int, int], ...], frozenset[tuple[int, int]], CodecContext, bool
+]
 
 
 @dataclass(slots=True)
@@ -159,7 +163,7 @@ class Changes:
 class UpdateGroup:
     def __init__(self, key: GroupKey) -> None:
         self.key = key
-        self.policy, self.families, self.add_path, self.ctx = key
+        self.policy, self.families, self.add_path, self.ctx, self.llgr = key
         self.members: dict[str, Member] = {}
         self.adj_out: dict[int, dict[bytes, Out]] = {}
         self.entries_of: dict[int, dict[bytes, set[bytes]]] = {}  # ADD-PATH: prefix → entries
@@ -223,7 +227,10 @@ class Exporter:
         assert peer.policy is not None and peer.negotiated is not None
         neg = peer.negotiated
         families = tuple(f for f in neg.families if f[1] == Safi.UNICAST)
-        return (peer.policy, families, neg.add_path_send, peer.session.codec_context())
+        # RFC 9494 §4.3: long-lived stale paths go to peers that advertised the capability,
+        # even empty (BIRD's "aware" mode).
+        llgr = any(isinstance(c, LongLivedGracefulRestart) for c in neg.peer_capabilities)
+        return (peer.policy, families, neg.add_path_send, peer.session.codec_context(), llgr)
 
     def send_full_table(self, peer: Peer, *, refresh: bool = False) -> None:
         """Join the peer to its update group and send it the group's Adj-RIB-Out."""
@@ -446,6 +453,8 @@ class Exporter:
         policy = group.policy
         if not may_advertise(source, None, policy):
             return None
+        if not group.llgr and _LLGR_STALE in attrs.communities:
+            return None  # RFC 9494 §4.3: long-lived stale paths only to LLGR peers
         filters = policy.filters
         if filters.prefix_dependent:
             verdict = export_verdict(filters, policy.ebgp, afi, prefix, attrs, source)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from bgpd import gr
 from bgpd.codec.errors import CeaseSubcode, ErrorCode, FsmSubcode
 from bgpd.codec.types import (
     Keepalive,
@@ -37,6 +38,7 @@ from bgpd.fsm_open import (
 )
 from bgpd.fsm_types import (
     Action,
+    BfdDown,
     Close,
     Connect,
     DecodeFailed,
@@ -59,6 +61,7 @@ from bgpd.fsm_types import (
 __all__ = [
     "OPEN_SENT_HOLD_TIME",
     "Action",
+    "BfdDown",
     "Close",
     "Connect",
     "DecodeFailed",
@@ -119,6 +122,14 @@ class _Conn:
     negotiated: Negotiated | None = None  # set when the peer's OPEN is accepted
     hold_deadline: float | None = None
     keepalive_deadline: float | None = None
+
+
+def _flushing(c: _Conn, sent: Notification | None) -> Notification | None:
+    """A NOTIFICATION that must make the peer drop our routes: under Notification GR
+    (RFC 8538) a bare Cease would keep them stale, so it travels inside a Hard Reset."""
+    if sent is None or c.negotiated is None or not c.negotiated.notification_gr:
+        return sent
+    return gr.hard_reset(sent)
 
 
 class Fsm:
@@ -207,6 +218,8 @@ class Fsm:
                     return []
                 sent = Notification(error.code, error.subcode, error.data)
                 return self._end(c, now, error.reason, sent=sent)
+            case BfdDown(reason=reason):
+                return self._bfd_down(reason, now)
             case _:
                 raise TypeError(f"not an FSM event: {event!r}")
 
@@ -236,10 +249,19 @@ class Fsm:
             reason = f"Stopped ({describe_notification(sent)})"
         actions: list[Action] = []
         for c in list(self._conns.values()):
-            actions += self._end(c, self._now, reason, sent=sent, failure=False)
+            actions += self._end(c, self._now, reason, sent=_flushing(c, sent), failure=False)
         if was_started:
             self.last_error = reason
         return actions
+
+    def _bfd_down(self, reason: str, now: float) -> list[Action]:
+        """RFC 5882 §4.3: the Established session goes down at once, with Cease/BFD Down
+        (RFC 9384); connections still opening are left alone (BFD says nothing about them)."""
+        c = self._established()
+        if c is None:
+            return []
+        sent = _flushing(c, Notification(ErrorCode.CEASE, CeaseSubcode.BFD_DOWN))
+        return self._end(c, now, reason, sent=sent)
 
     def _restart(self, now: float) -> list[Action]:
         """Leave Idle: connect (Connect state), or wait for the peer (Active) when passive."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from bgpd import gr
 from bgpd.codec.errors import CeaseSubcode, ErrorCode, OpenSubcode
 from bgpd.codec.types import (
     AS_TRANS,
@@ -21,6 +22,7 @@ from bgpd.codec.types import (
     ExtendedMessage,
     FourOctetAs,
     GracefulRestart,
+    LongLivedGracefulRestart,
     Multiprotocol,
     Notification,
     Open,
@@ -139,6 +141,11 @@ def negotiate(config: FsmConfig, peer_open: Open) -> Negotiated:
     receive = _add_path(ours, _ADD_PATH_RECEIVE) & _add_path(theirs, _ADD_PATH_SEND) & families
     send = _add_path(ours, _ADD_PATH_SEND) & _add_path(theirs, _ADD_PATH_RECEIVE) & families
     graceful = next((c for c in theirs if isinstance(c, GracefulRestart)), None)
+    our_graceful = next((c for c in ours if isinstance(c, GracefulRestart)), None)
+    llgr = gr.stale_times(
+        next((c for c in ours if isinstance(c, LongLivedGracefulRestart)), None),
+        next((c for c in theirs if isinstance(c, LongLivedGracefulRestart)), None),
+    )
     return Negotiated(
         peer_asn=peer_asn(peer_open),
         peer_router_id=peer_open.router_id,
@@ -152,6 +159,8 @@ def negotiate(config: FsmConfig, peer_open: Open) -> Negotiated:
         add_path_receive=frozenset(receive),
         add_path_send=frozenset(send),
         peer_capabilities=theirs,
+        notification_gr=gr.notification_gr(our_graceful, graceful),
+        long_lived_stale_families=tuple(sorted(llgr.items())),
     )
 
 
@@ -222,6 +231,7 @@ _SUBCODE_NAMES: dict[int, dict[int, str]] = {
         7: "Connection collision resolution",
         8: "Out of resources",
         9: "Hard reset",
+        10: "BFD down",
     },
     ErrorCode.ROUTE_REFRESH: {1: "Invalid message length"},
 }

@@ -88,6 +88,9 @@ class Negotiated:
     add_path_receive: frozenset[tuple[int, int]]  # we advertised receive and the peer send
     add_path_send: frozenset[tuple[int, int]]  # we advertised send and the peer receive
     peer_capabilities: tuple[Capability, ...]
+    notification_gr: bool = False  # both sides set the N bit (RFC 8538)
+    # RFC 9494: (afi, long-lived stale time) for the families both sides advertised LLGR for
+    long_lived_stale_families: tuple[tuple[int, int], ...] = ()
 
 
 # --- events (RFC 4271 §8.1, reduced to what a driver can observe) ----------------------------
@@ -106,6 +109,17 @@ class ManualStop:
     # our restart and so keeps our routes.
     notify: bool = True
     data: bytes = b""  # the NOTIFICATION's data for other subcodes (RFC 4486 §4 for subcode 1)
+
+
+@dataclass(frozen=True, slots=True)
+class BfdDown:
+    """BFD saw the path to the peer fail (RFC 5882 §4.3): end an Established session at once.
+
+    Our BFD shares fate with the control plane (C bit 0), so the session ends with Cease/BFD
+    Down (RFC 9384) and its routes are not kept for graceful restart.
+    """
+
+    reason: str = "BFD session down"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +166,7 @@ Event = (
     | TcpFailed
     | MessageReceived
     | DecodeFailed
+    | BfdDown
 )
 
 

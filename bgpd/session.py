@@ -23,6 +23,7 @@ from bgpd.codec.errors import BGPError
 from bgpd.codec.messages import CodecContext, Decoder, Framer, encode_message
 from bgpd.codec.types import Message, MessageType, message_type
 from bgpd.fsm import (
+    BfdDown,
     Close,
     Connect,
     DecodeFailed,
@@ -118,16 +119,22 @@ class Session:
         self._dispatch(ManualStart())
 
     def stop(
-        self, *, notify: bool = True, subcode: int | None = None, data: bytes = b"", info: str = ""
+        self,
+        *,
+        notify: bool = True,
+        subcode: int | None = None,
+        data: bytes = b"",
+        info: str = "",
+        reason: str = "",
     ) -> None:
         """Stop the session: with a Cease NOTIFICATION, or (``notify=False``) by just closing
         the TCP connections, which a graceful-restart peer treats as our restart. ``subcode``
-        and ``data`` choose the Cease (default Administrative Shutdown); ``info`` replaces
-        the FSM's last error in words."""
+        and ``data`` choose the Cease (default Administrative Shutdown, with ``reason`` as its
+        RFC 9003 shutdown communication); ``info`` replaces the FSM's last error in words."""
         if subcode is None:
-            self._dispatch(ManualStop(notify=notify))
+            self._dispatch(ManualStop(notify=notify, reason=reason))
         else:
-            self._dispatch(ManualStop(subcode=subcode, notify=notify, data=data))
+            self._dispatch(ManualStop(subcode=subcode, notify=notify, data=data, reason=reason))
         if info:
             self.fsm.last_error = info
         for conn in list(self._conns.values()):
@@ -137,6 +144,10 @@ class Session:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def bfd_down(self, reason: str) -> None:
+        """BFD saw the path fail: end the Established session now (RFC 5882 §4.3)."""
+        self._dispatch(BfdDown(reason))
 
     def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")

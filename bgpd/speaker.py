@@ -20,7 +20,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from bgpd import tcp
+from bgpd import shutdown, tcp
+from bgpd.bfd.peering import BfdPeering, BfdSettings, ManagerFactory
+from bgpd.bfd.thread import ThreadedBfdEndpoint
+from bgpd.bfd.views import BfdStateChange
 from bgpd.bgpfilter import BGPFilter, IPNetwork
 from bgpd.bgpfilter_eval import Verdict
 from bgpd.codec.errors import CeaseSubcode, ErrorCode
@@ -32,6 +35,7 @@ from bgpd.codec.types import (
     ExtendedMessage,
     FourOctetAs,
     GracefulRestart,
+    LongLivedGracefulRestart,
     Message,
     Multiprotocol,
     Notification,
@@ -44,10 +48,13 @@ from bgpd.codec.types import (
     prefix_to_str,
 )
 from bgpd.decision import LOCAL_SOURCE, PathSource
+from bgpd.deferral import SelectionDeferral
 from bgpd.events import BestRouteChange, EndOfRib, EventSink, SpeakerEvent
 from bgpd.export import Exporter
 from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
+from bgpd.gr import FORWARDING, NOTIFICATION, RESTART_STATE, ends_gracefully, keeps_routes
 from bgpd.import_rib import FilteredAdjRibIn, ImportDecision
+from bgpd.llgr import to_long_lived
 from bgpd.policy import PeerPolicy, import_path, local_path
 from bgpd.policy_filters import SessionFilters, import_verdict
 from bgpd.prefix_limit import MaxPrefixes, PrefixLimitState, cease_data
@@ -58,6 +65,7 @@ from bgpd.update_errors import UpdateErrorStats
 log = logging.getLogger("podbgp.speaker")
 
 STALE_PATH_TIME = 360.0  # how long stale paths may wait for End-of-RIB after the peer returns
+SELECTION_DEFERRAL_TIME = 60.0  # RFC 4724 §4.1 leaves it to configuration
 INBOX_SIZE = 512
 
 
@@ -84,6 +92,8 @@ class PeerSpec:
     filters: tuple[BGPFilter, ...] = ()  # BGPFilters in order (bgpd.policy_filters)
     owned_only: bool = False  # export only the speaker's owned prefixes unless a filter accepts
     max_prefixes: MaxPrefixes | None = None  # RFC 4486: Cease past this many per family
+    bfd: BfdSettings | None = None  # RFC 5882: a BFD session brings this session down at once
+    long_lived_stale_time: int | None = None  # RFC 9494 LLST we advertise; None: the speaker's
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +105,7 @@ class PeerRange:
     rr_client: bool = False
     password: str | None = None
     hold_time: int = 90
+    bfd: BfdSettings | None = None
 
     def contains(self, address: str) -> bool:
         return ipaddress.ip_address(address) in ipaddress.ip_network(self.prefix)
@@ -109,6 +120,7 @@ class SpeakerConfig:
     cluster_id: str | None = None
     connect_retry_time: float = 5.0
     ebgp_requires_policy: bool = False  # RFC 8212 on every eBGP session
+    long_lived_stale_time: int = 3600  # RFC 9494 (Calico Enterprise's default); 0: no LLGR
 
 
 @dataclass(slots=True)
@@ -121,6 +133,8 @@ class Peer:
     generation: int = 0  # the session generation whose UPDATEs we accept; 0 = none
     negotiated: Negotiated | None = None
     stale_timer: asyncio.TimerHandle | None = None
+    llgr_times: dict[int, int] = field(default_factory=dict)  # afi -> LLST, after GR time
+    llgr_timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
     eor_received: set[tuple[int, int]] = field(default_factory=set)
     dynamic: bool = False  # created from a peer range; removed once its session is gone
     prefix_limit: PrefixLimitState | None = None  # with spec.max_prefixes (bgpd.prefix_limit)
@@ -128,9 +142,26 @@ class Peer:
     update_errors: UpdateErrorStats = field(default_factory=UpdateErrorStats)
 
 
+def threaded_bfd() -> ThreadedBfdEndpoint:
+    """The default BFD endpoint: its own thread, so a busy speaker loop cannot flap it."""
+    return ThreadedBfdEndpoint().start()
+
+
 class Speaker:
-    def __init__(self, config: SpeakerConfig) -> None:
+    def __init__(
+        self,
+        config: SpeakerConfig,
+        *,
+        bfd: ManagerFactory = threaded_bfd,
+        restarting: bool = False,
+        selection_deferral_time: float = SELECTION_DEFERRAL_TIME,
+    ) -> None:
+        """``restarting``: we restarted with forwarding state kept (RFC 4724 §4.1): OPENs carry
+        the Restart State bit and our table goes out only after End-of-RIB from every peer, or
+        after ``selection_deferral_time`` seconds (see :mod:`bgpd.deferral`)."""
         self.config = config
+        self.bfd = BfdPeering(bfd, self._bfd_down)
+        self.deferral = SelectionDeferral(restarting, selection_deferral_time, self._deferral_over)
         self.peers: dict[str, Peer] = {}
         self.loc_rib = LocRib()
         self.originated: dict[int, dict[bytes, PathAttributes]] = {}
@@ -145,11 +176,13 @@ class Speaker:
         self._flush_scheduled = False
         self.ebgp_requires_policy = config.ebgp_requires_policy
         self.owned: tuple[IPNetwork, ...] = ()  # for peers with owned_only (a node's pools)
+        self.draining = False  # RFC 8326: our routes carry GRACEFUL_SHUTDOWN
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="speaker")
+        self.deferral.start()
 
     async def listen(self, address: str, port: int) -> int:
         backlog = tcp.listen_backlog()
@@ -183,13 +216,32 @@ class Speaker:
                 peer.stale_timer.cancel()
             if peer.limit_timer is not None:
                 peer.limit_timer.cancel()
+            self._cancel_llgr(peer)
         for server in self._servers:
             server.close()
+        self.bfd.close()
+        self.deferral.cancel()
         await asyncio.sleep(0)  # let closing transports flush
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    async def drain(self, drain_time: float, message: str) -> None:
+        """Graceful shutdown (RFC 8326): re-advertise our routes with GRACEFUL_SHUTDOWN and
+        LOCAL_PREF 0, wait ``drain_time`` seconds for traffic to move, then close every session
+        with Cease/Administrative Shutdown carrying ``message`` (RFC 9003)."""
+        self.draining = True
+        log.info("event=drain-start drain_time=%.0fs message=%r", drain_time, message)
+        for afi, table in self.originated.items():
+            for wire, attrs in table.items():
+                table[wire] = shutdown.drained(attrs)
+            self._mark_dirty(afi, list(table))
+        self._schedule_flush()
+        await asyncio.sleep(drain_time)
+        for peer in self.peers.values():
+            peer.session.stop(notify=True, reason=message)
+        log.info("event=drain-done peers=%d", len(self.peers))
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -218,7 +270,19 @@ class Speaker:
                     tcp.set_md5_key(sock, address, spec.password)
         self._listener_gtsm()
         session.start()
+        if spec.bfd is not None and spec.source_address is not None:
+            self.bfd.attach(address, tcp.normalise_address(spec.source_address), spec.bfd)
         return peer
+
+    def set_bfd(self, address: str, settings: BfdSettings | None) -> None:
+        """Turn BFD on, off or re-time it for a peer without resetting its BGP session."""
+        peer = self.peers[tcp.normalise_address(address)]
+        peer.spec = dataclasses.replace(peer.spec, bfd=settings)
+        local = peer.spec.source_address or peer.session.local_address()
+        if settings is None:
+            self.bfd.detach(peer.session.address)
+        elif local is not None:
+            self.bfd.attach(peer.session.address, tcp.normalise_address(local), settings)
 
     def add_peer_range(self, rng: PeerRange) -> None:
         self.peer_ranges.append(rng)
@@ -239,7 +303,7 @@ class Speaker:
             if rng.contains(address):
                 spec = PeerSpec(
                     address=address, asn=rng.asn, passive=True, password=rng.password,
-                    hold_time=rng.hold_time, rr_client=rng.rr_client,
+                    hold_time=rng.hold_time, rr_client=rng.rr_client, bfd=rng.bfd,
                     peer_type="rr-client" if rng.rr_client else "dynamic",
                     description=f"from peer range {rng.prefix}",
                 )  # fmt: skip
@@ -259,6 +323,7 @@ class Speaker:
 
     def remove_peer(self, address: str) -> None:
         peer = self.peers.pop(tcp.normalise_address(address))
+        self.bfd.detach(peer.session.address)
         peer.session.stop(notify=True)
         if peer.limit_timer is not None:
             peer.limit_timer.cancel()
@@ -266,6 +331,7 @@ class Speaker:
         self.exporter.forget(peer)
         if peer.stale_timer is not None:
             peer.stale_timer.cancel()
+        self._cancel_llgr(peer)
         if peer.spec.password and not peer.dynamic:
             for server in self._servers:
                 for sock in server.sockets:
@@ -277,7 +343,10 @@ class Speaker:
 
     def originate(self, prefix: str, attrs: PathAttributes | None = None) -> None:
         afi, wire = prefix_from_str(prefix)
-        self.originated.setdefault(afi, {})[wire] = attrs or local_path()
+        path = attrs or local_path()
+        self.originated.setdefault(afi, {})[wire] = (
+            shutdown.drained(path) if self.draining else path
+        )
         self._mark_dirty(afi, [wire])
         self._schedule_flush()
 
@@ -299,9 +368,22 @@ class Speaker:
         ]
         if self.config.graceful_restart:
             # F bit set: a restarting podbgp keeps forwarding (felix never flushes routes).
-            families = ((Afi.IPV4, Safi.UNICAST, 0x80), (Afi.IPV6, Safi.UNICAST, 0x80))
+            families = ((Afi.IPV4, Safi.UNICAST, FORWARDING), (Afi.IPV6, Safi.UNICAST, FORWARDING))
             restart = spec.restart_time or self.config.restart_time
-            caps.append(GracefulRestart(0, min(restart, 4095), families))
+            # N bit: a NOTIFICATION other than Hard Reset keeps routes too (RFC 8538); R bit
+            # while our selection is deferred after a restart (RFC 4724 §4.1).
+            flags = NOTIFICATION | (RESTART_STATE if self.deferral.active else 0)
+            caps.append(GracefulRestart(flags, min(restart, 4095), families))
+            llst = spec.long_lived_stale_time
+            if llst is None:
+                llst = self.config.long_lived_stale_time
+            if llst > 0:  # RFC 9494: keep our routes, least preferred, for this long
+                caps.append(
+                    LongLivedGracefulRestart(
+                        ((Afi.IPV4, Safi.UNICAST, FORWARDING, llst),
+                         (Afi.IPV6, Safi.UNICAST, FORWARDING, llst))
+                    )
+                )  # fmt: skip
         return FsmConfig(
             local_asn=spec.local_asn or self.config.asn,
             local_router_id=self.config.router_id,
@@ -325,6 +407,7 @@ class Speaker:
         peer.generation = session.generation
         peer.eor_received = set()
         peer.update_errors = UpdateErrorStats()
+        self._cancel_llgr(peer)  # back: what is still stale waits for End-of-RIB
         peer.source = PathSource(
             peer=session.address,
             router_id=int.from_bytes(socket.inet_aton(negotiated.peer_router_id), "big"),
@@ -347,8 +430,14 @@ class Speaker:
             add_path = (afi, Safi.UNICAST) in negotiated.add_path_receive
             self._mark_dirty(afi, peer.adj_in.set_add_path(afi, add_path))
         log.info("peer=%s event=established asn=%d", session.address, negotiated.peer_asn)
+        if peer.spec.bfd is not None:
+            # Without a configured source address the local end is known only now.
+            self.bfd.attach(session.address, local_address, peer.spec.bfd)
         self._sweep_unsupported_stale(peer, negotiated)
-        self.exporter.send_full_table(peer)
+        if self.deferral.active:
+            self._check_deferral()  # our table waits; this peer may be the last one awaited
+        else:
+            self.exporter.send_full_table(peer)
 
     def session_down(self, session: Session, event: SessionDown) -> None:
         peer = self.peers.get(session.address)
@@ -358,27 +447,43 @@ class Speaker:
         self.exporter.forget(peer)
         neg = peer.negotiated
         gr = neg.graceful_restart if neg is not None else None
-        graceful = (
-            gr is not None and gr.restart_time > 0 and event.sent is None and event.received is None
-        )
+        n_bit = neg is not None and neg.notification_gr
+        graceful = keeps_routes(gr, n_bit, event.sent, event.received)
+        covered = ends_gracefully(n_bit, event.sent, event.received)
+        llgr = dict(neg.long_lived_stale_families) if neg is not None and covered else {}
         log.info(
-            "peer=%s event=down reason=%s graceful=%s", session.address, event.reason, graceful
-        )
-        if graceful and gr is not None:
-            families = [afi for afi, _safi, _flags in gr.families] or [Afi.IPV4]
+            "peer=%s event=down reason=%s graceful=%s llgr=%s",
+            session.address, event.reason, graceful, bool(llgr),
+        )  # fmt: skip
+        self._cancel_llgr(peer)
+        if graceful or llgr:
+            families = set(llgr)
+            if graceful and gr is not None:
+                families |= {afi for afi, _safi, _flags in gr.families} or {Afi.IPV4}
             peer.adj_in.mark_stale(families)
             for afi in list(peer.adj_in.routes):
                 if afi not in families:
                     self._mark_dirty(afi, peer.adj_in.clear(afi))
-            self._arm_stale_timer(peer, gr.restart_time)
             for afi in families:
                 self._mark_dirty(afi, peer.adj_in.prefixes(afi))  # re-decide: now stale
+            peer.llgr_times = llgr
+            if graceful and gr is not None:
+                self._arm_stale_timer(peer, gr.restart_time)
+            else:
+                self._enter_llgr(peer)  # no GR Restart Time: long-lived stale at once
         else:
             for afi in list(peer.adj_in.routes):
                 self._mark_dirty(afi, peer.adj_in.clear(afi))
         self._schedule_flush()
         if peer.dynamic:
             asyncio.get_running_loop().call_soon(self._drop_dynamic, peer)
+
+    def _bfd_down(self, address: str, change: BfdStateChange) -> None:
+        """BFD Down (RFC 5882): the BGP session goes down now, and with C bit 0 the peer's
+        routes go with it (Cease/BFD Down is a NOTIFICATION, so ``session_down`` keeps none)."""
+        peer = self.peers.get(address)
+        if peer is not None and peer.session.state == State.ESTABLISHED:
+            peer.session.bfd_down(f"BFD session down ({change.diag.name.lower()})")
 
     async def deliver(self, session: Session, message: Message) -> None:
         peer = self.peers.get(session.address)
@@ -395,11 +500,46 @@ class Speaker:
 
     def _stale_timer_fired(self, peer: Peer) -> None:
         peer.stale_timer = None
+        if peer.llgr_times:
+            self._enter_llgr(peer)  # RFC 9494 §4.2: the restart time is over, LLST begins
+            return
         for afi in list(peer.adj_in.stale):
             log.info("peer=%s event=stale-expired afi=%d", peer.spec.address, afi)
             self._mark_dirty(afi, peer.adj_in.sweep_stale(afi))
         self._schedule_flush()
         self._drop_dynamic(peer)
+
+    # --- long-lived graceful restart (RFC 9494) ---------------------------------------------
+
+    def _enter_llgr(self, peer: Peer) -> None:
+        """Stale paths of LLGR families become long-lived stale; the others go."""
+        times, peer.llgr_times = peer.llgr_times, {}
+        loop = asyncio.get_running_loop()
+        for afi in list(peer.adj_in.stale):
+            if afi in times:
+                log.info(
+                    "peer=%s event=long-lived-stale afi=%d time=%ds",
+                    peer.spec.address, afi, times[afi],
+                )  # fmt: skip
+                self._mark_dirty(afi, to_long_lived(peer.adj_in, afi, self.exporter.intern))
+                peer.llgr_timers[afi] = loop.call_later(times[afi], self._llgr_expired, peer, afi)
+            else:
+                self._mark_dirty(afi, peer.adj_in.sweep_stale(afi))
+        self._schedule_flush()
+
+    def _llgr_expired(self, peer: Peer, afi: int) -> None:
+        peer.llgr_timers.pop(afi, None)
+        log.info("peer=%s event=long-lived-stale-expired afi=%d", peer.spec.address, afi)
+        self._mark_dirty(afi, peer.adj_in.sweep_stale(afi))
+        self._schedule_flush()
+        self._drop_dynamic(peer)
+
+    @staticmethod
+    def _cancel_llgr(peer: Peer) -> None:
+        peer.llgr_times = {}
+        for handle in peer.llgr_timers.values():
+            handle.cancel()
+        peer.llgr_timers.clear()
 
     def _sweep_unsupported_stale(self, peer: Peer, neg: Negotiated) -> None:
         """On re-establishment, drop stale paths of families the peer no longer preserves."""
@@ -407,12 +547,29 @@ class Speaker:
             return
         gr = neg.graceful_restart
         kept = {afi for afi, _s, flags in gr.families if flags & 0x80} if gr else set()
+        kept |= {afi for afi, _time in neg.long_lived_stale_families}
         for afi in list(peer.adj_in.stale):
             if afi not in kept:
                 self._mark_dirty(afi, peer.adj_in.sweep_stale(afi))
         if peer.adj_in.stale:
             self._arm_stale_timer(peer, STALE_PATH_TIME)
         self._schedule_flush()
+
+    # --- selection deferral after our restart (RFC 4724 §4.1) -------------------------------
+
+    def _check_deferral(self) -> None:
+        self.deferral.check(
+            (p.session.state == State.ESTABLISHED, p.negotiated, p.eor_received)
+            for p in self.peers.values()
+        )
+
+    def _deferral_over(self, why: str) -> None:
+        """Selection done: every peer gets our table now, and new OPENs lose the R bit."""
+        log.info("event=selection-deferral-over reason=%s", why)
+        for peer in self.peers.values():
+            peer.session.fsm.config = self._fsm_config(peer.spec)
+            if peer.session.state == State.ESTABLISHED and peer.source is not None:
+                self.exporter.send_full_table(peer)
 
     # --- the RIB task ----------------------------------------------------------------------
 
@@ -447,6 +604,8 @@ class Speaker:
         if eor is not None:
             peer.eor_received.add(eor)
             self._publish(EndOfRib(peer.spec.address, Afi(eor[0]), Safi(eor[1])))
+            if self.deferral.active:
+                self._check_deferral()
             if eor[0] in peer.adj_in.stale:
                 self._mark_dirty(eor[0], peer.adj_in.sweep_stale(eor[0]))
             return
@@ -504,12 +663,14 @@ class Speaker:
         if local_asn != self.config.asn and any(self.config.asn in a for _t, a in attrs.as_path):
             return None  # a loop through our own AS, whatever AS this session presents
         return self.exporter.intern(
-            import_path(
-                attrs,
-                local_asn=local_asn,
-                router_id=self.config.router_id,
-                ebgp=peer.source.ebgp,
-                cluster_id=self.config.cluster_id,
+            shutdown.on_import(  # RFC 8326: GRACEFUL_SHUTDOWN paths get LOCAL_PREF 0
+                import_path(
+                    attrs,
+                    local_asn=local_asn,
+                    router_id=self.config.router_id,
+                    ebgp=peer.source.ebgp,
+                    cluster_id=self.config.cluster_id,
+                )
             )
         )
 

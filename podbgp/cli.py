@@ -32,6 +32,7 @@ from podbgp.ops.client import (
     DEFAULT_API,
     ApiError,
     api_get,
+    api_post,
     render_cluster,
     render_routes,
     render_status,
@@ -118,6 +119,31 @@ def cmd_routes(args: argparse.Namespace) -> int:
         _print_json(routes)
     else:
         print(render_routes(routes))
+    return 0
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    """POST /v1/drain: graceful shutdown of every session (RFC 8326, RFC 9003)."""
+    body: dict[str, Any] = {}
+    if args.drain_time is not None:
+        body["drainTime"] = args.drain_time
+    if args.message is not None:
+        body["message"] = args.message
+    try:
+        answer = api_post(args.api, "/v1/drain", body, token=_token(args))
+    except ConfigError as exc:
+        print(f"podbgp drain: {exc.problem}", file=sys.stderr)
+        return 2
+    except ApiError as exc:
+        return _api_failure(exc)
+    if args.output == "json":
+        _print_json(answer)
+    else:
+        print(
+            f"draining {answer.get('peers', '?')} sessions: routes carry GRACEFUL_SHUTDOWN now, "
+            f"sessions close in {answer.get('drainTime', '?')} s with "
+            f'"{answer.get("message", "")}"'
+        )
     return 0
 
 
@@ -222,6 +248,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", help="only this prefix, or the prefixes containing this address")
     p.add_argument("--peer", help="only routes learned from this peer address ('local': ours)")
     p.set_defaults(func=cmd_routes)
+
+    p = verbs.add_parser(
+        "drain",
+        help="gracefully shut down every BGP session",
+        description=(
+            "Graceful shutdown (RFC 8326) through the REST API: our routes are re-advertised "
+            "with GRACEFUL_SHUTDOWN and LOCAL_PREF 0 so peers move traffic away, and after the "
+            "drain time every session closes with Cease/Administrative Shutdown and a message "
+            "(RFC 9003). The sessions stay down until the daemon restarts."
+        ),
+    )
+    _add_api_options(p)
+    p.add_argument("--drain-time", type=int, metavar="SECONDS", help="default: the daemon's")
+    p.add_argument("--message", help="shutdown communication, at most 255 octets")
+    p.set_defaults(func=cmd_drain)
 
     p = verbs.add_parser("version", help="print the version", description="Print the version.")
     p.set_defaults(func=cmd_version)

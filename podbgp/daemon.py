@@ -22,9 +22,12 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
+from bgpd.bfd.peering import bfd_settings
 from bgpd.config import ApiConfig, BgpdConfig, ConfigError, PeerConfig, load_bgpd_config
+from bgpd.deferral import forget_run, run_file_found
 from bgpd.speaker import PeerRange, PeerSpec, Speaker, SpeakerConfig
 from podbgp.ops import sdnotify
+from podbgp.ops.drain import DRAIN_DOC, DRAIN_PATH, drain_route
 from podbgp.ops.metrics import METRICS_DOC, Snapshot, metrics_route, register_collector
 from podbgp.ops.views import SpeakerViews
 
@@ -53,6 +56,8 @@ def peer_spec(peer: PeerConfig, peer_type: str = "global") -> PeerSpec:
         local_asn=peer.local_as_number,
         keep_next_hop=peer.next_hop_mode == "Keep",
         next_hop_self=peer.next_hop_mode == "Self",
+        bfd=bfd_settings(peer.bfd),
+        long_lived_stale_time=peer.long_lived_stale_time,
     )
 
 
@@ -64,19 +69,35 @@ def speaker_config(config: BgpdConfig) -> SpeakerConfig:
         restart_time=config.graceful_restart.restart_time,
         cluster_id=config.route_reflector.cluster_id if config.route_reflector else None,
         ebgp_requires_policy=config.ebgp_requires_policy,
+        long_lived_stale_time=(
+            config.graceful_restart.long_lived_stale_time if config.graceful_restart.enabled else 0
+        ),
     )
 
 
 async def start_speaker(config: BgpdConfig) -> Speaker:
     """Start a speaker for ``config``: listening, peers added, prefixes originated."""
-    speaker = Speaker(speaker_config(config))
+    gr = config.graceful_restart
+    restarting = gr.enabled and run_file_found(gr.run_file)
+    if restarting:
+        log.info("event=restarted run_file=%s", config.graceful_restart.run_file)
+    speaker = Speaker(
+        speaker_config(config),
+        restarting=restarting,
+        selection_deferral_time=config.graceful_restart.selection_deferral_time,
+    )
     await speaker.start()
     for peer in config.peers:
         speaker.add_peer(peer_spec(peer))
     for rng in config.peer_ranges:
         speaker.add_peer_range(
             PeerRange(
-                rng.range, rng.as_number, rng.route_reflector_client, rng.password, rng.hold_time
+                rng.range,
+                rng.as_number,
+                rng.route_reflector_client,
+                rng.password,
+                rng.hold_time,
+                bfd_settings(rng.bfd),
             )
         )
     await speaker.listen(config.listen.address, config.listen.port)
@@ -153,11 +174,23 @@ async def run(config: BgpdConfig) -> None:
     speaker: Speaker | None = None
     runner: web.AppRunner | None = None
     watchdog: asyncio.Task[None] | None = None
+    drained = False
     try:
         try:
             speaker = await start_speaker(config)
             views = SpeakerViews(speaker)
-            runner = await start_operations(views, config.api, CollectorRegistry())
+            drain = drain_route(
+                lambda: speaker,
+                drain_time=config.shutdown.drain_time,
+                message=config.shutdown.message,
+            )
+            runner = await start_operations(
+                views,
+                config.api,
+                CollectorRegistry(),
+                routes=[drain],
+                docs={DRAIN_PATH: DRAIN_DOC},
+            )
         except (OSError, ValueError) as exc:
             # One line, no traceback: the cause is in the config or on the host, not in podbgp.
             log.error("event=start-failed error=%s", exc)
@@ -185,12 +218,17 @@ async def run(config: BgpdConfig) -> None:
         notifier.ready(f"{len(config.peers)} peers configured")
         watchdog = sdnotify.start_watchdog(notifier)
         await stop.wait()
+        if config.shutdown.mode == "drain" and speaker is not None:
+            await speaker.drain(config.shutdown.drain_time, config.shutdown.message)
+            drained = True
     finally:
         notifier.stopping()
         await sdnotify.stop_watchdog(watchdog)
         if speaker is not None:
             log.info("event=stopping graceful=%s", config.graceful_restart.enabled)
-            await speaker.stop(graceful=config.graceful_restart.enabled)
+            await speaker.stop(graceful=config.graceful_restart.enabled and not drained)
+            if not config.graceful_restart.enabled:
+                forget_run(config.graceful_restart.run_file)
         if runner is not None:
             with contextlib.suppress(Exception):
                 await runner.cleanup()

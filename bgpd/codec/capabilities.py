@@ -24,6 +24,7 @@ from bgpd.codec.types import (
     ExtendedMessage,
     FourOctetAs,
     GracefulRestart,
+    LongLivedGracefulRestart,
     Multiprotocol,
     Open,
     RouteRefreshCap,
@@ -38,6 +39,7 @@ _OPEN_FIXED = struct.Struct(">BHH4s")  # version, My AS, Hold Time, BGP Identifi
 _MP = struct.Struct(">HBB")
 _FAMILY = struct.Struct(">HBB")  # AFI, SAFI, per-family flags / send-receive
 _U16 = struct.Struct(">H")
+_LLGR_HEAD = struct.Struct(">HBB")
 _U32 = struct.Struct(">I")
 
 # RFC 4271 §6.2: a malformed recognized optional parameter is OPEN error subcode 0.
@@ -82,6 +84,17 @@ def _dec_graceful_restart(value: bytes) -> Capability:
     return GracefulRestart(word >> 12, word & 0x0FFF, _families("Graceful Restart", value[2:]))
 
 
+def _dec_long_lived_graceful_restart(value: bytes) -> Capability:
+    # RFC 9494 §3: AFI (2), SAFI (1), Flags (1), Long-lived Stale Time (3) per family.
+    if len(value) % 7:
+        raise _bad("Long-lived Graceful Restart", value)
+    families = []
+    for i in range(0, len(value), 7):
+        afi, safi, flags = _LLGR_HEAD.unpack_from(value, i)
+        families.append((afi, safi, flags, int.from_bytes(value[i + 4 : i + 7], "big")))
+    return LongLivedGracefulRestart(tuple(families))
+
+
 def _dec_four_octet_as(value: bytes) -> Capability:
     if len(value) != 4:
         raise _bad("4-octet AS", value)
@@ -98,6 +111,7 @@ CAPABILITY_DECODERS: dict[int, Callable[[bytes], Capability]] = {
     CapabilityCode.ROUTE_REFRESH: _dec_route_refresh,
     CapabilityCode.EXTENDED_MESSAGE: _dec_extended_message,
     CapabilityCode.GRACEFUL_RESTART: _dec_graceful_restart,
+    CapabilityCode.LONG_LIVED_GRACEFUL_RESTART: _dec_long_lived_graceful_restart,
     CapabilityCode.FOUR_OCTET_AS: _dec_four_octet_as,
     CapabilityCode.ADD_PATH: _dec_add_path,
 }
@@ -131,6 +145,13 @@ def _capability_value(cap: Capability) -> tuple[int, bytes]:
             raise ValueError(f"graceful restart flags/time out of range: {cap}")
         head = _U16.pack((cap.restart_flags << 12) | cap.restart_time)
         return CapabilityCode.GRACEFUL_RESTART, head + _pack_families(cap.families)
+    if isinstance(cap, LongLivedGracefulRestart):
+        value = b""
+        for afi, safi, flags, stale_time in cap.families:
+            if not 0 <= stale_time <= 0xFFFFFF:
+                raise ValueError(f"long-lived stale time out of range: {cap}")
+            value += _LLGR_HEAD.pack(afi, safi, flags) + stale_time.to_bytes(3, "big")
+        return CapabilityCode.LONG_LIVED_GRACEFUL_RESTART, value
     if isinstance(cap, FourOctetAs):
         return CapabilityCode.FOUR_OCTET_AS, _U32.pack(cap.asn)
     if isinstance(cap, AddPath):

@@ -66,6 +66,7 @@ class CeaseSubcode(IntEnum):
     CONNECTION_COLLISION_RESOLUTION = 7
     OUT_OF_RESOURCES = 8
     HARD_RESET = 9
+    BFD_DOWN = 10  # RFC 9384
 
 
 class ErrorAction(IntEnum):

@@ -154,6 +154,7 @@ class CapabilityCode(IntEnum):
     FOUR_OCTET_AS = 65
     ADD_PATH = 69
     ENHANCED_ROUTE_REFRESH = 70
+    LONG_LIVED_GRACEFUL_RESTART = 71  # RFC 9494
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +188,13 @@ class GracefulRestart:
 
 
 @dataclass(frozen=True, slots=True)
+class LongLivedGracefulRestart:
+    """RFC 9494 §3: per family (afi, safi, flags; 0x80 = forwarding kept, stale time in s)."""
+
+    families: tuple[tuple[int, int, int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class AddPath:
     """RFC 7911 §4: per family, 1 = receive, 2 = send, 3 = both."""
 
@@ -205,6 +213,7 @@ Capability = (
     | ExtendedMessage
     | FourOctetAs
     | GracefulRestart
+    | LongLivedGracefulRestart
     | AddPath
     | UnknownCapability
 )

@@ -21,9 +21,11 @@ from typing import Any, ClassVar
 from bgpd import bgpfilter
 from bgpd.bgpfilter_support import check_supported
 from bgpd.configcheck import (
+    BfdOptions,
     ConfigError,
     FieldError,
     Section,
+    bfd_section,
     check_asn,
     check_bool,
     check_enum,
@@ -87,6 +89,8 @@ class BGPConfiguration:
     communities: tuple[tuple[str, str], ...] = ()  # (name, "aa:nn" or "aa:nn:mm")
     # (cidr, community values): routes we advertise inside cidr carry these communities
     prefix_advertisements: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    node_mesh_bfd: BfdOptions | None = None  # BFD on mesh and node-to-node (reflector) sessions
+    node_mesh_long_lived_stale_time: int = 3600  # RFC 9494, mesh and reflector sessions; 0: off
     labels: Labels = ()
 
 
@@ -120,6 +124,8 @@ class BGPPeer:
     ttl_security: int = 0
     filters: tuple[str, ...] = ()  # BGPFilter names, applied in order
     max_prefixes: PrefixLimit | None = None
+    bfd: BfdOptions | None = None  # RFC 5882; for node peers it wins over nodeMeshBFD
+    long_lived_stale_time: int | None = None  # RFC 9494; None: nodeMeshLongLivedStaleTime
     labels: Labels = ()
 
     @property
@@ -249,6 +255,21 @@ def check_selector(value: Any) -> Selector:
 
 def check_duration(value: Any) -> int:
     """Seconds: an integer, or a duration like ``120s``, ``2m``, ``1h30m`` (as Calico writes)."""
+    seconds = _seconds(value)
+    if not 1 <= seconds <= 4095:  # the Restart Time field is 12 bits (RFC 4724 §3)
+        raise FieldError("must be between 1s and 4095s")
+    return seconds
+
+
+def check_long_lived_stale_time(value: Any) -> int:
+    """A long-lived stale time (RFC 9494 §3, 24 bits of seconds); 0 turns LLGR off."""
+    seconds = _seconds(value)
+    if not 0 <= seconds <= 0xFFFFFF:
+        raise FieldError("must be between 0s and 16777215s")
+    return seconds
+
+
+def _seconds(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         seconds = value
     elif isinstance(value, str) and re.fullmatch(r"(\d+h)?(\d+m)?(\d+s)?", value) and value:
@@ -256,8 +277,6 @@ def check_duration(value: Any) -> int:
         seconds = sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([hms])", value))
     else:
         raise FieldError("must be seconds, or a duration like 120s, 2m or 1h30m")
-    if not 1 <= seconds <= 4095:  # the Restart Time field is 12 bits (RFC 4724 §3)
-        raise FieldError("must be between 1s and 4095s")
     return seconds
 
 
@@ -333,6 +352,8 @@ def _parse_bgp_configuration(spec: Section, name: str, labels: Labels) -> BGPCon
             "listenPort",
             "nodeMeshPassword",
             "nodeMeshMaxRestartTime",
+            "nodeMeshBFD",
+            "nodeMeshLongLivedStaleTime",
             "logSeverityScreen",
             "ebgpRequiresPolicy",
             "communities",
@@ -350,6 +371,10 @@ def _parse_bgp_configuration(spec: Section, name: str, labels: Labels) -> BGPCon
         ebgp_requires_policy=spec.optional("ebgpRequiresPolicy", check_bool, False),
         communities=communities,
         prefix_advertisements=_prefix_advertisements(spec, dict(communities)),
+        node_mesh_bfd=bfd_section(spec, "nodeMeshBFD"),
+        node_mesh_long_lived_stale_time=spec.optional(
+            "nodeMeshLongLivedStaleTime", check_long_lived_stale_time, 3600
+        ),
         labels=labels,
     )
 
@@ -417,6 +442,8 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
             "ttlSecurity",
             "filters",
             "maxPrefixes",
+            "bfd",
+            "longLivedStaleTime",
         )
     )
     peer_ip, peer_port = spec.optional("peerIP", check_peer_ip, (None, None))
@@ -436,6 +463,10 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
         ttl_security=spec.optional("ttlSecurity", check_int(0, 255), 0),
         filters=tuple(spec.items("filters", check_name, unique=True)),
         max_prefixes=_prefix_limit(spec),
+        bfd=bfd_section(spec, "bfd"),
+        long_lived_stale_time=spec.optional(
+            "longLivedStaleTime", check_long_lived_stale_time, None
+        ),
         labels=labels,
     )
     if peer.node is not None and peer.node_selector is not None:
@@ -571,6 +602,8 @@ def _spec_dict(res: Resource) -> dict[str, Any]:
                 {"cidr": c, "communities": list(values)} for c, values in res.prefix_advertisements
             ]
             or None,
+            "nodeMeshBFD": res.node_mesh_bfd.to_dict() if res.node_mesh_bfd else None,
+            "nodeMeshLongLivedStaleTime": f"{res.node_mesh_long_lived_stale_time}s",
         }
     elif isinstance(res, BGPPeer):
         peer_ip = res.peer_ip
@@ -598,6 +631,10 @@ def _spec_dict(res: Resource) -> dict[str, Any]:
             }
             if res.max_prefixes is not None
             else None,
+            "bfd": res.bfd.to_dict() if res.bfd else None,
+            "longLivedStaleTime": (
+                f"{res.long_lived_stale_time}s" if res.long_lived_stale_time is not None else None
+            ),
         }
     elif isinstance(res, BGPFilter):
         spec = res.rules.spec_dict()

@@ -32,6 +32,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from bgpd import tcp
 from bgpd.codec.types import PathAttributes
+from bgpd.deferral import run_file_found
 from bgpd.speaker import Speaker
 from podbgp.cluster import ipam
 from podbgp.cluster.datastore import (
@@ -58,6 +59,7 @@ from podbgp.ops.schema import (
 )
 from podbgp.ops.views import SpeakerViews
 
+DRAIN_TIME = 30  # seconds of POST /v1/drain when the request names none (RFC 8326)
 log = logging.getLogger("podbgp.node")
 
 BACKOFF_MIN = 0.5  # seconds before the first reconnect to an unreachable datastore
@@ -423,9 +425,14 @@ class NodeAgent:
         for addr, spec in sorted(desired.items()):
             if current.get(addr) == spec:
                 continue
-            if addr in current and replace(current[addr], filters=spec.filters) == spec:
-                speaker.set_peer_filters(addr, spec.filters)  # live, the session stays up
-                log.info("event=peer-filters-changed peer=%s", addr)
+            old = current.get(addr)
+            if old is not None and replace(old, filters=spec.filters, bfd=spec.bfd) == spec:
+                if old.filters != spec.filters:
+                    speaker.set_peer_filters(addr, spec.filters)  # live, the session stays up
+                    log.info("event=peer-filters-changed peer=%s", addr)
+                if old.bfd != spec.bfd:
+                    speaker.set_bfd(addr, spec.bfd)  # nor does a BFD change reset it
+                    log.info("event=peer-bfd-changed peer=%s bfd=%s", addr, spec.bfd)
                 continue
             if addr in current:
                 speaker.remove_peer(addr)
@@ -447,7 +454,13 @@ class NodeAgent:
             await old.stop(graceful=True)
             self.speaker = None
             self._originated = {}
-        speaker = Speaker(topology.speaker)
+        # A restart on a running host (gracefulRestart.runFile): peers kept our routes and
+        # felix the kernel's, so our table waits for theirs (RFC 4724 §4.1).
+        speaker = Speaker(
+            topology.speaker,
+            restarting=run_file_found(self.config.run_file),
+            selection_deferral_time=self.config.selection_deferral_time,
+        )
         await speaker.start()
         listen = self.config.listen_address or self.ip or "0.0.0.0"
         try:
@@ -532,6 +545,7 @@ class NodeAgent:
 
     async def _start_api(self) -> web.AppRunner | None:
         from podbgp.daemon import start_operations
+        from podbgp.ops.drain import DRAIN_DOC, DRAIN_PATH, drain_route
         from podbgp.ops.openapi import CLUSTER_PEERS_DOC
 
         async def node_handler(request: web.Request) -> web.Response:
@@ -558,8 +572,13 @@ class NodeAgent:
             routes=[
                 web.get("/v1/node", node_handler),
                 web.get("/v1/cluster/peers", cluster_handler),
+                drain_route(
+                    lambda: self.speaker,
+                    drain_time=DRAIN_TIME,
+                    message=f"podbgp node {self.name} is draining",
+                ),
             ],
-            docs={"/v1/cluster/peers": CLUSTER_PEERS_DOC},
+            docs={"/v1/cluster/peers": CLUSTER_PEERS_DOC, DRAIN_PATH: DRAIN_DOC},
             ready_checks=[self._ready],
         )
 

@@ -53,8 +53,10 @@ _TOP_KEYS = (
     "routeProtocol",
     "mtu",
     "felix",
+    "gracefulRestart",
     "logLevel",
 )
+_GR_KEYS = ("runFile", "selectionDeferralTime")  # restart time etc. come from the cluster
 _DATASTORE_KEYS = ("type", "endpoints", "prefix", "tls", "path", "statePath", "pollInterval")
 
 
@@ -80,6 +82,9 @@ class NodeConfig:
     route_protocol: int = DEFAULT_ROUTE_PROTOCOL
     mtu: int | None = None
     felix: FelixConfig = field(default_factory=FelixConfig)
+    # RFC 4724 §4.1 after a restart on a running host: see bgpd.deferral.run_file_found.
+    run_file: str | None = None
+    selection_deferral_time: int = 60
     log_level: str = "info"
     source: str = ""  # the file it came from
 
@@ -164,6 +169,18 @@ def _felix(root: Section) -> FelixConfig:
     )
 
 
+def _graceful_restart(root: Section) -> tuple[str | None, int]:
+    """``gracefulRestart``: ``runFile`` and ``selectionDeferralTime`` (the restart time itself
+    is the cluster's, BGPConfiguration nodeMeshMaxRestartTime / BGPPeer maxRestartTime)."""
+    sec = root.section("gracefulRestart", _GR_KEYS)
+    if sec is None:
+        return None, 60
+    return (
+        sec.optional("runFile", check_str(1, 4096), None),
+        sec.optional("selectionDeferralTime", check_int(1, 3600), 60),
+    )
+
+
 def load_node_config(path: str) -> NodeConfig:
     """Read and validate a node YAML file; raises ConfigError on the first problem."""
     root = load_yaml(path)
@@ -172,6 +189,7 @@ def load_node_config(path: str) -> NodeConfig:
     interface = root.optional("interface", check_interface, None)
     if (address is None) == (interface is None):
         raise root.error("address", "set exactly one of address and interface")
+    run_file, deferral = _graceful_restart(root)
     config = NodeConfig(
         node_name=root.required("nodeName", check_name),
         datastore=datastore_section(root),
@@ -183,6 +201,8 @@ def load_node_config(path: str) -> NodeConfig:
         route_protocol=root.optional("routeProtocol", check_int(5, 255), DEFAULT_ROUTE_PROTOCOL),
         mtu=root.optional("mtu", check_int(576, 65535), None),
         felix=_felix(root),
+        run_file=run_file,
+        selection_deferral_time=deferral,
         log_level=root.optional("logLevel", check_enum(LOG_LEVELS), "info"),
         source=path,
     )

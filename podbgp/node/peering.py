@@ -20,6 +20,9 @@ Owns the peering rules (Calico's, made explicit):
   BGPFilter behind it rejects everything (fail closed at the network edge). A router that is
   not a cluster node (``peerIP`` of no node) is *external*: it receives only what the cluster
   owns (``owned_only``: prefixes inside an IP pool) unless a filter accepts more.
+* **BFD** (RFC 5882). A BGPPeer's ``bfd`` applies to its sessions; sessions between two nodes
+  without one (the mesh, reflector peerings) take ``BGPConfiguration.nodeMeshBFD``. A node on
+  this node's subnet gets a single-hop BFD session, any other a multihop one (both answered).
 
 No I/O here: the node agent diffs the result against its speaker's peers.
 """
@@ -31,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bgpd import bgpfilter
+from bgpd.bfd.peering import bfd_settings
 from bgpd.prefix_limit import MaxPrefixes
 from bgpd.speaker import PeerSpec, SpeakerConfig
 from podbgp.cluster.datastore.records import NodeInfo
@@ -90,6 +94,15 @@ class _Builder:
     def my_address(self, version: int) -> str | None:
         return self.me.address(version)
 
+    def same_subnet(self, address: str) -> bool:
+        """``address`` lies inside the network of one of this node's addresses."""
+        ip = _ip(address)
+        return any(
+            ip in ipaddress.ip_interface(text).network
+            for text in self.me.addresses
+            if "/" in text and ipaddress.ip_interface(text).version == ip.version
+        )
+
     def add(self, spec: PeerSpec, reason: str, *, override: bool) -> None:
         if spec.address in self.peers and not override:
             return
@@ -118,6 +131,7 @@ class _Builder:
                 peer_type, rr_client = "rr-client", True
             elif other_reflector:
                 peer_type = "route-reflector"
+        bfd = bgp_peer.bfd if bgp_peer is not None else None  # {enabled: false} wins too
         spec = PeerSpec(
             address=theirs,
             asn=other_asn,
@@ -135,6 +149,8 @@ class _Builder:
             ttl_security=bgp_peer.ttl_security if bgp_peer else 0,
             filters=self.filters_of(bgp_peer),
             max_prefixes=_max_prefixes(bgp_peer),
+            bfd=bfd_settings(bfd or self.config.node_mesh_bfd, not self.same_subnet(theirs)),
+            long_lived_stale_time=bgp_peer.long_lived_stale_time if bgp_peer else None,
         )
         self.add(spec, reason, override=peer_type != "mesh")
 
@@ -186,6 +202,7 @@ def compute_topology(
         restart_time=config.node_mesh_max_restart_time,
         cluster_id=me.route_reflector_cluster_id,
         ebgp_requires_policy=config.ebgp_requires_policy,
+        long_lived_stale_time=config.node_mesh_long_lived_stale_time,
     )
     return Topology(node_name, speaker, config.listen_port, mesh, b.peers, b.reasons)
 
@@ -212,6 +229,8 @@ def _external_peer(b: _Builder, peer: BGPPeer, peer_type: str, reason: str) -> N
         filters=b.filters_of(peer),
         owned_only=True,
         max_prefixes=_max_prefixes(peer),
+        bfd=bfd_settings(peer.bfd),  # hop mode from the kernel's routes when the session starts
+        long_lived_stale_time=peer.long_lived_stale_time,
     )
     b.add(spec, reason, override=True)
 

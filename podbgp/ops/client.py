@@ -53,14 +53,37 @@ def api_get(
     ``token`` goes in an ``Authorization: Bearer`` header (RFC 6750), never in the URL, so it
     cannot end up in an error message or a server's request log.
     """
+    return api_request(base, path, query, token=token, timeout=timeout)
+
+
+def api_post(
+    base: str, path: str, body: Any, *, token: str | None = None, timeout: float = API_TIMEOUT
+) -> Any:
+    """POST ``body`` as JSON to ``base + path``; the decoded answer. Raises :class:`ApiError`."""
+    return api_request(base, path, token=token, timeout=timeout, body=body)
+
+
+def api_request(
+    base: str,
+    path: str,
+    query: dict[str, str] | None = None,
+    *,
+    token: str | None = None,
+    timeout: float = API_TIMEOUT,
+    body: Any = None,
+) -> Any:
+    """GET (or, with ``body``, POST as JSON) and decode the JSON answer."""
     url = base.rstrip("/") + path
     if query:
         url += "?" + urllib.parse.urlencode(query)
     headers = {"Accept": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    if data is not None:
+        headers["Content-Type"] = "application/json"
     try:
-        request = urllib.request.Request(url, headers=headers)
+        request = urllib.request.Request(url, data=data, headers=headers)
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             body = resp.read()
     except urllib.error.HTTPError as exc:
@@ -198,7 +221,33 @@ def render_status(status: dict[str, Any], peers: list[dict[str, Any]]) -> str:
         )
     sessions = render_table(["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"], session_rows)
     counts = render_table(["PEER ADDRESS", "RECEIVED", "ACCEPTED", "ADVERTISED"], prefix_rows)
-    return f"{head}\n\nBGP sessions\n{sessions}\n\nPrefixes\n{counts}"
+    text = f"{head}\n\nBGP sessions\n{sessions}\n\nPrefixes\n{counts}"
+    bfd_rows = [_bfd_row(p) for p in peers if isinstance(p.get("bfd"), dict)]
+    if bfd_rows:
+        headers = ["PEER ADDRESS", "BFD STATE", "MODE", "TX/RX MS", "DETECT MS", "DIAG", "FLAPS"]
+        text += "\n\nBFD sessions\n" + render_table(headers, bfd_rows)
+    return text
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{float(value):g}"
+
+
+def _bfd_row(peer: dict[str, Any]) -> list[str]:
+    bfd: dict[str, Any] = peer["bfd"]
+    diag = str(bfd.get("diagnostic") or "")
+    remote = str(bfd.get("remoteDiagnostic") or "")
+    if remote and remote != "NoDiagnostic":
+        diag = f"{diag} (peer: {remote})"
+    return [
+        _cell(peer.get("address")),
+        _cell(bfd.get("state")),
+        f"{_cell(bfd.get('mode'))} :{_cell(bfd.get('port'))}",
+        f"{_ms(bfd.get('txInterval'))}/{_ms(bfd.get('rxInterval'))}",
+        _ms(bfd.get("detectTime")),
+        diag,
+        _cell(bfd.get("flaps")),
+    ]
 
 
 def render_cluster(api: str, view: dict[str, Any]) -> str:

@@ -10,7 +10,8 @@ TypedDicts the REST API answers with and the OpenAPI document is built from):
 
 * the speaker, through the REST API's ``SpeakerView``: :class:`~podbgp.ops.schema.StatusView`
   (``routes``, ``uptimeSeconds``) and per peer :class:`~podbgp.ops.schema.PeerView`
-  (``address``, ``type``, ``state``, ``since``, ``prefixes``, ``messages``, ``flaps``);
+  (``address``, ``type``, ``state``, ``since``, ``prefixes``, ``messages``, ``flaps``, and
+  ``bfd`` when the peer has a BFD session);
 * optionally felix: a callable returning :class:`~podbgp.ops.schema.FelixMetrics`;
 * optionally the datastore: a callable returning :class:`~podbgp.ops.schema.DatastoreMetrics`.
 
@@ -57,6 +58,8 @@ STATE_VALUES = {
     "OpenConfirm": 5,
     "Established": 6,
 }
+# RFC 5880 §4.1 session states.
+BFD_STATE_VALUES = {"AdminDown": 0, "Down": 1, "Init": 2, "Up": 3}
 PEER_LABELS = ("peer", "peer_type")
 MESSAGE_LABELS = (*PEER_LABELS, "message_type")
 
@@ -97,6 +100,15 @@ def _families() -> dict[str, Family]:
                  MESSAGE_LABELS),
         _counter("podbgp_bgp_messages_received", "BGP messages received, by message type",
                  MESSAGE_LABELS),
+        _gauge("podbgp_bfd_session_state", "BFD session state: 0 AdminDown, 1 Down, 2 Init, "
+               "3 Up (RFC 5880)", PEER_LABELS),
+        _gauge("podbgp_bfd_session_up", "1 when the peer's BFD session is Up", PEER_LABELS),
+        _counter("podbgp_bfd_session_flaps", "Times the BFD session left Up", PEER_LABELS),
+        _gauge("podbgp_bfd_detect_time_seconds",
+               "Negotiated BFD detection time; absent until the peer has been heard",
+               PEER_LABELS),
+        _counter("podbgp_bfd_packets_sent", "BFD Control packets sent", PEER_LABELS),
+        _counter("podbgp_bfd_packets_received", "BFD Control packets received", PEER_LABELS),
         _gauge("podbgp_bgp_loc_rib_routes", "Best routes in the Loc-RIB (all families)"),
         _gauge("podbgp_bgp_speaker_uptime_seconds", "Seconds since the speaker started"),
         _gauge("podbgp_felix_routes_programmed", "Kernel routes felix has programmed, by kind",
@@ -255,6 +267,9 @@ class PodbgpCollector:
                 value = _number(count)
                 if value is not None:
                     f[name].add_metric([*labels, str(kind)], value)
+        bfd = peer.get("bfd")
+        if isinstance(bfd, Mapping):
+            _bfd(f, labels, bfd)
 
     def _felix(self, f: dict[str, Family]) -> None:
         assert self.felix is not None
@@ -268,6 +283,25 @@ class PodbgpCollector:
     def _datastore(self, f: dict[str, Family]) -> None:
         assert self.datastore is not None
         _scalars(f, self.datastore(), _DATASTORE_SCALARS)
+
+
+def _bfd(f: dict[str, Family], labels: list[str], bfd: Mapping[str, Any]) -> None:
+    """A peer's BFD series, from :class:`~podbgp.ops.schema.BfdView`."""
+    state = str(bfd.get("state"))
+    if state in BFD_STATE_VALUES:
+        f["podbgp_bfd_session_state"].add_metric(labels, float(BFD_STATE_VALUES[state]))
+    f["podbgp_bfd_session_up"].add_metric(labels, 1.0 if state == "Up" else 0.0)
+    flaps = _number(bfd.get("flaps"))
+    if flaps is not None:
+        f["podbgp_bfd_session_flaps"].add_metric(labels, flaps)
+    detect = _number(bfd.get("detectTime"))
+    if detect is not None:
+        f["podbgp_bfd_detect_time_seconds"].add_metric(labels, detect / 1000)
+    packets = bfd.get("packets") or {}
+    for key in ("sent", "received"):
+        value = _number(packets.get(key))
+        if value is not None:
+            f[f"podbgp_bfd_packets_{key}"].add_metric(labels, value)
 
 
 def _scalars(f: dict[str, Family], snap: Mapping[str, Any], keys: Mapping[str, str]) -> None:

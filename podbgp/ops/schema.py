@@ -87,6 +87,39 @@ class UpdateErrorsView(TypedDict):
     lastReason: str
 
 
+BfdState = Literal["AdminDown", "Down", "Init", "Up"]
+
+
+class BfdPacketCounts(TypedDict):
+    sent: int
+    received: int
+    dropped: Annotated[int, Doc("received for this session but failing a check (TTL)")]
+    sendErrors: int
+
+
+class BfdView(TypedDict):
+    """The peer's BFD session (RFC 5880; single hop RFC 5881, multihop RFC 5883)."""
+
+    state: BfdState
+    remoteState: BfdState
+    mode: Annotated[Literal["single-hop", "multihop"], Doc("as configured")]
+    port: Annotated[int, Doc("UDP port in use: 3784 single hop, 4784 multihop (the peer's)")]
+    localAddress: str
+    minRx: Annotated[int, Doc("configured Required Min RX Interval, ms")]
+    minTx: Annotated[int, Doc("configured Desired Min TX Interval, ms")]
+    multiplier: Annotated[int, Doc("configured Detect Mult")]
+    txInterval: Annotated[float | None, Doc("negotiated transmit interval, ms")]
+    rxInterval: Annotated[float, Doc("negotiated receive interval, ms")]
+    detectTime: Annotated[float | None, Doc("negotiated detection time, ms")]
+    diagnostic: Annotated[
+        str, Doc("our diagnostic (RFC 5880 §4.1)", example="ControlDetectionTimeExpired")
+    ]
+    remoteDiagnostic: str
+    flaps: Annotated[int, Doc("times the session left Up")]
+    upSince: Annotated[str | None, Doc(format="date-time")]
+    packets: BfdPacketCounts
+
+
 class PeerView(TypedDict):
     address: Annotated[str, Doc(example="192.0.2.12")]
     asNumber: int
@@ -107,6 +140,15 @@ class PeerView(TypedDict):
     ]
     maxPrefixes: NotRequired[PrefixLimitView | None]
     updateErrors: NotRequired[UpdateErrorsView]
+    bfd: NotRequired[
+        Annotated[
+            BfdView,
+            Doc(
+                "present while a BFD session runs for the peer: from the start when the "
+                "source address is known, else from the first Established session"
+            ),
+        ]
+    ]
 
 
 class UnknownAttributeView(TypedDict):
@@ -193,6 +235,7 @@ COMPONENTS: dict[str, type] = {
     "Status": StatusView,
     "Datastore": DatastoreView,
     "Peer": PeerView,
+    "Bfd": BfdView,
     "Route": RouteView,
     "Health": HealthView,
     "Ready": ReadyView,

@@ -10,6 +10,8 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
+from bgpd.bfd.packet import Diag
+from bgpd.bfd.packet import State as BfdStateCode
 from bgpd.codec.types import (
     AddPath,
     ExtendedMessage,
@@ -22,6 +24,8 @@ from bgpd.codec.types import (
 from bgpd.fsm import State
 from podbgp.ops.route_detail import attributes_view, detail_routes
 from podbgp.ops.schema import (
+    BfdState,
+    BfdView,
     PeerType,
     PeerView,
     PrefixLimitView,
@@ -31,6 +35,8 @@ from podbgp.ops.schema import (
 )
 
 if TYPE_CHECKING:
+    from bgpd.bfd.peering import BfdSettings
+    from bgpd.bfd.views import BfdSessionView
     from bgpd.rib import Best
     from bgpd.speaker import Peer, Speaker
 
@@ -59,7 +65,46 @@ def _capability_names(caps: tuple[object, ...]) -> list[str]:
     return sorted(set(names))
 
 
-def peer_view(speaker: Speaker, peer: Peer) -> PeerView:
+_BFD_STATES: dict[BfdStateCode, BfdState] = {
+    BfdStateCode.ADMIN_DOWN: "AdminDown",
+    BfdStateCode.DOWN: "Down",
+    BfdStateCode.INIT: "Init",
+    BfdStateCode.UP: "Up",
+}
+
+
+def _diag_name(diag: Diag) -> str:
+    """``CONTROL_DETECTION_TIME_EXPIRED`` -> ``ControlDetectionTimeExpired``."""
+    return "".join(word.capitalize() for word in diag.name.split("_"))
+
+
+def bfd_view(settings: BfdSettings, s: BfdSessionView) -> BfdView:
+    return {
+        "state": _BFD_STATES[s.state],
+        "remoteState": _BFD_STATES[s.remote_state],
+        "mode": "multihop" if s.multihop else "single-hop",
+        "port": s.port,
+        "localAddress": s.local,
+        "minRx": settings.min_rx_ms,
+        "minTx": settings.min_tx_ms,
+        "multiplier": settings.multiplier,
+        "txInterval": s.tx_interval_ms,
+        "rxInterval": s.rx_interval_ms,
+        "detectTime": s.detect_time_ms,
+        "diagnostic": _diag_name(s.local_diag),
+        "remoteDiagnostic": _diag_name(s.remote_diag),
+        "flaps": s.flaps,
+        "upSince": _iso(s.up_since) if s.up_since is not None else None,
+        "packets": {
+            "sent": s.packets_sent,
+            "received": s.packets_received,
+            "dropped": s.packets_dropped,
+            "sendErrors": s.send_errors,
+        },
+    }
+
+
+def peer_view(speaker: Speaker, peer: Peer, bfd: BfdSessionView | None = None) -> PeerView:
     session = peer.session
     neg = peer.negotiated if session.state == State.ESTABLISHED else None
     accepted = peer.adj_in.count()
@@ -69,7 +114,7 @@ def peer_view(speaker: Speaker, peer: Peer) -> PeerView:
         if peer.spec.rr_client and peer.spec.peer_type == "global"
         else peer.spec.peer_type
     )
-    return {
+    view: PeerView = {
         "address": session.address,
         "asNumber": peer.spec.asn,
         "type": cast(PeerType, peer_type),
@@ -104,6 +149,9 @@ def peer_view(speaker: Speaker, peer: Peer) -> PeerView:
             "lastReason": peer.update_errors.last_reason,
         },
     }
+    if peer.spec.bfd is not None and bfd is not None:
+        view["bfd"] = bfd_view(peer.spec.bfd, bfd)
+    return view
 
 
 def _prefix_limit_view(peer: Peer) -> PrefixLimitView | None:
@@ -152,7 +200,11 @@ class SpeakerViews:
         }
 
     def peers(self) -> list[PeerView]:
-        return [peer_view(self.speaker, p) for p in self.speaker.peers.values()]
+        bfd = self.speaker.bfd.snapshot()
+        return [
+            peer_view(self.speaker, p, bfd.get(address))
+            for address, p in self.speaker.peers.items()
+        ]
 
     def routes(self, detail: bool = False) -> list[RouteView]:
         if detail:

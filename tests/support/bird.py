@@ -48,6 +48,9 @@ class BirdNeighbor:
     hold_time: int | None = None
     extended_messages: bool = False
     gateway: str = "direct"  # "direct": next hops on a shared subnet need no IGP table
+    multihop: bool = False  # BIRD's iBGP default; False writes ``direct`` (one hop, a shared link)
+    bfd: bool = False  # ``bfd on``: needs a ``protocol bfd`` (see BirdConfig.bfd)
+    long_lived_stale_time: int | None = None  # RFC 9494 LLGR on, with this stale time (s)
 
     @property
     def protocol(self) -> str:
@@ -91,6 +94,7 @@ class BirdConfig:
     routes: tuple[StaticRoute, ...] = ()
     rr_cluster_id: str | None = None
     fast_timers: bool = True  # retry in seconds, not BIRD's minutes, after a failed connect
+    bfd: tuple[int, int, int] | None = None  # protocol bfd: (min rx ms, min tx ms, multiplier)
 
     def neighbor(self, address: str) -> BirdNeighbor:
         for nbr in self.neighbors:
@@ -110,6 +114,14 @@ class BirdConfig:
                 lines.append(f"protocol static static{family} {{\n  ipv{family};")
                 lines += [r.render() for r in routes]
                 lines.append("}")
+        if any(n.multihop for n in self.neighbors):
+            # Multihop next hops resolve recursively, over the connected routes.
+            lines.append("protocol direct { ipv4; ipv6; }")
+        if self.bfd is not None:
+            rx, tx, mult = self.bfd
+            timing = f"min rx interval {rx} ms; min tx interval {tx} ms; multiplier {mult};"
+            lines += ["protocol bfd {", f'  interface "*" {{ {timing} }};',
+                      f"  multihop {{ {timing} }};", "}"]  # fmt: skip
         lines += [self._render_neighbor(n) for n in self.neighbors]
         return "\n".join(lines) + "\n"
 
@@ -119,7 +131,9 @@ class BirdConfig:
         ibgp = nbr.asn == self.asn
         opts = [f"local {local} as {self.asn};" if local else f"local as {self.asn};"]
         opts.append(f"neighbor {nbr.address} port {nbr.port} as {nbr.asn};")
-        opts.append("direct;")  # multihop off: peers share a link
+        opts.append("multihop;" if nbr.multihop else "direct;")
+        if nbr.bfd:
+            opts.append("bfd on;")
         if nbr.passive:
             opts.append("passive on;")
         if nbr.password is not None:
@@ -128,6 +142,9 @@ class BirdConfig:
             opts += ["graceful restart on;", f"graceful restart time {nbr.restart_time};"]
         else:
             opts.append("graceful restart off;")
+        if nbr.long_lived_stale_time is not None:
+            opts += ["long lived graceful restart on;",
+                     f"long lived stale time {nbr.long_lived_stale_time};"]  # fmt: skip
         if nbr.rr_client:
             opts.append("rr client;")
         if self.rr_cluster_id is not None and nbr.rr_client:
@@ -149,7 +166,8 @@ class BirdConfig:
     def _render_channel(nbr: BirdNeighbor, family: int, ibgp: bool, hop: str | None) -> str:
         parts = ["import all;"]
         if ibgp:
-            parts += ["export all;", f"gateway {nbr.gateway};"]
+            gateway = "recursive" if nbr.multihop else nbr.gateway
+            parts += ["export all;", f"gateway {gateway};"]
         else:
             # BIRD sends MED to another AS only when the export filter set it; setting it to
             # itself lets a MED given on a static route (or learned) go out, as a test expects.

@@ -50,6 +50,8 @@ class GoBgpNeighbor:
     password: str | None = None  # TCP MD5 signature (RFC 2385)
     graceful_restart: bool = False
     restart_time: int = 120
+    notification: bool = False  # RFC 8538 N bit (needs graceful_restart)
+    long_lived_stale_time: int | None = None  # RFC 9494 LLGR (needs graceful_restart)
     add_paths_receive: bool = False
     add_paths_send_max: int = 0
     rr_client: bool = False
@@ -77,6 +79,10 @@ class GoBgpNeighbor:
         if self.graceful_restart:
             out += ["  [neighbors.graceful-restart.config]", "    enabled = true"]
             out.append(f"    restart-time = {self.restart_time}")
+            if self.notification:
+                out.append("    notification-enabled = true")
+            if self.long_lived_stale_time is not None:
+                out.append("    long-lived-enabled = true")
         if self.rr_client:
             out += ["  [neighbors.route-reflector.config]", "    route-reflector-client = true"]
             if self.rr_cluster_id is not None:
@@ -92,6 +98,10 @@ class GoBgpNeighbor:
                 if self.graceful_restart:
                     out.append("    [neighbors.afi-safis.mp-graceful-restart.config]")
                     out.append("      enabled = true")
+                if self.graceful_restart and self.long_lived_stale_time is not None:
+                    out.append("    [neighbors.afi-safis.long-lived-graceful-restart.config]")
+                    out.append("      enabled = true")
+                    out.append(f"      restart-time = {self.long_lived_stale_time}")
         return "\n".join(out)
 
 

@@ -72,7 +72,7 @@ ERRORS = [
         HEAD + "asnumber: 1\n",
         "asnumber: unknown key; expected one of "
         "asNumber, routerId, listen, api, gracefulRestart, logLevel, peers, originate, "
-        "routeReflector, peerRanges, filters, ebgpRequiresPolicy",
+        "routeReflector, peerRanges, filters, ebgpRequiresPolicy, shutdown",
     ),
     (
         "unknown-peer-key",
@@ -80,7 +80,7 @@ ERRORS = [
         "peers[0].hold: unknown key; expected one of "
         "address, asNumber, port, passive, password, holdTime, keepaliveTime, description, "
         "sourceAddress, routeReflectorClient, ttlSecurity, filters, maxPrefixes, localASNumber, "
-        "nextHopMode",
+        "nextHopMode, bfd, longLivedStaleTime",
     ),
     (
         "unknown-listen-key",
@@ -91,7 +91,8 @@ ERRORS = [
         "non-string-key",
         HEAD + "5: x\n",
         "5: unknown key; expected one of asNumber, routerId, listen, api, gracefulRestart, "
-        "logLevel, peers, originate, routeReflector, peerRanges, filters, ebgpRequiresPolicy",
+        "logLevel, peers, originate, routeReflector, peerRanges, filters, ebgpRequiresPolicy, "
+        "shutdown",
     ),
     (
         "unhashable-key",
@@ -248,6 +249,26 @@ ERRORS = [
         "originate-duplicate",
         HEAD + "originate: ['2001:db8::/64', '2001:DB8::/64']\n",
         "originate[1]: duplicate of originate[0]",
+    ),
+    (
+        "bfd-multiplier",
+        peer("bfd: {multiplier: 0}"),
+        "peers[0].bfd.multiplier: must be an integer in 1..255",
+    ),
+    (
+        "bfd-min-rx",
+        peer("bfd: {minRx: 0}"),
+        "peers[0].bfd.minRx: must be an integer in 1..60000",
+    ),
+    (
+        "bfd-unknown-key",
+        peer("bfd: {interval: 100}"),
+        "peers[0].bfd.interval: unknown key; expected one of enabled, minRx, minTx, multiplier",
+    ),
+    (
+        "bfd-not-a-mapping",
+        peer("bfd: yes"),
+        "peers[0].bfd: must be a mapping",
     ),
     (
         "rr-cluster-id",
@@ -484,3 +505,44 @@ def test_filters_resolve_in_peer_order(tmp_path: Path) -> None:
     assert config.ebgp_requires_policy is True
     assert [f.name for f in config.filters] == ["a", "b"]
     assert [f.name for f in config.peers[0].filters] == ["b", "a"]
+
+
+def test_peer_bfd_defaults_and_values(tmp_path: Path) -> None:
+    from bgpd.configcheck import BfdOptions
+
+    config = load_bgpd_config(write(tmp_path, peer("bfd: {}")))
+    assert config.peers[0].bfd == BfdOptions(
+        enabled=True, min_rx_ms=300, min_tx_ms=300, multiplier=3
+    )
+    text = peer("bfd: {enabled: true, minRx: 100, minTx: 150, multiplier: 5}")
+    config = load_bgpd_config(write(tmp_path, text))
+    assert config.peers[0].bfd == BfdOptions(True, 100, 150, 5)
+    assert load_bgpd_config(write(tmp_path, peer(""))).peers[0].bfd is None
+
+
+def test_peer_range_bfd(tmp_path: Path) -> None:
+    from bgpd.configcheck import BfdOptions
+
+    text = HEAD + "peerRanges:\n  - {range: 192.0.2.0/24, asNumber: 64512, bfd: {minRx: 100}}\n"
+    config = load_bgpd_config(write(tmp_path, text))
+    assert config.peer_ranges[0].bfd == BfdOptions(True, 100, 300, 3)
+    text = HEAD + "peerRanges:\n  - {range: 192.0.2.0/24, asNumber: 64512, bfd: {minTx: x}}\n"
+    assert error_of(write(tmp_path, text)).endswith(
+        "peerRanges[0].bfd.minTx: must be an integer in 1..60000"
+    )
+
+
+def test_shutdown_section(tmp_path: Path) -> None:
+    from bgpd.config import ShutdownConfig
+
+    assert load_bgpd_config(write(tmp_path, HEAD)).shutdown == ShutdownConfig()
+    text = HEAD + "shutdown: {mode: drain, drainTime: 5, message: bye}\n"
+    assert load_bgpd_config(write(tmp_path, text)).shutdown == ShutdownConfig("drain", 5, "bye")
+    text = HEAD + "shutdown: {mode: now}\n"
+    assert error_of(write(tmp_path, text)).endswith(
+        "shutdown.mode: must be one of gracefulRestart, drain"
+    )
+    text = HEAD + f"shutdown: {{message: {'é' * 128}}}\n"
+    assert error_of(write(tmp_path, text)).endswith(
+        "shutdown.message: must be text of at most 255 UTF-8 octets (RFC 9003)"
+    )

@@ -603,3 +603,29 @@ def test_late_events_for_unknown_connections_are_ignored() -> None:
     assert fsm.handle(DecodeFailed(9, BGPError(1, 1)), 1.0) == []
     assert fsm.handle(TcpFailed(9, "reset"), 1.0) == []
     assert fsm.state is State.ESTABLISHED
+
+
+# --- BFD (RFC 5882) -------------------------------------------------------------------------
+
+
+def test_bfd_down_ends_the_established_session_with_cease_bfd_down() -> None:
+    from bgpd.fsm import BfdDown
+
+    fsm = Fsm(CONFIG)
+    to_established(fsm)
+    cease = Notification(ErrorCode.CEASE, CeaseSubcode.BFD_DOWN)
+    actions = fsm.handle(BfdDown("BFD session down"), 1.0)
+    # A NOTIFICATION was sent, so the speaker keeps no stale routes (C bit 0).
+    assert actions == [Send(1, cease), Close(1), SessionDown("BFD session down", cease, None)]
+    assert fsm.state is State.IDLE  # the usual backoff, then the session is retried
+    assert fsm.last_error == "BFD session down"
+    assert fsm.handle_timeout(2.0) == [Connect()]
+
+
+def test_bfd_down_leaves_a_session_that_is_not_established_alone() -> None:
+    from bgpd.fsm import BfdDown
+
+    fsm = Fsm(CONFIG)
+    to_open_confirm(fsm)
+    assert fsm.handle(BfdDown(), 1.0) == []
+    assert fsm.state is State.OPEN_CONFIRM

@@ -497,3 +497,25 @@ async def test_status_shows_the_nodes_datastore(
         "podbgp is running (router ID 192.0.2.11, AS 64512, up 5m3s)",
         line,
     ]
+
+
+def test_status_shows_bfd_sessions_of_the_peers_that_have_one() -> None:
+    from podbgp.ops.client import render_status
+
+    status = {"routerId": "192.0.2.1", "asNumber": 64512, "uptimeSeconds": 5}
+    bfd = {"state": "Down", "mode": "single-hop", "port": 3784, "txInterval": 1000.0,
+           "rxInterval": 300.0, "detectTime": None, "diagnostic": "ControlDetectionTimeExpired",
+           "remoteDiagnostic": "NoDiagnostic", "flaps": 1}  # fmt: skip
+    peers = [
+        {"address": "192.0.2.2", "type": "mesh", "state": "Idle", "bfd": bfd},
+        {"address": "192.0.2.3", "type": "mesh", "state": "Established"},
+    ]
+    text = render_status(status, peers)
+    section = text.split("BFD sessions\n", 1)[1]
+    assert "BFD STATE" in section and "DETECT MS" in section
+    row = next(line for line in section.splitlines() if "192.0.2.2" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells == ["192.0.2.2", "Down", "single-hop :3784", "1000/300", "-",
+                     "ControlDetectionTimeExpired", "1"]  # fmt: skip
+    assert "192.0.2.3" not in section
+    assert "BFD sessions" not in render_status(status, peers[1:])

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from bgpd.configcheck import BfdOptions
 from podbgp.cluster.resources import (
     BGPConfiguration,
     BGPPeer,
@@ -104,6 +105,8 @@ def test_node_with_labels_addresses_and_pinned_blocks() -> None:
         BGPPeer("q", node_selector=ALL, peer_selector=parse_selector("has(rr)"), password="x"),
         IPPool("pool", "10.0.0.0/16", 26, "CrossSubnet", "Never", True, False, ALL),
         Node("n", ("192.0.2.1/24",), 65002, "1.0.0.1", ("10.0.1.0/24",), (("a", "b"),)),
+        BGPConfiguration("default", node_mesh_bfd=BfdOptions(True, 100, 100, 3)),
+        BGPPeer("b", peer_ip="192.0.2.1", as_number=65000, bfd=BfdOptions(False, 50, 60, 4)),
     ],
 )
 def test_canonical_form_round_trips(res: Any) -> None:
@@ -165,6 +168,15 @@ def test_canonical_form_round_trips(res: Any) -> None:
         (
             doc("BGPConfiguration", "default", {"nodeMeshMaxRestartTime": "5000s"}),
             "between 1s and 4095s",
+        ),
+        (
+            doc("BGPConfiguration", "default", {"nodeMeshBFD": {"minTx": 0}}),
+            "f.yaml BGPConfiguration/default: spec.nodeMeshBFD.minTx: must be an integer in "
+            "1..60000",
+        ),
+        (
+            doc("BGPPeer", "p", {"peerSelector": "all()", "bfd": {"multipler": 3}}),
+            "spec.bfd.multipler: unknown key; expected one of enabled, minRx, minTx, multiplier",
         ),
         (doc("Node", "n", {"addresses": ["192.0.2.1"]}), "spec.addresses[0]: must be an address"),
         (

@@ -110,3 +110,17 @@ def test_refusals(tmp_path: Path, change: dict[str, Any], message: str) -> None:
         load(tmp_path, data)
     assert message in str(err.value)
     assert str(err.value).startswith(str(tmp_path / "node.yaml"))
+
+
+def test_graceful_restart_run_file(tmp_path: Path) -> None:
+    base = "nodeName: n1\naddress: 192.0.2.11/24\ndatastore: {type: file, path: /tmp/x}\n"
+    path = tmp_path / "node.yaml"
+    path.write_text(base)
+    config = load_node_config(str(path))
+    assert (config.run_file, config.selection_deferral_time) == (None, 60)
+    path.write_text(base + "gracefulRestart: {runFile: /run/podbgp/n1, selectionDeferralTime: 5}\n")
+    config = load_node_config(str(path))
+    assert (config.run_file, config.selection_deferral_time) == ("/run/podbgp/n1", 5)
+    path.write_text(base + "gracefulRestart: {restartTime: 5}\n")
+    with pytest.raises(ConfigError, match=r"gracefulRestart\.restartTime: unknown key"):
+        load_node_config(str(path))

@@ -247,3 +247,43 @@ def test_max_prefixes_reach_the_peer_spec() -> None:
                   max_prefixes=PrefixLimit(100, 90, 30))  # fmt: skip
     top = compute_topology("node-1", cluster(node(1)), MESH, [tor])
     assert top.peers["192.0.2.254"].max_prefixes == MaxPrefixes(100, 90, 30)
+
+
+# --- BFD (RFC 5882) -------------------------------------------------------------------------
+
+
+def test_node_mesh_bfd_on_mesh_and_reflector_sessions_hop_mode_by_subnet() -> None:
+    from bgpd.bfd.peering import BfdSettings
+    from bgpd.configcheck import BfdOptions
+
+    fast = BfdOptions(min_rx_ms=100, min_tx_ms=100, multiplier=3)
+    far = NodeInfo("node-9", ("198.51.100.9/24",), router_id="198.51.100.9")
+    mesh = BGPConfiguration("default", node_mesh_bfd=fast)
+    top = compute_topology("node-1", cluster(node(1), node(2), far), mesh, [])
+    assert top.peers["192.0.2.2"].bfd == BfdSettings(100, 100, 3, multihop=False)
+    assert top.peers["198.51.100.9"].bfd == BfdSettings(100, 100, 3, multihop=True)
+    # Reflector sessions take nodeMeshBFD too.
+    rr = BGPConfiguration("default", node_to_node_mesh_enabled=False, node_mesh_bfd=fast)
+    nodes = cluster(node(1, rr=True), node(3))
+    client = compute_topology("node-3", nodes, rr, [RR_PEERING])
+    assert client.peers["192.0.2.1"].bfd == BfdSettings(100, 100, 3, multihop=False)
+    reflector = compute_topology("node-1", nodes, rr, [RR_PEERING])
+    assert reflector.peers["192.0.2.3"].bfd is not None
+    # Without nodeMeshBFD: no BFD.
+    assert (
+        compute_topology("node-1", cluster(node(1), node(2)), MESH, []).peers["192.0.2.2"].bfd
+        is None
+    )
+
+
+def test_bgp_peer_bfd_wins_over_node_mesh_bfd() -> None:
+    from bgpd.bfd.peering import BfdSettings
+    from bgpd.configcheck import BfdOptions
+
+    mesh = BGPConfiguration("default", node_mesh_bfd=BfdOptions())
+    off = BGPPeer("no-bfd", node_selector=ALL, peer_selector=ALL, bfd=BfdOptions(enabled=False))
+    top = compute_topology("node-1", cluster(node(1), node(2)), mesh, [off])
+    assert top.peers["192.0.2.2"].bfd is None
+    router = BGPPeer("tor", peer_ip="192.0.2.254", as_number=65000, bfd=BfdOptions(multiplier=5))
+    top = compute_topology("node-1", cluster(node(1)), NO_MESH, [router])
+    assert top.peers["192.0.2.254"].bfd == BfdSettings(300, 300, 5, multihop=None)

@@ -247,8 +247,39 @@ def test_felix_and_datastore_snapshots() -> None:
         assert value(samples, "podbgp_snapshot_ok", source=source) == 1
     # Every name the collector can export appears when every source reports every key.
     assert {n for n in samples if n != "podbgp_bgp_messages_sent_total"} >= {
-        n for n in exported_names() if not n.startswith(("podbgp_bgp_", "podbgp_snapshot"))
+        n
+        for n in exported_names()
+        if not n.startswith(("podbgp_bgp_", "podbgp_bfd_", "podbgp_snapshot"))
     }
+
+
+def test_bfd_series_from_the_peer_view() -> None:
+    bfd = {"state": "Up", "flaps": 2, "detectTime": 300.0, "packets": {"sent": 40, "received": 38}}
+    peers = [
+        {"address": "192.0.2.2", "type": "mesh", "state": "Established", "bfd": bfd},
+        {"address": "192.0.2.3", "type": "mesh", "state": "Idle",
+         "bfd": {"state": "Down", "flaps": 0, "detectTime": None, "packets": {}}},
+        {"address": "192.0.2.4", "type": "mesh", "state": "Idle"},  # no BFD: no BFD series
+    ]  # fmt: skip
+    registry = CollectorRegistry()
+    registry.register(PodbgpCollector(FixedView(peers)))
+    samples = scrape(registry)
+    check_bounded_labels(samples)
+    up = {"peer": "192.0.2.2", "peer_type": "mesh"}
+    down = {"peer": "192.0.2.3", "peer_type": "mesh"}
+    assert value(samples, "podbgp_bfd_session_state", **up) == 3
+    assert value(samples, "podbgp_bfd_session_up", **up) == 1
+    assert value(samples, "podbgp_bfd_session_flaps_total", **up) == 2
+    assert value(samples, "podbgp_bfd_detect_time_seconds", **up) == 0.3
+    assert value(samples, "podbgp_bfd_packets_sent_total", **up) == 40
+    assert value(samples, "podbgp_bfd_packets_received_total", **up) == 38
+    assert value(samples, "podbgp_bfd_session_state", **down) == 1
+    assert value(samples, "podbgp_bfd_session_up", **down) == 0
+    assert [s.labels["peer"] for s in samples["podbgp_bfd_session_state"]] == [
+        "192.0.2.2",
+        "192.0.2.3",
+    ]
+    assert [s.labels["peer"] for s in samples["podbgp_bfd_detect_time_seconds"]] == ["192.0.2.2"]
 
 
 def test_partial_snapshots_and_non_numbers_are_skipped() -> None:

@@ -25,6 +25,7 @@ from bgpd.codec.types import (
     FourOctetAs,
     GracefulRestart,
     Keepalive,
+    LongLivedGracefulRestart,
     Message,
     MpUnreach,
     Multiprotocol,
@@ -52,7 +53,7 @@ IBGP = CodecContext(four_octet_as=True, ebgp=False)
 ADD_PATH_IN = CodecContext(four_octet_as=True, add_path_receive=frozenset({IPV4_UNICAST}))
 ADD_PATH_OUT = CodecContext(four_octet_as=True, add_path_send=frozenset({IPV4_UNICAST}))
 
-ENHANCED_ROUTE_REFRESH, LONG_LIVED_GR, EXTENDED_NEXT_HOP, FQDN = 70, 71, 5, 73
+ENHANCED_ROUTE_REFRESH, EXTENDED_NEXT_HOP, FQDN = 70, 5, 73
 
 # Files whose re-encoding differs from the capture, and why; every other file must re-encode
 # to the same bytes (same attribute order, 1-octet lengths where they fit, one Capabilities
@@ -127,7 +128,7 @@ def test_bird_open() -> None:
         GracefulRestart(0, 120, ((1, 1, 0), (2, 1, 0))),
         FourOctetAs(4200000001),
         UnknownCapability(ENHANCED_ROUTE_REFRESH, b""),
-        UnknownCapability(LONG_LIVED_GR, b""),
+        LongLivedGracefulRestart(()),  # RFC 9494 "aware": no family kept long-lived
     )
 
 

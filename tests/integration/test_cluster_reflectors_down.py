@@ -1,0 +1,243 @@
+"""Both route reflectors down for longer than the graceful-restart time: no pod loses a packet.
+
+A cluster like tests/integration/test_cluster_dataplane.py (real etcd, ``podbgp node`` with felix
+in namespaces, two subnets joined by a router, VXLAN across subnets, pods made by
+``podbgp-cni``), but without the node mesh: four nodes peer only with two reflector nodes (one
+per subnet, ``routeReflectorClusterID``), as Calico clusters past a few dozen nodes do.
+``nodeMeshMaxRestartTime`` is 3 s and ``nodeMeshLongLivedStaleTime`` one hour.
+
+Both reflectors are killed (SIGKILL) for 12 s — four times the restart time. The nodes keep
+every other node's routes: stale for the restart time, then long-lived stale (RFC 9494), still
+installed. Continuous pings between pods on different nodes (same subnet and across the router)
+lose nothing, and no kernel route of felix's changes on any node. The reflectors come back with
+``gracefulRestart.runFile`` (a restart: R bit, selection deferral until every client's
+End-of-RIB), the routes are refreshed, and still no kernel route changes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.test_cluster_dataplane import (
+    API_PORT,
+    ETCD,
+    GATEWAYS,
+    Cluster,
+    add_pod,
+    established,
+    loss,
+    start_etcd,
+)
+from tests.support.kernel import ping, routes
+from tests.support.netns import NetnsFactory, netns_available, run, wait_until
+
+pytestmark = pytest.mark.netns
+
+CLIENTS = {
+    "n1": "192.0.2.11/24",
+    "n2": "192.0.2.12/24",
+    "n3": "198.51.100.13/24",
+    "n4": "198.51.100.14/24",
+}
+REFLECTORS = {"rr1": "192.0.2.3/24", "rr2": "198.51.100.3/24"}
+ADDRESSES = {**CLIENTS, **REFLECTORS}
+RESTART_S = 3
+DOWN_S = 12.0
+RESOURCES = f"""
+apiVersion: podbgp/v1
+kind: BGPConfiguration
+metadata: {{name: default}}
+spec:
+  asNumber: 64512
+  nodeToNodeMeshEnabled: false
+  nodeMeshMaxRestartTime: {RESTART_S}
+  nodeMeshLongLivedStaleTime: 3600
+---
+apiVersion: podbgp/v1
+kind: IPPool
+metadata: {{name: pods}}
+spec: {{cidr: 10.244.0.0/16, blockSize: 24, vxlanMode: CrossSubnet, ipipMode: Never}}
+---
+apiVersion: podbgp/v1
+kind: Node
+metadata: {{name: rr1, labels: {{route-reflector: "true"}}}}
+spec: {{routeReflectorClusterID: 1.0.0.1}}
+---
+apiVersion: podbgp/v1
+kind: Node
+metadata: {{name: rr2, labels: {{route-reflector: "true"}}}}
+spec: {{routeReflectorClusterID: 1.0.0.1}}
+---
+apiVersion: podbgp/v1
+kind: BGPPeer
+metadata: {{name: peer-with-rrs}}
+spec: {{nodeSelector: all(), peerSelector: "route-reflector == 'true'"}}
+"""
+
+
+class ReflectorCluster(Cluster):
+    def node_config(self, name: str) -> Path:
+        path = self.workdir / f"{name}.yaml"
+        config: dict[str, object] = {
+            "nodeName": name,
+            "address": ADDRESSES[name],
+            "datastore": {"type": "etcd", "endpoints": [ETCD]},
+            "api": {"listen": f"127.0.0.1:{API_PORT}"},
+            "felix": {"resyncInterval": 2},
+            "logLevel": "info",
+        }
+        if name in REFLECTORS:
+            run_file = str(self.workdir / f"{name}.running")
+            config["gracefulRestart"] = {"runFile": run_file, "selectionDeferralTime": 20}
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+
+def build(factory: NetnsFactory) -> tuple[str, dict[str, str]]:
+    router = factory.namespace("r")
+    run(router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    ns = {name: factory.namespace(name) for name in ADDRESSES}
+    for subnet in GATEWAYS:
+        members = [n for n, a in ADDRESSES.items() if a.startswith(subnet + ".")]
+        lan = factory.lan({ns[m]: [ADDRESSES[m]] for m in members}, ifname="eth0")
+        link = factory.veth(router, lan.bridge_ns, [f"{GATEWAYS[subnet]}/24"], [])
+        run(lan.bridge_ns, "ip", "link", "set", link.ifname_b, "master", lan.bridge)
+    for name, address in ADDRESSES.items():
+        run(ns[name], "ip", "route", "add", "default", "via", GATEWAYS[address.rsplit(".", 1)[0]])
+    return router, ns
+
+
+def converged(cluster: Cluster) -> bool:
+    return all(established(cluster, c, 2) for c in CLIENTS) and all(
+        established(cluster, r, len(CLIENTS) + 1) for r in REFLECTORS
+    )
+
+
+@pytest.fixture(scope="module")
+def rr_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    reason = netns_available()
+    if reason is not None:
+        pytest.skip(reason)
+    protos = Path("/etc/iproute2/rt_protos.d/podbgp.conf")
+    had_protos = protos.exists()
+    workdir = tmp_path_factory.mktemp("rr-cluster")
+    with NetnsFactory(log_dir=workdir) as factory:
+        router, ns = build(factory)
+        start_etcd(factory, router, workdir)
+        cluster = ReflectorCluster(factory, workdir, router, ns)
+        (workdir / "resources.yaml").write_text(RESOURCES)
+        cluster.datastore("apply", str(workdir / "resources.yaml"))
+        for name in ADDRESSES:
+            cluster.start(name)
+        try:
+            wait_until(lambda: converged(cluster), timeout=90)
+            for name in CLIENTS:
+                add_pod(cluster, name, 0)
+            yield cluster
+        except BaseException:
+            for name in ADDRESSES:
+                sys.stderr.write(f"--- {name} log ---\n{cluster.log(name)}\n")
+            raise
+        finally:
+            for proc in cluster.procs.values():
+                factory.stop(proc)
+    if not had_protos:
+        protos.unlink(missing_ok=True)
+
+
+def kernel_routes(cluster: Cluster) -> dict[str, set[str]]:
+    return {c: routes(cluster.ns[c]) for c in CLIENTS}
+
+
+def test_all_reflectors_down_no_pod_loses_connectivity(rr_cluster: Cluster) -> None:
+    cluster = rr_cluster
+    pod = {node: cluster.pods[node][0] for node in CLIENTS}
+    flows = {
+        "n1->n3 (VXLAN)": (pod["n1"][0], pod["n3"][1]),
+        "n2->n1 (same subnet)": (pod["n2"][0], pod["n1"][1]),
+        "n4->n2 (VXLAN)": (pod["n4"][0], pod["n2"][1]),
+        "n3->n4 (same subnet)": (pod["n3"][0], pod["n4"][1]),
+    }
+    wait_until(lambda: all(ping(src, dst) for src, dst in flows.values()), timeout=60)
+    wait_until(lambda: all(len(r) >= 6 for r in kernel_routes(cluster).values()), timeout=30)
+    before = kernel_routes(cluster)
+    seconds = int(DOWN_S + 25)
+    pingers = {
+        name: subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                src,
+                "ping",
+                "-n",
+                "-i",
+                "0.05",
+                "-w",
+                str(seconds),
+                "-W",
+                "1",
+                dst,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name, (src, dst) in flows.items()
+    }
+    changes: list[str] = []
+
+    def watch(until: float) -> None:
+        while time.monotonic() < until:
+            now = kernel_routes(cluster)
+            for node, current in now.items():
+                if current != before[node]:
+                    changes.append(f"{node}: -{before[node] - current} +{current - before[node]}")
+                    before[node] = current
+            time.sleep(0.25)
+
+    try:
+        time.sleep(1.0)
+        for rr in REFLECTORS:
+            cluster.procs[rr].kill()
+        for rr in REFLECTORS:
+            cluster.procs[rr].wait(5)
+        killed = time.monotonic()
+        watch(killed + DOWN_S)
+        for c in CLIENTS:  # every client lost both reflectors and went long-lived stale
+            assert established(cluster, c, 0), f"{c} still has a session"
+        for rr in REFLECTORS:
+            cluster.start(rr)
+        wait_until(lambda: converged(cluster), timeout=60)
+        back = time.monotonic() - killed
+        watch(time.monotonic() + 3.0)
+        outputs = {name: p.communicate(timeout=seconds + 15)[0] for name, p in pingers.items()}
+    except BaseException:
+        for name in ADDRESSES:
+            sys.stderr.write(f"--- {name} log ---\n{cluster.log(name)}\n")
+        raise
+    finally:
+        for p in pingers.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+    report = {name: loss(out) for name, out in outputs.items()}
+    print(f"\nboth reflectors down {DOWN_S:.0f} s (restart time {RESTART_S} s), back and "
+          f"converged {back:.1f} s after the kill; (sent, received) per flow: {report}; "
+          f"kernel route changes: {changes or 'none'}")  # fmt: skip
+    assert changes == []
+    for name, (sent, received) in report.items():
+        assert sent > 300, name
+        assert received == sent, f"{name}: {sent - received} of {sent} lost"
+    for c in CLIENTS:
+        assert "event=long-lived-stale" in (cluster.workdir / f"{c}.log").read_text()
+    for rr in REFLECTORS:
+        log = (cluster.workdir / f"{rr}.log").read_text()
+        assert "event=selection-deferral-over" in log

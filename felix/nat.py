@@ -80,14 +80,18 @@ class NatTable:
         self.applied: str | None = None  # the definition last applied (None: table absent)
         self._listing: str | None = None  # the kernel's listing right after that
         self.repairs = 0
+        self._known_absent = False  # checked: no table of ours, and none wanted
         self.last_error: str | None = None
 
     async def sync(self, pools: Iterable[Pool]) -> None:
         """Make the table match ``pools``; repair it if it changed behind our back."""
         want = ruleset(pools)
+        if want is None and self.applied is None and self._known_absent:
+            return  # no pool asks for NAT and the table is gone: no nft process per resync
         try:
             listing = await self._list()
             if want == self.applied and listing == self._listing:
+                self._known_absent = want is None and listing is None
                 return
             if want == self.applied and self.applied is not None:
                 self.repairs += 1
@@ -103,10 +107,12 @@ class NatTable:
                 log.info("event=nat-table-applied table=%s", TABLE)
             self.applied = want
             self._listing = await self._list()
+            self._known_absent = want is None and self._listing is None
             self.last_error = None
         except (NftError, OSError, TimeoutError) as exc:
             self.last_error = str(exc)
             self.applied = self._listing = None  # unknown: the next pass re-applies
+            self._known_absent = False
             log.warning("event=nat-table-failed error=%s", exc)
 
     async def _list(self) -> str | None:

@@ -239,14 +239,7 @@ def plan(inp: PlanInput) -> Plan:
         if reason is not None:
             skipped[dst] = reason
             continue
-        outcome = _remote_route(dst, next_hop, node, inp)
-        if isinstance(outcome, str):
-            skipped[dst] = outcome
-            continue
-        route, vtep = outcome
-        routes[dst] = route
-        if vtep is not None:
-            users[vtep.node_ip] = users.get(vtep.node_ip, 0) + 1
+        _place_remote(dst, next_hop, node, inp, routes, skipped, users)
     for pod_ip, ifname in sorted(inp.pods.items()):
         dst = host_prefix(pod_ip)
         routes[dst] = Route(dst, dev=ifname, scope=Scope.LINK)
@@ -283,18 +276,30 @@ def replan(previous: Plan, inp: PlanInput, prefixes: Iterable[str]) -> Plan:
         skipped.pop(dst, None)
         if old is not None and old.dev == VXLAN_DEVICE:
             _release_vtep(users, old, inp.vteps)
-        if next_hop is None:
-            continue
-        outcome = _remote_route(dst, next_hop, node, inp)
-        if isinstance(outcome, str):
-            skipped[dst] = outcome
-            continue
-        route, vtep = outcome
-        routes[dst] = route
-        if vtep is not None:
-            users[vtep.node_ip] = users.get(vtep.node_ip, 0) + 1
+        if next_hop is not None:
+            _place_remote(dst, next_hop, node, inp, routes, skipped, users)
     neighbours, fdb = _vxlan_entries(users, inp.vteps)
     return Plan(routes, neighbours, fdb, skipped, frozenset(touched), users)
+
+
+def _place_remote(
+    dst: str,
+    next_hop: str,
+    node: ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+    inp: PlanInput,
+    routes: dict[str, Route],
+    skipped: dict[str, str],
+    users: dict[str, int],
+) -> None:
+    """Plan one remote prefix into ``routes`` (counting its VTEP) or ``skipped`` (with why)."""
+    outcome = _remote_route(dst, next_hop, node, inp)
+    if isinstance(outcome, str):
+        skipped[dst] = outcome
+        return
+    route, vtep = outcome
+    routes[dst] = route
+    if vtep is not None:
+        users[vtep.node_ip] = users.get(vtep.node_ip, 0) + 1
 
 
 def _local_reason(dst: str, own_blocks: set[str], pod_dsts: set[str]) -> str | None:

@@ -16,7 +16,6 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -24,12 +23,11 @@ from tests.integration.test_cluster_dataplane import (
     NODES,
     Cluster,
     block_of,
-    build_topology,
     established,
-    start_etcd,
+    running_cluster,
 )
 from tests.support.kernel import routes
-from tests.support.netns import NetnsFactory, netns_available, wait_until
+from tests.support.netns import wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -56,33 +54,11 @@ spec: {cidr: 10.244.0.0/16, blockSize: 24, vxlanMode: CrossSubnet, ipipMode: Nev
 
 @pytest.fixture(scope="module")
 def bfd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    reason = netns_available()
-    if reason is not None:
-        pytest.skip(reason)
-    protos = Path("/etc/iproute2/rt_protos.d/podbgp.conf")
-    had_protos = protos.exists()
-    workdir = tmp_path_factory.mktemp("bfd-cluster")
-    with NetnsFactory(log_dir=workdir) as factory:
-        router, ns = build_topology(factory)
-        start_etcd(factory, router, workdir)
-        cluster = Cluster(factory, workdir, router, ns)
-        (workdir / "resources.yaml").write_text(RESOURCES)
-        cluster.datastore("apply", str(workdir / "resources.yaml"))
-        for name in NODES:
-            cluster.start(name)
-        try:
-            for name in NODES:
-                wait_until(lambda name=name: established(cluster, name, 3), timeout=60)
-            yield cluster
-        except BaseException:
-            for name in NODES:
-                sys.stderr.write(f"--- {name} log ---\n{cluster.log(name)}\n")
-            raise
-        finally:
-            for proc in cluster.procs.values():
-                factory.stop(proc)
-    if not had_protos:
-        protos.unlink(missing_ok=True)
+    def ready(c: Cluster) -> bool:
+        return all(established(c, name, 3) for name in NODES)
+
+    with running_cluster(tmp_path_factory, "bfd-cluster", RESOURCES, NODES, ready, Cluster) as c:
+        yield c
 
 
 def has_route(cluster: Cluster, node: str, block: str) -> bool:

@@ -11,16 +11,17 @@ measured), and removal of a node.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -210,31 +211,43 @@ def established(cluster: Cluster, node: str, expected: int) -> bool:
     return sum(1 for p in peers if p["state"] == "Established") == expected
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+C = TypeVar("C", bound="Cluster")
+
+
+@contextlib.contextmanager
+def running_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+    tag: str,
+    resources: str,
+    names: Iterable[str],
+    ready: Callable[[C], bool],
+    make: Callable[[NetnsFactory, Path, str, dict[str, str]], C],
+    build: Callable[[NetnsFactory], tuple[str, dict[str, str]]] = build_topology,
+    timeout: float = 120.0,
+) -> Iterator[C]:
+    """A cluster of real ``podbgp`` processes on a real etcd in namespaces: built, started,
+    waited for (``ready``), yielded, and always torn down; every daemon's log is printed when
+    the body fails. Shared by every cluster test module."""
     reason = netns_available()
     if reason is not None:
         pytest.skip(reason)
     protos = Path("/etc/iproute2/rt_protos.d/podbgp.conf")
     had_protos = protos.exists()
-    workdir = tmp_path_factory.mktemp("cluster")
+    workdir = tmp_path_factory.mktemp(tag)
+    names = list(names)
     with NetnsFactory(log_dir=workdir) as factory:
-        router, ns = build_topology(factory)
+        router, ns = build(factory)
         start_etcd(factory, router, workdir)
-        cluster = Cluster(factory, workdir, router, ns)
-        (workdir / "resources.yaml").write_text(RESOURCES)
+        cluster = make(factory, workdir, router, ns)
+        (workdir / "resources.yaml").write_text(resources)
         cluster.datastore("apply", str(workdir / "resources.yaml"))
-        for name in NODES:
+        for name in names:
             cluster.start(name)
         try:
-            for name in NODES:
-                wait_until(lambda name=name: established(cluster, name, 3), timeout=60)
-            for name in NODES:
-                for index in range(2):
-                    add_pod(cluster, name, index)
+            wait_until(lambda: ready(cluster), timeout=timeout)
             yield cluster
         except BaseException:
-            for name in NODES:
+            for name in names:
                 sys.stderr.write(f"--- {name} log ---\n{cluster.log(name)}\n")
             raise
         finally:
@@ -242,6 +255,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 factory.stop(proc)
     if not had_protos:
         protos.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    def ready(c: Cluster) -> bool:
+        return all(established(c, name, 3) for name in NODES)
+
+    with running_cluster(tmp_path_factory, "cluster", RESOURCES, NODES, ready, Cluster) as c:
+        for name in NODES:
+            for index in range(2):
+                add_pod(c, name, index)
+        yield c
 
 
 def test_every_pod_pings_every_other_pod(cluster: Cluster) -> None:

@@ -33,10 +33,10 @@ from tests.integration.test_cluster_dataplane import (
     add_pod,
     established,
     loss,
-    start_etcd,
+    running_cluster,
 )
 from tests.support.kernel import ping, routes
-from tests.support.netns import NetnsFactory, netns_available, run, wait_until
+from tests.support.netns import NetnsFactory, run, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -122,34 +122,13 @@ def converged(cluster: Cluster) -> bool:
 
 @pytest.fixture(scope="module")
 def rr_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    reason = netns_available()
-    if reason is not None:
-        pytest.skip(reason)
-    protos = Path("/etc/iproute2/rt_protos.d/podbgp.conf")
-    had_protos = protos.exists()
-    workdir = tmp_path_factory.mktemp("rr-cluster")
-    with NetnsFactory(log_dir=workdir) as factory:
-        router, ns = build(factory)
-        start_etcd(factory, router, workdir)
-        cluster = ReflectorCluster(factory, workdir, router, ns)
-        (workdir / "resources.yaml").write_text(RESOURCES)
-        cluster.datastore("apply", str(workdir / "resources.yaml"))
-        for name in ADDRESSES:
-            cluster.start(name)
-        try:
-            wait_until(lambda: converged(cluster), timeout=90)
-            for name in CLIENTS:
-                add_pod(cluster, name, 0)
-            yield cluster
-        except BaseException:
-            for name in ADDRESSES:
-                sys.stderr.write(f"--- {name} log ---\n{cluster.log(name)}\n")
-            raise
-        finally:
-            for proc in cluster.procs.values():
-                factory.stop(proc)
-    if not had_protos:
-        protos.unlink(missing_ok=True)
+    with running_cluster(
+        tmp_path_factory, "rr-cluster", RESOURCES, ADDRESSES, converged, ReflectorCluster,
+        build=build,
+    ) as c:  # fmt: skip
+        for name in CLIENTS:
+            add_pod(c, name, 0)
+        yield c
 
 
 def kernel_routes(cluster: Cluster) -> dict[str, set[str]]:

@@ -159,6 +159,16 @@ def wait_both_up(
     return wait_until(both_up, UP_TIMEOUT_S)
 
 
+def fast_session(endpoint: ThreadedBfdEndpoint, peer: str, local: str, *, multihop: bool) -> Events:
+    """A BFD session at the tests' fast intervals; returns the recorder of its state changes."""
+    events = Events()
+    endpoint.add_session(
+        peer, local, multihop=multihop, min_tx_ms=INTERVAL_MS, min_rx_ms=INTERVAL_MS,
+        multiplier=MULTIPLIER, on_state=events,
+    )  # fmt: skip
+    return events
+
+
 def test_single_hop_up_and_detection_both_ways(
     netns_factory: NetnsFactory,
     pair: tuple[str, str],
@@ -167,16 +177,7 @@ def test_single_hop_up_and_detection_both_ways(
 ) -> None:
     ns_p, ns_r = pair
     router = start_bird(netns_factory, ns_r, tmp_path, multihop=False)
-    events = Events()
-    endpoint.add_session(
-        ROUTER_V4,
-        PODBGP_V4,
-        multihop=False,
-        min_tx_ms=INTERVAL_MS,
-        min_rx_ms=INTERVAL_MS,
-        multiplier=MULTIPLIER,
-        on_state=events,
-    )
+    events = fast_session(endpoint, ROUTER_V4, PODBGP_V4, multihop=False)
     view = wait_both_up(endpoint, router)
     assert view.port == SINGLE_HOP_PORT
     assert view.remote_discriminator != 0
@@ -258,16 +259,7 @@ def test_multihop_and_either_port(
 ) -> None:
     _ns_p, ns_r = pair
     router = start_bird(netns_factory, ns_r, tmp_path, multihop=bird_multihop)
-    events = Events()
-    endpoint.add_session(
-        ROUTER_V4,
-        PODBGP_V4,
-        multihop=ours_multihop,
-        min_tx_ms=INTERVAL_MS,
-        min_rx_ms=INTERVAL_MS,
-        multiplier=MULTIPLIER,
-        on_state=events,
-    )
+    events = fast_session(endpoint, ROUTER_V4, PODBGP_V4, multihop=ours_multihop)
     view = wait_both_up(endpoint, router)
     assert view.port == port
     assert view.multihop == ours_multihop

@@ -832,7 +832,7 @@ class Speaker:
 
     async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
-        address = tcp.normalise_address(peername[0]) if peername else "?"
+        address = tcp.address_of(peername) or "?"
         peer = self.peers.get(address) or self._dynamic_peer(address)
         if peer is None:
             log.info("event=reject-connection from=%s reason=not a configured peer", address)

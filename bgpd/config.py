@@ -81,8 +81,6 @@ _TOP_KEYS = (
 )
 _PEER_KEYS = (
     "address",
-    "interface",
-    "extendedNextHop",
     "asNumber",
     "port",
     "passive",
@@ -99,6 +97,8 @@ _PEER_KEYS = (
     "nextHopMode",
     "bfd",
     "longLivedStaleTime",
+    "interface",
+    "extendedNextHop",
 )
 _PEER_RANGE_KEYS = ("range", "asNumber", "routeReflectorClient", "password", "holdTime", "bfd")
 

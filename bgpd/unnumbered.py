@@ -7,9 +7,10 @@ keeping the speaker's peer on it:
 
 - a probe sends one ICMPv6 Echo Request to the all-nodes group ``ff02::1`` on the link
   (RFC 4443 §4.1; every IPv6 node answers) and collects the link-local sources of the replies
-  for at most ``probe_timeout`` seconds; when nothing answers (a neighbour that ignores
-  multicast echo), the kernel's neighbour table for the link is read instead (``ip -6 neigh``:
-  entries learned from the neighbour's own router advertisements or neighbour discovery);
+  for at most ``probe_timeout`` seconds (0.2 s after the first reply); when nothing answers (a
+  neighbour that ignores multicast echo), the kernel's neighbour table for the link is read
+  instead (``ip -6 neigh``: entries learned from the neighbour's router advertisements or
+  neighbour discovery, e.g. when it connects to us);
 - a watcher per link probes until a neighbour is found (backing off from 1 s to ``recheck``),
   adds the peer at ``fe80::…%<interface>``, and probes again every ``recheck`` seconds: when the
   known address stops answering and another one answers, the peer moves to the new address.
@@ -43,6 +44,7 @@ _IF_INET6 = "/proc/net/if_inet6"
 PROBE_TIMEOUT = 1.0
 RECHECK = 30.0
 _NEIGH_TIMEOUT = 2.0
+_GRACE = 0.2  # seconds to wait for more echo replies after the first
 _USABLE = ("REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT")  # neighbour states
 
 Prober = Callable[[str, float], Awaitable[list[str]]]
@@ -91,6 +93,8 @@ async def echo_neighbours(interface: str, timeout: float) -> list[str]:
             reply = len(data) >= _ECHO.size and data[0] == ECHO_REPLY
             if reply and _ECHO.unpack_from(data)[3] == ident:
                 found.add(split_scope(str(source[0]))[0])
+                # Others on the link answer about as fast: a short grace, not the full wait.
+                deadline = min(deadline, time.monotonic() + _GRACE)
     return sorted(a for a in found if is_link_local(a))
 
 

@@ -29,7 +29,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 from bgpd.nexthop import is_link_local, split_scope
@@ -146,6 +146,7 @@ class UnnumberedPeers:
         self.recheck = recheck
         self.addresses: dict[str, str] = {}  # interface -> the peer's current address
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._specs: dict[str, PeerSpec] = {}  # interface -> the configured spec
 
     def add(self, spec: PeerSpec) -> None:
         interface = spec.interface
@@ -153,10 +154,22 @@ class UnnumberedPeers:
             raise ValueError("an unnumbered peer needs an interface")
         if interface in self._tasks:
             raise ValueError(f"unnumbered peer on {interface} already configured")
+        self._specs[interface] = spec
         self._tasks[interface] = asyncio.create_task(self._watch(spec, interface),
                                                      name=f"unnumbered-{interface}")  # fmt: skip
 
+    def apply(self, specs: Iterable[PeerSpec]) -> None:
+        """Make the watched peers exactly ``specs`` (a changed peer starts over)."""
+        wanted = {spec.interface: spec for spec in specs if spec.interface is not None}
+        for interface in list(self._specs):
+            if self._specs[interface] != wanted.get(interface):
+                self.remove(interface)
+        for spec in wanted.values():
+            if spec.interface not in self._specs:
+                self.add(spec)
+
     def remove(self, interface: str) -> None:
+        self._specs.pop(interface, None)
         task = self._tasks.pop(interface, None)
         if task is not None:
             task.cancel()
@@ -168,6 +181,7 @@ class UnnumberedPeers:
         """Stop watching (the speaker's peers stay; the speaker stops them)."""
         tasks = list(self._tasks.values())
         self._tasks.clear()
+        self._specs.clear()
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -186,6 +186,9 @@ def compute_topology(
                 b.node_peer(known, version, local_type, peer.password, reason, peer)
             else:
                 _external_peer(b, peer, local_type, reason)
+        elif peer.interface is not None:
+            if _applies_to(peer, me):
+                _unnumbered_peer(b, peer, local_type, reason)
         elif peer.peer_selector is not None:
             forward = _applies_to(peer, me)
             reverse = peer.peer_selector.matches(me.label_map)
@@ -231,6 +234,33 @@ def _external_peer(b: _Builder, peer: BGPPeer, peer_type: str, reason: str) -> N
         max_prefixes=_max_prefixes(peer),
         bfd=bfd_settings(peer.bfd),  # hop mode from the kernel's routes when the session starts
         long_lived_stale_time=peer.long_lived_stale_time,
+        extended_next_hop=bool(peer.extended_next_hop),
+    )
+    b.add(spec, reason, override=True)
+
+
+def _unnumbered_peer(b: _Builder, peer: BGPPeer, peer_type: str, reason: str) -> None:
+    """A router on the link ``interface``: keyed ``%interface`` until bgpd.unnumbered finds
+    its link-local address; Extended Next Hop on unless the BGPPeer turns it off."""
+    assert peer.interface is not None and peer.as_number is not None
+    spec = PeerSpec(
+        address=f"%{peer.interface}",
+        asn=peer.as_number,
+        password=peer.password,
+        description=reason,
+        peer_type=peer_type,
+        keep_next_hop=peer.keep_original_next_hop,
+        next_hop_self=peer.next_hop_self,
+        local_asn=peer.local_as_number,
+        restart_time=peer.max_restart_time,
+        ttl_security=peer.ttl_security,
+        filters=b.filters_of(peer),
+        owned_only=True,
+        max_prefixes=_max_prefixes(peer),
+        bfd=bfd_settings(peer.bfd),
+        long_lived_stale_time=peer.long_lived_stale_time,
+        extended_next_hop=peer.extended_next_hop is not False,
+        interface=peer.interface,
     )
     b.add(spec, reason, override=True)
 

@@ -94,6 +94,8 @@ def test_unnumbered_link_local_session_both_families(
     (peer,) = peers
     assert peer["address"] == scoped and peer["interface"] == link.ifname_a
     assert "extended-next-hop" in peer["capabilities"]
+    one = sp.get("/v1/peers/" + scoped.replace("%", "%25"))  # the scope, URL-encoded
+    assert one["address"] == scoped and one["interface"] == link.ifname_a
     own = f"{ours_ll}%{link.ifname_a}"
     assert peer["families"] == {"ipv4": own, "ipv6": own}
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from bgpd import bgpfilter
 from bgpd.bfd.peering import bfd_settings
@@ -216,12 +217,34 @@ def _external_peer(b: _Builder, peer: BGPPeer, peer_type: str, reason: str) -> N
     mine = b.my_address(version)
     if mine is None or mine == peer.peer_ip:
         return
-    spec = PeerSpec(
+    spec = _router_spec(
+        b, peer, peer_type, reason,
         address=peer.peer_ip,
-        asn=peer.as_number,
         port=peer.peer_port or EXTERNAL_BGP_PORT,
-        password=peer.password,
         source_address=mine,
+        extended_next_hop=bool(peer.extended_next_hop),
+    )  # fmt: skip
+    b.add(spec, reason, override=True)
+
+
+def _unnumbered_peer(b: _Builder, peer: BGPPeer, peer_type: str, reason: str) -> None:
+    """A router on the link ``interface``: keyed ``%interface`` until bgpd.unnumbered finds
+    its link-local address; Extended Next Hop on unless the BGPPeer turns it off."""
+    spec = _router_spec(
+        b, peer, peer_type, reason,
+        address=f"%{peer.interface}",
+        interface=peer.interface,
+        extended_next_hop=peer.extended_next_hop is not False,
+    )  # fmt: skip
+    b.add(spec, reason, override=True)
+
+
+def _router_spec(b: _Builder, peer: BGPPeer, peer_type: str, reason: str, **where: Any) -> PeerSpec:
+    """A session to a router that is not a cluster node; ``where``: how to reach it."""
+    assert peer.as_number is not None
+    return PeerSpec(
+        asn=peer.as_number,
+        password=peer.password,
         description=reason,
         peer_type=peer_type,
         keep_next_hop=peer.keep_original_next_hop,
@@ -234,35 +257,8 @@ def _external_peer(b: _Builder, peer: BGPPeer, peer_type: str, reason: str) -> N
         max_prefixes=_max_prefixes(peer),
         bfd=bfd_settings(peer.bfd),  # hop mode from the kernel's routes when the session starts
         long_lived_stale_time=peer.long_lived_stale_time,
-        extended_next_hop=bool(peer.extended_next_hop),
+        **where,
     )
-    b.add(spec, reason, override=True)
-
-
-def _unnumbered_peer(b: _Builder, peer: BGPPeer, peer_type: str, reason: str) -> None:
-    """A router on the link ``interface``: keyed ``%interface`` until bgpd.unnumbered finds
-    its link-local address; Extended Next Hop on unless the BGPPeer turns it off."""
-    assert peer.interface is not None and peer.as_number is not None
-    spec = PeerSpec(
-        address=f"%{peer.interface}",
-        asn=peer.as_number,
-        password=peer.password,
-        description=reason,
-        peer_type=peer_type,
-        keep_next_hop=peer.keep_original_next_hop,
-        next_hop_self=peer.next_hop_self,
-        local_asn=peer.local_as_number,
-        restart_time=peer.max_restart_time,
-        ttl_security=peer.ttl_security,
-        filters=b.filters_of(peer),
-        owned_only=True,
-        max_prefixes=_max_prefixes(peer),
-        bfd=bfd_settings(peer.bfd),
-        long_lived_stale_time=peer.long_lived_stale_time,
-        extended_next_hop=peer.extended_next_hop is not False,
-        interface=peer.interface,
-    )
-    b.add(spec, reason, override=True)
 
 
 def _max_prefixes(peer: BGPPeer | None) -> MaxPrefixes | None:

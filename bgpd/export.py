@@ -518,7 +518,10 @@ class Exporter:
     ) -> list[bytes]:
         if afi == Afi.IPV6 or (attrs.next_hop is not None and ":" in attrs.next_hop):
             # MP_REACH_NLRI: IPv6 routes, and IPv4 routes with an IPv6 next hop (RFC 8950).
-            next_hop = wire_next_hop(attrs.next_hop) if attrs.next_hop else ()
+            hop, policy = attrs.next_hop, group.policy
+            # Our own global next hop goes with our link-local address on the link.
+            link_local = policy.link_local if hop == policy.next_hop_v6 else None
+            next_hop = wire_next_hop(hop, link_local) if hop else ()
             return encode_updates(attrs, entries, group.ctx, afi, next_hop)
         return encode_updates(attrs, entries, group.ctx, afi)
 

@@ -7,13 +7,15 @@ IPv6 address as usual, and an IPv6 link-local address with the interface it belo
 - which next hop of a received MP_REACH_NLRI we use (the global address; the link-local one
   when the global is absent, zero, or itself link-local — the common ``::`` + link-local form);
 - which next hop we announce on a session (our address on it; for IPv4 routes over an IPv6
-  session only once Extended Next Hop (RFC 8950) is negotiated), and its wire form;
+  session only once Extended Next Hop (RFC 8950) is negotiated), and its wire form (with our
+  link-local address on the shared link after a global one, RFC 2545 §3);
 - whether a path's next hop may go to a session at all (a link-local next hop only on its own
   link; an IPv6 next hop for IPv4 routes only where RFC 8950 was negotiated).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Callable
 
@@ -95,11 +97,38 @@ def own_next_hops(local_address: str, negotiated: Negotiated) -> tuple[str | Non
     return v4, local_address
 
 
-def wire_next_hop(next_hop: str) -> tuple[str, ...]:
+def wire_next_hop(next_hop: str, link_local: str | None = None) -> tuple[str, ...]:
     """The MP_REACH_NLRI next hop for an IPv6 ``next_hop``: a link-local one goes as the
-    32-octet ``::`` + link-local form (peers take the zero global as "use the link-local")."""
+    32-octet ``::`` + link-local form (peers take the zero global as "use the link-local"); a
+    global one with ``link_local`` (ours on the shared link, RFC 2545 §3) as global + link-local.
+    """
     bare = split_scope(next_hop)[0]
-    return ("::", bare) if is_link_local(bare) else (bare,)
+    if is_link_local(bare):
+        return ("::", bare)
+    return (bare, split_scope(link_local)[0]) if link_local else (bare,)
+
+
+def link_locals(interface: str, table: str = _IF_INET6) -> list[str]:
+    """Our own link-local addresses on ``interface``, lowest first."""
+    found: set[str] = set()
+    with contextlib.suppress(OSError), open(table, encoding="ascii") as handle:
+        for line in handle:
+            fields = line.split()
+            if len(fields) == 6 and fields[5] == interface:
+                address = str(ipaddress.IPv6Address(bytes.fromhex(fields[0])))
+                if is_link_local(address):
+                    found.add(address)
+    return sorted(found, key=ipaddress.IPv6Address)
+
+
+def own_link_local(local_address: str, table: str = _IF_INET6) -> str | None:
+    """Our link-local address on the link of a global IPv6 session address, sent after the
+    global next hop (RFC 2545 §3); None over IPv4 or link-local sessions or when unknown."""
+    if ":" not in local_address or is_link_local(local_address):
+        return None
+    interface = interface_of(local_address, table)
+    found = link_locals(interface, table) if interface else []
+    return f"{found[0]}%{interface}" if found else None
 
 
 def exportable(next_hop: str | None, own: str | None, ipv6: bool) -> str | None:

@@ -29,6 +29,7 @@ class PeerPolicy:
     keep_next_hop: bool = False  # eBGP: keep a learned path's next hop instead of our own
     filters: SessionFilters = NO_FILTERS  # BGPFilters and defaults (bgpd.policy_filters)
     next_hop_self: bool = False  # also for reflected paths (Calico nextHopMode: Self)
+    link_local: str | None = None  # ours on the link of a global IPv6 session (RFC 2545 §3)
 
 
 def import_path(

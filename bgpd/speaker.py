@@ -56,7 +56,7 @@ from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
 from bgpd.gr import FORWARDING, NOTIFICATION, RESTART_STATE, ends_gracefully, keeps_routes
 from bgpd.import_rib import FilteredAdjRibIn, ImportDecision
 from bgpd.llgr import to_long_lived
-from bgpd.nexthop import IPV4_OVER_IPV6, own_next_hops, received_next_hop
+from bgpd.nexthop import IPV4_OVER_IPV6, own_link_local, own_next_hops, received_next_hop
 from bgpd.peerspec import PeerRange as PeerRange  # re-exported: callers build peers here
 from bgpd.peerspec import PeerSpec as PeerSpec
 from bgpd.policy import PeerPolicy, import_path, local_path
@@ -389,6 +389,7 @@ class Speaker:
             keep_next_hop=peer.spec.keep_next_hop,
             filters=self.session_filters(peer),
             next_hop_self=peer.spec.next_hop_self,
+            link_local=own_link_local(local_address),
         )
         for afi in (Afi.IPV4, Afi.IPV6):
             add_path = (afi, Safi.UNICAST) in negotiated.add_path_receive

@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
-from bgpd.nexthop import is_link_local, split_scope
+from bgpd.nexthop import is_link_local, link_locals, split_scope
 from bgpd.peerspec import PeerSpec
 
 log = logging.getLogger("podbgp.unnumbered")
@@ -40,7 +40,6 @@ log = logging.getLogger("podbgp.unnumbered")
 ALL_NODES = "ff02::1"
 ECHO_REQUEST, ECHO_REPLY = 128, 129  # RFC 4443 §4.1, §4.2
 _ECHO = struct.Struct("!BBHHH")  # type, code, checksum (the kernel fills it in), id, sequence
-_IF_INET6 = "/proc/net/if_inet6"
 PROBE_TIMEOUT = 1.0
 RECHECK = 30.0
 _NEIGH_TIMEOUT = 2.0
@@ -56,19 +55,6 @@ class PeerTable(Protocol):
     def add_peer(self, spec: PeerSpec) -> object: ...
 
     def remove_peer(self, address: str) -> None: ...
-
-
-def own_link_locals(interface: str, table: str = _IF_INET6) -> set[str]:
-    """Our own link-local addresses on ``interface`` (never taken for the neighbour's)."""
-    found: set[str] = set()
-    with contextlib.suppress(OSError), open(table, encoding="ascii") as handle:
-        for line in handle:
-            fields = line.split()
-            if len(fields) == 6 and fields[5] == interface:
-                address = str(ipaddress.IPv6Address(bytes.fromhex(fields[0])))
-                if is_link_local(address):
-                    found.add(address)
-    return found
 
 
 async def echo_neighbours(interface: str, timeout: float) -> list[str]:
@@ -121,7 +107,7 @@ async def neighbour_table(interface: str, timeout: float = _NEIGH_TIMEOUT) -> li
 async def probe_link(interface: str, timeout: float) -> list[str]:
     """The neighbours on ``interface``, ``fe80::…%interface``: echo replies, else the kernel's
     neighbour table."""
-    own = own_link_locals(interface)
+    own = set(link_locals(interface))
     found = [a for a in await echo_neighbours(interface, timeout) if a not in own]
     if not found:
         found = [a for a in await neighbour_table(interface) if a not in own]

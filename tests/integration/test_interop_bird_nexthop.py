@@ -28,6 +28,11 @@ def _link_local(factory: NetnsFactory, ns: str, ifname: str) -> str:
     return address
 
 
+def _ifname(factory: NetnsFactory, ns: str) -> str:
+    out = factory.run(ns, "ip", "-6", "-o", "addr", "show", "to", PODBGP_V6)
+    return out.stdout.split()[1]
+
+
 @pytest.mark.parametrize("ours", [True, False], ids=["negotiated", "not-offered"])
 def test_ipv4_routes_over_ipv6_session(
     netns_factory: NetnsFactory, tmp_path: Path, ours: bool
@@ -45,8 +50,9 @@ def test_ipv4_routes_over_ipv6_session(
     router.wait_established(nbr.protocol, 30)
     peer = wait_for(lambda: (p := sp.get(f"/v1/peers/{ROUTER_V6}"))["state"] == "Established"
                     and p, 15, what="podbgp Established")  # fmt: skip
+    ours_ll = _link_local(netns_factory, ns_p, _ifname(netns_factory, ns_p))
     (v6,) = router.wait_route(OURS_V6, 15)
-    assert v6["next_hop"] == PODBGP_V6
+    assert v6["next_hops"] == [PODBGP_V6, ours_ll]  # global + link-local (RFC 2545 §3)
     route = wait_for(lambda: sp.routes_by_prefix().get(BIRDS_V6), 15, what="BIRD's v6 route")
     assert route["nextHop"] == ROUTER_V6
     if ours:
@@ -54,7 +60,7 @@ def test_ipv4_routes_over_ipv6_session(
         assert peer["families"] == {"ipv4": PODBGP_V6, "ipv6": PODBGP_V6}
         # Our IPv4 block, in MP_REACH_NLRI with our IPv6 address as next hop.
         (v4,) = router.wait_route(OURS_V4, 15)
-        assert v4["next_hop"] == PODBGP_V6 and v4["as_path"] == [64512]
+        assert v4["next_hops"] == [PODBGP_V6, ours_ll] and v4["as_path"] == [64512]
         # BIRD's IPv4 route reaches our Loc-RIB with BIRD's IPv6 address as next hop.
         route = wait_for(lambda: sp.routes_by_prefix().get(BIRDS_V4), 15, what="v4 over v6")
         assert route["nextHop"] == ROUTER_V6 and route["asPath"] == "65001"

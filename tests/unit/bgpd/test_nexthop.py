@@ -14,6 +14,8 @@ from bgpd.fsm_types import Negotiated
 from bgpd.nexthop import (
     exportable,
     interface_of,
+    link_locals,
+    own_link_local,
     own_next_hops,
     received_next_hop,
     split_scope,
@@ -73,7 +75,9 @@ def test_own_next_hops_per_family() -> None:
 
 def test_wire_form_and_scope() -> None:
     assert wire_next_hop("2001:db8::1") == ("2001:db8::1",)
+    assert wire_next_hop("2001:db8::1", "fe80::1%eth0") == ("2001:db8::1", "fe80::1")
     assert wire_next_hop("fe80::1%eth0") == ("::", "fe80::1")
+    assert wire_next_hop("fe80::1%eth0", "fe80::1%eth0") == ("::", "fe80::1")
     assert split_scope("fe80::1%eth0") == ("fe80::1", "eth0")
     assert split_scope("10.0.0.1") == ("10.0.0.1", None)
 
@@ -109,3 +113,20 @@ def test_ipv4_routes_with_an_ipv6_next_hop_go_in_mp_reach() -> None:
         assert msg.nlri == () and msg.attributes is not None
         assert msg.attributes.next_hop is None  # no NEXT_HOP attribute (RFC 8950 §4)
         assert msg.mp_reach == MpReach(1, 1, hops, (p1, p2))
+
+
+def test_our_link_local_addresses_from_the_table(tmp_path: Path) -> None:
+    table = tmp_path / "if_inet6"
+    table.write_text(
+        "fe800000000000000000000000000009 04 40 20 80     eth0\n"
+        "fe800000000000000000000000000001 04 40 20 80     eth0\n"
+        "20010db8000000000000000000000001 04 40 00 80     eth0\n"
+        "fe800000000000000000000000000002 05 40 20 80     eth1\n"
+    )
+    assert link_locals("eth0", str(table)) == ["fe80::1", "fe80::9"]
+    assert link_locals("eth9", str(table)) == []
+    assert link_locals("eth0", str(tmp_path / "missing")) == []
+    assert own_link_local("2001:db8::1", str(table)) == "fe80::1%eth0"
+    assert own_link_local("2001:db8::2", str(table)) is None  # not ours: no link known
+    assert own_link_local("fe80::1%eth0", str(table)) is None  # `::` + it, not global + it
+    assert own_link_local("192.0.2.1", str(table)) is None

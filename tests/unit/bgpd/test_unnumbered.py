@@ -6,10 +6,9 @@ and against BIRD in tests/integration/test_interop_bird_nexthop.py."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from bgpd.peerspec import PeerSpec
-from bgpd.unnumbered import UnnumberedPeers, own_link_locals
+from bgpd.unnumbered import UnnumberedPeers
 
 
 class Table:
@@ -79,15 +78,3 @@ def test_several_neighbours_take_the_lowest_and_probe_errors_retry() -> None:
     table = asyncio.run(scenario())
     assert list(table.peers) == ["fe80::1%eth0"]
     assert table.peers["fe80::1%eth0"].interface == "eth0"
-
-
-def test_own_link_local_addresses_from_the_table(tmp_path: Path) -> None:
-    table = tmp_path / "if_inet6"
-    table.write_text(
-        "fe800000000000000000000000000001 04 40 20 80     eth0\n"
-        "20010db8000000000000000000000001 04 40 00 80     eth0\n"
-        "fe800000000000000000000000000002 05 40 20 80     eth1\n"
-    )
-    assert own_link_locals("eth0", str(table)) == {"fe80::1"}
-    assert own_link_locals("eth9", str(table)) == set()
-    assert own_link_locals("eth0", str(tmp_path / "missing")) == set()

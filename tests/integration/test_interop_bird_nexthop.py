@@ -5,6 +5,7 @@ BIRD sent, with link-local next hops carrying their interface (``fe80::1%eth0``)
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,7 @@ def test_unnumbered_link_local_session_both_families(
                        ipv6=True, extended_next_hop=True)  # fmt: skip
     config = BirdConfig(router_id=ROUTER_V4, asn=65001, neighbors=(nbr,), routes=BIRD_ROUTES)
     router = BirdRouter(netns_factory, ns_r, config, tmp_path / "bird").start()
+    started = time.monotonic()
     sp = podbgp_in(
         netns_factory, ns_p, tmp_path, asn=64512,
         peers=[{"interface": link.ifname_a, "asNumber": 65001}],  # extendedNextHop: default on
@@ -98,6 +100,7 @@ def test_unnumbered_link_local_session_both_families(
     peers = wait_for(lambda: [p for p in sp.get("/v1/peers") if p["state"] == "Established"],
                      30, what="unnumbered peer Established")  # fmt: skip
     (peer,) = peers
+    print(f"unnumbered: podbgp start to Established {time.monotonic() - started:.2f} s")
     assert peer["address"] == scoped and peer["interface"] == link.ifname_a
     assert "extended-next-hop" in peer["capabilities"]
     one = sp.get("/v1/peers/" + scoped.replace("%", "%25"))  # the scope, URL-encoded

@@ -394,6 +394,8 @@ def _peer(sec: Section, filters: tuple[BGPFilter, ...]) -> PeerConfig:
     source = peer.source_address
     if source is not None and interface is not None:
         raise sec.error("sourceAddress", "not with interface: the link-local address is used")
+    if peer.bfd is not None and interface is not None:
+        raise sec.error("bfd", "not supported on unnumbered (interface) peers yet")
     if source is not None and (":" in source) != (":" in peer.address):
         family = "IPv6" if ":" in peer.address else "IPv4"
         raise sec.error("sourceAddress", f"must be an {family} address, like the peer address")

@@ -494,6 +494,8 @@ def _check_unnumbered(spec: Section, peer: BGPPeer) -> None:
         raise spec.error("interface", "not with peerIP or peerSelector")
     if peer.as_number is None:
         raise spec.error("asNumber", "required with interface")
+    if peer.bfd is not None:
+        raise spec.error("bfd", "not supported on unnumbered (interface) peers yet")
 
 
 def _next_hop_mode(spec: Section) -> str:

@@ -591,6 +591,10 @@ def test_unnumbered_peer_and_extended_next_hop(tmp_path: Path) -> None:
             "peers[1].interface: duplicate peer interface; also in peers[0]",
         ),
         (
+            "[{interface: eth0, asNumber: 1, bfd: {}}]",
+            "peers[0].bfd: not supported on unnumbered (interface) peers yet",
+        ),
+        (
             "[{interface: eth0, asNumber: 1, extendedNextHop: yes please}]",
             "peers[0].extendedNextHop: must be true or false",
         ),

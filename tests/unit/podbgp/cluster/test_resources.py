@@ -341,5 +341,7 @@ def test_bgp_peer_unnumbered_interface_and_extended_next_hop() -> None:
         peer(interface="eth1", peerIP="192.0.2.1")
     with pytest.raises(ResourceError, match=r"spec\.interface: must be an interface name"):
         peer(interface="eth 1")
+    with pytest.raises(ResourceError, match=r"spec\.bfd: not supported on unnumbered"):
+        peer(interface="eth1", bfd={"minRx": 100})
     with pytest.raises(ResourceError, match=r"spec\.asNumber: required with interface"):
         parse_resource(doc("BGPPeer", "tor", {"interface": "eth1"}), "f.yaml")

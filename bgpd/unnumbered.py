@@ -183,6 +183,7 @@ class UnnumberedPeers:
 
     async def _watch(self, spec: PeerSpec, interface: str) -> None:
         backoff = 1.0
+        log.info("interface=%s event=looking-for-neighbour", interface)
         while True:
             found = await self._probe(interface)
             current = self.addresses.get(interface)

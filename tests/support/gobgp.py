@@ -51,7 +51,6 @@ class GoBgpNeighbor:
     graceful_restart: bool = False
     restart_time: int = 120
     notification: bool = False  # RFC 8538 N bit (needs graceful_restart)
-    gr_families: bool = True  # False: the GR capability lists no family (mp-graceful-restart off)
     long_lived_stale_time: int | None = None  # RFC 9494 LLGR (needs graceful_restart)
     add_paths_receive: bool = False
     add_paths_send_max: int = 0
@@ -96,7 +95,7 @@ class GoBgpNeighbor:
             if wanted:
                 out += ["  [[neighbors.afi-safis]]", "    [neighbors.afi-safis.config]"]
                 out.append(f"      afi-safi-name = {_q(name)}")
-                if self.graceful_restart and self.gr_families:
+                if self.graceful_restart:
                     out.append("    [neighbors.afi-safis.mp-graceful-restart.config]")
                     out.append("      enabled = true")
                 if self.graceful_restart and self.long_lived_stale_time is not None:

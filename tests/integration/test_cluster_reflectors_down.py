@@ -145,8 +145,9 @@ def start_pings(
     flows: dict[str, tuple[str, str]], seconds: int, interval: float
 ) -> dict[str, subprocess.Popen[str]]:
     """One counted ``ping`` per flow (source pod namespace, destination IP) for ``seconds``;
-    :func:`loss` reads each one's summary."""
-    timing = ["-n", "-i", str(interval), "-w", str(seconds), "-W", "1"]
+    :func:`loss` reads each one's summary. Quiet (``-q``): a ping writing a line per reply
+    into a pipe nobody reads until the end blocks once the pipe is full, and stops sending."""
+    timing = ["-q", "-n", "-i", str(interval), "-w", str(seconds), "-W", "1"]
     return {
         name: subprocess.Popen(
             ["ip", "netns", "exec", src, "ping", *timing, dst],

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.integration.cluster_traffic import counted_pings, logs_on_failure
 from tests.integration.test_cluster_dataplane import (
     API_PORT,
     NODES,
@@ -37,7 +38,6 @@ from tests.integration.test_cluster_dataplane import (
     loss,
     running_cluster,
 )
-from tests.integration.test_cluster_reflectors_down import start_pings
 from tests.support.kernel import ping, routes
 from tests.support.netns import run, wait_until
 
@@ -87,10 +87,11 @@ def test_drained_then_stopped_node_loses_no_ping_toward_other_pods(drain_cluster
     before = {o: routes(cluster.ns[o]) for o in others}
 
     timeline: list[tuple[float, str]] = []
-    long_pings = start_pings(among_others, int(DRAIN_S + AFTER_S + 14), INTERVAL)
-    short_pings = start_pings(during_drain, DRAIN_S - 1, INTERVAL)
-    pingers = {**long_pings, **short_pings}
-    try:
+    with (
+        counted_pings(among_others, int(DRAIN_S + AFTER_S + 14), INTERVAL) as long_pings,
+        counted_pings(during_drain, DRAIN_S - 1, INTERVAL) as short_pings,
+        logs_on_failure(cluster, NODES),
+    ):
         time.sleep(1.0)
         start = time.monotonic()
 
@@ -124,18 +125,10 @@ def test_drained_then_stopped_node_loses_no_ping_toward_other_pods(drain_cluster
         cluster.procs[victim].send_signal(signal.SIGTERM)
         cluster.procs[victim].wait(20)
         mark(f"n1 stopped (SIGTERM, exit {cluster.procs[victim].returncode})")
+        pingers = {**long_pings, **short_pings}
         outputs = {name: p.communicate(timeout=60)[0] for name, p in pingers.items()}
         mark("pings done")
         after = {o: routes(cluster.ns[o]) for o in others}
-    except BaseException:
-        for name in NODES:
-            sys.stderr.write(f"--- {name} log ---\n{cluster.log(name)}\n")
-        raise
-    finally:
-        for p in pingers.values():
-            if p.poll() is None:
-                p.kill()
-                p.wait(5)
     report = {name: loss(out) for name, out in outputs.items()}
     print(f"\ndrain of {victim} ({DRAIN_S} s) then stop; timeline (s after the drain request):")
     for at, event in timeline:

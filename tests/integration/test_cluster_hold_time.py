@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from tests.integration.cluster_traffic import logs_on_failure
 from tests.integration.test_cluster_dataplane import (
     NODES,
     Cluster,
@@ -141,11 +141,8 @@ def test_without_bfd_a_frozen_node_is_gone_within_the_hold_time(short_gr_cluster
     cluster = short_gr_cluster
     block = block_of(cluster, VICTIM)
     try:
-        history = watch(cluster, block, "gone", timeout=HOLD_S + 30)
-    except BaseException:
-        for name in NODES:
-            sys.stderr.write(f"--- {name} log ---\n{cluster.log(name)}\n")
-        raise
+        with logs_on_failure(cluster, NODES):
+            history = watch(cluster, block, "gone", timeout=HOLD_S + 30)
     finally:
         cluster.procs[VICTIM].send_signal(18)  # SIGCONT
     show(f"{VICTIM} frozen, no BFD, hold {HOLD_S} s, restart time 1 s, LLGR off:", history)
@@ -168,13 +165,10 @@ def test_without_bfd_graceful_restart_keeps_a_frozen_node_reachable(
     victim_pod = cluster.pods[VICTIM][0][1]
     before = {w: routes(cluster.ns[w]) for w in WATCHERS}
     try:
-        history = watch(cluster, block, "long-lived stale", timeout=HOLD_S + restart + 30)
-        reachable = {w: ping(cluster.pods[w][0][0], victim_pod) for w in WATCHERS}
-        kept = {w: routes(cluster.ns[w]) for w in WATCHERS}
-    except BaseException:
-        for name in NODES:
-            sys.stderr.write(f"--- {name} log ---\n{cluster.log(name)}\n")
-        raise
+        with logs_on_failure(cluster, NODES):
+            history = watch(cluster, block, "long-lived stale", timeout=HOLD_S + restart + 30)
+            reachable = {w: ping(cluster.pods[w][0][0], victim_pod) for w in WATCHERS}
+            kept = {w: routes(cluster.ns[w]) for w in WATCHERS}
     finally:
         cluster.procs[VICTIM].send_signal(18)  # SIGCONT
     thawed = time.monotonic()

@@ -17,8 +17,6 @@ End-of-RIB), the routes are refreshed, and still no kernel route changes.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.integration.cluster_traffic import counted_pings, logs_on_failure
 from tests.integration.test_cluster_dataplane import (
     API_PORT,
     ETCD,
@@ -141,24 +140,6 @@ def kernel_routes(cluster: Cluster) -> dict[str, set[str]]:
     return {c: routes(cluster.ns[c]) for c in CLIENTS}
 
 
-def start_pings(
-    flows: dict[str, tuple[str, str]], seconds: int, interval: float
-) -> dict[str, subprocess.Popen[str]]:
-    """One counted ``ping`` per flow (source pod namespace, destination IP) for ``seconds``;
-    :func:`loss` reads each one's summary. Quiet (``-q``): a ping writing a line per reply
-    into a pipe nobody reads until the end blocks once the pipe is full, and stops sending."""
-    timing = ["-q", "-n", "-i", str(interval), "-w", str(seconds), "-W", "1"]
-    return {
-        name: subprocess.Popen(
-            ["ip", "netns", "exec", src, "ping", *timing, dst],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for name, (src, dst) in flows.items()
-    }
-
-
 def outage(cluster: Cluster, down_s: float, restart_s: float) -> None:
     """Kill both reflectors for ``down_s``, bring them back, and assert that no ping between
     pods on different nodes was lost and no kernel route of felix's changed on any node."""
@@ -174,7 +155,6 @@ def outage(cluster: Cluster, down_s: float, restart_s: float) -> None:
     before = kernel_routes(cluster)
     seconds = int(down_s + 25)
     interval = 0.05
-    pingers = start_pings(flows, seconds, interval)
     changes: list[str] = []
 
     def watch(until: float) -> None:
@@ -186,7 +166,7 @@ def outage(cluster: Cluster, down_s: float, restart_s: float) -> None:
                     before[node] = current
             time.sleep(0.25)
 
-    try:
+    with counted_pings(flows, seconds, interval) as pingers, logs_on_failure(cluster, ADDRESSES):
         time.sleep(1.0)
         for rr in REFLECTORS:
             cluster.procs[rr].kill()
@@ -203,15 +183,6 @@ def outage(cluster: Cluster, down_s: float, restart_s: float) -> None:
         back = time.monotonic() - killed
         watch(time.monotonic() + 3.0)
         outputs = {name: p.communicate(timeout=seconds + 15)[0] for name, p in pingers.items()}
-    except BaseException:
-        for name in ADDRESSES:
-            sys.stderr.write(f"--- {name} log ---\n{cluster.log(name)}\n")
-        raise
-    finally:
-        for p in pingers.values():
-            if p.poll() is None:
-                p.kill()
-                p.wait(5)
     report = {name: loss(out) for name, out in outputs.items()}
     print(f"\nboth reflectors down {down_s:.0f} s (restart time {restart_s:.0f} s), "
           f"restarted {restarted:.1f} s and converged {back:.1f} s after the kill; "

@@ -95,7 +95,8 @@ docker() { DOCKER_HOST=unix:///run/podbgp-docker/$ID/docker.sock /usr/bin/docker
 start_bg() { # start_bg NAME CMD...: a daemon in the node namespace, its PID remembered
     local name=$1
     shift
-    ns setsid "$@" >"$RUN/logs/$name.log" 2>&1 </dev/null &
+    # nsenter and setsid exec: $! is the daemon itself (a function here would be a subshell).
+    nsenter --net="/run/netns/pbd-$ID" setsid "$@" >"$RUN/logs/$name.log" 2>&1 </dev/null &
     PIDS[$name]=$!
 }
 
@@ -136,6 +137,14 @@ teardown() {
         [[ -n ${PIDS[$name]:-} ]] && stop_pid "${PIDS[$name]}"
     done
     bash "$here/scripts/dockerd.sh" stop "$ID" >/dev/null
+    # Any process still naming this run's directory was started by this run: stop it by PID.
+    local proc
+    for proc in /proc/[0-9]*; do
+        if { tr '\0' ' ' <"$proc/cmdline"; } 2>/dev/null | grep -qF "$RUN/"; then
+            say "still running: ${proc#/proc/} $(cut -c1-80 <"$proc/cmdline" | tr '\0' ' ')"
+            stop_pid "${proc#/proc/}"
+        fi
+    done
     # Mounts of this namespace under the run directory (secrets, overlays), innermost first.
     local m
     for m in $(awk -v r="$RUN/" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
@@ -233,13 +242,25 @@ EXT
     sign admin "/O=system:masters/CN=podbgp-e2e-admin" client.ext
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
-    "$BIN/kubectl" config set-cluster e2e --server="https://$NODE_IP:6443" \
-        --certificate-authority=ca.crt --embed-certs --kubeconfig=admin.kubeconfig >/dev/null
-    "$BIN/kubectl" config set-credentials admin --client-certificate=admin.crt \
-        --client-key=admin.key --embed-certs --kubeconfig=admin.kubeconfig >/dev/null
-    "$BIN/kubectl" config set-context e2e --cluster=e2e --user=admin \
-        --kubeconfig=admin.kubeconfig >/dev/null
-    "$BIN/kubectl" config use-context e2e --kubeconfig=admin.kubeconfig >/dev/null
+    # Written by hand: `kubectl config set-*` of 1.20 built with Go 1.19 crashes.
+    cat >admin.kubeconfig <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+  - name: e2e
+    cluster:
+      server: https://$NODE_IP:6443
+      certificate-authority-data: $(base64 -w0 ca.crt)
+users:
+  - name: admin
+    user:
+      client-certificate-data: $(base64 -w0 admin.crt)
+      client-key-data: $(base64 -w0 admin.key)
+contexts:
+  - name: e2e
+    context: {cluster: e2e, user: admin}
+current-context: e2e
+KUBECONFIG
     cd - >/dev/null
 }
 
@@ -329,6 +350,7 @@ YAML
     timing "podbgp-node DaemonSet Ready" $((SECONDS - t))
     kubectl wait --for=condition=Ready "node/$NODE" --timeout=120s
     timing "node Ready (after install-cni)" $((SECONDS - t))
+    kubectl get node "$NODE" -o wide >&2
     local pod
     pod=$(kubectl -n kube-system get pods -l app.kubernetes.io/component=node -o name)
     say "install-cni's log:"
@@ -364,6 +386,10 @@ YAML
     IP_B=$(kubectl get pod web-b -o jsonpath='{.status.podIP}')
     [[ $IP_A == 10.244.* && $IP_B == 10.244.* && $IP_A != "$IP_B" ]] ||
         die "pod addresses not from the pool: $IP_A $IP_B"
+    # The loopback plugin install-cni shipped brought lo up; podbgp-cni made eth0.
+    kubectl exec web-a -- ip -o addr show >&2
+    kubectl exec web-a -- ip -o addr show dev lo | grep -q "inet 127.0.0.1/8" ||
+        die "web-a has no loopback address"
     kubectl exec web-a -- ping -c 3 -W 2 "$IP_B" >&2
     kubectl exec web-b -- ping -c 3 -W 2 "$IP_A" >&2
     say "web-a ($IP_A) and web-b ($IP_B) ping each other"
@@ -382,9 +408,10 @@ release() {
     local ipam=(podbgp ipam show --show-blocks --etcd-endpoints "http://$NODE_IP:2379")
     kubectl -n kube-system exec "$PODBGP_POD" -c podbgp-node -- "${ipam[@]}" >&2
     held "$IP_B" || die "no IPAM record holds $IP_B"
-    kubectl delete pod web-b --wait --timeout=60s
+    kubectl delete pod web-b --wait --timeout=120s
+    timing "kubectl delete pod web-b (returns once it is gone)" $((SECONDS - t))
     wait_for "$IP_B released" 30 released "$IP_B"
-    timing "pod delete -> address released" $((SECONDS - t))
+    timing "pod delete -> its address released in IPAM" $((SECONDS - t))
     kubectl -n kube-system exec "$PODBGP_POD" -c podbgp-node -- "${ipam[@]}" >&2
     held "$IP_A" || die "web-a's address went too"
     say "web-b's address $IP_B is released; web-a keeps $IP_A"
@@ -428,7 +455,24 @@ run() {
     flock -n 9 || die "another k8s-e2e run holds $CACHE/run.lock"
     command -v /usr/sbin/dockerd etcd etcdctl jq gcc openssl nsenter unshare >/dev/null ||
         die "needs docker.io, etcd-server, etcd-client, jq, gcc, openssl, util-linux"
-    exec unshare --mount --propagation private "$0" _inner
+    local rc=0
+    PODBGP_K8S_ID=$ID unshare --mount --propagation private "$0" _inner || rc=$?
+    # Back in the host's mount namespace: nothing of the run may be left.
+    local left=()
+    [[ -e /run/netns/pbd-$ID ]] && left+=("netns pbd-$ID")
+    [[ -e /sys/class/net/pbdh-$ID ]] && left+=("veth pbdh-$ID")
+    [[ -e $RUN ]] && left+=("$RUN")
+    local d
+    for d in /opt/cni /etc/cni /opt/podbgp /var/log/pods /var/lib/kubelet; do
+        [[ -e $d ]] && left+=("$d")
+    done
+    if pgrep -f "$RUN/" >/dev/null; then left+=("processes: $(pgrep -f "$RUN/" | tr '\n' ' ')"); fi
+    if ((${#left[@]})); then
+        say "left behind: ${left[*]}"
+        exit 1
+    fi
+    say "nothing left behind on the host"
+    exit "$rc"
 }
 
 case $cmd in

@@ -7,9 +7,10 @@
 #                               deploy/kubernetes unchanged, show the DaemonSet Ready, two pods
 #                               pinging each other, an address released on pod delete; tear down
 #
-# Build cache: $PODBGP_K8S_CACHE (default /var/cache/podbgp-k8s): the source tree, the Go caches and
-# bin/ with kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl. The build
-# runs under `nice -n 19`. Everything the cluster makes at run time lives in a per-run directory
+# Build cache: $PODBGP_K8S_CACHE (default /var/cache/podbgp-k8s): the source tree (its Go build
+# cache under _output), bin/ with kube-apiserver, kube-controller-manager, kube-scheduler,
+# kubelet, kubectl, and docker/, the engine's data root (images). The build runs under
+# `nice -n 19`. Everything the cluster makes at run time lives in a per-run directory
 # under /run/podbgp-k8s and namespaces of its own, and is removed at the end (also on failure).
 set -euo pipefail
 
@@ -47,7 +48,7 @@ fetch_source() {
 build() {
     if have_binaries; then say "binaries cached in $BIN"; return; fi
     local pkgs=() p
-    for p in golang-go jq rsync; do dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p"); done
+    for p in golang-go jq rsync gcc libc6-dev; do dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p"); done
     if ((${#pkgs[@]})); then
         say "installing ${pkgs[*]}"
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}" >/dev/null
@@ -56,11 +57,11 @@ build() {
     local src
     src=$(compgen -G "$CACHE/src/kubernetes-*/Makefile" | head -1)
     src=${src%/Makefile}
-    mkdir -p "$BIN" "$CACHE/go-build" "$CACHE/gopath"
+    mkdir -p "$BIN"
     say "building ${WHAT[*]} in $src (nice -n 19)"
     local t0=$SECONDS
-    (cd "$src" && GOCACHE=$CACHE/go-build GOPATH=$CACHE/gopath GOFLAGS= GO111MODULE=off \
-        KUBE_BUILD_PLATFORMS=linux/amd64 nice -n 19 make WHAT="${WHAT[*]}")
+    # The tree's make sets up GOPATH, GOCACHE (under _output) and GO111MODULE=off itself.
+    (cd "$src" && GOFLAGS= KUBE_BUILD_PLATFORMS=linux/amd64 nice -n 19 make WHAT="${WHAT[*]}")
     local w out
     for w in "${WHAT[@]}"; do
         out=$(find "$src/_output" -path "*/bin/${w#cmd/}" -type f | head -1)
@@ -425,6 +426,8 @@ inner() {
     private_host
     write_runc_wrapper
     local t=$SECONDS
+    # Without iptables: Docker's own rules set the node's FORWARD policy to DROP, and podbgp
+    # adds no ACCEPT rules for pod interfaces yet — measured here, pod-to-pod ping then fails.
     PODBGP_DOCKER_DATA=$CACHE/docker DOCKER=/usr/bin/docker \
         PODBGP_DOCKERD_EXTRA='"iptables": false, "runtimes": {"e2e": {"path": "'"$RUN/bin/runc"'"}}, "default-runtime": "e2e"' \
         bash "$here/scripts/dockerd.sh" start "$ID" >/dev/null

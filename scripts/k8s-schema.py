@@ -149,7 +149,7 @@ def default_source() -> Path:
     if not trees:
         raise SystemExit(
             f"k8s-schema: no Kubernetes source under {CACHE_SRC} "
-            "(scripts/k8s-e2e.sh fetch, or --source a Kubernetes tree)"
+            "(scripts/k8s-e2e.sh build fetches it; or --source a Kubernetes tree)"
         )
     return trees[-1].parents[2]
 

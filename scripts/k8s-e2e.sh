@@ -10,7 +10,7 @@
 # Build cache: $PODBGP_K8S_CACHE (default /var/cache/podbgp-k8s): the source tree (its Go build
 # cache under _output), bin/ with kube-apiserver, kube-controller-manager, kube-scheduler,
 # kubelet, kubectl, and docker/, the engine's data root (images). The build runs under
-# `nice -n 19`. Everything the cluster makes at run time lives in a per-run directory
+# `nice -n 19`. The daemons' logs of the last run are kept in logs/. Everything the cluster makes at run time lives in a per-run directory
 # under /run/podbgp-k8s and namespaces of its own, and is removed at the end (also on failure).
 set -euo pipefail
 
@@ -128,6 +128,11 @@ teardown() {
         kubectl describe nodes >&2 2>/dev/null | tail -30
     fi
     [[ -n ${PIDS[kubelet]:-} ]] && stop_pid "${PIDS[kubelet]}"
+    # The daemons' logs of the last run stay for reading: $CACHE/logs.
+    if [[ -d $RUN/logs ]]; then
+        rm -rf "$CACHE/logs"
+        cp -r "$RUN/logs" "$CACHE/logs"
+    fi
     if [[ -S /run/podbgp-docker/$ID/docker.sock ]]; then
         local ids
         ids=$(docker ps -aq)
@@ -318,7 +323,7 @@ kubelet_up() {
         --anonymous-auth=true --authorization-mode=AlwaysAllow --read-only-port=0 \
         --make-iptables-util-chains=false --image-gc-high-threshold=100 \
         --image-gc-low-threshold=99 --eviction-hard='memory.available<1Mi' \
-        --resolv-conf=/etc/resolv.conf --v=1
+        --resolv-conf=/etc/resolv.conf --v=2
     wait_for "node $NODE registered" 90 kubectl get node "$NODE"
     timing "kubelet up, node registered" $((SECONDS - t))
     kubectl get node "$NODE" -o wide >&2
@@ -409,10 +414,13 @@ release() {
     local ipam=(podbgp ipam show --show-blocks --etcd-endpoints "http://$NODE_IP:2379")
     kubectl -n kube-system exec "$PODBGP_POD" -c podbgp-node -- "${ipam[@]}" >&2
     held "$IP_B" || die "no IPAM record holds $IP_B"
-    kubectl delete pod web-b --wait --timeout=120s
-    timing "kubectl delete pod web-b (returns once it is gone)" $((SECONDS - t))
-    wait_for "$IP_B released" 30 released "$IP_B"
+    # The release (CNI DEL when kubelet stops the sandbox) and the pod object's removal (kubelet
+    # housekeeping, afterwards) are timed apart.
+    kubectl delete pod web-b --wait=false
+    wait_for "$IP_B released" 120 released "$IP_B"
     timing "pod delete -> its address released in IPAM" $((SECONDS - t))
+    kubectl wait --for=delete pod/web-b --timeout=120s
+    timing "pod delete -> the pod object gone" $((SECONDS - t))
     kubectl -n kube-system exec "$PODBGP_POD" -c podbgp-node -- "${ipam[@]}" >&2
     held "$IP_A" || die "web-a's address went too"
     say "web-b's address $IP_B is released; web-a keeps $IP_A"

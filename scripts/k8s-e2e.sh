@@ -71,7 +71,6 @@ build() {
     say "built in $((SECONDS - t0)) s"
 }
 
-
 # --- the cluster -----------------------------------------------------------------------------
 # Everything below runs in a private mount namespace (`unshare --mount`): /etc, /opt, /var/lib
 # and /var/log are overlays whose writes land in the run directory, so the hostPaths of the
@@ -83,12 +82,13 @@ build() {
 ID=${PODBGP_K8S_ID:-k$(($$ % 100000))}
 RUN=/run/podbgp-k8s/$ID
 NODE=podbgp-e2e
-IMAGE=podbgp:0.1.0 # the image the DaemonSet names
+# The image the DaemonSet names, built here from the Dockerfile under that name.
+IMAGE=$(awk '$1 == "image:" {print $2; exit}' "$here/deploy/kubernetes/daemonset-node.yaml")
 PAUSE=podbgp-k8s/pause:3.2
 T0=$SECONDS
 declare -A PIDS=()
 phase() { printf '\nk8s-e2e: [%4d s] %s\n' "$((SECONDS - T0))" "$*" >&2; }
-timing() { printf 'k8s-e2e: timing: %-52s %5d s\n' "$1" "$2" | tee -a "$RUN/timings" >&2; }
+timing() { printf 'k8s-e2e: timing: %-52s %5d s\n' "$1" "$2" | tee -a "$RUN/logs/timings" >&2; }
 ns() { nsenter --net="/run/netns/pbd-$ID" "$@"; }
 kubectl() { "$BIN/kubectl" --kubeconfig "$RUN/pki/admin.kubeconfig" "$@"; }
 docker() { DOCKER_HOST=unix:///run/podbgp-docker/$ID/docker.sock /usr/bin/docker "$@"; }

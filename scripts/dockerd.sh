@@ -14,6 +14,7 @@
 # $PODBGP_DOCKER_DATA (default /var/cache/podbgp-test/docker/NAME/data), so the next start finds
 # them (one engine at a time per data root); `stop NAME --purge` removes the default one.
 # Everything else lives in /run/podbgp-docker/NAME and is gone after `stop`.
+# $PODBGP_DOCKERD_EXTRA: more daemon.json members, as JSON text (`"iptables": false, ...`).
 #
 # Started with `nsenter --net=/run/netns/...`, not `ip netns exec`, which remounts /sys and so
 # hides /sys/fs/cgroup from dockerd ("Devices cgroup isn't mounted").
@@ -81,7 +82,8 @@ start() {
   "cgroup-parent": "/podbgp-docker-$name",
   "storage-driver": "overlay2",
   "log-driver": "json-file",
-  "features": {"buildkit": false}
+  "features": {"buildkit": false}${PODBGP_DOCKERD_EXTRA:+,
+  $PODBGP_DOCKERD_EXTRA}
 }
 JSON
     # setsid: its own session, so the engine outlives this script and a terminal's signals.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from itertools import permutations
 from pathlib import Path
@@ -73,6 +74,51 @@ def test_the_image_builds_from_the_local_debian_base(engine: Engine, image: str)
                         "test -x /opt/podbgp/cni-loopback && CNI_COMMAND=VERSION "
                         "/opt/podbgp/cni-loopback </dev/null")  # fmt: skip
     assert "0.4.0" in json.loads(out)["supportedVersions"]
+
+
+def test_install_cni_gives_a_node_without_python_a_working_plugin(
+    engine: Engine, image: str, tmp_path: Path
+) -> None:
+    """The image's init-container script against a scratch host root; then the plugin and the
+    loopback plugin it installed run in a chroot of that root with nothing else but a static
+    /bin/sh: no Python, no C library of the node's own."""
+    busybox = Path("/bin/busybox")
+    if not busybox.is_file():
+        pytest.skip("busybox (static) is not installed: apt-get install busybox-static")
+    host = tmp_path / "host"
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "10-podbgp.conflist").write_text('{"cniVersion": "1.0.0", "name": "podbgp"}')
+    (config / "node.yaml").write_text("nodeName: __NODE_NAME__\n")
+    for d in ("opt/cni/bin", "etc/cni/net.d", "opt/podbgp", "bin"):
+        (host / d).mkdir(parents=True)
+    t0 = time.monotonic()
+    out = engine.docker(
+        "run", "--rm", "--user", "0", "--entrypoint", "/opt/podbgp/install-cni",
+        "-e", "NODE_NAME=n1", "-e", "NODE_IP=10.0.0.1", "-e", "NODE_PREFIX_LENGTH=24",
+        "-e", "ETCD_ENDPOINTS=http://10.0.0.10:2379",
+        "-v", f"{config}:/config:ro", "-v", f"{host}/opt/cni/bin:/host/opt/cni/bin",
+        "-v", f"{host}/etc/cni/net.d:/host/etc/cni/net.d",
+        "-v", f"{host}/opt/podbgp:/host/opt/podbgp", image, timeout=300,
+    )  # fmt: skip
+    TIMINGS["install-cni (runtime bundle) in the image"] = time.monotonic() - t0
+    assert "loopback (the node had none)" in out, out
+    runtime = host / "opt/podbgp/runtime"
+    assert (runtime / "lib/ld.so").is_file() and (runtime / "site/podbgp").is_dir()
+    assert not (runtime / "usr").exists() and not (runtime / "lib/python3.11/test").exists()
+    size = sum(p.stat().st_size for p in runtime.rglob("*") if p.is_file())
+    print(f"runtime on the node: {size / 2**20:.0f} MiB ({out.strip().splitlines()[0]})")
+    assert size < 200 * 2**20
+    (host / "bin/sh").write_bytes(busybox.read_bytes())
+    (host / "bin/sh").chmod(0o755)
+    for plugin, versions in (("podbgp-cni", "1.0.0"), ("loopback", "0.4.0")):
+        proc = subprocess.run(
+            ["/usr/sbin/chroot", str(host), f"/opt/cni/bin/{plugin}"],
+            input='{"cniVersion": "0.4.0"}', env={"CNI_COMMAND": "VERSION"},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, (plugin, proc.stdout, proc.stderr)
+        assert versions in json.loads(proc.stdout)["supportedVersions"], plugin
 
 
 def test_compose_up_sessions_ping_matrix_and_down(engine: Engine, image: str) -> None:

@@ -321,10 +321,10 @@ class Speaker:
             log.info("peer=%s event=dynamic-peer-removed", peer.session.address)
             self.remove_peer(peer.session.address)
 
-    def remove_peer(self, address: str) -> None:
-        peer = self.peers.pop(tcp.normalise_address(address))
-        self.bfd.detach(peer.session.address)
-        peer.session.stop(notify=True)
+    def remove_peer(self, address: str, *, graceful: bool = False) -> None:
+        peer = self.peers.pop(tcp.normalise_address(address))  # graceful: no NOTIFICATION, the
+        self.bfd.detach(peer.session.address)  # peer keeps our routes stale (RFC 4724)
+        peer.session.stop(notify=not graceful)
         if peer.limit_timer is not None:
             peer.limit_timer.cancel()
         self._listener_gtsm()

@@ -48,6 +48,7 @@ from podbgp.cluster.datastore.store import Change
 from podbgp.cluster.resources import BGPConfiguration, BGPFilter, IPPool, Node
 from podbgp.node.advertise import Advertisement, block_attributes
 from podbgp.node.config import NodeConfig, resolve_address
+from podbgp.node.handover import Handover
 from podbgp.node.peering import Topology, compute_topology, node_asn
 from podbgp.ops.schema import (
     DatastoreMetrics,
@@ -157,6 +158,7 @@ class NodeAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.dataplane = dataplane_factory(self) if dataplane_factory is not None else None
+        self.handover = Handover(self._unwanted)  # peers the topology dropped, closing
 
     @property
     def name(self) -> str:
@@ -203,6 +205,7 @@ class NodeAgent:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.handover.close()
         if self.dataplane is not None:
             try:
                 await self.dataplane.stop()
@@ -419,9 +422,9 @@ class NodeAgent:
             if not getattr(peer, "dynamic", False)
         }
         desired = {tcp.normalise_address(a): spec for a, spec in topology.peers.items()}
-        for addr in sorted(set(current) - set(desired)):
-            speaker.remove_peer(addr)
-            log.info("event=peer-removed peer=%s", addr)
+        # Make before break: dropped peers retire once the new sessions carry their routes.
+        retire = {a: not current[a].owned_only for a in sorted(set(current) - set(desired))}
+        joining: list[str] = []
         for addr, spec in sorted(desired.items()):
             if current.get(addr) == spec:
                 continue
@@ -434,9 +437,10 @@ class NodeAgent:
                     speaker.set_bfd(addr, spec.bfd)  # nor does a BFD change reset it
                     log.info("event=peer-bfd-changed peer=%s bfd=%s", addr, spec.bfd)
                 continue
-            if addr in current:
+            if addr in current:  # same address, new session: the peer's routes go with it
                 speaker.remove_peer(addr)
             speaker.add_peer(spec)
+            joining.append(addr)
             log.info(
                 "event=peer-added peer=%s type=%s asn=%d passive=%s reason=%s",
                 addr,
@@ -445,12 +449,22 @@ class NodeAgent:
                 spec.passive,
                 topology.reasons.get(spec.address, ""),
             )
+        for addr in retire:
+            log.info("event=peer-retiring peer=%s", addr)
+        self.handover.change(speaker, retire, joining, keep=desired)
+
+    def _unwanted(self, address: str) -> bool:
+        topology = self.topology
+        return topology is None or all(
+            tcp.normalise_address(a) != address for a in topology.peers
+        )
 
     async def _restart_speaker(self, topology: Topology) -> bool:
         """(Re)create the speaker; a running one stops gracefully first. False on failure."""
         old = self.speaker
         if old is not None:
             log.info("event=speaker-restart reason=speaker settings changed")
+            self.handover.cancel()
             await old.stop(graceful=True)
             self.speaker = None
             self._originated = {}
@@ -520,6 +534,7 @@ class NodeAgent:
             "mesh": topo.mesh if topo else None,
             "routeReflector": bool(node.route_reflector_cluster_id),
             "peers": dict(topo.reasons) if topo else {},
+            "handover": self.handover.status(),
         }
         if self.dataplane is not None:
             out["felix"] = self.dataplane.status()

@@ -45,11 +45,10 @@ from bgpd.codec.types import (
     Safi,
     Update,
     prefix_from_str,
-    prefix_to_str,
 )
 from bgpd.decision import LOCAL_SOURCE, PathSource
 from bgpd.deferral import SelectionDeferral
-from bgpd.events import BestRouteChange, EndOfRib, EventSink, SpeakerEvent
+from bgpd.events import EndOfRib, EventSink, SpeakerEvent, best_route_change
 from bgpd.export import Exporter
 from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
 from bgpd.gr import FORWARDING, NOTIFICATION, RESTART_STATE, ends_gracefully, keeps_routes
@@ -58,7 +57,7 @@ from bgpd.llgr import to_long_lived
 from bgpd.policy import PeerPolicy, import_path, local_path
 from bgpd.policy_filters import SessionFilters, import_verdict
 from bgpd.prefix_limit import MaxPrefixes, PrefixLimitState, cease_data
-from bgpd.rib import AdjRibIn, Best, LocRib
+from bgpd.rib import AdjRibIn, LocRib
 from bgpd.session import Session
 from bgpd.update_errors import UpdateErrorStats
 
@@ -168,7 +167,8 @@ class Speaker:
         self.exporter = Exporter(self.loc_rib, self.paths_for, config.router_id)
         self._subscribers: list[EventSink] = []
         self.started = time.time()
-        self._inbox: asyncio.Queue[tuple[Peer, int, Message]] = asyncio.Queue(INBOX_SIZE)
+        self._inbox: asyncio.Queue[tuple[Peer, int, Message, float]] = asyncio.Queue(INBOX_SIZE)
+        self._received: float | None = None  # when the oldest UPDATE not yet flushed arrived
         self._dirty: dict[int, set[bytes]] = {}
         self._servers: list[asyncio.Server] = []
         self.peer_ranges: list[PeerRange] = []
@@ -488,7 +488,7 @@ class Speaker:
     async def deliver(self, session: Session, message: Message) -> None:
         peer = self.peers.get(session.address)
         if peer is not None:
-            await self._inbox.put((peer, session.generation, message))
+            await self._inbox.put((peer, session.generation, message, time.monotonic()))
 
     # --- graceful restart (RFC 4724 §4.2) ---------------------------------------------------
 
@@ -576,8 +576,7 @@ class Speaker:
     async def _run(self) -> None:
         inbox = self._inbox
         while True:
-            peer, generation, message = await inbox.get()
-            self._handle(peer, generation, message)
+            self._handle(*await inbox.get())
             # Coalesce: apply everything already queued before deciding and exporting.
             for _ in range(4096):
                 if inbox.empty():
@@ -585,10 +584,11 @@ class Speaker:
                 self._handle(*inbox.get_nowait())
             self._flush()
 
-    def _handle(self, peer: Peer, generation: int, message: Message) -> None:
+    def _handle(self, peer: Peer, generation: int, message: Message, received: float) -> None:
         if generation != peer.generation or peer.source is None:
             return  # from a session that has gone down since
         if isinstance(message, Update):
+            self._received = min(received, self._received or received)
             self._apply_update(peer, message)
             if peer.prefix_limit is not None:
                 self._check_prefix_limit(peer, peer.prefix_limit)
@@ -808,6 +808,7 @@ class Speaker:
     def _flush(self) -> None:
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, {}
+        received, self._received = self._received, None
         for afi, prefixes in dirty.items():
             if not prefixes:
                 continue
@@ -823,7 +824,7 @@ class Speaker:
                 best = self.loc_rib.table(afi)
                 family = Afi(afi)
                 for prefix in changed:
-                    self._publish(best_route_change(family, prefix, best.get(prefix)))
+                    self._publish(best_route_change(family, prefix, best.get(prefix), received))
 
     # --- events ----------------------------------------------------------------------------
 
@@ -879,14 +880,3 @@ class Speaker:
             writer.close()
             return
         peer.session.accept(reader, writer)
-
-
-def best_route_change(afi: Afi, prefix: bytes, best: Best | None) -> BestRouteChange:
-    """The event for one Loc-RIB entry (``best`` None: no best path any more)."""
-    text = prefix_to_str(afi, prefix)
-    if best is None:
-        return BestRouteChange(afi, text, None)
-    if best.source.local:
-        return BestRouteChange(afi, text, None, local=True)
-    next_hop = best.attrs.next_hop
-    return BestRouteChange(afi, text, str(next_hop) if next_hop is not None else None)

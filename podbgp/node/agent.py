@@ -455,9 +455,7 @@ class NodeAgent:
 
     def _unwanted(self, address: str) -> bool:
         topology = self.topology
-        return topology is None or all(
-            tcp.normalise_address(a) != address for a in topology.peers
-        )
+        return topology is None or all(tcp.normalise_address(a) != address for a in topology.peers)
 
     async def _restart_speaker(self, topology: Topology) -> bool:
         """(Re)create the speaker; a running one stops gracefully first. False on failure."""

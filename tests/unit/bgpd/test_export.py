@@ -77,7 +77,7 @@ def announce(speaker: Speaker, address: str, prefixes: list[str]) -> None:
     attrs = PathAttributes(origin=Origin.IGP, next_hop=address, local_pref=100)
     nlri = tuple(prefix_from_str(p)[1] for p in prefixes)
     peer = speaker.peers[address]
-    speaker._handle(peer, peer.generation, Update(attributes=attrs, nlri=nlri))
+    speaker._handle(peer, peer.generation, Update(attributes=attrs, nlri=nlri), 0.0)
     speaker._flush()
 
 
@@ -113,7 +113,7 @@ async def test_a_source_member_gets_the_shared_update_without_its_own_routes() -
         attrs = PathAttributes(origin=Origin.IGP, next_hop=address, local_pref=100)
         peer = speaker.peers[address]
         update = Update(attributes=attrs, nlri=(prefix_from_str(prefix)[1],))
-        speaker._handle(peer, peer.generation, update)
+        speaker._handle(peer, peer.generation, update, 0.0)
     marks = {s.address: len(s.handed) for s in (a, b, c)}
     speaker._flush()
 

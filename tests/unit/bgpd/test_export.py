@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from bgpd.codec.messages import CodecContext, Framer, decode_message
 from bgpd.codec.types import Afi, Origin, PathAttributes, Safi, Update, prefix_from_str
+from bgpd.events import BestRouteChange
 from bgpd.fsm import Negotiated
 from bgpd.speaker import Peer, PeerSpec, Speaker, SpeakerConfig
 
@@ -145,3 +146,27 @@ async def test_late_joiners_share_one_encoding_of_the_table_and_skip_their_own()
     assert table_b == {prefix_from_str(f"10.244.{i}.0/24")[1] for i in range(10)}
     table_d = {p for u in d.updates() for p in u.nlri}
     assert table_d == table_b | {prefix_from_str("10.245.0.0/24")[1]}
+
+
+async def test_best_route_change_carries_the_oldest_receive_time_of_its_decision_run() -> None:
+    speaker = reflector()
+    a, b = (client(speaker, f"192.0.2.{i}") for i in (10, 11))
+    events: list[BestRouteChange] = []
+    speaker.subscribe(lambda e: events.append(e) if isinstance(e, BestRouteChange) else None)
+    for address, prefix, received in (
+        (a.address, "10.244.1.0/24", 7.5),
+        (b.address, "10.244.2.0/24", 3.25),
+    ):
+        attrs = PathAttributes(origin=Origin.IGP, next_hop=address, local_pref=100)
+        peer = speaker.peers[address]
+        update = Update(attributes=attrs, nlri=(prefix_from_str(prefix)[1],))
+        speaker._handle(peer, peer.generation, update, received)
+    speaker._flush()
+    assert sorted((e.prefix, e.received) for e in events) == [
+        ("10.244.1.0/24", 3.25),
+        ("10.244.2.0/24", 3.25),
+    ]
+    # A change no UPDATE caused (a block originated here) carries no receive time.
+    speaker.originate("10.244.3.0/24")
+    speaker._flush()
+    assert events[-1] == BestRouteChange(Afi.IPV4, "10.244.3.0/24", None, local=True)

@@ -144,7 +144,7 @@ class Reconciler:
         plan_source: PlanSource,
         *,
         resync_interval: float = 10.0,
-        debounce: float = 0.05,
+        debounce: float = 0.01,
         vxlan_device: str | None = None,
         on_applied: Callable[[bool], None] | None = None,
     ) -> None:

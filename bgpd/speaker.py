@@ -66,6 +66,7 @@ log = logging.getLogger("podbgp.speaker")
 STALE_PATH_TIME = 360.0  # how long stale paths may wait for End-of-RIB after the peer returns
 SELECTION_DEFERRAL_TIME = 60.0  # RFC 4724 §4.1 leaves it to configuration
 INBOX_SIZE = 512
+RIB_SLICE = 0.005  # seconds one apply-decide-export run may hold the loop (see _run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -574,15 +575,21 @@ class Speaker:
     # --- the RIB task ----------------------------------------------------------------------
 
     async def _run(self) -> None:
-        inbox = self._inbox
+        """Apply queued UPDATEs, then decide and export them, in slices of about RIB_SLICE
+        seconds: the API, the timers and the sessions run between slices. How much of a slice
+        goes to applying adapts to what deciding and exporting that much cost last time."""
+        inbox, loop = self._inbox, asyncio.get_running_loop()
+        share = RIB_SLICE / 2
         while True:
-            self._handle(*await inbox.get())
-            # Coalesce: apply everything already queued before deciding and exporting.
-            for _ in range(4096):
-                if inbox.empty():
-                    break
+            message = await inbox.get()
+            start = loop.time()
+            self._handle(*message)
+            while not inbox.empty() and loop.time() - start < share:
                 self._handle(*inbox.get_nowait())
             self._flush()
+            spent = loop.time() - start
+            share = max(RIB_SLICE / 50, min(RIB_SLICE, share * RIB_SLICE / max(spent, 1e-6)))
+            await asyncio.sleep(0)
 
     def _handle(self, peer: Peer, generation: int, message: Message, received: float) -> None:
         if generation != peer.generation or peer.source is None:

@@ -9,7 +9,9 @@ retiring peer is not closed at once; it stays until
 * every prefix the retiring peers still give us has a path from another peer (or is our own),
 
 so the best path of each prefix moves from an old session to a new one inside one decision
-run, and the dataplane never sees a withdraw in between. The second condition matters because
+run, and the dataplane never sees a withdraw in between. A change that brings no new session
+and drops only sessions that are down already (a node stopped and deleted) closes them at once:
+nothing could replace their routes. The second condition matters because
 a reflector's End-of-RIB only says it sent what it had: the other clients' routes may reach it
 later. A change that never completes (a new reflector that never comes up, a route that exists
 only on the old session) ends after ``timeout`` seconds and the old sessions close anyway,
@@ -44,7 +46,10 @@ POLL = 0.05  # seconds between checks while a handover is pending
 def waiting_for(speaker: Speaker, retiring: Iterable[str], joining: Iterable[str]) -> str | None:
     """Why the retiring peers cannot close yet, or None when they can (pure over the speaker)."""
     retiring = set(retiring)
-    for address in sorted(set(joining) - retiring):
+    joining = {a for a in joining if a in speaker.peers} - retiring
+    if not joining and all(_down(speaker, a) for a in retiring):
+        return None  # a node that left: no session replaces it, nothing will arrive
+    for address in sorted(joining):
         peer = speaker.peers.get(address)
         if peer is None:
             continue  # removed again meanwhile
@@ -62,6 +67,11 @@ def waiting_for(speaker: Speaker, retiring: Iterable[str], joining: Iterable[str
                 if not _other_path(speaker, afi, prefix, retiring):
                     return f"a route from {address} has no other path yet"
     return None
+
+
+def _down(speaker: Speaker, address: str) -> bool:
+    peer = speaker.peers.get(address)
+    return peer is None or peer.session.state != State.ESTABLISHED
 
 
 def _other_path(speaker: Speaker, afi: int, prefix: bytes, retiring: set[str]) -> bool:

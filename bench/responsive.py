@@ -34,19 +34,19 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from bench.receive import (
-    ASN,
     RECEIVER,
     SENDER,
     RawBirdConfig,
     proc_cpu,
     run_one,
     sender_config,
+    start_podbgp,
+    status_routes,
     wait,
 )
 from felix.latency import percentile
 from tests.support.bird import BirdRouter
-from tests.support.netns import NetnsFactory, netns_socket
-from tests.support.podbgp import PodbgpSpeaker
+from tests.support.netns import NetnsFactory
 
 HOLD = 3
 PROBE_INTERVAL = 0.02
@@ -64,19 +64,7 @@ class Probe(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             start = time.monotonic()
-            routes = -1
-            try:
-                sock = netns_socket(self.ns)
-                sock.settimeout(10)
-                sock.connect(("127.0.0.1", 9179))
-                sock.sendall(b"GET /v1/status HTTP/1.0\r\nHost: x\r\n\r\n")
-                data = b""
-                while chunk := sock.recv(65536):
-                    data += chunk
-                sock.close()
-                routes = int(json.loads(data.split(b"\r\n\r\n", 1)[1])["routes"])
-            except (OSError, ValueError, KeyError):
-                pass
+            routes = status_routes(self.ns, timeout=10)
             self.samples.append((start, time.monotonic() - start, routes))
             time.sleep(max(0.0, PROBE_INTERVAL - (time.monotonic() - start)))
 
@@ -116,19 +104,7 @@ def podbgp_run(n: int, work: Path, profile: Path | None) -> dict[str, object]:
     with NetnsFactory(log_dir=work) as factory:
         ns_r, ns_s = factory.namespace("r"), factory.namespace("s")
         factory.veth(ns_r, ns_s, addrs_a=[f"{RECEIVER}/24"], addrs_b=[f"{SENDER}/24"])
-        config = {
-            "asNumber": ASN,
-            "routerId": RECEIVER,
-            "listen": {"address": RECEIVER},
-            "api": {"listen": "127.0.0.1:9179"},
-            "logLevel": "warning",
-            "gracefulRestart": {"enabled": False},
-            "peers": [{"address": SENDER, "asNumber": ASN, "passive": True}],
-        }
-        speaker = PodbgpSpeaker(work, "podbgp", config, netns=ns_r).start()
-        assert speaker.proc is not None
-        factory.processes.append(speaker.proc)
-        pid = speaker.proc.pid
+        pid = start_podbgp(factory, ns_r, work)
         probe = Probe(ns_r)
         probe.start()
         try:

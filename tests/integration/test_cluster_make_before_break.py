@@ -40,6 +40,7 @@ from tests.integration.test_cluster_reflectors_down import (
     REFLECTORS,
     ReflectorCluster,
     build,
+    client_flows,
 )
 from tests.support.kernel import ping, routes
 from tests.support.netns import wait_until
@@ -138,13 +139,7 @@ def handovers(cluster: Cluster) -> list[str]:
 
 def test_mesh_to_reflectors_and_back_loses_no_packet(mesh_cluster: Cluster) -> None:
     cluster = mesh_cluster
-    pod = {node: cluster.pods[node][0] for node in CLIENTS}
-    flows = {
-        "n1->n3 (VXLAN)": (pod["n1"][0], pod["n3"][1]),
-        "n2->n1 (same subnet)": (pod["n2"][0], pod["n1"][1]),
-        "n4->n2 (VXLAN)": (pod["n4"][0], pod["n2"][1]),
-        "n3->n4 (same subnet)": (pod["n3"][0], pod["n4"][1]),
-    }
+    flows = client_flows(cluster)
     wait_until(lambda: all(ping(src, dst) for src, dst in flows.values()), timeout=60)
     before = {c: {r.split()[0] for r in routes(cluster.ns[c])} for c in CLIENTS}
     factory = cluster.factory

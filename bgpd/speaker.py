@@ -46,7 +46,7 @@ from bgpd.codec.types import (
     Update,
     prefix_from_str,
 )
-from bgpd.decision import LOCAL_SOURCE, PathSource
+from bgpd.decision import PathSource
 from bgpd.deferral import SelectionDeferral
 from bgpd.events import EndOfRib, EventSink, SpeakerEvent, best_route_change
 from bgpd.export import Exporter
@@ -57,7 +57,7 @@ from bgpd.llgr import to_long_lived
 from bgpd.policy import PeerPolicy, import_path, local_path
 from bgpd.policy_filters import SessionFilters, import_verdict
 from bgpd.prefix_limit import MaxPrefixes, PrefixLimitState, cease_data
-from bgpd.rib import AdjRibIn, LocRib
+from bgpd.rib import AdjRibIn, LocRib, eligible_paths
 from bgpd.session import Session
 from bgpd.update_errors import UpdateErrorStats
 
@@ -66,6 +66,7 @@ log = logging.getLogger("podbgp.speaker")
 STALE_PATH_TIME = 360.0  # how long stale paths may wait for End-of-RIB after the peer returns
 SELECTION_DEFERRAL_TIME = 60.0  # RFC 4724 §4.1 leaves it to configuration
 INBOX_SIZE = 512
+FLUSH_CHUNK = 4096  # prefixes per family decided and exported in one step
 RIB_SLICE = 0.005  # seconds one apply-decide-export run may hold the loop (see _run)
 
 
@@ -813,10 +814,16 @@ class Speaker:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
+        """Decide and export what is dirty, FLUSH_CHUNK prefixes per family at a time: a larger
+        change (a peer's whole table gone) continues on the next loop iteration."""
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, {}
-        received, self._received = self._received, None
-        for afi, prefixes in dirty.items():
+        received = self._received
+        for afi, rest in dirty.items():
+            prefixes = {rest.pop() for _ in range(min(FLUSH_CHUNK, len(rest)))}
+            if rest:
+                self._dirty[afi] = rest  # the same set: no copy per chunk
+                self._schedule_flush()
             if not prefixes:
                 continue
             peers = [
@@ -832,6 +839,8 @@ class Speaker:
                 family = Afi(afi)
                 for prefix in changed:
                     self._publish(best_route_change(family, prefix, best.get(prefix), received))
+        if not self._dirty:
+            self._received = None
 
     # --- events ----------------------------------------------------------------------------
 
@@ -855,22 +864,10 @@ class Speaker:
 
     def paths_for(self, afi: int, prefix: bytes) -> list[tuple[PathAttributes, PathSource, bytes]]:
         """Every eligible path for a prefix: (attributes, source, received path id or b"")."""
-        paths: list[tuple[PathAttributes, PathSource, bytes]] = []
         local = self.originated.get(afi, {}).get(prefix)
-        if local is not None:
-            paths.append((local, LOCAL_SOURCE, b""))
-        for peer in self.peers.values():
-            table = peer.adj_in.routes.get(afi)
-            if not table or peer.source is None:
-                continue
-            index = peer.adj_in.multi.get(afi)
-            if index is None:
-                attrs = table.get(prefix)
-                if attrs is not None:
-                    paths.append((attrs, peer.source, b""))
-            else:
-                paths.extend((table[e], peer.source, e[:4]) for e in index.get(prefix, ()))
-        return paths
+        return eligible_paths(
+            local, ((p.adj_in, p.source) for p in self.peers.values()), afi, prefix
+        )
 
     # --- inbound connections ---------------------------------------------------------------
 

@@ -8,13 +8,14 @@ whole table from one encoding shared with the next joiner.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from bgpd.codec.messages import CodecContext, Framer, decode_message
 from bgpd.codec.types import Afi, Origin, PathAttributes, Safi, Update, prefix_from_str
 from bgpd.events import BestRouteChange
 from bgpd.fsm import Negotiated
-from bgpd.speaker import Peer, PeerSpec, Speaker, SpeakerConfig
+from bgpd.speaker import FLUSH_CHUNK, Peer, PeerSpec, Speaker, SpeakerConfig
 
 ASN = 64512
 RR = "192.0.2.1"
@@ -170,3 +171,22 @@ async def test_best_route_change_carries_the_oldest_receive_time_of_its_decision
     speaker.originate("10.244.3.0/24")
     speaker._flush()
     assert events[-1] == BestRouteChange(Afi.IPV4, "10.244.3.0/24", None, local=True)
+
+
+async def test_a_large_change_is_decided_in_chunks_across_loop_iterations() -> None:
+    speaker = reflector()
+    a = client(speaker, "192.0.2.10")
+    n = FLUSH_CHUNK * 2 + 10
+    blocks = [f"10.{i >> 8}.{i & 0xFF}.0/24" for i in range(n)]
+    attrs = PathAttributes(origin=Origin.IGP, next_hop=a.address, local_pref=100)
+    peer = speaker.peers[a.address]
+    update = Update(attributes=attrs, nlri=tuple(prefix_from_str(p)[1] for p in blocks))
+    speaker._handle(peer, peer.generation, update, 1.0)
+    events: list[BestRouteChange] = []
+    speaker.subscribe(lambda e: events.append(e) if isinstance(e, BestRouteChange) else None)
+    speaker._flush()
+    assert len(speaker.loc_rib.table(Afi.IPV4)) == FLUSH_CHUNK  # the rest waits its turn
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(speaker.loc_rib.table(Afi.IPV4)) == n
+    assert len(events) == n and all(e.received == 1.0 for e in events)

@@ -29,6 +29,7 @@ from bgpd.configcheck import (
     check_enum,
     check_hold_time,
     check_int,
+    check_interface_name,
     check_ip,
     check_port,
     check_prefix,
@@ -96,6 +97,8 @@ _PEER_KEYS = (
     "nextHopMode",
     "bfd",
     "longLivedStaleTime",
+    "interface",
+    "extendedNextHop",
 )
 _PEER_RANGE_KEYS = ("range", "asNumber", "routeReflectorClient", "password", "holdTime", "bfd")
 
@@ -175,7 +178,8 @@ class PeerRangeConfig:
 
 @dataclass(frozen=True)
 class PeerConfig:
-    """One configured BGP neighbour."""
+    """One configured BGP neighbour: at ``address``, or unnumbered on ``interface`` (then
+    ``address`` is empty and the neighbour's link-local address is learned on the link)."""
 
     address: str
     as_number: int
@@ -195,6 +199,13 @@ class PeerConfig:
     next_hop_mode: str = "Auto"  # Auto, Self (reflected paths too) or Keep (the original)
     bfd: BfdOptions | None = None  # RFC 5882: BFD brings the session down at once
     long_lived_stale_time: int | None = None  # RFC 9494; None: gracefulRestart's
+    interface: str | None = None  # unnumbered: the point-to-point link the peer is on
+    extended_next_hop: bool = False  # RFC 8950 (default on for unnumbered peers)
+
+    @property
+    def name(self) -> str:
+        """How logs and errors name the peer: its address, or ``%eth0`` when unnumbered."""
+        return self.address or f"%{self.interface}"
 
 
 @dataclass(frozen=True)
@@ -344,9 +355,22 @@ def _graceful_restart(root: Section) -> GracefulRestartConfig:
     )
 
 
+def _peer_address(sec: Section) -> tuple[str, str | None]:
+    """``address``, or for an unnumbered peer ``interface`` (exactly one of them)."""
+    interface = sec.optional("interface", check_interface_name, None)
+    if interface is None:
+        return sec.required("address", check_unicast_ip), None
+    if sec.has("address"):
+        raise sec.error("interface", "give either address or interface, not both")
+    return "", interface
+
+
 def _peer(sec: Section, filters: tuple[BGPFilter, ...]) -> PeerConfig:
+    address, interface = _peer_address(sec)
     peer = PeerConfig(
-        address=sec.required("address", check_unicast_ip),
+        address=address,
+        interface=interface,
+        extended_next_hop=sec.optional("extendedNextHop", check_bool, interface is not None),
         as_number=sec.required("asNumber", check_asn),
         port=sec.optional("port", check_remote_port, 179),
         passive=sec.optional("passive", check_bool, False),
@@ -368,6 +392,10 @@ def _peer(sec: Section, filters: tuple[BGPFilter, ...]) -> PeerConfig:
     if keepalive is not None and hold > 0 and keepalive >= hold:
         raise sec.error("keepaliveTime", f"must be less than holdTime ({hold})")
     source = peer.source_address
+    if source is not None and interface is not None:
+        raise sec.error("sourceAddress", "not with interface: the link-local address is used")
+    if peer.bfd is not None and interface is not None:
+        raise sec.error("bfd", "not supported on unnumbered (interface) peers yet")
     if source is not None and (":" in source) != (":" in peer.address):
         family = "IPv6" if ":" in peer.address else "IPv4"
         raise sec.error("sourceAddress", f"must be an {family} address, like the peer address")
@@ -379,8 +407,9 @@ def _peers(root: Section, filters: tuple[BGPFilter, ...]) -> tuple[PeerConfig, .
     for sec in root.sections("peers", _PEER_KEYS):
         peer = _peer(sec, filters)
         for j, other in enumerate(peers):
-            if other.address == peer.address:
-                raise sec.error("address", f"duplicate peer address; also in peers[{j}]")
+            if other.name == peer.name:
+                key = "address" if peer.address else "interface"
+                raise sec.error(key, f"duplicate peer {key}; also in peers[{j}]")
         peers.append(peer)
     return tuple(peers)
 

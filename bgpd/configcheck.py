@@ -141,6 +141,15 @@ def check_unicast_ip(value: Any) -> str:
     return str(addr)
 
 
+def check_interface_name(value: Any) -> str:
+    """A Linux interface name: 1..15 bytes, no slash, colon, percent sign or whitespace."""
+    if not isinstance(value, str) or not 0 < len(value.encode()) <= 15:
+        raise FieldError("must be an interface name of 1..15 characters")
+    if value in (".", "..") or any(c in value for c in "/:%") or any(c.isspace() for c in value):
+        raise FieldError("must be an interface name (no '/', ':', '%' or whitespace)")
+    return value
+
+
 def check_router_id(value: Any) -> str:
     """A BGP Identifier (RFC 4271 §4.2, RFC 6286): an IPv4 address other than 0.0.0.0."""
     text = check_ipv4(value)

@@ -61,8 +61,8 @@ def neighbor_as(attrs: PathAttributes) -> int | None:
 
 
 def _ip_key(address: str) -> tuple[int, bytes]:
-    if ":" in address:
-        return 6, socket.inet_pton(socket.AF_INET6, address)
+    if ":" in address:  # a link-local peer's scope (fe80::1%eth0) is no part of the order
+        return 6, socket.inet_pton(socket.AF_INET6, address.partition("%")[0])
     return 4, socket.inet_aton(address) if address else b""
 
 

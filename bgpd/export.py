@@ -37,6 +37,7 @@ from bgpd.codec.messages import (
 from bgpd.codec.types import Afi, LongLivedGracefulRestart, PathAttributes, Safi
 from bgpd.decision import PathSource
 from bgpd.fsm_types import Negotiated
+from bgpd.nexthop import wire_next_hop
 from bgpd.policy import PeerPolicy, export_attributes, may_advertise
 from bgpd.policy_filters import export_verdict, transit_blocked
 from bgpd.rib import LocRib
@@ -515,8 +516,12 @@ class Exporter:
     def _encode(
         self, group: UpdateGroup, afi: int, attrs: PathAttributes, entries: list[bytes]
     ) -> list[bytes]:
-        if afi == Afi.IPV6:
-            next_hop = (attrs.next_hop,) if attrs.next_hop else ()
+        if afi == Afi.IPV6 or (attrs.next_hop is not None and ":" in attrs.next_hop):
+            # MP_REACH_NLRI: IPv6 routes, and IPv4 routes with an IPv6 next hop (RFC 8950).
+            hop, policy = attrs.next_hop, group.policy
+            # Our own global next hop goes with our link-local address on the link.
+            link_local = policy.link_local if hop == policy.next_hop_v6 else None
+            next_hop = wire_next_hop(hop, link_local) if hop else ()
             return encode_updates(attrs, entries, group.ctx, afi, next_hop)
         return encode_updates(attrs, entries, group.ctx, afi)
 

@@ -20,6 +20,7 @@ from bgpd.codec.types import (
     AddPath,
     Capability,
     ExtendedMessage,
+    ExtendedNextHop,
     FourOctetAs,
     GracefulRestart,
     LongLivedGracefulRestart,
@@ -123,6 +124,15 @@ def _add_path(caps: tuple[Capability, ...], direction: int) -> set[tuple[int, in
     }
 
 
+def _next_hop_families(caps: tuple[Capability, ...]) -> set[tuple[int, int, int]]:
+    return {
+        (int(afi), int(safi), int(nh_afi))
+        for cap in caps
+        if isinstance(cap, ExtendedNextHop)
+        for afi, safi, nh_afi in cap.families
+    }
+
+
 def _has(caps: tuple[Capability, ...], kind: type) -> bool:
     return any(isinstance(c, kind) for c in caps)
 
@@ -161,6 +171,8 @@ def negotiate(config: FsmConfig, peer_open: Open) -> Negotiated:
         peer_capabilities=theirs,
         notification_gr=gr.notification_gr(our_graceful, graceful),
         long_lived_stale_families=tuple(sorted(llgr.items())),
+        # RFC 8950 §3: only what both sides advertised may be sent.
+        extended_next_hop=frozenset(_next_hop_families(ours) & _next_hop_families(theirs)),
     )
 
 

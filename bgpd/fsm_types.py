@@ -91,6 +91,8 @@ class Negotiated:
     notification_gr: bool = False  # both sides set the N bit (RFC 8538)
     # RFC 9494: (afi, long-lived stale time) for the families both sides advertised LLGR for
     long_lived_stale_families: tuple[tuple[int, int], ...] = ()
+    # RFC 8950: (NLRI AFI, SAFI, next hop AFI) both sides advertised Extended Next Hop for
+    extended_next_hop: frozenset[tuple[int, int, int]] = frozenset()
 
 
 # --- events (RFC 4271 §8.1, reduced to what a driver can observe) ----------------------------

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from bgpd.codec.types import AsPath, Origin, PathAttributes, SegmentType
 from bgpd.decision import DEFAULT_LOCAL_PREF, PathSource
+from bgpd.nexthop import exportable
 from bgpd.policy_filters import NO_FILTERS, SessionFilters
 
 
@@ -28,6 +29,7 @@ class PeerPolicy:
     keep_next_hop: bool = False  # eBGP: keep a learned path's next hop instead of our own
     filters: SessionFilters = NO_FILTERS  # BGPFilters and defaults (bgpd.policy_filters)
     next_hop_self: bool = False  # also for reflected paths (Calico nextHopMode: Self)
+    link_local: str | None = None  # ours on the link of a global IPv6 session (RFC 2545 §3)
 
 
 def import_path(
@@ -86,8 +88,26 @@ def export_attributes(
 ) -> PathAttributes | None:
     """The attributes a path carries to a peer, or None when no usable next hop exists.
 
-    For IPv6 paths ``next_hop`` holds the MP_REACH next hop (the encoder puts it there).
+    For IPv6 paths (and IPv4 paths with an IPv6 next hop, RFC 8950) ``next_hop`` holds the
+    MP_REACH next hop (the encoder puts it there).
     """
+    out = _session_attributes(attrs, source, policy, router_id, ipv6)
+    if out is None:
+        return None
+    own = policy.next_hop_v6 if ipv6 else policy.next_hop_v4
+    next_hop = exportable(out.next_hop, own, ipv6)
+    if next_hop is None:
+        return None
+    return out if next_hop == out.next_hop else dataclasses.replace(out, next_hop=next_hop)
+
+
+def _session_attributes(
+    attrs: PathAttributes,
+    source: PathSource,
+    policy: PeerPolicy,
+    router_id: str,
+    ipv6: bool,
+) -> PathAttributes | None:
     own_next_hop = policy.next_hop_v6 if ipv6 else policy.next_hop_v4
     if policy.ebgp:
         if policy.keep_next_hop and not source.local and attrs.next_hop:

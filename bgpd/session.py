@@ -164,8 +164,7 @@ class Session:
         conn = self._conns.get(self.established_conn or -1)
         if conn is None:
             return None
-        sockname = conn.writer.get_extra_info("sockname")
-        return tcp.normalise_address(sockname[0]) if sockname else None
+        return tcp.address_of(conn.writer.get_extra_info("sockname"))
 
     # --- sending (used by the speaker for UPDATEs) -------------------------------------------
 
@@ -318,8 +317,9 @@ class Session:
         conn.decoder.ctx = conn.ctx
         self.established_conn = conn.ident
         self.generation += 1
-        sockname = conn.writer.get_extra_info("sockname")
-        self.owner.session_up(self, neg, tcp.normalise_address(sockname[0]))
+        self.owner.session_up(
+            self, neg, tcp.address_of(conn.writer.get_extra_info("sockname")) or ""
+        )
 
     def _on_down(self, action: SessionDown) -> None:
         self.established_conn = None

@@ -33,6 +33,7 @@ from bgpd.codec.types import (
     Afi,
     Capability,
     ExtendedMessage,
+    ExtendedNextHop,
     FourOctetAs,
     GracefulRestart,
     LongLivedGracefulRestart,
@@ -54,9 +55,12 @@ from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
 from bgpd.gr import FORWARDING, NOTIFICATION, RESTART_STATE, ends_gracefully, keeps_routes
 from bgpd.import_rib import FilteredAdjRibIn, ImportDecision
 from bgpd.llgr import to_long_lived
+from bgpd.nexthop import IPV4_OVER_IPV6, own_link_local, own_next_hops, received_next_hop
+from bgpd.peerspec import PeerRange as PeerRange  # re-exported: callers build peers here
+from bgpd.peerspec import PeerSpec as PeerSpec
 from bgpd.policy import PeerPolicy, import_path, local_path
 from bgpd.policy_filters import SessionFilters, import_verdict
-from bgpd.prefix_limit import MaxPrefixes, PrefixLimitState, cease_data
+from bgpd.prefix_limit import PrefixLimitState, cease_data
 from bgpd.rib import AdjRibIn, LocRib, eligible_paths
 from bgpd.session import Session
 from bgpd.update_errors import UpdateErrorStats
@@ -68,48 +72,6 @@ SELECTION_DEFERRAL_TIME = 60.0  # RFC 4724 §4.1 leaves it to configuration
 INBOX_SIZE = 512
 FLUSH_CHUNK = 4096  # prefixes per family decided and exported in one step
 RIB_SLICE = 0.005  # seconds one apply-decide-export run may hold the loop (see _run)
-
-
-@dataclass(frozen=True, slots=True)
-class PeerSpec:
-    """A configured peer, as the speaker needs it (built from YAML or from the topology)."""
-
-    address: str
-    asn: int
-    port: int = 179
-    passive: bool = False
-    password: str | None = None
-    hold_time: int = 90
-    keepalive_time: int | None = None
-    source_address: str | None = None
-    description: str = ""
-    peer_type: str = "global"
-    rr_client: bool = False
-    keep_next_hop: bool = False  # pass the original next hop on (Calico nextHopMode: Keep)
-    next_hop_self: bool = False  # our address as next hop, reflected paths too (nextHopMode: Self)
-    local_asn: int | None = None  # the AS we present on this session (Calico localASNumber)
-    restart_time: int | None = None  # the Restart Time we advertise to this peer (RFC 4724)
-    ttl_security: int = 0  # RFC 5082 GTSM: the peer is at most this many hops away; 0 = off
-    filters: tuple[BGPFilter, ...] = ()  # BGPFilters in order (bgpd.policy_filters)
-    owned_only: bool = False  # export only the speaker's owned prefixes unless a filter accepts
-    max_prefixes: MaxPrefixes | None = None  # RFC 4486: Cease past this many per family
-    bfd: BfdSettings | None = None  # RFC 5882: a BFD session brings this session down at once
-    long_lived_stale_time: int | None = None  # RFC 9494 LLST we advertise; None: the speaker's
-
-
-@dataclass(frozen=True, slots=True)
-class PeerRange:
-    """Dynamic neighbours: accept any peer connecting from ``prefix`` (we stay passive)."""
-
-    prefix: str
-    asn: int
-    rr_client: bool = False
-    password: str | None = None
-    hold_time: int = 90
-    bfd: BfdSettings | None = None
-
-    def contains(self, address: str) -> bool:
-        return ipaddress.ip_address(address) in ipaddress.ip_network(self.prefix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +330,8 @@ class Speaker:
             # RFC 7911: receive and send several paths per prefix, where the peer agrees.
             AddPath(((Afi.IPV4, Safi.UNICAST, 3), (Afi.IPV6, Safi.UNICAST, 3))),
         ]
+        if spec.extended_next_hop:
+            caps.append(ExtendedNextHop((IPV4_OVER_IPV6,)))  # RFC 8950
         if self.config.graceful_restart:
             # F bit set: a restarting podbgp keeps forwarding (felix never flushes routes).
             families = ((Afi.IPV4, Safi.UNICAST, FORWARDING), (Afi.IPV6, Safi.UNICAST, FORWARDING))
@@ -416,17 +380,18 @@ class Speaker:
             ebgp=ebgp,
             rr_client=peer.spec.rr_client,
         )
-        v6 = ":" in local_address
+        next_hop_v4, next_hop_v6 = own_next_hops(local_address, negotiated)
         peer.policy = PeerPolicy(
             local_asn=local_asn,
             ebgp=ebgp,
-            next_hop_v4=None if v6 else local_address,
-            next_hop_v6=local_address if v6 else None,
+            next_hop_v4=next_hop_v4,
+            next_hop_v6=next_hop_v6,
             rr_client=peer.spec.rr_client,
             cluster_id=self.config.cluster_id,
             keep_next_hop=peer.spec.keep_next_hop,
             filters=self.session_filters(peer),
             next_hop_self=peer.spec.next_hop_self,
+            link_local=own_link_local(local_address),
         )
         for afi in (Afi.IPV4, Afi.IPV6):
             add_path = (afi, Safi.UNICAST) in negotiated.add_path_receive
@@ -634,7 +599,7 @@ class Speaker:
                 self._mark_dirty(Afi.IPV4, self._store(peer, Afi.IPV4, update.nlri, imported))
         if update.mp_reach is not None and update.mp_reach.nlri:
             mp = update.mp_reach
-            hop = mp.next_hop[0] if mp.next_hop else None
+            hop = received_next_hop(mp.next_hop, peer.session.address, peer.session.local_address)
             if self._own_next_hop(peer, hop, len(mp.nlri)):
                 self._mark_dirty(mp.afi, adj.withdraw(mp.afi, mp.nlri))
                 return
@@ -873,7 +838,7 @@ class Speaker:
 
     async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
-        address = tcp.normalise_address(peername[0]) if peername else "?"
+        address = tcp.address_of(peername) or "?"
         peer = self.peers.get(address) or self._dynamic_peer(address)
         if peer is None:
             log.info("event=reject-connection from=%s reason=not a configured peer", address)

@@ -7,6 +7,7 @@ address on the listening socket and on each outbound socket before ``connect``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import struct
@@ -76,7 +77,7 @@ def set_listener_min_ttl(sock: socket.socket, hops: int) -> None:
 
 
 def family_of(address: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
 DEFAULT_BACKLOG = 4096
@@ -110,7 +111,7 @@ def make_listen_socket(address: str, port: int, backlog: int | None = None) -> s
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6 and address in ("::", "::0"):
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.bind((address, port))
+        sock.bind(sockaddr(address, port))
         sock.listen(listen_backlog() if backlog is None else backlog)
         sock.setblocking(False)
     except OSError:
@@ -137,18 +138,45 @@ async def connect(
             set_md5_key(sock, peer, password)
         set_ttl_security(sock, ttl_security)
         if source:
-            sock.bind((source, 0))
+            sock.bind(sockaddr(source, 0))
         loop = asyncio.get_running_loop()
-        await asyncio.wait_for(loop.sock_connect(sock, (peer, port)), timeout)
+        await asyncio.wait_for(loop.sock_connect(sock, sockaddr(peer, port)), timeout)
     except BaseException:
         sock.close()
         raise
     return sock
 
 
+def sockaddr(address: str, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
+    """The socket address for ``address``: a link-local ``fe80::1%eth0`` needs its interface
+    as the scope id (the socket module does not read it from the text)."""
+    bare, _sep, scope = address.partition("%")
+    if scope:
+        return bare, port, 0, socket.if_nametoindex(scope)
+    return bare, port
+
+
+def address_of(name: tuple[object, ...] | None) -> str | None:
+    """The normalised address of a socket name (``getsockname``/``getpeername``), with the
+    interface of a link-local one from its scope id."""
+    if not name:
+        return None
+    host = str(name[0])
+    scope_id = name[3] if len(name) >= 4 else 0
+    if isinstance(scope_id, int) and scope_id:
+        with contextlib.suppress(OSError):
+            host = f"{host.partition('%')[0]}%{socket.if_indextoname(scope_id)}"
+    return normalise_address(host)
+
+
 def normalise_address(address: str) -> str:
-    """Peer addresses as keys: IPv4-mapped IPv6 becomes plain IPv4; IPv6 compressed."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    """Peer addresses as keys: IPv4-mapped IPv6 becomes plain IPv4; IPv6 compressed; a
+    link-local address keeps its interface (``fe80::1%eth0``), which it needs to mean anything.
+    """
+    bare, _sep, scope = address.partition("%")
+    ip = ipaddress.ip_address(bare)
     if ip.version == 6 and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
+    if scope and ip.is_link_local:
+        return f"{ip}%{scope}"
     return str(ip)

@@ -26,6 +26,7 @@ from bgpd.bfd.peering import bfd_settings
 from bgpd.config import ApiConfig, BgpdConfig, ConfigError, PeerConfig, load_bgpd_config
 from bgpd.deferral import forget_run, run_file_found
 from bgpd.speaker import PeerRange, PeerSpec, Speaker, SpeakerConfig
+from bgpd.unnumbered import UnnumberedPeers
 from podbgp.ops import sdnotify
 from podbgp.ops.drain import DRAIN_DOC, DRAIN_PATH, drain_route
 from podbgp.ops.metrics import METRICS_DOC, Snapshot, metrics_route, register_collector
@@ -58,6 +59,8 @@ def peer_spec(peer: PeerConfig, peer_type: str = "global") -> PeerSpec:
         next_hop_self=peer.next_hop_mode == "Self",
         bfd=bfd_settings(peer.bfd),
         long_lived_stale_time=peer.long_lived_stale_time,
+        extended_next_hop=peer.extended_next_hop,
+        interface=peer.interface,
     )
 
 
@@ -88,7 +91,8 @@ async def start_speaker(config: BgpdConfig) -> Speaker:
     )
     await speaker.start()
     for peer in config.peers:
-        speaker.add_peer(peer_spec(peer))
+        if peer.interface is None:  # unnumbered peers come once found (start_unnumbered)
+            speaker.add_peer(peer_spec(peer))
     for rng in config.peer_ranges:
         speaker.add_peer_range(
             PeerRange(
@@ -104,6 +108,15 @@ async def start_speaker(config: BgpdConfig) -> Speaker:
     for prefix in config.originate:
         speaker.originate(prefix)
     return speaker
+
+
+def start_unnumbered(speaker: Speaker, config: BgpdConfig) -> UnnumberedPeers:
+    """Watchers that find each unnumbered peer's link-local address and add it then."""
+    unnumbered = UnnumberedPeers(speaker)
+    for peer in config.peers:
+        if peer.interface is not None:
+            unnumbered.add(peer_spec(peer))
+    return unnumbered
 
 
 async def start_operations(
@@ -141,7 +154,8 @@ def reload_policy(speaker: Speaker, old: BgpdConfig, new: BgpdConfig) -> BgpdCon
     speaker.set_ebgp_requires_policy(new.ebgp_requires_policy)
     for address in speaker.release_prefix_limits():  # SIGHUP is the operator acting
         log.info("event=max-prefixes-released peer=%s", address)
-    by_address = {p.address: p for p in new.peers}
+    # Unnumbered peers (no address) take changed filters at the next start.
+    by_address = {p.address: p for p in new.peers if p.address}
     for peer in old.peers:
         changed = by_address.get(peer.address)
         if changed is not None and changed.filters != peer.filters:
@@ -172,12 +186,14 @@ async def run(config: BgpdConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     notifier = sdnotify.Notifier()
     speaker: Speaker | None = None
+    unnumbered: UnnumberedPeers | None = None
     runner: web.AppRunner | None = None
     watchdog: asyncio.Task[None] | None = None
     drained = False
     try:
         try:
             speaker = await start_speaker(config)
+            unnumbered = start_unnumbered(speaker, config)
             views = SpeakerViews(speaker)
             drain = drain_route(
                 lambda: speaker,
@@ -224,6 +240,8 @@ async def run(config: BgpdConfig) -> None:
     finally:
         notifier.stopping()
         await sdnotify.stop_watchdog(watchdog)
+        if unnumbered is not None:
+            await unnumbered.close()
         if speaker is not None:
             log.info("event=stopping graceful=%s", config.graceful_restart.enabled)
             await speaker.stop(graceful=config.graceful_restart.enabled and not drained)

@@ -3,8 +3,9 @@
 Implements RFC 4271 §4.2 (OPEN), RFC 5492 (capabilities as optional parameter type 2), RFC 9072
 (extended optional parameters length, decoded always and encoded only when the capabilities do
 not fit in 255 octets), and the capabilities podbgp negotiates: Multiprotocol (RFC 4760 §8),
-Route Refresh (RFC 2918), Extended Message (RFC 8654), Graceful Restart (RFC 4724 §3), 4-octet AS
-(RFC 6793) and ADD-PATH (RFC 7911 §4). Any other capability is kept as ``UnknownCapability``.
+Route Refresh (RFC 2918), Extended Next Hop (RFC 8950 §3), Extended Message (RFC 8654),
+Graceful Restart (RFC 4724 §3), 4-octet AS (RFC 6793) and ADD-PATH (RFC 7911 §4).
+Any other capability is kept as ``UnknownCapability``.
 Validating AS, hold time and BGP identifier is the FSM's job, not the codec's.
 """
 
@@ -22,6 +23,7 @@ from bgpd.codec.types import (
     Capability,
     CapabilityCode,
     ExtendedMessage,
+    ExtendedNextHop,
     FourOctetAs,
     GracefulRestart,
     LongLivedGracefulRestart,
@@ -41,6 +43,7 @@ _FAMILY = struct.Struct(">HBB")  # AFI, SAFI, per-family flags / send-receive
 _U16 = struct.Struct(">H")
 _LLGR_HEAD = struct.Struct(">HBB")
 _U32 = struct.Struct(">I")
+_ENH_TUPLE = struct.Struct(">HHH")  # NLRI AFI, NLRI SAFI, Nexthop AFI (RFC 8950 §3)
 
 # RFC 4271 §6.2: a malformed recognized optional parameter is OPEN error subcode 0.
 _OPEN = ErrorCode.OPEN_MESSAGE
@@ -105,6 +108,12 @@ def _dec_add_path(value: bytes) -> Capability:
     return AddPath(_families("ADD-PATH", value))
 
 
+def _dec_extended_next_hop(value: bytes) -> Capability:
+    if not value or len(value) % _ENH_TUPLE.size:
+        raise _bad("Extended Next Hop", value)
+    return ExtendedNextHop(tuple(_ENH_TUPLE.iter_unpack(value)))
+
+
 # The capability table: code -> decoder. Encoders are matched on the dataclass below.
 CAPABILITY_DECODERS: dict[int, Callable[[bytes], Capability]] = {
     CapabilityCode.MULTIPROTOCOL: _dec_multiprotocol,
@@ -114,6 +123,7 @@ CAPABILITY_DECODERS: dict[int, Callable[[bytes], Capability]] = {
     CapabilityCode.LONG_LIVED_GRACEFUL_RESTART: _dec_long_lived_graceful_restart,
     CapabilityCode.FOUR_OCTET_AS: _dec_four_octet_as,
     CapabilityCode.ADD_PATH: _dec_add_path,
+    CapabilityCode.EXTENDED_NEXT_HOP: _dec_extended_next_hop,
 }
 
 
@@ -156,6 +166,9 @@ def _capability_value(cap: Capability) -> tuple[int, bytes]:
         return CapabilityCode.FOUR_OCTET_AS, _U32.pack(cap.asn)
     if isinstance(cap, AddPath):
         return CapabilityCode.ADD_PATH, _pack_families(cap.families)
+    if isinstance(cap, ExtendedNextHop):
+        value = b"".join(_ENH_TUPLE.pack(*family) for family in cap.families)
+        return CapabilityCode.EXTENDED_NEXT_HOP, value
     return cap.code, cap.value
 
 

@@ -398,15 +398,16 @@ def encode_updates(
 ) -> list[bytes]:
     """UPDATEs announcing ``nlri`` with one attribute set, as few messages as fit.
 
-    IPv4 uses the NLRI field and the NEXT_HOP attribute from ``attributes.next_hop``; IPv6 uses
-    MP_REACH_NLRI with ``next_hop`` (global[, link-local]) and leaves out NEXT_HOP. Prefixes are
+    IPv4 uses the NLRI field and the NEXT_HOP attribute from ``attributes.next_hop``; IPv6, and
+    IPv4 given an IPv6 ``next_hop`` (RFC 8950 §4), use MP_REACH_NLRI with ``next_hop``
+    (global[, link-local]) and leave out NEXT_HOP. Prefixes are
     in the session's wire form: with ADD-PATH send negotiated for the family, each one already
     starts with its path identifier (RFC 7911 §3).
     """
     if not nlri:
         return []
     limit = ctx.max_message_size
-    if afi == Afi.IPV4:
+    if afi == Afi.IPV4 and not next_hop:
         section = encode_path_attributes(attributes, ctx)
         head = _U16.pack(0) + _U16.pack(len(section)) + section
         room = limit - HEADER_SIZE - len(head)

@@ -149,6 +149,7 @@ class MpUnreach:
 class CapabilityCode(IntEnum):
     MULTIPROTOCOL = 1
     ROUTE_REFRESH = 2
+    EXTENDED_NEXT_HOP = 5  # RFC 8950
     EXTENDED_MESSAGE = 6
     GRACEFUL_RESTART = 64
     FOUR_OCTET_AS = 65
@@ -202,6 +203,13 @@ class AddPath:
 
 
 @dataclass(frozen=True, slots=True)
+class ExtendedNextHop:
+    """RFC 8950 §3: NLRI of (afi, safi) may carry a next hop of ``next_hop_afi``."""
+
+    families: tuple[tuple[int, int, int], ...]  # (NLRI AFI, NLRI SAFI, next hop AFI)
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownCapability:
     code: int
     value: bytes
@@ -215,6 +223,7 @@ Capability = (
     | GracefulRestart
     | LongLivedGracefulRestart
     | AddPath
+    | ExtendedNextHop
     | UnknownCapability
 )
 

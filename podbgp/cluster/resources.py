@@ -30,6 +30,7 @@ from bgpd.configcheck import (
     check_bool,
     check_enum,
     check_int,
+    check_interface_name,
     check_prefix,
     check_router_id,
     check_str,
@@ -127,6 +128,9 @@ class BGPPeer:
     bfd: BfdOptions | None = None  # RFC 5882; for node peers it wins over nodeMeshBFD
     long_lived_stale_time: int | None = None  # RFC 9494; None: nodeMeshLongLivedStaleTime
     labels: Labels = ()
+    # Unnumbered: the neighbour on this link, over its IPv6 link-local address (no peerIP)
+    interface: str | None = None
+    extended_next_hop: bool | None = None  # RFC 8950; None: on for unnumbered peers only
 
     @property
     def is_global(self) -> bool:
@@ -444,6 +448,8 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
             "maxPrefixes",
             "bfd",
             "longLivedStaleTime",
+            "interface",
+            "extendedNextHop",
         )
     )
     peer_ip, peer_port = spec.optional("peerIP", check_peer_ip, (None, None))
@@ -468,14 +474,28 @@ def _parse_bgp_peer(spec: Section, name: str, labels: Labels) -> BGPPeer:
             "longLivedStaleTime", check_long_lived_stale_time, None
         ),
         labels=labels,
+        interface=spec.optional("interface", check_interface_name, None),
+        extended_next_hop=spec.optional("extendedNextHop", check_bool, None),
     )
     if peer.node is not None and peer.node_selector is not None:
         raise spec.error("nodeSelector", "must not be set together with node")
-    if (peer.peer_ip is None) == (peer.peer_selector is None):
+    if peer.interface is not None:
+        _check_unnumbered(spec, peer)
+    elif (peer.peer_ip is None) == (peer.peer_selector is None):
         raise spec.error("peerIP", "exactly one of peerIP and peerSelector must be set")
     if peer.peer_ip is not None and peer.as_number is None:
         raise spec.error("asNumber", "required with peerIP")
     return peer
+
+
+def _check_unnumbered(spec: Section, peer: BGPPeer) -> None:
+    """``interface`` names the remote side by itself: no peerIP or peerSelector with it."""
+    if peer.peer_ip is not None or peer.peer_selector is not None:
+        raise spec.error("interface", "not with peerIP or peerSelector")
+    if peer.as_number is None:
+        raise spec.error("asNumber", "required with interface")
+    if peer.bfd is not None:
+        raise spec.error("bfd", "not supported on unnumbered (interface) peers yet")
 
 
 def _next_hop_mode(spec: Section) -> str:
@@ -635,6 +655,8 @@ def _spec_dict(res: Resource) -> dict[str, Any]:
             "longLivedStaleTime": (
                 f"{res.long_lived_stale_time}s" if res.long_lived_stale_time is not None else None
             ),
+            "interface": res.interface,
+            "extendedNextHop": res.extended_next_hop,
         }
     elif isinstance(res, BGPFilter):
         spec = res.rules.spec_dict()

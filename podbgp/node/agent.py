@@ -34,6 +34,7 @@ from bgpd import tcp
 from bgpd.codec.types import PathAttributes
 from bgpd.deferral import run_file_found
 from bgpd.speaker import Speaker
+from bgpd.unnumbered import UnnumberedPeers
 from podbgp.cluster import ipam
 from podbgp.cluster.datastore import (
     ChangeKind,
@@ -139,6 +140,7 @@ class NodeAgent:
         self.store: Datastore = open_datastore(config.datastore)
         self.address: str | None = config.address  # "192.0.2.11/24"
         self.speaker: Speaker | None = None
+        self.unnumbered: UnnumberedPeers | None = None  # the speaker's peers found on links
         self.topology: Topology | None = None
         self.snapshot = Snapshot()
         self.pools: list[IPPool] = []
@@ -211,6 +213,8 @@ class NodeAgent:
                 await self.dataplane.stop()
             except Exception:
                 log.exception("event=dataplane-stop-failed")
+        if self.unnumbered is not None:
+            await self.unnumbered.close()
         if self.speaker is not None:
             await self.speaker.stop(graceful=self.speaker.config.graceful_restart)
         if self._runner is not None:
@@ -416,12 +420,19 @@ class NodeAgent:
             return
         speaker = self.speaker
         assert speaker is not None
+        # Unnumbered peers (keyed %interface) are added by their watcher once found.
+        if self.unnumbered is not None:
+            self.unnumbered.apply(s for s in topology.peers.values() if s.interface is not None)
         current = {
             addr: peer.spec
             for addr, peer in speaker.peers.items()
-            if not getattr(peer, "dynamic", False)
+            if not getattr(peer, "dynamic", False) and peer.spec.interface is None
         }
-        desired = {tcp.normalise_address(a): spec for a, spec in topology.peers.items()}
+        desired = {
+            tcp.normalise_address(a): spec
+            for a, spec in topology.peers.items()
+            if spec.interface is None
+        }
         # Make before break: dropped peers retire once the new sessions carry their routes.
         retire = {a: not current[a].owned_only for a in sorted(set(current) - set(desired))}
         joining: list[str] = []
@@ -460,6 +471,8 @@ class NodeAgent:
     async def _restart_speaker(self, topology: Topology) -> bool:
         """(Re)create the speaker; a running one stops gracefully first. False on failure."""
         old = self.speaker
+        if self.unnumbered is not None:
+            await self.unnumbered.close()  # its peers belong to the old speaker
         if old is not None:
             log.info("event=speaker-restart reason=speaker settings changed")
             self.handover.cancel()
@@ -485,6 +498,7 @@ class NodeAgent:
             self._retry = True
             return False
         self.speaker = speaker
+        self.unnumbered = UnnumberedPeers(speaker)
         self._listen_port = topology.listen_port
         log.info(
             "event=speaker-started asn=%d router_id=%s cluster_id=%s listen=%s:%d",

@@ -32,6 +32,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from bgpd import bgpfilter
 from bgpd.bfd.peering import bfd_settings
@@ -186,6 +187,9 @@ def compute_topology(
                 b.node_peer(known, version, local_type, peer.password, reason, peer)
             else:
                 _external_peer(b, peer, local_type, reason)
+        elif peer.interface is not None:
+            if _applies_to(peer, me):
+                _unnumbered_peer(b, peer, local_type, reason)
         elif peer.peer_selector is not None:
             forward = _applies_to(peer, me)
             reverse = peer.peer_selector.matches(me.label_map)
@@ -213,12 +217,34 @@ def _external_peer(b: _Builder, peer: BGPPeer, peer_type: str, reason: str) -> N
     mine = b.my_address(version)
     if mine is None or mine == peer.peer_ip:
         return
-    spec = PeerSpec(
+    spec = _router_spec(
+        b, peer, peer_type, reason,
         address=peer.peer_ip,
-        asn=peer.as_number,
         port=peer.peer_port or EXTERNAL_BGP_PORT,
-        password=peer.password,
         source_address=mine,
+        extended_next_hop=bool(peer.extended_next_hop),
+    )  # fmt: skip
+    b.add(spec, reason, override=True)
+
+
+def _unnumbered_peer(b: _Builder, peer: BGPPeer, peer_type: str, reason: str) -> None:
+    """A router on the link ``interface``: keyed ``%interface`` until bgpd.unnumbered finds
+    its link-local address; Extended Next Hop on unless the BGPPeer turns it off."""
+    spec = _router_spec(
+        b, peer, peer_type, reason,
+        address=f"%{peer.interface}",
+        interface=peer.interface,
+        extended_next_hop=peer.extended_next_hop is not False,
+    )  # fmt: skip
+    b.add(spec, reason, override=True)
+
+
+def _router_spec(b: _Builder, peer: BGPPeer, peer_type: str, reason: str, **where: Any) -> PeerSpec:
+    """A session to a router that is not a cluster node; ``where``: how to reach it."""
+    assert peer.as_number is not None
+    return PeerSpec(
+        asn=peer.as_number,
+        password=peer.password,
         description=reason,
         peer_type=peer_type,
         keep_next_hop=peer.keep_original_next_hop,
@@ -231,8 +257,8 @@ def _external_peer(b: _Builder, peer: BGPPeer, peer_type: str, reason: str) -> N
         max_prefixes=_max_prefixes(peer),
         bfd=bfd_settings(peer.bfd),  # hop mode from the kernel's routes when the session starts
         long_lived_stale_time=peer.long_lived_stale_time,
+        **where,
     )
-    b.add(spec, reason, override=True)
 
 
 def _max_prefixes(peer: BGPPeer | None) -> MaxPrefixes | None:

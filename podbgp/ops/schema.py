@@ -132,6 +132,19 @@ class PeerView(TypedDict):
     keepaliveTime: NotRequired[int | None]
     routerId: NotRequired[str | None]
     capabilities: NotRequired[list[str]]
+    interface: NotRequired[
+        Annotated[str, Doc("unnumbered peer: the link; address is its link-local address there")]
+    ]
+    families: NotRequired[
+        Annotated[
+            dict[str, str | None],
+            Doc(
+                "per negotiated family (ipv4, ipv6), the next hop we announce on the session "
+                "(an IPv6 one for ipv4 when Extended Next Hop, RFC 8950, is negotiated; null: "
+                "our routes of that family do not go out)"
+            ),
+        ]
+    ]
     prefixes: PrefixCounts
     messages: MessageCounts
     flaps: NotRequired[Annotated[int, Doc("times the session left Established")]]

@@ -15,6 +15,7 @@ from bgpd.bfd.packet import State as BfdStateCode
 from bgpd.codec.types import (
     AddPath,
     ExtendedMessage,
+    ExtendedNextHop,
     FourOctetAs,
     GracefulRestart,
     Multiprotocol,
@@ -62,6 +63,8 @@ def _capability_names(caps: tuple[object, ...]) -> list[str]:
             names.append("extended-message")
         elif isinstance(cap, AddPath):
             names.append("add-path")
+        elif isinstance(cap, ExtendedNextHop):
+            names.append("extended-next-hop")
     return sorted(set(names))
 
 
@@ -149,6 +152,12 @@ def peer_view(speaker: Speaker, peer: Peer, bfd: BfdSessionView | None = None) -
             "lastReason": peer.update_errors.last_reason,
         },
     }
+    if peer.spec.interface is not None:
+        view["interface"] = peer.spec.interface
+    policy = peer.policy
+    if neg is not None and policy is not None:
+        hops = {1: policy.next_hop_v4, 2: policy.next_hop_v6}
+        view["families"] = {_AFI_NAMES[a]: hops[a] for a, _s in neg.families if a in hops}
     if peer.spec.bfd is not None and bfd is not None:
         view["bfd"] = bfd_view(peer.spec.bfd, bfd)
     return view

@@ -1,6 +1,6 @@
 """Two podbgp BFD endpoints in two network namespaces: the asyncio driver on the caller's loop
-and on its own thread, callbacks delivered on the caller's loop, the TTL 255 check (RFC 5881
-§5), and a busy main loop that does not flap a threaded 100 ms x 3 session."""
+and on its own thread, callbacks delivered on the caller's loop, the TTL (IPv6: hop limit) 255 check
+(RFC 5881 §5), and a busy main loop that does not flap a threaded 100 ms x 3 session."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 
 from bgpd.bfd.packet import ControlPacket, State, encode
 from bgpd.bfd.thread import ThreadedBfdEndpoint
-from bgpd.bfd.udp import SINGLE_HOP_PORT, BfdEndpoint
+from bgpd.bfd.udp import IPV6_FREEBIND, IPV6_UNICAST_HOPS, SINGLE_HOP_PORT, BfdEndpoint
 from bgpd.bfd.views import BfdSessionView, BfdStateChange
-from tests.integration.interop import PODBGP_V4, ROUTER_V4, two_namespaces
+from tests.integration.interop import PODBGP_V4, PODBGP_V6, ROUTER_V4, ROUTER_V6, two_namespaces
 from tests.support.netns import NetnsFactory, netns_socket
 
 pytestmark = [pytest.mark.netns]
@@ -135,24 +135,34 @@ def test_busy_main_thread_does_not_flap_a_threaded_session(
         assert view.state == State.UP and view.flaps == 0
 
 
-async def test_single_hop_packet_with_ttl_below_255_is_dropped(pair: tuple[str, str]) -> None:
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4-ttl", "ipv6-hop-limit"])
+async def test_single_hop_packet_with_ttl_below_255_is_dropped(
+    pair: tuple[str, str], v6: bool
+) -> None:
     ns_a, ns_b = pair
+    a, b = (PODBGP_V6, ROUTER_V6) if v6 else (A, B)
+    family = socket.AF_INET6 if v6 else socket.AF_INET
+    level, ttl_option = (
+        (socket.IPPROTO_IPV6, IPV6_UNICAST_HOPS) if v6 else (socket.IPPROTO_IP, socket.IP_TTL)
+    )
     ep = BfdEndpoint(socket_factory=functools.partial(netns_socket, ns_a))
     try:
-        ep.add_session(B, A, multihop=False, on_state=lambda c: None, **FAST)
-        probe = netns_socket(ns_b, socket.AF_INET, socket.SOCK_DGRAM)
+        ep.add_session(b, a, multihop=False, on_state=lambda c: None, **FAST)
+        probe = netns_socket(ns_b, family, socket.SOCK_DGRAM)
         with probe:
-            probe.bind((B, 0))
+            if v6:  # the address may still be tentative (duplicate address detection)
+                probe.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
+            probe.bind((b, 0))
             down = encode(ControlPacket(State.DOWN, my_discriminator=0x42))
-            probe.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 254)
-            probe.sendto(down, (A, SINGLE_HOP_PORT))
+            probe.setsockopt(level, ttl_option, 254)
+            probe.sendto(down, (a, SINGLE_HOP_PORT))
             await asyncio.sleep(0.3)
             (view,) = ep.snapshot()
             assert view.packets_dropped == 1 and view.packets_received == 0
             assert view.state == State.DOWN and view.remote_discriminator == 0
 
-            probe.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
-            probe.sendto(down, (A, SINGLE_HOP_PORT))
+            probe.setsockopt(level, ttl_option, 255)
+            probe.sendto(down, (a, SINGLE_HOP_PORT))
             await asyncio.sleep(0.3)
             (view,) = ep.snapshot()
             assert view.packets_received == 1

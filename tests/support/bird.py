@@ -7,7 +7,8 @@ has no ``kernel`` protocol, only ``device`` (interfaces, for direct next hops), 
 protocols for the prefixes to originate, and one ``bgp`` protocol per neighbour.
 
 BGP features configurable per neighbour: MD5 (RFC 2385), graceful restart (RFC 4724), ADD-PATH
-(RFC 7911), route reflection (RFC 4456), extended messages (RFC 8654).
+(RFC 7911), route reflection (RFC 4456), extended messages (RFC 8654), extended next hop
+(RFC 8950) and link-local neighbours on an interface.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class BirdNeighbor:
     multihop: bool = False  # BIRD's iBGP default; False writes ``direct`` (one hop, a shared link)
     bfd: bool = False  # ``bfd on``: needs a ``protocol bfd`` (see BirdConfig.bfd)
     long_lived_stale_time: int | None = None  # RFC 9494 LLGR on, with this stale time (s)
+    extended_next_hop: bool = False  # RFC 8950 on the IPv4 channel (IPv6 next hops)
+    interface: str | None = None  # the link of a link-local neighbour address
 
     @property
     def protocol(self) -> str:
@@ -132,6 +135,8 @@ class BirdConfig:
         opts = [f"local {local} as {self.asn};" if local else f"local as {self.asn};"]
         opts.append(f"neighbor {nbr.address} port {nbr.port} as {nbr.asn};")
         opts.append("multihop;" if nbr.multihop else "direct;")
+        if nbr.interface is not None:
+            opts.append(f'interface "{nbr.interface}";')
         if nbr.bfd:
             opts.append("bfd on;")
         if nbr.passive:
@@ -172,6 +177,8 @@ class BirdConfig:
             # BIRD sends MED to another AS only when the export filter set it; setting it to
             # itself lets a MED given on a static route (or learned) go out, as a test expects.
             parts.append("export filter { if defined(bgp_med) then bgp_med = bgp_med; accept; };")
+        if family == 4 and nbr.extended_next_hop:
+            parts.append("extended next hop on;")
         if hop is not None:
             parts.append(f"next hop address {hop};")
         elif nbr.next_hop_self:

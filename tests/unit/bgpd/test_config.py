@@ -80,7 +80,7 @@ ERRORS = [
         "peers[0].hold: unknown key; expected one of "
         "address, asNumber, port, passive, password, holdTime, keepaliveTime, description, "
         "sourceAddress, routeReflectorClient, ttlSecurity, filters, maxPrefixes, localASNumber, "
-        "nextHopMode, bfd, longLivedStaleTime",
+        "nextHopMode, bfd, longLivedStaleTime, interface, extendedNextHop",
     ),
     (
         "unknown-listen-key",
@@ -546,3 +546,60 @@ def test_shutdown_section(tmp_path: Path) -> None:
     assert error_of(write(tmp_path, text)).endswith(
         "shutdown.message: must be text of at most 255 UTF-8 octets (RFC 9003)"
     )
+
+
+def test_unnumbered_peer_and_extended_next_hop(tmp_path: Path) -> None:
+    text = HEAD + (
+        "peers:\n"
+        "  - {interface: eth0, asNumber: 65001}\n"
+        "  - {interface: eth1, asNumber: 65002, extendedNextHop: false}\n"
+        "  - {address: '2001:db8::2', asNumber: 65003, extendedNextHop: true}\n"
+        "  - {address: 192.0.2.2, asNumber: 65004}\n"
+    )
+    peers = load_bgpd_config(write(tmp_path, text)).peers
+    assert [(p.address, p.interface, p.extended_next_hop) for p in peers] == [
+        ("", "eth0", True),  # on by default for unnumbered peers
+        ("", "eth1", False),
+        ("2001:db8::2", None, True),
+        ("192.0.2.2", None, False),
+    ]
+    assert [p.name for p in peers] == ["%eth0", "%eth1", "2001:db8::2", "192.0.2.2"]
+
+
+@pytest.mark.parametrize(
+    ("peers", "expected"),
+    [
+        (
+            "[{interface: eth0, address: 192.0.2.2, asNumber: 1}]",
+            "peers[0].interface: give either address or interface, not both",
+        ),
+        ("[{asNumber: 1}]", "peers[0].address: required key is missing"),
+        (
+            "[{interface: eth0/1, asNumber: 1}]",
+            "peers[0].interface: must be an interface name (no '/', ':', '%' or whitespace)",
+        ),
+        (
+            "[{interface: averyveryverylongname, asNumber: 1}]",
+            "peers[0].interface: must be an interface name of 1..15 characters",
+        ),
+        (
+            "[{interface: eth0, asNumber: 1, sourceAddress: 192.0.2.1}]",
+            "peers[0].sourceAddress: not with interface: the link-local address is used",
+        ),
+        (
+            "[{interface: eth0, asNumber: 1}, {interface: eth0, asNumber: 2}]",
+            "peers[1].interface: duplicate peer interface; also in peers[0]",
+        ),
+        (
+            "[{interface: eth0, asNumber: 1, bfd: {}}]",
+            "peers[0].bfd: not supported on unnumbered (interface) peers yet",
+        ),
+        (
+            "[{interface: eth0, asNumber: 1, extendedNextHop: yes please}]",
+            "peers[0].extendedNextHop: must be true or false",
+        ),
+    ],
+)
+def test_unnumbered_peer_errors(tmp_path: Path, peers: str, expected: str) -> None:
+    path = write(tmp_path, HEAD + f"peers: {peers}\n")
+    assert error_of(path) == f"{path}: {expected}"

@@ -15,6 +15,7 @@ from bgpd.codec.types import (
     AS_TRANS,
     AddPath,
     ExtendedMessage,
+    ExtendedNextHop,
     FourOctetAs,
     GracefulRestart,
     Keepalive,
@@ -179,6 +180,28 @@ def test_capability_negotiation() -> None:
     assert neg.add_path_receive == frozenset({(1, 1), (2, 1)})
     assert neg.add_path_send == frozenset()
     assert neg.peer_capabilities == theirs
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "agreed"),
+    [
+        (((1, 1, 2),), ((1, 1, 2),), {(1, 1, 2)}),
+        (((1, 1, 2),), None, set()),  # the peer did not offer it: IPv4 keeps IPv4 next hops
+        (None, ((1, 1, 2),), set()),
+        (((1, 1, 2),), ((1, 1, 2), (1, 128, 2)), {(1, 1, 2)}),
+    ],
+)
+def test_extended_next_hop_needs_both_sides(
+    ours: tuple[tuple[int, int, int], ...] | None,
+    theirs: tuple[tuple[int, int, int], ...] | None,
+    agreed: set[tuple[int, int, int]],
+) -> None:
+    base = (Multiprotocol(1, 1), Multiprotocol(2, 1))
+    mine = base + ((ExtendedNextHop(ours),) if ours else ())
+    fsm = Fsm(FsmConfig(65001, LOCAL_ID, 65002, capabilities=mine))
+    to_established(fsm, caps=base + ((ExtendedNextHop(theirs),) if theirs else ()))
+    assert fsm.negotiated is not None
+    assert fsm.negotiated.extended_next_hop == agreed
 
 
 def test_a_side_without_multiprotocol_capabilities_means_ipv4_unicast() -> None:

@@ -99,3 +99,35 @@ def test_next_hop_mode_self_and_keep() -> None:
     assert kept is not None and kept.next_hop == "198.51.100.1"
     selfed = export_attributes(learned, FROM_EBGP, IBGP_PEER, "192.0.2.11", False)
     assert selfed is not None and selfed.next_hop == "192.0.2.11"
+
+
+def test_ipv4_paths_over_an_ipv6_session_need_extended_next_hop() -> None:
+    """RFC 8950: our IPv4 next hop on an IPv6 session is our IPv6 address only when negotiated
+    (bgpd.nexthop.own_next_hops); without it an IPv6 next hop never rides on IPv4 routes."""
+    v6_only = PeerPolicy(local_asn=64512, ebgp=True, next_hop_v4=None, next_hop_v6="2001:db8::1")
+    assert export_attributes(PathAttributes(), LOCAL_SOURCE, v6_only, "192.0.2.11", False) is None
+    rfc8950 = PeerPolicy(
+        local_asn=64512, ebgp=True, next_hop_v4="fe80::1%eth0", next_hop_v6="fe80::1%eth0"
+    )
+    out = export_attributes(PathAttributes(), LOCAL_SOURCE, rfc8950, "192.0.2.11", False)
+    assert out is not None and out.next_hop == "fe80::1%eth0"
+    # A path learned over RFC 8950 with a v6 next hop does not go to an IPv4-only session.
+    learned = PathAttributes(next_hop="2001:db8::9", local_pref=100)
+    keep = PeerPolicy(local_asn=64512, ebgp=True, next_hop_v4="192.0.2.11", next_hop_v6=None,
+                      keep_next_hop=True)  # fmt: skip
+    assert export_attributes(learned, FROM_IBGP, keep, "192.0.2.11", ipv6=False) is None
+
+
+def test_a_link_local_next_hop_stays_on_its_link() -> None:
+    client = PathSource(peer="fe80::2%eth0", router_id=12, rr_client=True)
+    path = PathAttributes(next_hop="fe80::2%eth0", local_pref=100)
+    reflector = PeerPolicy(
+        local_asn=64512,
+        ebgp=False,
+        next_hop_v4=None,
+        next_hop_v6="2001:db8::1",
+        cluster_id="1.0.0.1",
+        rr_client=True,
+    )
+    out = export_attributes(path, client, reflector, "192.0.2.11", ipv6=True)
+    assert out is not None and out.next_hop == "2001:db8::1"  # ours, not another link's

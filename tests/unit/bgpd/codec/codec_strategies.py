@@ -10,6 +10,7 @@ import socket
 
 from hypothesis import strategies as st
 
+from bgpd.codec.capabilities import CAPABILITY_DECODERS
 from bgpd.codec.messages import CodecContext
 from bgpd.codec.types import (
     AddPath,
@@ -17,6 +18,7 @@ from bgpd.codec.types import (
     AsPath,
     Capability,
     ExtendedMessage,
+    ExtendedNextHop,
     FourOctetAs,
     GracefulRestart,
     Keepalive,
@@ -40,7 +42,7 @@ U16 = st.integers(0, 2**16 - 1)
 U8 = st.integers(0, 255)
 KNOWN_ATTRIBUTE_CODES = frozenset((1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 14, 15, 16, 17, 18, 32))
 ASN = st.integers(1, 2**32 - 1)  # AS 0 is malformed wherever it appears (RFC 7607)
-KNOWN_CAPABILITY_CODES = frozenset((1, 2, 6, 64, 65, 69))
+KNOWN_CAPABILITY_CODES = frozenset(CAPABILITY_DECODERS)
 
 IPV4 = (1, 1)
 IPV6 = (2, 1)
@@ -145,7 +147,9 @@ def _mp_reach(ctx: CodecContext) -> st.SearchStrategy[MpReach]:
         MpReach,
         afi=st.just(1),
         safi=st.just(1),
-        next_hop=any_ipv4.map(lambda a: (a,)),
+        # RFC 8950: an IPv6 next hop (global[, link-local]) for IPv4 NLRI too
+        next_hop=any_ipv4.map(lambda a: (a,))
+        | st.lists(ipv6_address, min_size=1, max_size=2).map(tuple),
         nlri=st.lists(entries(ipv4_prefix, IPV4 in ctx.add_path_send), max_size=20).map(tuple),
     )
     return v6 | v4
@@ -181,6 +185,9 @@ def capabilities(asn: int) -> st.SearchStrategy[list[Capability]]:
         st.just(ExtendedMessage()),
         st.builds(GracefulRestart, st.integers(0, 15), st.integers(0, 4095), families),
         st.builds(AddPath, families),
+        st.builds(
+            ExtendedNextHop, st.lists(st.tuples(U16, U16, U16), min_size=1, max_size=4).map(tuple)
+        ),
         st.builds(
             UnknownCapability,
             U8.filter(lambda c: c not in KNOWN_CAPABILITY_CODES),

@@ -17,6 +17,7 @@ from bgpd.codec.types import (
     Aggregator,
     Capability,
     ExtendedMessage,
+    ExtendedNextHop,
     FourOctetAs,
     GracefulRestart,
     Keepalive,
@@ -178,6 +179,21 @@ MESSAGE_VECTORS: list[tuple[str, bytes, Message]] = [
         Update(
             attributes=PathAttributes(as_path=((2, (65001,)),)),
             mp_reach=MpReach(1, 1, ("10.0.0.1",), (P24,)),
+        ),
+    ),
+    (
+        "IPv4 unicast with a zero global + link-local IPv6 next hop (RFC 8950, unnumbered)",
+        msg(
+            "0050",
+            "02",
+            "0000 0039 80 0e 29 0001 01 20"
+            "00000000000000000000000000000000 fe800000000000000000000000000001"
+            "00 18 0af401"
+            "40 01 01 00 40 02 06 02 01 0000fde9",
+        ),
+        Update(
+            attributes=PathAttributes(as_path=((2, (65001,)),)),
+            mp_reach=MpReach(1, 1, ("::", "fe80::1"), (P24,)),
         ),
     ),
 ]
@@ -419,6 +435,9 @@ CAPABILITY_VECTORS: list[tuple[str, Capability]] = [
     ("40 0a c0b4 0001 01 80 0002 01 00", GracefulRestart(0xC, 180, ((1, 1, 0x80), (2, 1, 0)))),
     ("41 04 fffffffe", FourOctetAs(4294967294)),
     ("45 08 0001 01 01 0002 01 02", AddPath(((1, 1, 1), (2, 1, 2)))),
+    # RFC 8950 §3: IPv4 unicast (AFI 1, SAFI 1) may carry an IPv6 (AFI 2) next hop.
+    ("05 06 0001 0001 0002", ExtendedNextHop(((1, 1, 2),))),
+    ("05 0c 0001 0001 0002 0001 0080 0002", ExtendedNextHop(((1, 1, 2), (1, 128, 2)))),
     ("80 00", UnknownCapability(128, b"")),
     ("46 00", UnknownCapability(70, b"")),
 ]

@@ -325,3 +325,23 @@ def test_bgp_peer_next_hop_mode_and_local_as() -> None:
     assert to_dict(selfed)["spec"]["nextHopMode"] == "Self"
     with pytest.raises(ResourceError, match=r"spec\.nextHopMode: Self contradicts"):
         peer(nextHopMode="Self", keepOriginalNextHop=True)
+
+
+def test_bgp_peer_unnumbered_interface_and_extended_next_hop() -> None:
+    def peer(**spec: Any) -> Any:
+        return parse_resource(doc("BGPPeer", "tor", {"asNumber": 65001, **spec}), "f.yaml")
+
+    tor = peer(interface="eth1", node="node-1")
+    assert isinstance(tor, BGPPeer)
+    assert (tor.interface, tor.peer_ip, tor.extended_next_hop) == ("eth1", None, None)
+    assert to_dict(tor)["spec"]["interface"] == "eth1"
+    assert peer(peerIP="2001:db8::1", extendedNextHop=True).extended_next_hop is True
+    assert parse_resource(to_dict(tor), "f.yaml") == tor
+    with pytest.raises(ResourceError, match=r"spec\.interface: not with peerIP or peerSelector"):
+        peer(interface="eth1", peerIP="192.0.2.1")
+    with pytest.raises(ResourceError, match=r"spec\.interface: must be an interface name"):
+        peer(interface="eth 1")
+    with pytest.raises(ResourceError, match=r"spec\.bfd: not supported on unnumbered"):
+        peer(interface="eth1", bfd={"minRx": 100})
+    with pytest.raises(ResourceError, match=r"spec\.asNumber: required with interface"):
+        parse_resource(doc("BGPPeer", "tor", {"interface": "eth1"}), "f.yaml")

@@ -287,3 +287,23 @@ def test_bgp_peer_bfd_wins_over_node_mesh_bfd() -> None:
     router = BGPPeer("tor", peer_ip="192.0.2.254", as_number=65000, bfd=BfdOptions(multiplier=5))
     top = compute_topology("node-1", cluster(node(1)), NO_MESH, [router])
     assert top.peers["192.0.2.254"].bfd == BfdSettings(300, 300, 5, multihop=None)
+
+
+def test_unnumbered_bgp_peer_waits_for_its_link_local_address() -> None:
+    tor = BGPPeer("tor", interface="eth1", as_number=65000, node="node-1")
+    top = compute_topology("node-1", cluster(node(1)), NO_MESH, [tor])
+    spec = top.peers["%eth1"]
+    assert (spec.interface, spec.extended_next_hop, spec.asn) == ("eth1", True, 65000)
+    assert spec.owned_only and spec.peer_type == "node"
+    off = BGPPeer("tor", interface="eth1", as_number=65000, extended_next_hop=False)
+    assert (
+        compute_topology("node-1", cluster(node(1)), NO_MESH, [off])
+        .peers["%eth1"]
+        .extended_next_hop
+        is False
+    )
+    elsewhere = BGPPeer("tor", interface="eth1", as_number=65000, node="node-2")
+    assert compute_topology("node-1", cluster(node(1)), NO_MESH, [elsewhere]).peers == {}
+    v6 = BGPPeer("tor6", peer_ip="2001:db8::fe", as_number=65000, extended_next_hop=True)
+    top = compute_topology("node-1", cluster(node(1, v6=True)), NO_MESH, [v6])
+    assert top.peers["2001:db8::fe"].extended_next_hop is True

@@ -22,6 +22,7 @@ from bgpd.codec.types import (
     IPV6_UNICAST,
     AddPath,
     ExtendedMessage,
+    ExtendedNextHop,
     FourOctetAs,
     GracefulRestart,
     Keepalive,
@@ -53,7 +54,7 @@ IBGP = CodecContext(four_octet_as=True, ebgp=False)
 ADD_PATH_IN = CodecContext(four_octet_as=True, add_path_receive=frozenset({IPV4_UNICAST}))
 ADD_PATH_OUT = CodecContext(four_octet_as=True, add_path_send=frozenset({IPV4_UNICAST}))
 
-ENHANCED_ROUTE_REFRESH, EXTENDED_NEXT_HOP, FQDN = 70, 5, 73
+ENHANCED_ROUTE_REFRESH, FQDN = 70, 73
 
 # Files whose re-encoding differs from the capture, and why; every other file must re-encode
 # to the same bytes (same attribute order, 1-octet lengths where they fit, one Capabilities
@@ -148,7 +149,7 @@ def test_gobgp_open() -> None:
         FourOctetAs(65001),
         GracefulRestart(0, 120, ((1, 1, 0), (2, 1, 0))),
         # IPv4 unicast with an IPv6 next hop (RFC 8950): AFI 1, SAFI 1, next-hop AFI 2.
-        UnknownCapability(EXTENDED_NEXT_HOP, bytes.fromhex("000100010002")),
+        ExtendedNextHop(((1, 1, 2),)),
     ]
 
 

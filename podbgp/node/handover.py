@@ -58,27 +58,33 @@ def waiting_for(speaker: Speaker, retiring: Iterable[str], joining: Iterable[str
         missing = [f for f in peer.negotiated.families if f not in peer.eor_received]
         if missing:
             return f"new peer {address}: no End-of-RIB yet for {missing[0]}"
-    for address in sorted(retiring):
-        peer = speaker.peers.get(address)
-        if peer is None:
+    held = [speaker.peers[a] for a in sorted(retiring) if a in speaker.peers]
+    if not any(peer.adj_in.routes.get(afi) for peer in held for afi in peer.adj_in.routes):
+        return None
+    covered = _covered(speaker, retiring)
+    for peer in held:
+        for afi in list(peer.adj_in.routes):
+            have = covered.get(afi, set())
+            if any(prefix not in have for prefix in peer.adj_in.prefixes(afi)):
+                return f"a route from {peer.spec.address} has no other path yet"
+    return None
+
+
+def _covered(speaker: Speaker, retiring: set[str]) -> dict[int, set[bytes]]:
+    """Per family, the prefixes some path of ours or of a peer that stays offers: one pass
+    over the tables (a check per prefix and peer would cost O(routes x peers) per poll)."""
+    covered: dict[int, set[bytes]] = {afi: set(t) for afi, t in speaker.originated.items()}
+    for address, peer in speaker.peers.items():
+        if address in retiring or peer.source is None:
             continue
         for afi in list(peer.adj_in.routes):
-            for prefix in peer.adj_in.prefixes(afi):
-                if not _other_path(speaker, afi, prefix, retiring):
-                    return f"a route from {address} has no other path yet"
-    return None
+            covered.setdefault(afi, set()).update(peer.adj_in.prefixes(afi))
+    return covered
 
 
 def _down(speaker: Speaker, address: str) -> bool:
     peer = speaker.peers.get(address)
     return peer is None or peer.session.state != State.ESTABLISHED
-
-
-def _other_path(speaker: Speaker, afi: int, prefix: bytes, retiring: set[str]) -> bool:
-    return any(
-        source.local or source.peer not in retiring
-        for _attrs, source, _path_id in speaker.paths_for(afi, prefix)
-    )
 
 
 class Handover:

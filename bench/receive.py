@@ -97,22 +97,41 @@ def wait(predicate: Callable[[], bool], timeout: float) -> float:
     return time.monotonic()
 
 
-def podbgp_count(ns: str) -> Callable[[], int]:
-    def count() -> int:
-        try:
-            sock = netns_socket(ns)
-            sock.settimeout(5)
-            sock.connect(("127.0.0.1", 9179))
-            sock.sendall(b"GET /v1/status HTTP/1.0\r\nHost: x\r\n\r\n")
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-            sock.close()
-            return int(json.loads(data.split(b"\r\n\r\n", 1)[1])["routes"])
-        except (OSError, ValueError, KeyError):
-            return -1
+def start_podbgp(factory: NetnsFactory, ns: str, work: Path) -> int:
+    """``podbgp bgpd`` as the receiver in ``ns`` (API on 127.0.0.1:9179); its PID."""
+    config = {
+        "asNumber": ASN,
+        "routerId": RECEIVER,
+        "listen": {"address": RECEIVER},
+        "api": {"listen": "127.0.0.1:9179"},
+        "logLevel": "warning",
+        "gracefulRestart": {"enabled": False},
+        "peers": [{"address": SENDER, "asNumber": ASN, "passive": True}],
+    }
+    speaker = PodbgpSpeaker(work, "podbgp", config, netns=ns).start()
+    assert speaker.proc is not None
+    factory.processes.append(speaker.proc)
+    return speaker.proc.pid
 
-    return count
+
+def status_routes(ns: str, timeout: float = 5.0) -> int:
+    """The Loc-RIB size from ``GET /v1/status`` of the receiver in ``ns``; -1 on failure."""
+    try:
+        sock = netns_socket(ns)
+        sock.settimeout(timeout)
+        sock.connect(("127.0.0.1", 9179))
+        sock.sendall(b"GET /v1/status HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        sock.close()
+        return int(json.loads(data.split(b"\r\n\r\n", 1)[1])["routes"])
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def podbgp_count(ns: str) -> Callable[[], int]:
+    return lambda: status_routes(ns)
 
 
 def bird_count(router: BirdRouter) -> Callable[[], int]:
@@ -139,19 +158,7 @@ def run_one(kind: str, n: int, work: Path) -> Result:
         ns_r, ns_s = factory.namespace("r"), factory.namespace("s")
         factory.veth(ns_r, ns_s, addrs_a=[f"{RECEIVER}/24"], addrs_b=[f"{SENDER}/24"])
         if kind == "podbgp":
-            config = {
-                "asNumber": ASN,
-                "routerId": RECEIVER,
-                "listen": {"address": RECEIVER},
-                "api": {"listen": "127.0.0.1:9179"},
-                "logLevel": "warning",
-                "gracefulRestart": {"enabled": False},
-                "peers": [{"address": SENDER, "asNumber": ASN, "passive": True}],
-            }
-            speaker = PodbgpSpeaker(work, "podbgp", config, netns=ns_r).start()
-            assert speaker.proc is not None
-            factory.processes.append(speaker.proc)
-            pid, count = speaker.proc.pid, podbgp_count(ns_r)
+            pid, count = start_podbgp(factory, ns_r, work), podbgp_count(ns_r)
         elif kind == "bird":
             bird_cfg = BirdConfig(
                 router_id=RECEIVER,

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bgpd.codec.types import Afi, Safi
+from bgpd.codec.types import Afi, Safi, prefix_to_str
+from bgpd.rib import Best
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,13 +22,17 @@ class BestRouteChange:
 
     ``next_hop`` is the winning path's next hop, or None when the prefix has no best path any
     more (withdrawn). ``local`` is true when the winner is a route this speaker originates (its
-    own block), which a dataplane programs from its own state, not from BGP.
+    own block), which a dataplane programs from its own state, not from BGP. ``received`` is the
+    ``time.monotonic()`` at which the oldest UPDATE decided in the same run reached the speaker
+    (None when no UPDATE caused the change: a session down, a policy or origin change), so a
+    dataplane can measure UPDATE → forwarding-table latency without knowing the speaker.
     """
 
     afi: Afi
     prefix: str
     next_hop: str | None
     local: bool = False
+    received: float | None = None
 
     @property
     def withdrawn(self) -> bool:
@@ -45,3 +50,17 @@ class EndOfRib:
 
 SpeakerEvent = BestRouteChange | EndOfRib
 EventSink = Callable[[SpeakerEvent], None]
+
+
+def best_route_change(
+    afi: Afi, prefix: bytes, best: Best | None, received: float | None = None
+) -> BestRouteChange:
+    """The event for one Loc-RIB entry (``best`` None: no best path any more)."""
+    text = prefix_to_str(afi, prefix)
+    if best is None:
+        return BestRouteChange(afi, text, None, received=received)
+    if best.source.local:
+        return BestRouteChange(afi, text, None, local=True, received=received)
+    next_hop = best.attrs.next_hop
+    hop = str(next_hop) if next_hop is not None else None
+    return BestRouteChange(afi, text, hop, received=received)

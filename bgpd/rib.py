@@ -267,3 +267,28 @@ class LocRib:
 
     def count(self) -> int:
         return sum(len(t) for t in self.best.values())
+
+
+def eligible_paths(
+    local: PathAttributes | None,
+    peers: Iterable[tuple[AdjRibIn, PathSource | None]],
+    afi: int,
+    prefix: bytes,
+) -> list[tuple[PathAttributes, PathSource, bytes]]:
+    """Every path for a prefix: our own (``local``), then each Established peer's (Adj-RIB-In,
+    source) — as (attributes, source, received path id or b"")."""
+    paths: list[tuple[PathAttributes, PathSource, bytes]] = []
+    if local is not None:
+        paths.append((local, LOCAL_SOURCE, b""))
+    for adj_in, source in peers:
+        table = adj_in.routes.get(afi)
+        if not table or source is None:
+            continue
+        index = adj_in.multi.get(afi)
+        if index is None:
+            attrs = table.get(prefix)
+            if attrs is not None:
+                paths.append((attrs, source, b""))
+        else:
+            paths.extend((table[e], source, e[:4]) for e in index.get(prefix, ()))
+    return paths

@@ -45,7 +45,7 @@ from bgpd.fsm import (
 
 log = logging.getLogger("podbgp.session")
 
-_READ_SIZE = 1 << 16
+_READ_SIZE = 1 << 14  # 16 KiB: a few UPDATEs decoded per loop step (a responsive loop)
 
 
 class SessionOwner(Protocol):

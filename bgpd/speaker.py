@@ -46,11 +46,10 @@ from bgpd.codec.types import (
     Safi,
     Update,
     prefix_from_str,
-    prefix_to_str,
 )
-from bgpd.decision import LOCAL_SOURCE, PathSource
+from bgpd.decision import PathSource
 from bgpd.deferral import SelectionDeferral
-from bgpd.events import BestRouteChange, EndOfRib, EventSink, SpeakerEvent
+from bgpd.events import EndOfRib, EventSink, SpeakerEvent, best_route_change
 from bgpd.export import Exporter
 from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
 from bgpd.gr import FORWARDING, NOTIFICATION, RESTART_STATE, ends_gracefully, keeps_routes
@@ -62,7 +61,7 @@ from bgpd.peerspec import PeerSpec as PeerSpec
 from bgpd.policy import PeerPolicy, import_path, local_path
 from bgpd.policy_filters import SessionFilters, import_verdict
 from bgpd.prefix_limit import PrefixLimitState, cease_data
-from bgpd.rib import AdjRibIn, Best, LocRib
+from bgpd.rib import AdjRibIn, LocRib, eligible_paths
 from bgpd.session import Session
 from bgpd.update_errors import UpdateErrorStats
 
@@ -71,6 +70,8 @@ log = logging.getLogger("podbgp.speaker")
 STALE_PATH_TIME = 360.0  # how long stale paths may wait for End-of-RIB after the peer returns
 SELECTION_DEFERRAL_TIME = 60.0  # RFC 4724 §4.1 leaves it to configuration
 INBOX_SIZE = 512
+FLUSH_CHUNK = 4096  # prefixes per family decided and exported in one step
+RIB_SLICE = 0.005  # seconds one apply-decide-export run may hold the loop (see _run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,8 @@ class Speaker:
         self.exporter = Exporter(self.loc_rib, self.paths_for, config.router_id)
         self._subscribers: list[EventSink] = []
         self.started = time.time()
-        self._inbox: asyncio.Queue[tuple[Peer, int, Message]] = asyncio.Queue(INBOX_SIZE)
+        self._inbox: asyncio.Queue[tuple[Peer, int, Message, float]] = asyncio.Queue(INBOX_SIZE)
+        self._received: float | None = None  # when the oldest UPDATE not yet flushed arrived
         self._dirty: dict[int, set[bytes]] = {}
         self._servers: list[asyncio.Server] = []
         self.peer_ranges: list[PeerRange] = []
@@ -283,10 +285,10 @@ class Speaker:
             log.info("peer=%s event=dynamic-peer-removed", peer.session.address)
             self.remove_peer(peer.session.address)
 
-    def remove_peer(self, address: str) -> None:
-        peer = self.peers.pop(tcp.normalise_address(address))
-        self.bfd.detach(peer.session.address)
-        peer.session.stop(notify=True)
+    def remove_peer(self, address: str, *, graceful: bool = False) -> None:
+        peer = self.peers.pop(tcp.normalise_address(address))  # graceful: no NOTIFICATION, the
+        self.bfd.detach(peer.session.address)  # peer keeps our routes stale (RFC 4724)
+        peer.session.stop(notify=not graceful)
         if peer.limit_timer is not None:
             peer.limit_timer.cancel()
         self._listener_gtsm()
@@ -453,7 +455,7 @@ class Speaker:
     async def deliver(self, session: Session, message: Message) -> None:
         peer = self.peers.get(session.address)
         if peer is not None:
-            await self._inbox.put((peer, session.generation, message))
+            await self._inbox.put((peer, session.generation, message, time.monotonic()))
 
     # --- graceful restart (RFC 4724 §4.2) ---------------------------------------------------
 
@@ -539,21 +541,27 @@ class Speaker:
     # --- the RIB task ----------------------------------------------------------------------
 
     async def _run(self) -> None:
-        inbox = self._inbox
+        """Apply queued UPDATEs, then decide and export them, in slices of about RIB_SLICE
+        seconds: the API, the timers and the sessions run between slices. How much of a slice
+        goes to applying adapts to what deciding and exporting that much cost last time."""
+        inbox, loop = self._inbox, asyncio.get_running_loop()
+        share = RIB_SLICE / 2
         while True:
-            peer, generation, message = await inbox.get()
-            self._handle(peer, generation, message)
-            # Coalesce: apply everything already queued before deciding and exporting.
-            for _ in range(4096):
-                if inbox.empty():
-                    break
+            message = await inbox.get()
+            start = loop.time()
+            self._handle(*message)
+            while not inbox.empty() and loop.time() - start < share:
                 self._handle(*inbox.get_nowait())
             self._flush()
+            spent = loop.time() - start
+            share = max(RIB_SLICE / 50, min(RIB_SLICE, share * RIB_SLICE / max(spent, 1e-6)))
+            await asyncio.sleep(0)
 
-    def _handle(self, peer: Peer, generation: int, message: Message) -> None:
+    def _handle(self, peer: Peer, generation: int, message: Message, received: float) -> None:
         if generation != peer.generation or peer.source is None:
             return  # from a session that has gone down since
         if isinstance(message, Update):
+            self._received = min(received, self._received or received)
             self._apply_update(peer, message)
             if peer.prefix_limit is not None:
                 self._check_prefix_limit(peer, peer.prefix_limit)
@@ -771,9 +779,16 @@ class Speaker:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
+        """Decide and export what is dirty, FLUSH_CHUNK prefixes per family at a time: a larger
+        change (a peer's whole table gone) continues on the next loop iteration."""
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, {}
-        for afi, prefixes in dirty.items():
+        received = self._received
+        for afi, rest in dirty.items():
+            prefixes = {rest.pop() for _ in range(min(FLUSH_CHUNK, len(rest)))}
+            if rest:
+                self._dirty[afi] = rest  # the same set: no copy per chunk
+                self._schedule_flush()
             if not prefixes:
                 continue
             peers = [
@@ -788,7 +803,9 @@ class Speaker:
                 best = self.loc_rib.table(afi)
                 family = Afi(afi)
                 for prefix in changed:
-                    self._publish(best_route_change(family, prefix, best.get(prefix)))
+                    self._publish(best_route_change(family, prefix, best.get(prefix), received))
+        if not self._dirty:
+            self._received = None
 
     # --- events ----------------------------------------------------------------------------
 
@@ -812,22 +829,10 @@ class Speaker:
 
     def paths_for(self, afi: int, prefix: bytes) -> list[tuple[PathAttributes, PathSource, bytes]]:
         """Every eligible path for a prefix: (attributes, source, received path id or b"")."""
-        paths: list[tuple[PathAttributes, PathSource, bytes]] = []
         local = self.originated.get(afi, {}).get(prefix)
-        if local is not None:
-            paths.append((local, LOCAL_SOURCE, b""))
-        for peer in self.peers.values():
-            table = peer.adj_in.routes.get(afi)
-            if not table or peer.source is None:
-                continue
-            index = peer.adj_in.multi.get(afi)
-            if index is None:
-                attrs = table.get(prefix)
-                if attrs is not None:
-                    paths.append((attrs, peer.source, b""))
-            else:
-                paths.extend((table[e], peer.source, e[:4]) for e in index.get(prefix, ()))
-        return paths
+        return eligible_paths(
+            local, ((p.adj_in, p.source) for p in self.peers.values()), afi, prefix
+        )
 
     # --- inbound connections ---------------------------------------------------------------
 
@@ -844,14 +849,3 @@ class Speaker:
             writer.close()
             return
         peer.session.accept(reader, writer)
-
-
-def best_route_change(afi: Afi, prefix: bytes, best: Best | None) -> BestRouteChange:
-    """The event for one Loc-RIB entry (``best`` None: no best path any more)."""
-    text = prefix_to_str(afi, prefix)
-    if best is None:
-        return BestRouteChange(afi, text, None)
-    if best.source.local:
-        return BestRouteChange(afi, text, None, local=True)
-    next_hop = best.attrs.next_hop
-    return BestRouteChange(afi, text, str(next_hop) if next_hop is not None else None)

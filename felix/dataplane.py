@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from felix.kernel.netlink import KernelError, LinkMonitor, Netlink, ensure_protocol_name
+from felix.latency import LatencyRecorder
 from felix.nat import NatTable
 from felix.plan import (
     IPIP_DEVICE,
@@ -93,8 +94,12 @@ class Dataplane:
         self.nl = Netlink(route_protocol, netns)
         self.nat = NatTable(netns)
         self.reconciler = Reconciler(
-            self.nl, self._plan, resync_interval=resync_interval, vxlan_device=None
-        )
+            self.nl, self._plan, resync_interval=resync_interval, vxlan_device=None,
+            on_applied=self._applied,
+        )  # fmt: skip
+        self.latency = LatencyRecorder()  # route change received -> kernel acknowledged
+        self._received: dict[str, float] = {}  # dirty prefix -> when its change was received
+        self._in_flight: dict[str, float] = {}  # planned, not yet acknowledged
         self.best: dict[str, str] = {}  # remote prefix -> next hop
         self._dirty: set[str] = set()  # remote prefixes changed since the last plan
         self._last_input: PlanInput | None = None
@@ -115,18 +120,32 @@ class Dataplane:
 
     # -- inputs (called from the speaker and the agent; never block) ---------------------------
 
-    def set_route(self, prefix: str, next_hop: str) -> None:
-        """A remote prefix is best reached through ``next_hop`` (another node's address)."""
+    def set_route(self, prefix: str, next_hop: str, received: float | None = None) -> None:
+        """A remote prefix is best reached through ``next_hop`` (another node's address).
+        ``received``: the ``time.monotonic()`` the change arrived, for the latency histogram."""
         if self.best.get(prefix) != next_hop:
             self.best[prefix] = next_hop
-            self._dirty.add(prefix)
-            self.reconciler.trigger()
+            self._changed(prefix, received)
 
-    def remove_route(self, prefix: str) -> None:
+    def remove_route(self, prefix: str, received: float | None = None) -> None:
         """No remote route for ``prefix`` any more (withdrawn, or now originated here)."""
         if self.best.pop(prefix, None) is not None:
-            self._dirty.add(prefix)
-            self.reconciler.trigger()
+            self._changed(prefix, received)
+
+    def _changed(self, prefix: str, received: float | None) -> None:
+        self._dirty.add(prefix)
+        if received is not None:
+            self._received.setdefault(prefix, received)
+        self.reconciler.trigger()
+
+    def _applied(self, ok: bool) -> None:
+        """The reconciler's writes were acknowledged (``ok``) or failed: a change planned in
+        this pass counts in the histogram once the kernel has it."""
+        if ok:
+            now = time.monotonic()
+            for received in self._in_flight.values():
+                self.latency.observe(now - received, now)
+        self._in_flight.clear()
 
     def set_pools(self, pools: Iterable[Pool]) -> None:
         new = tuple(sorted(pools, key=lambda p: p.cidr))
@@ -283,6 +302,7 @@ class Dataplane:
             vxlan_ready=vxlan is not None and vxlan.ready,
         )
         dirty, self._dirty = self._dirty, set()
+        self._in_flight.update((p, self._received.pop(p)) for p in dirty if p in self._received)
         last, last_input = self._last_plan, self._last_input
         if (
             not full
@@ -372,6 +392,7 @@ class Dataplane:
             ],
             "tunnels": {name: state.to_json() for name, state in sorted(self.tunnels.items())},
             "nat": self.nat.snapshot(),
+            "updateToKernel": self.latency.summary(time.monotonic()),
             "pods": dict(sorted(self.pods.items())),
             "routes": {
                 "desired": len(last.routes) if last else 0,

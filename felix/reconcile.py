@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -143,14 +144,19 @@ class Reconciler:
         plan_source: PlanSource,
         *,
         resync_interval: float = 10.0,
-        debounce: float = 0.05,
+        debounce: float = 0.01,
         vxlan_device: str | None = None,
+        on_applied: Callable[[bool], None] | None = None,
     ) -> None:
+        """``on_applied(ok)`` is called after each pass's kernel writes were acknowledged
+        (``ok``) or failed."""
         self.kernel = kernel
         self.plan_source = plan_source
         self.resync_interval = resync_interval
         self.debounce = debounce
         self.vxlan_device = vxlan_device
+        self.on_applied = on_applied
+        self._last_pass = -math.inf  # loop time the last pass ended
         self.converged = False
         self.stats = SyncStats()
         self.last_plan: Plan | None = None
@@ -188,8 +194,10 @@ class Reconciler:
             if loop.time() >= next_resync:
                 self._full = True
                 next_resync = loop.time() + self.resync_interval
-            elif self.debounce:
-                await asyncio.sleep(self.debounce)  # let a burst of route changes coalesce
+            elif (since := loop.time() - self._last_pass) < self.debounce:
+                # A burst: let its changes coalesce. The first change after a quiet spell
+                # goes at once (UPDATE -> kernel latency).
+                await asyncio.sleep(self.debounce - since)
             self._wakeup.clear()
             full, self._full = self._full, False
             try:
@@ -199,6 +207,9 @@ class Reconciler:
                 self.stats.errors += 1
                 self._cache = None
                 self._full = True
+                if self.on_applied is not None:
+                    self.on_applied(False)
+            self._last_pass = loop.time()
 
     def stop(self) -> None:
         self._stopping = True
@@ -240,6 +251,8 @@ class Reconciler:
         if self.vxlan_device is not None and (full or plan.neighbours or plan.fdb):
             errors += await self._sync_vxlan(plan, self.vxlan_device)
         self._record(diff, errors, started)
+        if self.on_applied is not None:
+            self.on_applied(not errors)
         if errors:
             self._cache = None  # what the kernel holds is uncertain now: dump next time
         return diff

@@ -49,6 +49,7 @@ from podbgp.cluster.datastore.store import Change
 from podbgp.cluster.resources import BGPConfiguration, BGPFilter, IPPool, Node
 from podbgp.node.advertise import Advertisement, block_attributes
 from podbgp.node.config import NodeConfig, resolve_address
+from podbgp.node.handover import Handover
 from podbgp.node.peering import Topology, compute_topology, node_asn
 from podbgp.ops.schema import (
     DatastoreMetrics,
@@ -159,6 +160,7 @@ class NodeAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.dataplane = dataplane_factory(self) if dataplane_factory is not None else None
+        self.handover = Handover(self._unwanted)  # peers the topology dropped, closing
 
     @property
     def name(self) -> str:
@@ -205,6 +207,7 @@ class NodeAgent:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.handover.close()
         if self.dataplane is not None:
             try:
                 await self.dataplane.stop()
@@ -430,9 +433,9 @@ class NodeAgent:
             for a, spec in topology.peers.items()
             if spec.interface is None
         }
-        for addr in sorted(set(current) - set(desired)):
-            speaker.remove_peer(addr)
-            log.info("event=peer-removed peer=%s", addr)
+        # Make before break: dropped peers retire once the new sessions carry their routes.
+        retire = {a: not current[a].owned_only for a in sorted(set(current) - set(desired))}
+        joining: list[str] = []
         for addr, spec in sorted(desired.items()):
             if current.get(addr) == spec:
                 continue
@@ -445,9 +448,10 @@ class NodeAgent:
                     speaker.set_bfd(addr, spec.bfd)  # nor does a BFD change reset it
                     log.info("event=peer-bfd-changed peer=%s bfd=%s", addr, spec.bfd)
                 continue
-            if addr in current:
+            if addr in current:  # same address, new session: the peer's routes go with it
                 speaker.remove_peer(addr)
             speaker.add_peer(spec)
+            joining.append(addr)
             log.info(
                 "event=peer-added peer=%s type=%s asn=%d passive=%s reason=%s",
                 addr,
@@ -456,6 +460,13 @@ class NodeAgent:
                 spec.passive,
                 topology.reasons.get(spec.address, ""),
             )
+        for addr in retire:
+            log.info("event=peer-retiring peer=%s", addr)
+        self.handover.change(speaker, retire, joining, keep=desired)
+
+    def _unwanted(self, address: str) -> bool:
+        topology = self.topology
+        return topology is None or all(tcp.normalise_address(a) != address for a in topology.peers)
 
     async def _restart_speaker(self, topology: Topology) -> bool:
         """(Re)create the speaker; a running one stops gracefully first. False on failure."""
@@ -464,6 +475,7 @@ class NodeAgent:
             await self.unnumbered.close()  # its peers belong to the old speaker
         if old is not None:
             log.info("event=speaker-restart reason=speaker settings changed")
+            self.handover.cancel()
             await old.stop(graceful=True)
             self.speaker = None
             self._originated = {}
@@ -534,6 +546,7 @@ class NodeAgent:
             "mesh": topo.mesh if topo else None,
             "routeReflector": bool(node.route_reflector_cluster_id),
             "peers": dict(topo.reasons) if topo else {},
+            "handover": self.handover.status(),
         }
         if self.dataplane is not None:
             out["felix"] = self.dataplane.status()

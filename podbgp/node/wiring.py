@@ -106,6 +106,7 @@ class NodeDataplane:
             return {}
         stats = self.dataplane.reconciler.stats
         plan = self.dataplane.reconciler.last_plan
+        latency = self.dataplane.latency
         kinds: dict[str, int] = {}
         for route in plan.routes.values() if plan else ():
             kind = route_kind(route.type, route.dev, route.scope, self.dataplane.uplink)
@@ -115,6 +116,7 @@ class NodeDataplane:
             "reconcile_runs": stats.syncs,
             "reconcile_errors": stats.errors,
             "last_reconcile_timestamp": stats.last_sync or None,
+            "update_to_kernel": (latency.cumulative(), latency.sum),
         }
 
     async def start(self) -> None:
@@ -162,16 +164,17 @@ class NodeDataplane:
             if self.dataplane is None:
                 self._early[event.prefix] = next_hop
             else:
-                self._apply(event.prefix, next_hop)
+                self._apply(event.prefix, next_hop, event.received)
         elif isinstance(event, EndOfRib):
             self._check_converged()
 
-    def _apply(self, prefix: str, next_hop: str | None) -> None:
+    def _apply(self, prefix: str, next_hop: str | None, received: float | None = None) -> None:
+        """``received``: when the UPDATE behind the change arrived (felix's latency histogram)."""
         assert self.dataplane is not None
         if next_hop is None:
-            self.dataplane.remove_route(prefix)
+            self.dataplane.remove_route(prefix, received)
         else:
-            self.dataplane.set_route(prefix, next_hop)
+            self.dataplane.set_route(prefix, next_hop, received)
 
     def _check_converged(self) -> None:
         dataplane, speaker = self.dataplane, self._speaker

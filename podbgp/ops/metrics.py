@@ -31,13 +31,19 @@ cardinality grows with peers, never with routes.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
@@ -131,11 +137,24 @@ def _families() -> dict[str, Family]:
     return {m.name: m for m in f}
 
 
+def _latency() -> HistogramMetricFamily:
+    return HistogramMetricFamily(
+        "podbgp_felix_update_to_kernel_seconds",
+        "Seconds from a BGP UPDATE reaching the speaker to the kernel acknowledging the route "
+        "change it caused, per prefix change",
+    )
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == math.inf else repr(float(bound))
+
+
 def exported_names() -> list[str]:
     """Every sample name a scrape can contain (counters with their ``_total`` suffix)."""
     names = []
     for family in _families().values():
         names.append(family.name + "_total" if family.type == "counter" else family.name)
+    names += [_latency().name + suffix for suffix in ("_bucket", "_sum", "_count")]
     return sorted(names)
 
 
@@ -185,14 +204,16 @@ class PodbgpCollector:
         self.view = view
         self.felix = felix
         self.datastore = datastore
+        self._histogram = _latency()  # filled by each collect()
         self.clock = clock
 
     def describe(self) -> list[Metric]:
         # Lets the registry check for name clashes without taking a snapshot.
-        return list(_families().values())
+        return [*_families().values(), _latency()]
 
     def collect(self) -> Iterator[Metric]:
         families = _families()
+        self._histogram = _latency()
         ok = families["podbgp_snapshot_ok"]
         sources: list[tuple[str, Callable[[dict[str, Family]], None]]] = [
             ("speaker", self._speaker)
@@ -210,7 +231,7 @@ class PodbgpCollector:
                 ok.add_metric([name], 0.0)
             else:
                 ok.add_metric([name], 1.0)
-        for family in families.values():
+        for family in [*families.values(), self._histogram]:
             if family.samples:
                 yield family
 
@@ -279,6 +300,14 @@ class PodbgpCollector:
             if value is not None:
                 f["podbgp_felix_routes_programmed"].add_metric([str(kind)], value)
         _scalars(f, snap, _FELIX_SCALARS)
+        latency = snap.get("update_to_kernel")
+        if latency is not None:
+            buckets, total = latency
+            le = [
+                ("+Inf" if bound == math.inf else repr(float(bound)), float(n))
+                for bound, n in buckets
+            ]
+            self._histogram.add_metric([], le, sum_value=total)
 
     def _datastore(self, f: dict[str, Family]) -> None:
         assert self.datastore is not None

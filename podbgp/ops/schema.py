@@ -228,6 +228,8 @@ class FelixMetrics(TypedDict, total=False):
     reconcile_runs: int
     reconcile_errors: int
     last_reconcile_timestamp: float | None
+    # UPDATE received -> kernel acknowledged: ([(upper bound s, cumulative count)...], sum s)
+    update_to_kernel: tuple[list[tuple[float, int]], float]
 
 
 class DatastoreMetrics(TypedDict, total=False):

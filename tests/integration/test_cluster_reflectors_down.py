@@ -140,16 +140,21 @@ def kernel_routes(cluster: Cluster) -> dict[str, set[str]]:
     return {c: routes(cluster.ns[c]) for c in CLIENTS}
 
 
-def outage(cluster: Cluster, down_s: float, restart_s: float) -> None:
-    """Kill both reflectors for ``down_s``, bring them back, and assert that no ping between
-    pods on different nodes was lost and no kernel route of felix's changed on any node."""
+def client_flows(cluster: Cluster) -> dict[str, tuple[str, str]]:
+    """Pod-to-pod flows between the clients: name -> (source pod namespace, destination IP)."""
     pod = {node: cluster.pods[node][0] for node in CLIENTS}
-    flows = {
+    return {
         "n1->n3 (VXLAN)": (pod["n1"][0], pod["n3"][1]),
         "n2->n1 (same subnet)": (pod["n2"][0], pod["n1"][1]),
         "n4->n2 (VXLAN)": (pod["n4"][0], pod["n2"][1]),
         "n3->n4 (same subnet)": (pod["n3"][0], pod["n4"][1]),
     }
+
+
+def outage(cluster: Cluster, down_s: float, restart_s: float) -> None:
+    """Kill both reflectors for ``down_s``, bring them back, and assert that no ping between
+    pods on different nodes was lost and no kernel route of felix's changed on any node."""
+    flows = client_flows(cluster)
     wait_until(lambda: all(ping(src, dst) for src, dst in flows.values()), timeout=60)
     wait_until(lambda: all(len(r) >= 6 for r in kernel_routes(cluster).values()), timeout=30)
     before = kernel_routes(cluster)

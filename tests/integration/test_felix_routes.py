@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -302,3 +304,25 @@ async def test_bulk_and_per_request_paths_program_identical_routes(
         for route in [*wanted, *bad]:
             assert await single.apply_routes([], [route]) == []
         assert routes(spaces[1]) == set()
+
+
+async def test_update_to_kernel_latency_counts_each_route_change_once_the_kernel_has_it(
+    lan: SimpleNamespace,
+) -> None:
+    dp = dataplane(lan.node, "192.0.2.1/24", "up0", resync_interval=3600.0)
+    dp.set_pools([POOL])
+    dp.mark_converged()
+    async with running(dp):
+        assert dp.latency.count == 0
+        dp.set_route("10.244.2.0/24", "192.0.2.2", received=time.monotonic())
+        await eventually(lambda: "10.244.2.0/24 via 192.0.2.2 dev up0" in routes(lan.node))
+        await eventually(lambda: dp.latency.count == 1)
+        assert dp.latency.sum > 0
+        dp.remove_route("10.244.2.0/24", received=time.monotonic())
+        dp.set_route("10.244.9.0/24", "192.0.2.2")  # no receive time: not counted
+        await eventually(lambda: routes(lan.node) == {"10.244.9.0/24 via 192.0.2.2 dev up0"})
+        await eventually(lambda: dp.latency.count == 2)
+        summary = dp.snapshot()["updateToKernel"]
+        print(f"\nfelix alone, change -> kernel acknowledged: {summary}")
+        assert summary["samples"] == 2 and summary["p99Ms"] > 0
+        assert dp.latency.cumulative()[-1] == (math.inf, 2)

@@ -8,12 +8,14 @@ whole table from one encoding shared with the next joiner.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from bgpd.codec.messages import CodecContext, Framer, decode_message
 from bgpd.codec.types import Afi, Origin, PathAttributes, Safi, Update, prefix_from_str
+from bgpd.events import BestRouteChange
 from bgpd.fsm import Negotiated
-from bgpd.speaker import Peer, PeerSpec, Speaker, SpeakerConfig
+from bgpd.speaker import FLUSH_CHUNK, Peer, PeerSpec, Speaker, SpeakerConfig
 
 ASN = 64512
 RR = "192.0.2.1"
@@ -77,7 +79,7 @@ def announce(speaker: Speaker, address: str, prefixes: list[str]) -> None:
     attrs = PathAttributes(origin=Origin.IGP, next_hop=address, local_pref=100)
     nlri = tuple(prefix_from_str(p)[1] for p in prefixes)
     peer = speaker.peers[address]
-    speaker._handle(peer, peer.generation, Update(attributes=attrs, nlri=nlri))
+    speaker._handle(peer, peer.generation, Update(attributes=attrs, nlri=nlri), 0.0)
     speaker._flush()
 
 
@@ -113,7 +115,7 @@ async def test_a_source_member_gets_the_shared_update_without_its_own_routes() -
         attrs = PathAttributes(origin=Origin.IGP, next_hop=address, local_pref=100)
         peer = speaker.peers[address]
         update = Update(attributes=attrs, nlri=(prefix_from_str(prefix)[1],))
-        speaker._handle(peer, peer.generation, update)
+        speaker._handle(peer, peer.generation, update, 0.0)
     marks = {s.address: len(s.handed) for s in (a, b, c)}
     speaker._flush()
 
@@ -145,3 +147,46 @@ async def test_late_joiners_share_one_encoding_of_the_table_and_skip_their_own()
     assert table_b == {prefix_from_str(f"10.244.{i}.0/24")[1] for i in range(10)}
     table_d = {p for u in d.updates() for p in u.nlri}
     assert table_d == table_b | {prefix_from_str("10.245.0.0/24")[1]}
+
+
+async def test_best_route_change_carries_the_oldest_receive_time_of_its_decision_run() -> None:
+    speaker = reflector()
+    a, b = (client(speaker, f"192.0.2.{i}") for i in (10, 11))
+    events: list[BestRouteChange] = []
+    speaker.subscribe(lambda e: events.append(e) if isinstance(e, BestRouteChange) else None)
+    for address, prefix, received in (
+        (a.address, "10.244.1.0/24", 7.5),
+        (b.address, "10.244.2.0/24", 3.25),
+    ):
+        attrs = PathAttributes(origin=Origin.IGP, next_hop=address, local_pref=100)
+        peer = speaker.peers[address]
+        update = Update(attributes=attrs, nlri=(prefix_from_str(prefix)[1],))
+        speaker._handle(peer, peer.generation, update, received)
+    speaker._flush()
+    assert sorted((e.prefix, e.received) for e in events) == [
+        ("10.244.1.0/24", 3.25),
+        ("10.244.2.0/24", 3.25),
+    ]
+    # A change no UPDATE caused (a block originated here) carries no receive time.
+    speaker.originate("10.244.3.0/24")
+    speaker._flush()
+    assert events[-1] == BestRouteChange(Afi.IPV4, "10.244.3.0/24", None, local=True)
+
+
+async def test_a_large_change_is_decided_in_chunks_across_loop_iterations() -> None:
+    speaker = reflector()
+    a = client(speaker, "192.0.2.10")
+    n = FLUSH_CHUNK * 2 + 10
+    blocks = [f"10.{i >> 8}.{i & 0xFF}.0/24" for i in range(n)]
+    attrs = PathAttributes(origin=Origin.IGP, next_hop=a.address, local_pref=100)
+    peer = speaker.peers[a.address]
+    update = Update(attributes=attrs, nlri=tuple(prefix_from_str(p)[1] for p in blocks))
+    speaker._handle(peer, peer.generation, update, 1.0)
+    events: list[BestRouteChange] = []
+    speaker.subscribe(lambda e: events.append(e) if isinstance(e, BestRouteChange) else None)
+    speaker._flush()
+    assert len(speaker.loc_rib.table(Afi.IPV4)) == FLUSH_CHUNK  # the rest waits its turn
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(speaker.loc_rib.table(Afi.IPV4)) == n
+    assert len(events) == n and all(e.received == 1.0 for e in events)

@@ -9,6 +9,7 @@ Established case; the rest needs no socket (a passive peer never connects).
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -33,7 +34,7 @@ from podbgp.ops.metrics import (
 from podbgp.ops.views import SpeakerViews
 
 NET = f"127.{180 + os.getpid() % 50}.{os.getpid() % 250}"
-ALLOWED_LABELS = {"peer", "peer_type", "message_type", "kind", "source"}
+ALLOWED_LABELS = {"peer", "peer_type", "message_type", "kind", "source", "le"}
 
 
 def scrape(registry: CollectorRegistry) -> dict[str, list[Sample]]:
@@ -214,6 +215,7 @@ FELIX = {
     "reconcile_runs": 17,
     "reconcile_errors": 2,
     "last_reconcile_timestamp": 1714564800.0,
+    "update_to_kernel": ([(0.005, 1), (0.05, 3), (math.inf, 4)], 1.25),
 }
 DATASTORE = {
     "connected": True,
@@ -236,6 +238,11 @@ def test_felix_and_datastore_snapshots() -> None:
     assert value(samples, "podbgp_felix_reconcile_runs_total") == 17
     assert value(samples, "podbgp_felix_reconcile_errors_total") == 2
     assert value(samples, "podbgp_felix_last_reconcile_timestamp_seconds") == 1714564800.0
+    latency = "podbgp_felix_update_to_kernel_seconds"
+    assert value(samples, latency + "_bucket", le="0.05") == 3
+    assert value(samples, latency + "_bucket", le="+Inf") == 4
+    assert value(samples, latency + "_count") == 4
+    assert value(samples, latency + "_sum") == 1.25
     assert value(samples, "podbgp_datastore_connected") == 1
     assert value(samples, "podbgp_datastore_synced") == 0
     assert value(samples, "podbgp_datastore_errors_total") == 5

@@ -1,5 +1,6 @@
-"""The speaker's view of its neighbours: a configured peer (``PeerSpec``) and a range of
-dynamic neighbours (``PeerRange``), built from the bgpd YAML or from the cluster topology."""
+"""What the speaker is configured with: itself (``SpeakerConfig``), a configured peer
+(``PeerSpec``) and a range of dynamic neighbours (``PeerRange``), built from the bgpd YAML or
+from the cluster topology."""
 
 from __future__ import annotations
 
@@ -9,6 +10,18 @@ from dataclasses import dataclass
 from bgpd.bfd.peering import BfdSettings
 from bgpd.bgpfilter import BGPFilter
 from bgpd.prefix_limit import MaxPrefixes
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerConfig:
+    asn: int
+    router_id: str
+    graceful_restart: bool = True
+    restart_time: int = 120
+    cluster_id: str | None = None
+    connect_retry_time: float = 5.0
+    ebgp_requires_policy: bool = False  # RFC 8212 on every eBGP session
+    long_lived_stale_time: int = 3600  # RFC 9494 (Calico Enterprise's default); 0: no LLGR
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +69,13 @@ class PeerRange:
 
     def contains(self, address: str) -> bool:
         return ipaddress.ip_address(address) in ipaddress.ip_network(self.prefix)
+
+    def spec_for(self, address: str) -> PeerSpec:
+        """The peer for a connection from ``address`` (inside the range): passive, like all
+        dynamic neighbours."""
+        return PeerSpec(
+            address=address, asn=self.asn, passive=True, password=self.password,
+            hold_time=self.hold_time, rr_client=self.rr_client, bfd=self.bfd,
+            peer_type="rr-client" if self.rr_client else "dynamic",
+            description=f"from peer range {self.prefix}",
+        )  # fmt: skip

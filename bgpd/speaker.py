@@ -18,7 +18,6 @@ import logging
 import socket
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 from bgpd import shutdown, tcp
 from bgpd.bfd.peering import BfdPeering, BfdSettings, ManagerFactory
@@ -29,20 +28,11 @@ from bgpd.bgpfilter_eval import Verdict
 from bgpd.codec.errors import CeaseSubcode, ErrorCode
 from bgpd.codec.messages import encode_message
 from bgpd.codec.types import (
-    AddPath,
     Afi,
-    Capability,
-    ExtendedMessage,
-    ExtendedNextHop,
-    FourOctetAs,
-    GracefulRestart,
-    LongLivedGracefulRestart,
     Message,
-    Multiprotocol,
     Notification,
     PathAttributes,
     RouteRefresh,
-    RouteRefreshCap,
     Safi,
     Update,
     prefix_from_str,
@@ -52,16 +42,19 @@ from bgpd.deferral import SelectionDeferral
 from bgpd.events import EndOfRib, EventSink, SpeakerEvent, best_route_change
 from bgpd.export import Exporter
 from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
-from bgpd.gr import FORWARDING, NOTIFICATION, RESTART_STATE, ends_gracefully, keeps_routes
+from bgpd.gr import ends_gracefully, keeps_routes
 from bgpd.import_rib import FilteredAdjRibIn, ImportDecision
 from bgpd.llgr import to_long_lived
-from bgpd.nexthop import IPV4_OVER_IPV6, own_link_local, own_next_hops, received_next_hop
+from bgpd.nexthop import own_link_local, own_next_hops, received_next_hop
+from bgpd.peer import Peer as Peer  # re-exported: callers read peers here
+from bgpd.peer import fsm_config
 from bgpd.peerspec import PeerRange as PeerRange  # re-exported: callers build peers here
 from bgpd.peerspec import PeerSpec as PeerSpec
+from bgpd.peerspec import SpeakerConfig as SpeakerConfig
 from bgpd.policy import PeerPolicy, import_path, local_path
 from bgpd.policy_filters import SessionFilters, import_verdict
 from bgpd.prefix_limit import PrefixLimitState, cease_data
-from bgpd.rib import AdjRibIn, LocRib, eligible_paths
+from bgpd.rib import LocRib, eligible_paths
 from bgpd.session import Session
 from bgpd.update_errors import UpdateErrorStats
 
@@ -72,37 +65,6 @@ SELECTION_DEFERRAL_TIME = 60.0  # RFC 4724 §4.1 leaves it to configuration
 INBOX_SIZE = 512
 FLUSH_CHUNK = 4096  # prefixes per family decided and exported in one step
 RIB_SLICE = 0.005  # seconds one apply-decide-export run may hold the loop (see _run)
-
-
-@dataclass(frozen=True, slots=True)
-class SpeakerConfig:
-    asn: int
-    router_id: str
-    graceful_restart: bool = True
-    restart_time: int = 120
-    cluster_id: str | None = None
-    connect_retry_time: float = 5.0
-    ebgp_requires_policy: bool = False  # RFC 8212 on every eBGP session
-    long_lived_stale_time: int = 3600  # RFC 9494 (Calico Enterprise's default); 0: no LLGR
-
-
-@dataclass(slots=True)
-class Peer:
-    spec: PeerSpec
-    session: Session
-    adj_in: AdjRibIn = field(default_factory=AdjRibIn)
-    source: PathSource | None = None
-    policy: PeerPolicy | None = None
-    generation: int = 0  # the session generation whose UPDATEs we accept; 0 = none
-    negotiated: Negotiated | None = None
-    stale_timer: asyncio.TimerHandle | None = None
-    llgr_times: dict[int, int] = field(default_factory=dict)  # afi -> LLST, after GR time
-    llgr_timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
-    eor_received: set[tuple[int, int]] = field(default_factory=set)
-    dynamic: bool = False  # created from a peer range; removed once its session is gone
-    prefix_limit: PrefixLimitState | None = None  # with spec.max_prefixes (bgpd.prefix_limit)
-    limit_timer: asyncio.TimerHandle | None = None  # restarts a session stopped by the limit
-    update_errors: UpdateErrorStats = field(default_factory=UpdateErrorStats)
 
 
 def threaded_bfd() -> ThreadedBfdEndpoint:
@@ -265,13 +227,7 @@ class Speaker:
         """A peer for a connection from ``address`` if a peer range covers it."""
         for rng in self.peer_ranges:
             if rng.contains(address):
-                spec = PeerSpec(
-                    address=address, asn=rng.asn, passive=True, password=rng.password,
-                    hold_time=rng.hold_time, rr_client=rng.rr_client, bfd=rng.bfd,
-                    peer_type="rr-client" if rng.rr_client else "dynamic",
-                    description=f"from peer range {rng.prefix}",
-                )  # fmt: skip
-                peer = self.add_peer(spec)
+                peer = self.add_peer(rng.spec_for(address))
                 peer.dynamic = True
                 log.info("peer=%s event=dynamic-peer range=%s", address, rng.prefix)
                 return peer
@@ -321,45 +277,7 @@ class Speaker:
             self._schedule_flush()
 
     def _fsm_config(self, spec: PeerSpec) -> FsmConfig:
-        caps: list[Capability] = [
-            Multiprotocol(Afi.IPV4, Safi.UNICAST),
-            Multiprotocol(Afi.IPV6, Safi.UNICAST),
-            RouteRefreshCap(),
-            FourOctetAs(spec.local_asn or self.config.asn),
-            ExtendedMessage(),
-            # RFC 7911: receive and send several paths per prefix, where the peer agrees.
-            AddPath(((Afi.IPV4, Safi.UNICAST, 3), (Afi.IPV6, Safi.UNICAST, 3))),
-        ]
-        if spec.extended_next_hop:
-            caps.append(ExtendedNextHop((IPV4_OVER_IPV6,)))  # RFC 8950
-        if self.config.graceful_restart:
-            # F bit set: a restarting podbgp keeps forwarding (felix never flushes routes).
-            families = ((Afi.IPV4, Safi.UNICAST, FORWARDING), (Afi.IPV6, Safi.UNICAST, FORWARDING))
-            restart = spec.restart_time or self.config.restart_time
-            # N bit: a NOTIFICATION other than Hard Reset keeps routes too (RFC 8538); R bit
-            # while our selection is deferred after a restart (RFC 4724 §4.1).
-            flags = NOTIFICATION | (RESTART_STATE if self.deferral.active else 0)
-            caps.append(GracefulRestart(flags, min(restart, 4095), families))
-            llst = spec.long_lived_stale_time
-            if llst is None:
-                llst = self.config.long_lived_stale_time
-            if llst > 0:  # RFC 9494: keep our routes, least preferred, for this long
-                caps.append(
-                    LongLivedGracefulRestart(
-                        ((Afi.IPV4, Safi.UNICAST, FORWARDING, llst),
-                         (Afi.IPV6, Safi.UNICAST, FORWARDING, llst))
-                    )
-                )  # fmt: skip
-        return FsmConfig(
-            local_asn=spec.local_asn or self.config.asn,
-            local_router_id=self.config.router_id,
-            peer_asn=spec.asn,
-            hold_time=spec.hold_time,
-            keepalive_time=spec.keepalive_time,
-            passive=spec.passive,
-            capabilities=tuple(caps),
-            connect_retry_time=self.config.connect_retry_time,
-        )
+        return fsm_config(spec, self.config, restarting=self.deferral.active)
 
     # --- session events (SessionOwner) -----------------------------------------------------
 

@@ -42,9 +42,7 @@ from bgpd.deferral import SelectionDeferral
 from bgpd.events import EndOfRib, EventSink, SpeakerEvent, best_route_change
 from bgpd.export import Exporter
 from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
-from bgpd.gr import ends_gracefully, keeps_routes
 from bgpd.import_rib import FilteredAdjRibIn, ImportDecision
-from bgpd.llgr import to_long_lived
 from bgpd.nexthop import own_link_local, own_next_hops, received_next_hop
 from bgpd.peer import Peer as Peer  # re-exported: callers read peers here
 from bgpd.peer import fsm_config
@@ -56,11 +54,11 @@ from bgpd.policy_filters import SessionFilters, import_verdict
 from bgpd.prefix_limit import PrefixLimitState, cease_data
 from bgpd.rib import LocRib, eligible_paths
 from bgpd.session import Session
+from bgpd.stale import StaleRoutes
 from bgpd.update_errors import UpdateErrorStats
 
 log = logging.getLogger("podbgp.speaker")
 
-STALE_PATH_TIME = 360.0  # how long stale paths may wait for End-of-RIB after the peer returns
 SELECTION_DEFERRAL_TIME = 60.0  # RFC 4724 §4.1 leaves it to configuration
 INBOX_SIZE = 512
 FLUSH_CHUNK = 4096  # prefixes per family decided and exported in one step
@@ -91,6 +89,9 @@ class Speaker:
         self.loc_rib = LocRib()
         self.originated: dict[int, dict[bytes, PathAttributes]] = {}
         self.exporter = Exporter(self.loc_rib, self.paths_for, config.router_id)
+        self.stale = StaleRoutes(
+            self._mark_dirty, self._schedule_flush, self.exporter.intern, self._drop_dynamic
+        )
         self._subscribers: list[EventSink] = []
         self.started = time.time()
         self._inbox: asyncio.Queue[tuple[Peer, int, Message, float]] = asyncio.Queue(INBOX_SIZE)
@@ -138,11 +139,9 @@ class Speaker:
         """Stop every session. ``graceful``: close TCP without NOTIFICATION (we will restart)."""
         for peer in self.peers.values():
             peer.session.stop(notify=not graceful)
-            if peer.stale_timer is not None:
-                peer.stale_timer.cancel()
             if peer.limit_timer is not None:
                 peer.limit_timer.cancel()
-            self._cancel_llgr(peer)
+            self.stale.cancel(peer)
         for server in self._servers:
             server.close()
         self.bfd.close()
@@ -249,9 +248,7 @@ class Speaker:
             peer.limit_timer.cancel()
         self._listener_gtsm()
         self.exporter.forget(peer)
-        if peer.stale_timer is not None:
-            peer.stale_timer.cancel()
-        self._cancel_llgr(peer)
+        self.stale.cancel(peer)
         if peer.spec.password and not peer.dynamic:
             for server in self._servers:
                 for sock in server.sockets:
@@ -291,7 +288,7 @@ class Speaker:
         peer.generation = session.generation
         peer.eor_received = set()
         peer.update_errors = UpdateErrorStats()
-        self._cancel_llgr(peer)  # back: what is still stale waits for End-of-RIB
+        self.stale.cancel_llgr(peer)  # back: what is still stale waits for End-of-RIB
         peer.source = PathSource(
             peer=session.address,
             router_id=int.from_bytes(socket.inet_aton(negotiated.peer_router_id), "big"),
@@ -318,7 +315,7 @@ class Speaker:
         if peer.spec.bfd is not None:
             # Without a configured source address the local end is known only now.
             self.bfd.attach(session.address, local_address, peer.spec.bfd)
-        self._sweep_unsupported_stale(peer, negotiated)
+        self.stale.sweep_unsupported(peer, negotiated)
         if self.deferral.active:
             self._check_deferral()  # our table waits; this peer may be the last one awaited
         else:
@@ -330,33 +327,7 @@ class Speaker:
             return
         peer.generation = 0
         self.exporter.forget(peer)
-        neg = peer.negotiated
-        gr = neg.graceful_restart if neg is not None else None
-        n_bit = neg is not None and neg.notification_gr
-        graceful = keeps_routes(gr, n_bit, event.sent, event.received)
-        covered = ends_gracefully(n_bit, event.sent, event.received)
-        llgr = dict(neg.long_lived_stale_families) if neg is not None and covered else {}
-        log.info(
-            "peer=%s event=down reason=%s graceful=%s llgr=%s",
-            session.address, event.reason, graceful, bool(llgr),
-        )  # fmt: skip
-        self._cancel_llgr(peer)
-        if graceful or llgr:
-            families = set(llgr)
-            if graceful and gr is not None:
-                families |= {afi for afi, _safi, _flags in gr.families} or {Afi.IPV4}
-            peer.adj_in.mark_stale(families)
-            for afi in list(peer.adj_in.routes):
-                if afi not in families:
-                    self._mark_dirty(afi, peer.adj_in.clear(afi))
-            for afi in families:
-                self._mark_dirty(afi, peer.adj_in.prefixes(afi))  # re-decide: now stale
-            peer.llgr_times = llgr
-            if graceful and gr is not None:
-                self._arm_stale_timer(peer, gr.restart_time)
-            else:
-                self._enter_llgr(peer)  # no GR Restart Time: long-lived stale at once
-        else:
+        if not self.stale.session_down(peer, event):
             for afi in list(peer.adj_in.routes):
                 self._mark_dirty(afi, peer.adj_in.clear(afi))
         self._schedule_flush()
@@ -374,71 +345,6 @@ class Speaker:
         peer = self.peers.get(session.address)
         if peer is not None:
             await self._inbox.put((peer, session.generation, message, time.monotonic()))
-
-    # --- graceful restart (RFC 4724 §4.2) ---------------------------------------------------
-
-    def _arm_stale_timer(self, peer: Peer, delay: float) -> None:
-        if peer.stale_timer is not None:
-            peer.stale_timer.cancel()
-        loop = asyncio.get_running_loop()
-        peer.stale_timer = loop.call_later(delay, self._stale_timer_fired, peer)
-
-    def _stale_timer_fired(self, peer: Peer) -> None:
-        peer.stale_timer = None
-        if peer.llgr_times:
-            self._enter_llgr(peer)  # RFC 9494 §4.2: the restart time is over, LLST begins
-            return
-        for afi in list(peer.adj_in.stale):
-            log.info("peer=%s event=stale-expired afi=%d", peer.spec.address, afi)
-            self._mark_dirty(afi, peer.adj_in.sweep_stale(afi))
-        self._schedule_flush()
-        self._drop_dynamic(peer)
-
-    # --- long-lived graceful restart (RFC 9494) ---------------------------------------------
-
-    def _enter_llgr(self, peer: Peer) -> None:
-        """Stale paths of LLGR families become long-lived stale; the others go."""
-        times, peer.llgr_times = peer.llgr_times, {}
-        loop = asyncio.get_running_loop()
-        for afi in list(peer.adj_in.stale):
-            if afi in times:
-                log.info(
-                    "peer=%s event=long-lived-stale afi=%d time=%ds",
-                    peer.spec.address, afi, times[afi],
-                )  # fmt: skip
-                self._mark_dirty(afi, to_long_lived(peer.adj_in, afi, self.exporter.intern))
-                peer.llgr_timers[afi] = loop.call_later(times[afi], self._llgr_expired, peer, afi)
-            else:
-                self._mark_dirty(afi, peer.adj_in.sweep_stale(afi))
-        self._schedule_flush()
-
-    def _llgr_expired(self, peer: Peer, afi: int) -> None:
-        peer.llgr_timers.pop(afi, None)
-        log.info("peer=%s event=long-lived-stale-expired afi=%d", peer.spec.address, afi)
-        self._mark_dirty(afi, peer.adj_in.sweep_stale(afi))
-        self._schedule_flush()
-        self._drop_dynamic(peer)
-
-    @staticmethod
-    def _cancel_llgr(peer: Peer) -> None:
-        peer.llgr_times = {}
-        for handle in peer.llgr_timers.values():
-            handle.cancel()
-        peer.llgr_timers.clear()
-
-    def _sweep_unsupported_stale(self, peer: Peer, neg: Negotiated) -> None:
-        """On re-establishment, drop stale paths of families the peer no longer preserves."""
-        if not peer.adj_in.stale:
-            return
-        gr = neg.graceful_restart
-        kept = {afi for afi, _s, flags in gr.families if flags & 0x80} if gr else set()
-        kept |= {afi for afi, _time in neg.long_lived_stale_families}
-        for afi in list(peer.adj_in.stale):
-            if afi not in kept:
-                self._mark_dirty(afi, peer.adj_in.sweep_stale(afi))
-        if peer.adj_in.stale:
-            self._arm_stale_timer(peer, STALE_PATH_TIME)
-        self._schedule_flush()
 
     # --- selection deferral after our restart (RFC 4724 §4.1) -------------------------------
 

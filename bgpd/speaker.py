@@ -25,12 +25,10 @@ from bgpd.bfd.thread import ThreadedBfdEndpoint
 from bgpd.bfd.views import BfdStateChange
 from bgpd.bgpfilter import BGPFilter, IPNetwork
 from bgpd.bgpfilter_eval import Verdict
-from bgpd.codec.errors import CeaseSubcode, ErrorCode
-from bgpd.codec.messages import encode_message
+from bgpd.codec.errors import CeaseSubcode
 from bgpd.codec.types import (
     Afi,
     Message,
-    Notification,
     PathAttributes,
     RouteRefresh,
     Safi,
@@ -43,6 +41,7 @@ from bgpd.events import EndOfRib, EventSink, SpeakerEvent, best_route_change
 from bgpd.export import Exporter
 from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
 from bgpd.import_rib import FilteredAdjRibIn, ImportDecision
+from bgpd.listener import Listener
 from bgpd.nexthop import own_link_local, own_next_hops, received_next_hop
 from bgpd.peer import Peer as Peer  # re-exported: callers read peers here
 from bgpd.peer import fsm_config
@@ -97,7 +96,7 @@ class Speaker:
         self._inbox: asyncio.Queue[tuple[Peer, int, Message, float]] = asyncio.Queue(INBOX_SIZE)
         self._received: float | None = None  # when the oldest UPDATE not yet flushed arrived
         self._dirty: dict[int, set[bytes]] = {}
-        self._servers: list[asyncio.Server] = []
+        self.listener = Listener(self._session_for)
         self.peer_ranges: list[PeerRange] = []
         self._task: asyncio.Task[None] | None = None
         self._flush_scheduled = False
@@ -112,28 +111,15 @@ class Speaker:
         self.deferral.start()
 
     async def listen(self, address: str, port: int) -> int:
-        backlog = tcp.listen_backlog()
-        sock = tcp.make_listen_socket(address, port, backlog)
-        for peer in self.peers.values():
-            if peer.spec.password and tcp.family_of(peer.spec.address) == sock.family:
-                tcp.set_md5_key(sock, peer.spec.address, peer.spec.password)
-        for rng in self.peer_ranges:
-            self._range_md5(sock, rng)
-        # start_server re-listens with its own backlog (default 100): pass ours on.
-        server = await asyncio.start_server(self._on_accept, sock=sock, backlog=backlog)
-        self._servers.append(server)
+        """Accept connections on ``address``:``port`` (0: any free port); returns the port."""
+        keys = [(p.spec.address, p.spec.password) for p in self.peers.values() if p.spec.password]
+        port = await self.listener.listen(address, port, keys, self.peer_ranges)
         self._listener_gtsm()
-        return int(sock.getsockname()[1])
+        return port
 
     def _listener_gtsm(self) -> None:
-        """RFC 5082 on the listening sockets: when every peer that may connect uses GTSM, a
-        connection from further away than the most distant of them is dropped at the SYN, so
-        it never reaches OpenSent (each accepted socket then gets its own peer's limit)."""
         hops = [p.spec.ttl_security for p in self.peers.values() if not p.dynamic]
-        gtsm = bool(hops) and all(hops) and not self.peer_ranges
-        for server in self._servers:
-            for sock in server.sockets:
-                tcp.set_listener_min_ttl(sock, max(hops) if gtsm else 0)
+        self.listener.gtsm(hops, bool(self.peer_ranges))
 
     async def stop(self, *, graceful: bool) -> None:
         """Stop every session. ``graceful``: close TCP without NOTIFICATION (we will restart)."""
@@ -142,8 +128,7 @@ class Speaker:
             if peer.limit_timer is not None:
                 peer.limit_timer.cancel()
             self.stale.cancel(peer)
-        for server in self._servers:
-            server.close()
+        self.listener.close()
         self.bfd.close()
         self.deferral.cancel()
         await asyncio.sleep(0)  # let closing transports flush
@@ -189,10 +174,8 @@ class Speaker:
         if self.session_filters(peer).filters_import(self._ebgp(peer)):
             peer.adj_in = FilteredAdjRibIn()
         self.peers[address] = peer
-        for server in self._servers:
-            for sock in server.sockets:
-                if spec.password and tcp.family_of(address) == sock.family:
-                    tcp.set_md5_key(sock, address, spec.password)
+        if spec.password:
+            self.listener.set_key(address, spec.password)
         self._listener_gtsm()
         session.start()
         if spec.bfd is not None and spec.source_address is not None:
@@ -212,15 +195,7 @@ class Speaker:
     def add_peer_range(self, rng: PeerRange) -> None:
         self.peer_ranges.append(rng)
         self._listener_gtsm()
-        for server in self._servers:
-            for sock in server.sockets:
-                self._range_md5(sock, rng)
-
-    @staticmethod
-    def _range_md5(sock: socket.socket, rng: PeerRange) -> None:
-        net = ipaddress.ip_network(rng.prefix)
-        if rng.password and tcp.family_of(str(net.network_address)) == sock.family:
-            tcp.set_md5_key(sock, str(net.network_address), rng.password, net.prefixlen)
+        self.listener.add_range(rng)
 
     def _dynamic_peer(self, address: str) -> Peer | None:
         """A peer for a connection from ``address`` if a peer range covers it."""
@@ -250,10 +225,7 @@ class Speaker:
         self.exporter.forget(peer)
         self.stale.cancel(peer)
         if peer.spec.password and not peer.dynamic:
-            for server in self._servers:
-                for sock in server.sockets:
-                    if tcp.family_of(peer.session.address) == sock.family:
-                        tcp.set_md5_key(sock, peer.session.address, None)
+            self.listener.set_key(peer.session.address, None)
         for afi in list(peer.adj_in.routes):
             self._mark_dirty(afi, peer.adj_in.clear(afi))
         self._schedule_flush()
@@ -658,18 +630,9 @@ class Speaker:
             local, ((p.adj_in, p.source) for p in self.peers.values()), afi, prefix
         )
 
-    # --- inbound connections ---------------------------------------------------------------
+    # --- inbound connections (bgpd.listener) -----------------------------------------------
 
-    async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername")
-        address = tcp.address_of(peername) or "?"
+    def _session_for(self, address: str) -> Session | None:
+        """The session an incoming connection from ``address`` belongs to, if any."""
         peer = self.peers.get(address) or self._dynamic_peer(address)
-        if peer is None:
-            log.info("event=reject-connection from=%s reason=not a configured peer", address)
-            cease = Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_REJECTED)
-            writer.write(encode_message(cease))
-            with contextlib.suppress(ConnectionError):
-                await asyncio.wait_for(writer.drain(), 2)
-            writer.close()
-            return
-        peer.session.accept(reader, writer)
+        return None if peer is None else peer.session

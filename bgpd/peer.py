@@ -1,14 +1,19 @@
 """A neighbour as the speaker runs it: its record (``Peer``: session, Adj-RIB-In, what the
-session negotiated, its timers) and the OPEN it sends (``fsm_config``: the capabilities we
-advertise, RFC 5492, from the ``SpeakerConfig`` and the peer's ``PeerSpec``).
+session negotiated, its timers), the OPEN it sends (``fsm_config``: the capabilities we
+advertise, RFC 5492, from the ``SpeakerConfig`` and the peer's ``PeerSpec``), and the rules that
+act on its session alone: its maximum prefixes (RFC 4486, counted by :mod:`bgpd.prefix_limit`)
+and a NEXT_HOP that is our own address (RFC 4271 §6.3).
 
 The speaker owns every ``Peer`` (``Speaker.peers``) and changes them on its loop."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bgpd.codec.errors import CeaseSubcode
 from bgpd.codec.types import (
     AddPath,
     Afi,
@@ -28,10 +33,12 @@ from bgpd.gr import FORWARDING, NOTIFICATION, RESTART_STATE
 from bgpd.nexthop import IPV4_OVER_IPV6
 from bgpd.peerspec import PeerSpec, SpeakerConfig
 from bgpd.policy import PeerPolicy
-from bgpd.prefix_limit import PrefixLimitState
+from bgpd.prefix_limit import PrefixLimitState, cease_data
 from bgpd.rib import AdjRibIn
 from bgpd.session import Session
 from bgpd.update_errors import UpdateErrorStats
+
+log = logging.getLogger("podbgp.speaker")
 
 
 @dataclass(slots=True)
@@ -95,3 +102,53 @@ def fsm_config(spec: PeerSpec, config: SpeakerConfig, *, restarting: bool) -> Fs
         capabilities=tuple(caps),
         connect_retry_time=config.connect_retry_time,
     )
+
+
+def own_next_hop(peer: Peer, next_hop: str | None, count: int) -> bool:
+    """RFC 4271 §6.3: a NEXT_HOP that is our own address on the session is semantically
+    incorrect; the routes are ignored (withdrawn if held), the session stays up."""
+    policy = peer.policy
+    if next_hop is None or policy is None:
+        return False
+    if next_hop not in (policy.next_hop_v4, policy.next_hop_v6):
+        return False
+    log.warning("peer=%s event=own-next-hop next_hop=%s routes=%d", peer.spec.address,
+                next_hop, count)  # fmt: skip
+    peer.update_errors.ignored_next_hop(next_hop, count)
+    return True
+
+
+# --- maximum prefixes (RFC 4486, bgpd.prefix_limit) ----------------------------------------
+
+
+def check_prefix_limit(
+    peer: Peer, state: PrefixLimitState, restart: Callable[[Peer], None]
+) -> None:
+    """Warn past the threshold; past the limit stop the session with Cease/Maximum Number of
+    Prefixes Reached, and call ``restart(peer)`` after the setting's ``restart_after``."""
+    adj = peer.adj_in
+    counts = {afi: len(adj.multi.get(afi) or table) for afi, table in adj.routes.items()}
+    warnings, over = state.check(counts)
+    for text in warnings:
+        log.warning("peer=%s event=max-prefixes-warning %s", peer.spec.address, text)
+    if over is None:
+        return
+    info = state.trip(over, counts[over])
+    log.warning("peer=%s event=max-prefixes-reached %s", peer.spec.address, info)
+    peer.session.stop(
+        subcode=CeaseSubcode.MAX_PREFIXES_REACHED,
+        data=cease_data(over, state.setting.limit),
+        info=info,
+    )
+    if state.setting.restart_after:
+        loop = asyncio.get_running_loop()
+        peer.limit_timer = loop.call_later(state.setting.restart_after, restart, peer)
+
+
+def end_limit_hold(peer: Peer) -> None:
+    """The session held down by its prefix limit starts again."""
+    if peer.prefix_limit is None:
+        return
+    log.info("peer=%s event=max-prefixes-restart", peer.spec.address)
+    peer.prefix_limit.reached = ""
+    peer.session.start()

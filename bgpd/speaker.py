@@ -25,7 +25,6 @@ from bgpd.bfd.thread import ThreadedBfdEndpoint
 from bgpd.bfd.views import BfdStateChange
 from bgpd.bgpfilter import BGPFilter, IPNetwork
 from bgpd.bgpfilter_eval import Verdict
-from bgpd.codec.errors import CeaseSubcode
 from bgpd.codec.types import (
     Afi,
     Message,
@@ -44,13 +43,13 @@ from bgpd.import_rib import FilteredAdjRibIn, ImportDecision
 from bgpd.listener import Listener
 from bgpd.nexthop import own_link_local, own_next_hops, received_next_hop
 from bgpd.peer import Peer as Peer  # re-exported: callers read peers here
-from bgpd.peer import fsm_config
+from bgpd.peer import check_prefix_limit, end_limit_hold, fsm_config, own_next_hop
 from bgpd.peerspec import PeerRange as PeerRange  # re-exported: callers build peers here
 from bgpd.peerspec import PeerSpec as PeerSpec
 from bgpd.peerspec import SpeakerConfig as SpeakerConfig
 from bgpd.policy import PeerPolicy, import_path, local_path
 from bgpd.policy_filters import SessionFilters, import_verdict
-from bgpd.prefix_limit import PrefixLimitState, cease_data
+from bgpd.prefix_limit import PrefixLimitState
 from bgpd.rib import LocRib, eligible_paths
 from bgpd.session import Session
 from bgpd.stale import StaleRoutes
@@ -360,7 +359,7 @@ class Speaker:
             self._received = min(received, self._received or received)
             self._apply_update(peer, message)
             if peer.prefix_limit is not None:
-                self._check_prefix_limit(peer, peer.prefix_limit)
+                check_prefix_limit(peer, peer.prefix_limit, self._restart_after_limit)
         elif isinstance(message, RouteRefresh):
             self.exporter.send_full_table(peer, refresh=True)
 
@@ -388,7 +387,7 @@ class Speaker:
         if attrs is None:
             return
         if update.nlri:
-            if self._own_next_hop(peer, attrs.next_hop, len(update.nlri)):
+            if own_next_hop(peer, attrs.next_hop, len(update.nlri)):
                 self._mark_dirty(Afi.IPV4, adj.withdraw(Afi.IPV4, update.nlri))
             else:
                 imported = self._import(peer, attrs)
@@ -396,26 +395,12 @@ class Speaker:
         if update.mp_reach is not None and update.mp_reach.nlri:
             mp = update.mp_reach
             hop = received_next_hop(mp.next_hop, peer.session.address, peer.session.local_address)
-            if self._own_next_hop(peer, hop, len(mp.nlri)):
+            if own_next_hop(peer, hop, len(mp.nlri)):
                 self._mark_dirty(mp.afi, adj.withdraw(mp.afi, mp.nlri))
                 return
             mp_attrs = dataclasses.replace(attrs, next_hop=hop)
             imported = self._import(peer, mp_attrs)
             self._mark_dirty(mp.afi, self._store(peer, mp.afi, mp.nlri, imported))
-
-    @staticmethod
-    def _own_next_hop(peer: Peer, next_hop: str | None, count: int) -> bool:
-        """RFC 4271 §6.3: a NEXT_HOP that is our own address on the session is semantically
-        incorrect; the routes are ignored (withdrawn if held), the session stays up."""
-        policy = peer.policy
-        if next_hop is None or policy is None:
-            return False
-        if next_hop not in (policy.next_hop_v4, policy.next_hop_v6):
-            return False
-        log.warning("peer=%s event=own-next-hop next_hop=%s routes=%d", peer.spec.address,
-                    next_hop, count)  # fmt: skip
-        peer.update_errors.ignored_next_hop(next_hop, count)
-        return True
 
     def _store(
         self, peer: Peer, afi: int, entries: Sequence[bytes], attrs: PathAttributes | None
@@ -522,34 +507,10 @@ class Speaker:
 
     # --- maximum prefixes (RFC 4486, bgpd.prefix_limit) ------------------------------------
 
-    def _check_prefix_limit(self, peer: Peer, state: PrefixLimitState) -> None:
-        adj = peer.adj_in
-        counts = {afi: len(adj.multi.get(afi) or table) for afi, table in adj.routes.items()}
-        warnings, over = state.check(counts)
-        for text in warnings:
-            log.warning("peer=%s event=max-prefixes-warning %s", peer.spec.address, text)
-        if over is None:
-            return
-        info = state.trip(over, counts[over])
-        log.warning("peer=%s event=max-prefixes-reached %s", peer.spec.address, info)
-        peer.session.stop(
-            subcode=CeaseSubcode.MAX_PREFIXES_REACHED,
-            data=cease_data(over, state.setting.limit),
-            info=info,
-        )
-        if state.setting.restart_after:
-            loop = asyncio.get_running_loop()
-            peer.limit_timer = loop.call_later(
-                state.setting.restart_after, self._restart_after_limit, peer
-            )
-
     def _restart_after_limit(self, peer: Peer) -> None:
         peer.limit_timer = None
-        if self.peers.get(peer.session.address) is not peer or peer.prefix_limit is None:
-            return
-        log.info("peer=%s event=max-prefixes-restart", peer.spec.address)
-        peer.prefix_limit.reached = ""
-        peer.session.start()
+        if self.peers.get(peer.session.address) is peer:
+            end_limit_hold(peer)
 
     def release_prefix_limits(self) -> list[str]:
         """An operator acts: start again every session held down by its prefix limit."""

@@ -6,6 +6,10 @@ changed Loc-RIB entries go to every update group (``bgpd.export``) → subscribe
 events (``bgpd.events``: best-route changes, End-of-RIB). Session up/down events are applied on the
 loop directly; each UPDATE carries the session generation so a late UPDATE from a session that has
 since gone down is dropped.
+
+The speaker owns the peers (add, remove, dynamic peers from ranges) and the RIBs; what acts on
+one peer alone is :mod:`bgpd.peer`, a gone peer's stale paths and their timers
+:mod:`bgpd.stale`, the listening sockets :mod:`bgpd.listener`.
 """
 
 from __future__ import annotations

@@ -144,13 +144,15 @@ class Reconciler:
         *,
         resync_interval: float = 10.0,
         debounce: float = 0.05,
-        vxlan_device: str | None = None,
+        vxlan_devices: Iterable[str] = (),
     ) -> None:
         self.kernel = kernel
         self.plan_source = plan_source
         self.resync_interval = resync_interval
         self.debounce = debounce
-        self.vxlan_device = vxlan_device
+        # The VXLAN devices that are up (``vxlan.podbgp``, ``vxlan-v6.podbgp``): their permanent
+        # neighbour and FDB entries are felix's and follow the plan.
+        self.vxlan_devices: tuple[str, ...] = tuple(vxlan_devices)
         self.converged = False
         self.stats = SyncStats()
         self.last_plan: Plan | None = None
@@ -237,16 +239,19 @@ class Reconciler:
                 self._cache[route.dst] = route
             for route in diff.delete:
                 self._cache.pop(route.dst, None)
-        if self.vxlan_device is not None and (full or plan.neighbours or plan.fdb):
-            errors += await self._sync_vxlan(plan, self.vxlan_device)
+        if full or plan.neighbours or plan.fdb:
+            for device in self.vxlan_devices:
+                errors += await self._sync_vxlan(plan, device)
         self._record(diff, errors, started)
         if errors:
             self._cache = None  # what the kernel holds is uncertain now: dump next time
         return diff
 
     async def _sync_vxlan(self, plan: Plan, dev: str) -> list[ApplyError]:
-        add_n, del_n = diff_sets(plan.neighbours, await self.kernel.dump_neighbours(dev))
-        add_f, del_f = diff_sets(plan.fdb, await self.kernel.dump_fdb(dev))
+        neighbours = frozenset(n for n in plan.neighbours if n.dev == dev)
+        fdb = frozenset(f for f in plan.fdb if f.dev == dev)
+        add_n, del_n = diff_sets(neighbours, await self.kernel.dump_neighbours(dev))
+        add_f, del_f = diff_sets(fdb, await self.kernel.dump_fdb(dev))
         if not self.converged:
             del_n, del_f = [], []
         errors: list[ApplyError] = []

@@ -147,7 +147,7 @@ async def _converge_link(
             other = ipaddress.ip_interface(cidr)
             if cidr != wanted and other.version == ip.version and not other.is_link_local:
                 await nl.delete_address(link.name, cidr)  # felix owns the device's address
-        if wanted not in present:
-            await nl.add_address(link.name, wanted)
+        if wanted not in present:  # IPAM made it unique: no duplicate address detection
+            await nl.add_address(link.name, wanted, nodad=ip.version == 6)
     if not link.up:
         await nl.set_link(link.name, up=True)

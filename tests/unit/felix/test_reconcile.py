@@ -170,3 +170,61 @@ async def test_an_incremental_plan_is_diffed_only_where_it_touched() -> None:
     assert diff.replace == (A2,) and diff.delete == () and kernel.dumps == 1
     assert kernel.routes == {A.dst: A2, B.dst: HOLE}
     assert rec.stats.kept == 1 and rec.stats.conflicts == (held.dst,)
+
+
+class EntryKernel(TableKernel):
+    """Also holds permanent neighbour and FDB entries, per device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.neighbours: set[Neighbour] = set()
+        self.fdb: set[FdbEntry] = set()
+        self.dumped: list[str] = []
+
+    async def dump_neighbours(self, dev: str) -> frozenset[Neighbour]:
+        self.dumped.append(dev)
+        return frozenset(n for n in self.neighbours if n.dev == dev)
+
+    async def dump_fdb(self, dev: str) -> frozenset[FdbEntry]:
+        return frozenset(f for f in self.fdb if f.dev == dev)
+
+    async def apply_neighbours(
+        self, add: Sequence[Neighbour], remove: Sequence[Neighbour]
+    ) -> list[ApplyError]:
+        self.neighbours.difference_update(remove)
+        self.neighbours.update(add)
+        return []
+
+    async def apply_fdb(
+        self, add: Sequence[FdbEntry], remove: Sequence[FdbEntry]
+    ) -> list[ApplyError]:
+        self.fdb.difference_update(remove)
+        self.fdb.update(add)
+        return []
+
+
+async def test_entries_of_both_vxlan_devices_follow_the_plan_each_on_its_own_device() -> None:
+    n4 = Neighbour("vxlan.podbgp", "10.245.2.0", "66:00:00:00:04:02")
+    n6 = Neighbour("vxlan-v6.podbgp", "fd00:10:0:2::", "66:00:00:00:06:02")
+    f4 = FdbEntry("vxlan.podbgp", "66:00:00:00:04:02", "192.0.2.2")
+    f6 = FdbEntry("vxlan-v6.podbgp", "66:00:00:00:06:02", "2001:db8:2::1")
+    stale = Neighbour("vxlan-v6.podbgp", "fd00:10:0:9::", "66:00:00:00:06:09")
+    kernel = EntryKernel()
+    kernel.neighbours.add(stale)
+    plan = Plan({}, frozenset({n4, n6}), frozenset({f4, f6}), {})
+
+    async def source(full: bool) -> Plan:
+        return plan
+
+    rec = Reconciler(kernel, source, vxlan_devices=("vxlan.podbgp", "vxlan-v6.podbgp"))
+    await rec.sync_once(full=True)
+    assert kernel.neighbours == {n4, n6, stale}  # adopted until the speaker has converged
+    assert kernel.fdb == {f4, f6}
+    rec.mark_converged()
+    await rec.sync_once(full=True)
+    assert kernel.neighbours == {n4, n6}
+    # A device that is not up is left alone: its entries are not even read.
+    rec.vxlan_devices = ("vxlan.podbgp",)
+    kernel.dumped.clear()
+    await rec.sync_once(full=True)
+    assert kernel.dumped == ["vxlan.podbgp"]

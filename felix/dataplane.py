@@ -139,6 +139,7 @@ class Dataplane:
         self._tasks: list[asyncio.Task[None]] = []
         self._monitor: LinkMonitor | None = None
         self._tunnel_errors: dict[str, str] = {}
+        self._tunnels_dirty = False  # a tunnel device or the uplink changed: converge them
 
     # -- inputs (called from the speaker and the agent; never block) ---------------------------
 
@@ -262,18 +263,40 @@ class Dataplane:
             self.reconciler.mark_converged()
 
     async def _watch_links(self) -> None:
-        """Heal at once when a link felix cares about changes (down/up, deleted, re-created)."""
+        """Heal at once what depends on a link that changed (down/up, deleted, re-created).
+
+        Only that link's dependants: the routes through it (re-installed once it is up again;
+        the kernel drops them when it goes down) and, for the uplink or a tunnel device, the
+        tunnel devices (converged again: brought up, re-created). A new pod veth is picked up by
+        the pass it triggers. Nothing else is re-planned or re-read: no full resync.
+        """
         self._monitor = LinkMonitor(self.netns)
         try:
             await self._monitor.open()
             while True:
                 events = await self._monitor.events()
-                if any(event.endswith("LINK") for event, _ in events):
-                    self.reconciler.trigger(full=True)
+                up: set[str] = set()
+                changed = False
+                for event, fields in events:
+                    if not event.endswith("LINK") or not fields.get("ifname"):
+                        continue
+                    name, changed = str(fields["ifname"]), True
+                    if name in self._tunnel_links():
+                        self._tunnels_dirty = True
+                    if event == "RTM_NEWLINK" and fields.get("up"):
+                        up.add(name)
+                if up:
+                    self.reconciler.heal(up)
+                elif changed:
+                    self.reconciler.trigger()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the periodic resync still heals, only later
             log.warning("event=monitor-failed error=%s", exc)
+
+    def _tunnel_links(self) -> set[str]:
+        """Links whose change calls for converging the tunnel devices again."""
+        return {self.uplink, IPIP_DEVICE, VXLAN_DEVICE, VXLAN_V6_DEVICE}
 
     # -- planning ------------------------------------------------------------------------------
 
@@ -293,7 +316,8 @@ class Dataplane:
         want_vxlan_v6 = self.node_address_v6 is not None and vxlan_v6_needed(self.pools)
         if full:
             await self.nat.sync(self.pools)
-        if full or (want_ipip and IPIP_DEVICE not in self.tunnels):
+        if full or self._tunnels_dirty or (want_ipip and IPIP_DEVICE not in self.tunnels):
+            self._tunnels_dirty = False
             await self._ensure_tunnels(want_ipip, want_vxlan, want_vxlan_v6)
         ipip = self.tunnels.get(IPIP_DEVICE)
         vxlan = self.tunnels.get(VXLAN_DEVICE)
@@ -440,6 +464,7 @@ class Dataplane:
             "sync": {
                 "passes": stats.syncs,
                 "fullResyncs": stats.full_syncs,
+                "linkHeals": stats.link_heals,
                 "replaced": stats.replaced,
                 "deleted": stats.deleted,
                 "errors": stats.errors,

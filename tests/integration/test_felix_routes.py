@@ -295,3 +295,34 @@ async def test_bulk_and_per_request_paths_program_identical_routes(
         for route in [*wanted, *bad]:
             assert await single.apply_routes([], [route]) == []
         assert routes(spaces[1]) == set()
+
+
+async def test_a_link_event_heals_only_the_routes_through_that_link(
+    lan: SimpleNamespace, netns_factory: NetnsFactory
+) -> None:
+    """No full resync (resync period 60 s): a link coming back up re-installs the routes through
+    it, one write each, and nothing else is rewritten or re-read."""
+    _pod1, veth1 = make_pod(netns_factory, lan.node, "10.244.1.7")
+    _pod2, veth2 = make_pod(netns_factory, lan.node, "10.244.1.8")
+    dp = dataplane(lan.node, "192.0.2.1/24", "up0", resync_interval=60.0)
+    dp.set_pools([POOL])
+    dp.set_blocks(["10.244.1.0/24"])
+    announce(dp, "10.244.2.0/24", "192.0.2.2")
+    announce(dp, "10.244.3.0/24", "192.0.2.3")
+    direct = {"10.244.2.0/24 via 192.0.2.2 dev up0", "10.244.3.0/24 via 192.0.2.3 dev up0"}
+    pod1 = f"10.244.1.7 dev {veth1} scope link"
+    pod2 = f"10.244.1.8 dev {veth2} scope link"
+    async with running(dp):
+        await eventually(lambda: direct | {pod1, pod2} <= routes(lan.node))
+        start = dp.snapshot()["sync"]
+        for dev, dependants in ((veth1, {pod1}), ("up0", direct)):
+            before = dp.snapshot()["sync"]["replaced"]
+            run(lan.node, "ip", "link", "set", dev, "down")
+            await eventually(lambda d=dependants: not d & routes(lan.node))  # the kernel drops them
+            run(lan.node, "ip", "link", "set", dev, "up")
+            await eventually(lambda d=dependants: d <= routes(lan.node))
+            assert dp.snapshot()["sync"]["replaced"] - before == len(dependants)
+            assert pod2 in routes(lan.node)
+        end = dp.snapshot()["sync"]
+        assert end["fullResyncs"] == start["fullResyncs"]  # no dump of the kernel's table
+        assert end["linkHeals"] >= 2 and end["errors"] == 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from felix.plan import FdbEntry, Neighbour, Plan, Route, RouteType
+from felix.plan import FdbEntry, Neighbour, Plan, Route, RouteType, Scope
 from felix.reconcile import ApplyError, KernelRoutes, Reconciler, diff_routes, diff_sets
 
 A = Route("10.244.2.0/24", gateway="192.0.2.2", dev="eth0")
@@ -228,3 +228,37 @@ async def test_entries_of_both_vxlan_devices_follow_the_plan_each_on_its_own_dev
     kernel.dumped.clear()
     await rec.sync_once(full=True)
     assert kernel.dumped == ["vxlan.podbgp"]
+
+
+async def test_a_link_heal_reinstalls_only_the_routes_through_that_link_without_a_dump() -> None:
+    pod = Route("10.244.1.5/32", dev="pbgaaa", scope=Scope.LINK)
+    kernel = TableKernel()
+    plans = [
+        Plan({A.dst: A, B.dst: B, pod.dst: pod}, frozenset(), frozenset(), {}),
+        Plan({A.dst: A, B.dst: B, pod.dst: pod}, frozenset(), frozenset(), {}, frozenset()),
+    ]
+
+    async def source(full: bool) -> Plan:
+        return plans[0] if full else plans[1]
+
+    rec = Reconciler(kernel, source)
+    await rec.sync_once(full=True)
+    written: list[Route] = []
+    apply = kernel.apply_routes
+
+    async def counting(replace: Sequence[Route], delete: Sequence[Route]) -> list[ApplyError]:
+        written.extend(replace)
+        return await apply(replace, delete)
+
+    kernel.apply_routes = counting  # type: ignore[method-assign]
+    del kernel.routes[A.dst], kernel.routes[pod.dst]  # eth0 and the veth went down: dropped
+    await rec.sync_once(full=False)
+    assert A.dst not in kernel.routes and written == []  # the cache cannot know
+    rec.heal(["eth0"])  # eth0 is up again
+    await rec.sync_once(full=False)
+    assert written == [A] and kernel.routes[A.dst] == A
+    assert pod.dst not in kernel.routes  # its veth is still down: not this heal's business
+    assert kernel.dumps == 1 and rec.stats.full_syncs == 1 and rec.stats.link_heals == 1
+    rec.heal(["pbgaaa"])
+    await rec.sync_once(full=False)
+    assert written == [A, pod] and kernel.dumps == 1

@@ -43,7 +43,7 @@ from podbgp.cluster.datastore import (
     Snapshot,
     open_datastore,
 )
-from podbgp.cluster.datastore.records import merge_node
+from podbgp.cluster.datastore.records import merge_node, network_order
 from podbgp.cluster.datastore.store import Change
 from podbgp.cluster.resources import BGPConfiguration, BGPFilter, IPPool, Node
 from podbgp.node.advertise import Advertisement, block_attributes
@@ -380,7 +380,7 @@ class NodeAgent:
                 return
             if block.cidr not in self.blocks:
                 self.health.block_allocations += 1
-                self.blocks = sorted({*self.blocks, block.cidr}, key=ipaddress.ip_network)
+                self.blocks = sorted({*self.blocks, block.cidr}, key=network_order)
         self.ipam_error = None
 
     def _originate(self) -> None:

@@ -54,6 +54,7 @@ RTNH_F_ONLINK = 4
 IFF_UP = 1
 NUD_NOARP = 0x40
 NUD_PERMANENT = 0x80
+IFA_F_NODAD = 0x02  # linux/if_addr.h
 NTF_SELF = 0x02
 RT_PROTOS_DIR = Path("/etc/iproute2/rt_protos.d")
 PROTOCOL_NAME = "podbgp"
@@ -377,13 +378,17 @@ class Netlink:
             out.append(f"{msg.get('address')}/{msg['prefixlen']}")
         return out
 
-    async def add_address(self, name: str, cidr: str) -> None:
+    async def add_address(self, name: str, cidr: str, *, nodad: bool = False) -> None:
+        """Add ``cidr`` to ``name``; ``nodad``: an IPv6 address usable at once, without
+        duplicate address detection (IFA_F_NODAD)."""
         iface = ipaddress.ip_interface(cidr)
         index = await self.index(name)
+        extra = {"flags": IFA_F_NODAD} if nodad else {}
         try:
             await self.ipr.addr(
-                "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen
-            )
+                "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen,
+                **extra,
+            )  # fmt: skip
         except NetlinkError as exc:
             if exc.code != errno.EEXIST:
                 raise KernelError(exc.code, f"add address {cidr} to {name}") from None

@@ -438,14 +438,35 @@ async def assign_address(
             break  # lost a race on this block or the handle: read again
         else:
             # No live block, or all full: claim one (another one when some are full).
-            claimed = await claim_block(
-                store, node_name, additional=bool(blocks), version=version
-            )
+            claimed = await claim_block(store, node_name, additional=bool(blocks), version=version)
             if live_pool(claimed.cidr, claimed.pool, pools) is None:
                 raise NoPoolError(
                     f"block {claimed.cidr} of node {node_name} is in a deleted or disabled pool"
                 )
     raise DatastoreError(f"could not assign an address to {handle}: too much contention")
+
+
+async def pod_families(store: Datastore, node_name: str) -> tuple[int, ...]:
+    """The address families a pod on ``node_name`` gets (4, 6 or both): those of the node's
+    live blocks, plus each family the node has an address of and an enabled pool of selecting
+    it (its first block is claimed with the first pod). IPv4 alone when nothing says more."""
+    pools = await list_pools(store)
+    families = {
+        b.network.version
+        for b, _kv in await node_blocks(store, node_name)
+        if live_pool(b.cidr, b.pool, pools) is not None
+    }
+    node = await store.get_node(node_name)
+    if node is not None:
+        labels = node.label_map
+        for text in node.addresses:
+            version = ipaddress.ip_interface(text).version
+            if any(
+                p.network.version == version and not p.disabled and p.node_selector.matches(labels)
+                for p in pools
+            ):
+                families.add(version)
+    return tuple(sorted(families)) or (4,)
 
 
 async def handle_addresses(store: Datastore, handle: str) -> Handle | None:
@@ -492,9 +513,7 @@ async def _unused(store: Datastore, block: Block) -> bool:
     return block.cidr not in await _pinned(store, block.node)
 
 
-async def list_allocations(
-    store: Datastore, node_name: str, version: int = 4
-) -> dict[str, str]:
+async def list_allocations(store: Datastore, node_name: str, version: int = 4) -> dict[str, str]:
     """Every address of family ``version`` allocated from ``node_name``'s blocks, as
     ``{handle: ip}``."""
     out: dict[str, str] = {}

@@ -212,9 +212,7 @@ async def fix(store: Datastore, report: Report) -> Report:
     return report
 
 
-async def _drop_handle_addresses(
-    store: Datastore, finding: Finding, kv: KeyValue | None
-) -> bool:
+async def _drop_handle_addresses(store: Datastore, finding: Finding, kv: KeyValue | None) -> bool:
     """Take the leaked addresses out of their handle as checked (guarded by its revision); the
     handle goes when it holds nothing else."""
     if kv is None:

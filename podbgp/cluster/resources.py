@@ -549,7 +549,7 @@ def _parse_ip_pool(spec: Section, name: str, labels: Labels) -> IPPool:
     default_size = DEFAULT_BLOCK_SIZE_V4 if net.version == 4 else DEFAULT_BLOCK_SIZE_V6
     block_size = spec.optional("blockSize", check_int(lo, hi), default_size)
     link_local = ipaddress.ip_network("169.254.0.0/16" if net.version == 4 else "fe80::/10")
-    if net.overlaps(link_local):  # type: ignore[arg-type]
+    if net.overlaps(link_local):
         # The pods' gateways live there (169.254.1.1, fe80::ecee:eeff:feee:eeee).
         raise spec.error("cidr", f"must not overlap the link-local range {link_local}")
     if block_size < net.prefixlen:

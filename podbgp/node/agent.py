@@ -666,6 +666,7 @@ class NodeViews:
                 "peers": {},
                 "routes": 0,
             }
+        out["addresses"] = list(self.agent.addresses)
         out["datastore"] = self.agent.health.to_json(
             self.agent.store.type, self.agent.store.description
         )

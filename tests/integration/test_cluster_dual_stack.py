@@ -127,6 +127,7 @@ def test_each_node_registers_both_addresses_and_owns_a_block_of_each_family(
         info = cluster.api(name, "/v1/node")
         assert info["addresses"] == list(addresses)
         assert info["routerId"] == bare(addresses[0])
+        assert cluster.api(name, "/v1/status")["addresses"] == list(addresses)
         blocks = node_blocks(cluster, name)
         assert ipaddress.ip_network(blocks[4]).subnet_of(ipaddress.ip_network("10.244.0.0/16"))
         v6 = ipaddress.ip_network(blocks[6])

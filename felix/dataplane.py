@@ -12,6 +12,19 @@ routes left by a previous run are adopted and removed only once the speaker has 
 
 The route inputs are synchronous and cheap (they only record the next hop and wake the
 reconciler), so the speaker task is never held up by kernel writes.
+
+Dual stack: ``node_address`` is the node's IPv4 address with its prefix length (as before);
+``node_address_v6="2001:db8::1/64"`` (keyword) adds its IPv6 address, which IPv6 routes, the
+``vxlan-v6.podbgp`` underlay and RFC 8950 next hops (IPv4 prefixes via an IPv6 gateway) are
+planned against (felix.plan). Next hops are strings: an address, or a link-local address with
+its interface, ``fe80::1%eth0``. :class:`~felix.plan.Vtep` s are keyed by the remote node's
+underlay address, so one node may contribute an IPv4 and an IPv6 VTEP. The VTEP address of
+``vxlan-v6.podbgp`` comes from ``address_source_v6`` (handle ``vxlan-v6.podbgp:<node>``, an
+address from the node's IPv6 block) or :meth:`Dataplane.set_tunnel_address`. ``vtep_publisher``
+receives the node's whole VTEP record each time either device changes::
+
+    {"ip": "10.244.1.0", "mac": "66:..",            # vxlan.podbgp (when its pools ask for it)
+     "ipv6": "fd00:10:0:1::", "macv6": "6a:.."}     # vxlan-v6.podbgp (likewise)
 """
 
 from __future__ import annotations
@@ -33,6 +46,8 @@ from felix.plan import (
     IPIP_OVERHEAD,
     VXLAN_DEVICE,
     VXLAN_OVERHEAD,
+    VXLAN_V6_DEVICE,
+    VXLAN_V6_OVERHEAD,
     Plan,
     PlanInput,
     Pool,
@@ -40,6 +55,7 @@ from felix.plan import (
     plan,
     replan,
     tunnels_needed,
+    vxlan_v6_needed,
     workload_ips,
 )
 from felix.reconcile import Reconciler
@@ -60,6 +76,10 @@ def vxlan_handle(node: str) -> str:
     return f"{VXLAN_DEVICE}:{node}"
 
 
+def vxlan_v6_handle(node: str) -> str:
+    return f"{VXLAN_V6_DEVICE}:{node}"
+
+
 class Dataplane:
     """Programs one node's kernel routes; see the module docstring."""
 
@@ -78,9 +98,18 @@ class Dataplane:
         vtep_publisher: VtepPublisher | None = None,
         register_protocol_name: bool = True,
         enable_forwarding: bool = True,
+        node_address_v6: str | None = None,
+        address_source_v6: AddressSource | None = None,
     ) -> None:
         self.node_name = node_name
         self.node_address = str(ipaddress.ip_interface(node_address))
+        self.node_address_v6: str | None = None
+        if node_address_v6 is not None:
+            v6 = ipaddress.ip_interface(node_address_v6)
+            if v6.version != 6:
+                raise ValueError(f"node_address_v6 {node_address_v6!r} is not an IPv6 address")
+            self.node_address_v6 = str(v6)
+        self.address_source_v6 = address_source_v6
         self.uplink = uplink
         self.route_protocol = route_protocol
         self.mtu_override = mtu
@@ -92,9 +121,7 @@ class Dataplane:
         self.enable_forwarding = enable_forwarding
         self.nl = Netlink(route_protocol, netns)
         self.nat = NatTable(netns)
-        self.reconciler = Reconciler(
-            self.nl, self._plan, resync_interval=resync_interval, vxlan_device=None
-        )
+        self.reconciler = Reconciler(self.nl, self._plan, resync_interval=resync_interval)
         self.best: dict[str, str] = {}  # remote prefix -> next hop
         self._dirty: set[str] = set()  # remote prefixes changed since the last plan
         self._last_input: PlanInput | None = None
@@ -112,6 +139,7 @@ class Dataplane:
         self._tasks: list[asyncio.Task[None]] = []
         self._monitor: LinkMonitor | None = None
         self._tunnel_errors: dict[str, str] = {}
+        self._tunnels_dirty = False  # a tunnel device or the uplink changed: converge them
 
     # -- inputs (called from the speaker and the agent; never block) ---------------------------
 
@@ -208,7 +236,7 @@ class Dataplane:
     def _enable_forwarding(self) -> None:
         """A node routes for its pods: IPv4 forwarding on (and IPv6 when the node has IPv6)."""
         keys = ["net/ipv4/ip_forward"]
-        if ipaddress.ip_interface(self.node_address).version == 6:
+        if self.node_address_v6 or ipaddress.ip_interface(self.node_address).version == 6:
             keys.append("net/ipv6/conf/all/forwarding")
         for key in keys:
             path = Path("/proc/sys", key)
@@ -235,18 +263,40 @@ class Dataplane:
             self.reconciler.mark_converged()
 
     async def _watch_links(self) -> None:
-        """Heal at once when a link felix cares about changes (down/up, deleted, re-created)."""
+        """Heal at once what depends on a link that changed (down/up, deleted, re-created).
+
+        Only that link's dependants: the routes through it (re-installed once it is up again;
+        the kernel drops them when it goes down) and, for the uplink or a tunnel device, the
+        tunnel devices (converged again: brought up, re-created). A new pod veth is picked up by
+        the pass it triggers. Nothing else is re-planned or re-read: no full resync.
+        """
         self._monitor = LinkMonitor(self.netns)
         try:
             await self._monitor.open()
             while True:
                 events = await self._monitor.events()
-                if any(event.endswith("LINK") for event, _ in events):
-                    self.reconciler.trigger(full=True)
+                up: set[str] = set()
+                changed = False
+                for event, fields in events:
+                    if not event.endswith("LINK") or not fields.get("ifname"):
+                        continue
+                    name, changed = str(fields["ifname"]), True
+                    if name in self._tunnel_links():
+                        self._tunnels_dirty = True
+                    if event == "RTM_NEWLINK" and fields.get("up"):
+                        up.add(name)
+                if up:
+                    self.reconciler.heal(up)
+                elif changed:
+                    self.reconciler.trigger()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the periodic resync still heals, only later
             log.warning("event=monitor-failed error=%s", exc)
+
+    def _tunnel_links(self) -> set[str]:
+        """Links whose change calls for converging the tunnel devices again."""
+        return {self.uplink, IPIP_DEVICE, VXLAN_DEVICE, VXLAN_V6_DEVICE}
 
     # -- planning ------------------------------------------------------------------------------
 
@@ -263,13 +313,19 @@ class Dataplane:
             if link.kind == "veth"
         }
         want_ipip, want_vxlan = tunnels_needed(self.pools)
+        want_vxlan_v6 = self.node_address_v6 is not None and vxlan_v6_needed(self.pools)
         if full:
             await self.nat.sync(self.pools)
-        if full or (want_ipip and IPIP_DEVICE not in self.tunnels):
-            await self._ensure_tunnels(want_ipip, want_vxlan)
+        if full or self._tunnels_dirty or (want_ipip and IPIP_DEVICE not in self.tunnels):
+            self._tunnels_dirty = False
+            await self._ensure_tunnels(want_ipip, want_vxlan, want_vxlan_v6)
         ipip = self.tunnels.get(IPIP_DEVICE)
         vxlan = self.tunnels.get(VXLAN_DEVICE)
-        self.reconciler.vxlan_device = VXLAN_DEVICE if vxlan is not None and vxlan.ready else None
+        vxlan6 = self.tunnels.get(VXLAN_V6_DEVICE)
+        self.reconciler.vxlan_devices = tuple(
+            name for name in (VXLAN_DEVICE, VXLAN_V6_DEVICE)
+            if (state := self.tunnels.get(name)) is not None and state.ready
+        )  # fmt: skip
         inp = PlanInput(
             node_address=self.node_address,
             uplink=self.uplink,
@@ -281,6 +337,8 @@ class Dataplane:
             pods=self.pods,
             ipip_ready=ipip is not None and ipip.ready,
             vxlan_ready=vxlan is not None and vxlan.ready,
+            node_address_v6=self.node_address_v6,
+            vxlan_v6_ready=vxlan6 is not None and vxlan6.ready,
         )
         dirty, self._dirty = self._dirty, set()
         last, last_input = self._last_plan, self._last_input
@@ -297,7 +355,7 @@ class Dataplane:
         self._last_plan, self._last_input = result, replace(inp, best={})
         return result
 
-    async def _ensure_tunnels(self, want_ipip: bool, want_vxlan: bool) -> None:
+    async def _ensure_tunnels(self, want_ipip: bool, want_vxlan: bool, want_v6: bool) -> None:
         if want_ipip:
             address = await self._tunnel_address(IPIP_DEVICE, ipip_handle(self.node_name))
             self.tunnels[IPIP_DEVICE] = await ensure_ipip(
@@ -305,33 +363,54 @@ class Dataplane:
             )
         else:
             self.tunnels.pop(IPIP_DEVICE, None)
+        vtep: dict[str, str] = {}
         if want_vxlan:
-            address = await self._tunnel_address(VXLAN_DEVICE, vxlan_handle(self.node_name))
-            mac = vtep_mac(self.node_name)
-            state = await ensure_vxlan(
-                self.nl,
-                local=str(ipaddress.ip_interface(self.node_address).ip),
-                uplink=self.uplink,
-                mac=mac,
-                mtu=self.uplink_mtu - VXLAN_OVERHEAD,
-                address=address,
-            )
-            self.tunnels[VXLAN_DEVICE] = state
-            if state.ready and address is not None:
-                await self._publish_vtep({"ip": address, "mac": mac})
+            vtep |= await self._ensure_vxlan(VXLAN_DEVICE, 4, self.node_address, ("ip", "mac"))
         else:
             self.tunnels.pop(VXLAN_DEVICE, None)
+        if want_v6 and self.node_address_v6 is not None:
+            vtep |= await self._ensure_vxlan(
+                VXLAN_V6_DEVICE, 6, self.node_address_v6, ("ipv6", "macv6")
+            )
+        else:
+            self.tunnels.pop(VXLAN_V6_DEVICE, None)
+        if vtep:
+            await self._publish_vtep(vtep)
         for name, state in self.tunnels.items():
             if state.error and state.error != self._tunnel_errors.get(name):
                 log.warning("event=tunnel-not-ready device=%s error=%s", name, state.error)
         self._tunnel_errors = {name: s.error for name, s in self.tunnels.items() if s.error}
 
-    async def _tunnel_address(self, device: str, handle: str) -> str | None:
-        """The tunnel's /32 from our block: given, or assigned by IPAM once and remembered."""
+    async def _ensure_vxlan(
+        self, device: str, version: int, local: str, keys: tuple[str, str]
+    ) -> dict[str, str]:
+        """Converge one VXLAN device; its part of the VTEP record once it is ready."""
+        handle = vxlan_handle if version == 4 else vxlan_v6_handle
+        address = await self._tunnel_address(device, handle(self.node_name), version)
+        mac = vtep_mac(self.node_name, version)
+        overhead = VXLAN_OVERHEAD if version == 4 else VXLAN_V6_OVERHEAD
+        state = await ensure_vxlan(
+            self.nl,
+            local=str(ipaddress.ip_interface(local).ip),
+            uplink=self.uplink,
+            mac=mac,
+            mtu=self.uplink_mtu - overhead,
+            address=address,
+            device=device,
+        )
+        self.tunnels[device] = state
+        if state.ready and address is not None:
+            return {keys[0]: address, keys[1]: mac}
+        return {}
+
+    async def _tunnel_address(self, device: str, handle: str, version: int = 4) -> str | None:
+        """The tunnel's /32 (/128) from our block: given, or assigned by IPAM once, remembered."""
         address = self.tunnel_addresses.get(device)
-        if address is None and self.address_source is not None and self.blocks:
+        source = self.address_source if version == 4 else self.address_source_v6
+        has_block = any(":" in block if version == 6 else ":" not in block for block in self.blocks)
+        if address is None and source is not None and has_block:
             try:
-                address = await self.address_source(handle)
+                address = await source(handle)
             except Exception as exc:  # the datastore may be down; try again next resync
                 log.warning("event=tunnel-address-failed device=%s error=%s", device, exc)
                 return None
@@ -356,6 +435,7 @@ class Dataplane:
         return {
             "node": self.node_name,
             "address": self.node_address,
+            "addressV6": self.node_address_v6,
             "uplink": self.uplink,
             "uplinkMtu": self.uplink_mtu,
             "routeProtocol": self.route_protocol,
@@ -384,6 +464,7 @@ class Dataplane:
             "sync": {
                 "passes": stats.syncs,
                 "fullResyncs": stats.full_syncs,
+                "linkHeals": stats.link_heals,
                 "replaced": stats.replaced,
                 "deleted": stats.deleted,
                 "errors": stats.errors,

@@ -8,8 +8,10 @@ state should be, from:
 * the blocks this node owns (each gets a ``blackhole``, so traffic to an unallocated address of
   our own block is dropped here instead of bouncing to the default route),
 * the IP pools (``ipipMode`` / ``vxlanMode``: ``Always``, ``CrossSubnet``, ``Never``),
-* this node's address with its prefix length ("same subnet" = next hop inside that CIDR),
-* the remote VTEPs (VXLAN tunnel IP and MAC published by each node),
+* this node's IPv4 address and, on a dual-stack node, its IPv6 address, each with its prefix
+  length ("same subnet" = next hop inside that CIDR, per family),
+* the remote VTEPs (VXLAN tunnel IP and MAC published by each node, keyed by the node's underlay
+  address: an IPv4 key for ``vxlan.podbgp``, an IPv6 key for ``vxlan-v6.podbgp``),
 * the local pods (pod IP → host-side veth, from the CNI plugin).
 
 It implements the route table of DESIGN.md: blackhole per own block; direct
@@ -18,6 +20,20 @@ onlink`` (MTU - 20) for IPIP; ``via <VTEP> dev vxlan.podbgp onlink`` (MTU - 50) 
 and FDB entries for VXLAN; ``<pod>/32 dev <veth> scope link`` per pod. Anything that cannot be
 programmed (unknown VTEP, missing tunnel device, unreachable next hop) is reported in ``skipped``
 with the reason, never silently dropped.
+
+IPv6 follows the same table with the node's IPv6 address: direct on its subnet,
+``via <VTEP> dev vxlan-v6.podbgp onlink`` (MTU - 70) when a v6 pool's ``vxlan_mode`` says so
+(never IPIP), a blackhole per own v6 block, ``<pod>/128 dev <veth>`` per pod (the kernel keeps
+IPv6 routes at scope universe). Next hops as the speaker hands them over (RFC 8950):
+
+* ``fe80::1%eth0`` — a link-local next hop, the interface after ``%``: direct,
+  ``via fe80::1 dev eth0`` (``via inet6 fe80::1 dev eth0`` for an IPv4 prefix), as a neighbour on
+  the same subnet; no VTEP is keyed by a link-local address, so a pool that would encapsulate it
+  (``Always``) has the route skipped with the reason;
+* a global IPv6 next hop for an IPv4 prefix: ``via inet6 <addr> dev <uplink>`` when it lies on
+  the node's IPv6 subnet; IPv4 over an IPv6 next hop is direct only, so a pool that would
+  encapsulate that route has it skipped with the reason;
+* an IPv4 next hop for an IPv6 prefix is refused (the kernel has no such gateway).
 """
 
 from __future__ import annotations
@@ -29,8 +45,11 @@ from enum import IntEnum, StrEnum
 
 IPIP_DEVICE = "tunl0"
 VXLAN_DEVICE = "vxlan.podbgp"
+VXLAN_V6_DEVICE = "vxlan-v6.podbgp"
+VXLAN_DEVICES = (VXLAN_DEVICE, VXLAN_V6_DEVICE)
 IPIP_OVERHEAD = 20  # outer IPv4 header
 VXLAN_OVERHEAD = 50  # outer IPv4 + UDP + VXLAN + inner Ethernet headers
+VXLAN_V6_OVERHEAD = 70  # outer IPv6 (40) + UDP + VXLAN + inner Ethernet headers
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -75,11 +94,18 @@ class Route:
     scope: Scope = Scope.UNIVERSE
     mtu: int = 0  # 0: no route MTU metric
 
+    @property
+    def gateway_family_differs(self) -> bool:
+        """An IPv4 route through an IPv6 gateway (RTA_VIA, ``via inet6``; RFC 8950 next hops)."""
+        return self.gateway is not None and (":" in self.gateway) != (":" in self.dst)
+
     def describe(self) -> str:
         """The route as ``ip route`` would print it."""
         words = [self.dst] if self.type == RouteType.UNICAST else [self.type.name.lower(), self.dst]
         if self.gateway:
-            words += ["via", self.gateway]
+            words += ["via", "inet6", self.gateway] if self.gateway_family_differs else [
+                "via", self.gateway
+            ]  # fmt: skip
         if self.dev:
             words += ["dev", self.dev]
         if self.scope == Scope.LINK:
@@ -147,6 +173,17 @@ class PlanInput:
     pods: Mapping[str, str] = field(default_factory=dict)  # pod IP -> host-side ifname
     ipip_ready: bool = True  # tunl0 exists and is up
     vxlan_ready: bool = True  # vxlan.podbgp exists and is up
+    node_address_v6: str | None = None  # e.g. "2001:db8::1/64"; None: the node has no IPv6
+    vxlan_v6_ready: bool = True  # vxlan-v6.podbgp exists and is up
+
+    def node_interfaces(self) -> dict[int, ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+        """This node's address per IP version (4 always; 6 on a dual-stack node)."""
+        first = ipaddress.ip_interface(self.node_address)
+        out: dict[int, ipaddress.IPv4Interface | ipaddress.IPv6Interface] = {first.version: first}
+        if self.node_address_v6:
+            v6 = ipaddress.ip_interface(self.node_address_v6)
+            out[v6.version] = v6
+        return out
 
 
 @dataclass(frozen=True)
@@ -204,11 +241,28 @@ def host_prefix(ip: str) -> str:
 
 
 def tunnels_needed(pools: Iterable[Pool]) -> tuple[bool, bool]:
-    """Whether any pool asks for IPIP, and whether any asks for VXLAN."""
-    pools = list(pools)
+    """Whether any IPv4 pool asks for IPIP, and whether any asks for VXLAN (``vxlan.podbgp``)."""
+    pools = [p for p in pools if p.network.version == 4]
     ipip = any(p.ipip_mode != EncapMode.NEVER for p in pools)
     vxlan = any(p.vxlan_mode != EncapMode.NEVER for p in pools)
     return ipip, vxlan
+
+
+def vxlan_v6_needed(pools: Iterable[Pool]) -> bool:
+    """Whether any IPv6 pool asks for VXLAN (``vxlan-v6.podbgp``)."""
+    return any(p.vxlan_mode != EncapMode.NEVER for p in pools if p.network.version == 6)
+
+
+def vxlan_device_for(ip: str) -> str:
+    """The VXLAN device whose underlay (or VTEP) family ``ip`` is: v4 or v6."""
+    return VXLAN_V6_DEVICE if ":" in ip else VXLAN_DEVICE
+
+
+def pod_route(pod_ip: str, ifname: str) -> Route:
+    """``<pod>/32 dev <veth> scope link``; IPv6 (``/128``) has no route scopes in the kernel."""
+    dst = host_prefix(pod_ip)
+    scope = Scope.UNIVERSE if ":" in dst else Scope.LINK
+    return Route(dst, dev=ifname, scope=scope)
 
 
 def pool_for(prefix: IPNetwork, pools: Iterable[Pool]) -> Pool | None:
@@ -225,7 +279,7 @@ def pool_for(prefix: IPNetwork, pools: Iterable[Pool]) -> Pool | None:
 
 def plan(inp: PlanInput) -> Plan:
     """Compute the desired routes, neighbours and FDB entries for ``inp``."""
-    node = ipaddress.ip_interface(inp.node_address)
+    node = inp.node_interfaces()
     routes: dict[str, Route] = {}
     skipped: dict[str, str] = {}
     users: dict[str, int] = {}
@@ -241,8 +295,8 @@ def plan(inp: PlanInput) -> Plan:
             continue
         _place_remote(dst, next_hop, node, inp, routes, skipped, users)
     for pod_ip, ifname in sorted(inp.pods.items()):
-        dst = host_prefix(pod_ip)
-        routes[dst] = Route(dst, dev=ifname, scope=Scope.LINK)
+        route = pod_route(pod_ip, ifname)
+        routes[route.dst] = route
     neighbours, fdb = _vxlan_entries(users, inp.vteps)
     return Plan(routes, neighbours, fdb, skipped, None, users)
 
@@ -254,7 +308,7 @@ def replan(previous: Plan, inp: PlanInput, prefixes: Iterable[str]) -> Plan:
     blocks, VTEPs, pods or devices calls for :func:`plan`. The result is what :func:`plan`
     would give for ``inp``, at a cost that grows with ``prefixes``, not with the table.
     """
-    node = ipaddress.ip_interface(inp.node_address)
+    node = inp.node_interfaces()
     routes = dict(previous.routes)
     skipped = dict(previous.skipped)
     users = dict(previous.vtep_users)
@@ -274,7 +328,7 @@ def replan(previous: Plan, inp: PlanInput, prefixes: Iterable[str]) -> Plan:
         touched.add(dst)
         old = routes.pop(dst, None)
         skipped.pop(dst, None)
-        if old is not None and old.dev == VXLAN_DEVICE:
+        if old is not None and old.dev in VXLAN_DEVICES:
             _release_vtep(users, old, inp.vteps)
         if next_hop is not None:
             _place_remote(dst, next_hop, node, inp, routes, skipped, users)
@@ -285,7 +339,7 @@ def replan(previous: Plan, inp: PlanInput, prefixes: Iterable[str]) -> Plan:
 def _place_remote(
     dst: str,
     next_hop: str,
-    node: ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+    node: Mapping[int, ipaddress.IPv4Interface | ipaddress.IPv6Interface],
     inp: PlanInput,
     routes: dict[str, Route],
     skipped: dict[str, str],
@@ -324,39 +378,47 @@ def _vxlan_entries(
 ) -> tuple[frozenset[Neighbour], frozenset[FdbEntry]]:
     used = [vteps[ip] for ip in users if ip in vteps]
     return (
-        frozenset(Neighbour(VXLAN_DEVICE, v.ip, v.mac) for v in used),
-        frozenset(FdbEntry(VXLAN_DEVICE, v.mac, v.node_ip) for v in used),
+        frozenset(Neighbour(vxlan_device_for(v.node_ip), v.ip, v.mac) for v in used),
+        frozenset(FdbEntry(vxlan_device_for(v.node_ip), v.mac, v.node_ip) for v in used),
     )
 
 
 def _remote_route(
-    dst: str, next_hop: str, node: ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+    dst: str, next_hop: str, node: Mapping[int, ipaddress.IPv4Interface | ipaddress.IPv6Interface],
     inp: PlanInput,
 ) -> tuple[Route, Vtep | None] | str:  # fmt: skip
     """The route for a remote block, or the reason it cannot be programmed."""
     net = ipaddress.ip_network(dst)
-    try:
-        hop = ipaddress.ip_address(next_hop)
-    except ValueError:
-        return f"next hop {next_hop!r} is not an address"
+    parsed = parse_next_hop(next_hop)
+    if isinstance(parsed, str):
+        return parsed
+    hop, scope_dev = parsed
     pool = pool_for(net, inp.pools)
     if pool is None:
         # Only pod routes are felix's business; anything else the speaker learns (a default
         # route from a top-of-rack router, say) belongs to whoever configured that peering.
         return "not inside any IP pool"
-    if hop == node.ip:
+    own = node.get(hop.version)
+    if own is not None and hop == own.ip:
         return "next hop is this node"
-    if hop.version != net.version:
-        return f"next hop {hop} is not IPv{net.version}"
-    same_subnet = hop in node.network
+    if hop.version != net.version and net.version == 6:
+        return f"next hop {hop} is not IPv6"
+    if scope_dev is not None:
+        # A link-local neighbour (unnumbered peering): that link is the path, in either family.
+        if _encapsulate(pool.vxlan_mode, True) or _encapsulate(pool.ipip_mode, True):
+            return f"next hop {next_hop} is link-local (direct only) and the pool encapsulates"
+        return Route(dst, gateway=str(hop), dev=scope_dev), None
+    if own is None:
+        return f"next hop {hop} is IPv{hop.version} and this node has no IPv{hop.version} address"
+    same_subnet = hop in own.network
+    if hop.version != net.version:  # IPv4 through an IPv6 gateway (RFC 8950): direct only
+        if _encapsulate(pool.vxlan_mode, same_subnet) or _encapsulate(pool.ipip_mode, same_subnet):
+            return f"next hop {hop} is IPv6 (direct only) and the pool encapsulates this route"
+        if not same_subnet:
+            return f"next hop {hop} is outside {own.network} (IPv4 over IPv6 is direct only)"
+        return Route(dst, gateway=str(hop), dev=inp.uplink), None
     if _encapsulate(pool.vxlan_mode, same_subnet):
-        if not inp.vxlan_ready:
-            return f"{VXLAN_DEVICE} is not available"
-        vtep = inp.vteps.get(str(hop))
-        if vtep is None:
-            return f"no VTEP known for node {hop}"
-        mtu = inp.uplink_mtu - VXLAN_OVERHEAD
-        return Route(dst, gateway=vtep.ip, dev=VXLAN_DEVICE, onlink=True, mtu=mtu), vtep
+        return _vxlan_route(dst, hop, inp)
     if _encapsulate(pool.ipip_mode, same_subnet):
         if hop.version != 4:
             return "IPIP carries IPv4 only"
@@ -367,8 +429,46 @@ def _remote_route(
     if not same_subnet:
         # Without encapsulation the kernel can only use a next hop it reaches directly; an
         # underlay that routes pod blocks would advertise them with an on-subnet next hop.
-        return f"next hop {hop} is outside {node.network} and the pool does not encapsulate"
+        return f"next hop {hop} is outside {own.network} and the pool does not encapsulate"
     return Route(dst, gateway=str(hop), dev=inp.uplink), None
+
+
+def _vxlan_route(
+    dst: str, hop: ipaddress.IPv4Address | ipaddress.IPv6Address, inp: PlanInput
+) -> tuple[Route, Vtep | None] | str:
+    """``via <VTEP> dev vxlan.podbgp`` (IPv4) or ``dev vxlan-v6.podbgp`` (IPv6) onlink."""
+    if hop.version == 4:
+        device, ready, overhead = VXLAN_DEVICE, inp.vxlan_ready, VXLAN_OVERHEAD
+    else:
+        device, ready, overhead = VXLAN_V6_DEVICE, inp.vxlan_v6_ready, VXLAN_V6_OVERHEAD
+    if not ready:
+        return f"{device} is not available"
+    vtep = inp.vteps.get(str(hop))
+    if vtep is None:
+        return f"no VTEP known for node {hop}"
+    mtu = inp.uplink_mtu - overhead
+    return Route(dst, gateway=vtep.ip, dev=device, onlink=True, mtu=mtu), vtep
+
+
+def parse_next_hop(
+    text: str,
+) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, str | None] | str:
+    """``(address, interface)`` of a next hop as the speaker hands it over, or why not.
+
+    ``fe80::1%eth0`` is a link-local next hop on ``eth0``; an interface is required for a
+    link-local address and refused for any other (a global next hop is found by its subnet).
+    """
+    address, sep, scope = text.partition("%")
+    try:
+        hop = ipaddress.ip_address(address)
+    except ValueError:
+        return f"next hop {text!r} is not an address"
+    link_local = hop.version == 6 and hop.is_link_local
+    if sep and not (link_local and scope):
+        return f"next hop {text!r}: an interface after '%' is for a link-local address only"
+    if link_local and not sep:
+        return f"link-local next hop {hop} names no interface (write {hop}%<interface>)"
+    return hop, scope or None
 
 
 def _encapsulate(mode: EncapMode, same_subnet: bool) -> bool:

@@ -127,6 +127,7 @@ class SyncStats:
     kept: int = 0  # adopted routes awaiting convergence
     conflicts: tuple[str, ...] = ()
     last_errors: list[ApplyError] = field(default_factory=list)
+    link_heals: int = 0  # passes that re-checked the routes of links that changed
 
 
 # Argument: this is a full resync (the plan must be whole). Otherwise the source may return an
@@ -144,13 +145,15 @@ class Reconciler:
         *,
         resync_interval: float = 10.0,
         debounce: float = 0.05,
-        vxlan_device: str | None = None,
+        vxlan_devices: Iterable[str] = (),
     ) -> None:
         self.kernel = kernel
         self.plan_source = plan_source
         self.resync_interval = resync_interval
         self.debounce = debounce
-        self.vxlan_device = vxlan_device
+        # The VXLAN devices that are up (``vxlan.podbgp``, ``vxlan-v6.podbgp``): their permanent
+        # neighbour and FDB entries are felix's and follow the plan.
+        self.vxlan_devices: tuple[str, ...] = tuple(vxlan_devices)
         self.converged = False
         self.stats = SyncStats()
         self.last_plan: Plan | None = None
@@ -158,6 +161,7 @@ class Reconciler:
         self._foreign: frozenset[str] = frozenset()
         self._kept: set[str] = set()  # unwanted routes adopted until convergence
         self._conflicts: set[str] = set()  # wanted destinations another protocol holds
+        self._heal: set[str] = set()  # devices whose routes the kernel may have dropped
         self._wakeup = asyncio.Event()
         self._full = True
         self._stopping = False
@@ -167,6 +171,18 @@ class Reconciler:
         """Ask for a pass soon (coalesced); ``full`` re-dumps the kernel first."""
         self._full = self._full or full
         self._wakeup.set()
+
+    def heal(self, devices: Iterable[str]) -> None:
+        """Links came (back) up or changed: the kernel may have dropped the routes through them.
+
+        The next pass re-installs the wanted routes whose device is one of ``devices`` (and only
+        those), without re-dumping the kernel: a link event costs the routes that depend on
+        that link, not a full resync.
+        """
+        new = set(devices)
+        if new:
+            self._heal |= new
+            self.trigger()
 
     def mark_converged(self) -> None:
         """The speaker has converged: unwanted adopted routes may now be removed."""
@@ -215,13 +231,19 @@ class Reconciler:
             self._cache = dict(dumped.own)
             self._foreign = dumped.foreign
             self.stats.full_syncs += 1
+        healed: set[str] = set()
+        if self._heal:
+            heal, self._heal = self._heal, set()
+            if not (full or fresh):  # a full pass has just read the kernel anyway
+                healed = self._forget_devices(plan, heal)
         if plan.touched is not None and not (full or fresh):
-            # An incremental plan: only its touched destinations can differ.
-            desired = {d: plan.routes[d] for d in plan.touched if d in plan.routes}
-            actual = {d: self._cache[d] for d in plan.touched if d in self._cache}
+            # An incremental plan: only its touched destinations (and healed ones) can differ.
+            touched = plan.touched | healed
+            desired = {d: plan.routes[d] for d in touched if d in plan.routes}
+            actual = {d: self._cache[d] for d in touched if d in self._cache}
             diff = diff_routes(desired, actual, converged=self.converged, foreign=self._foreign)
-            self._kept.difference_update(plan.touched)
-            self._conflicts.difference_update(plan.touched)
+            self._kept.difference_update(touched)
+            self._conflicts.difference_update(touched)
         else:
             diff = diff_routes(
                 plan.routes, self._cache, converged=self.converged, foreign=self._foreign
@@ -237,16 +259,30 @@ class Reconciler:
                 self._cache[route.dst] = route
             for route in diff.delete:
                 self._cache.pop(route.dst, None)
-        if self.vxlan_device is not None and (full or plan.neighbours or plan.fdb):
-            errors += await self._sync_vxlan(plan, self.vxlan_device)
+        if full or plan.neighbours or plan.fdb:
+            for device in self.vxlan_devices:
+                errors += await self._sync_vxlan(plan, device)
         self._record(diff, errors, started)
         if errors:
             self._cache = None  # what the kernel holds is uncertain now: dump next time
         return diff
 
+    def _forget_devices(self, plan: Plan, devices: set[str]) -> set[str]:
+        """Drop the cached routes through ``devices`` that the plan wants (so the diff installs
+        them again); returns the destinations concerned."""
+        assert self._cache is not None
+        dsts = {dst for dst, route in plan.routes.items() if route.dev in devices}
+        for dst in dsts:
+            self._cache.pop(dst, None)
+        self.stats.link_heals += 1
+        log.info("event=link-heal devices=%s routes=%d", ",".join(sorted(devices)), len(dsts))
+        return dsts
+
     async def _sync_vxlan(self, plan: Plan, dev: str) -> list[ApplyError]:
-        add_n, del_n = diff_sets(plan.neighbours, await self.kernel.dump_neighbours(dev))
-        add_f, del_f = diff_sets(plan.fdb, await self.kernel.dump_fdb(dev))
+        neighbours = frozenset(n for n in plan.neighbours if n.dev == dev)
+        fdb = frozenset(f for f in plan.fdb if f.dev == dev)
+        add_n, del_n = diff_sets(neighbours, await self.kernel.dump_neighbours(dev))
+        add_f, del_f = diff_sets(fdb, await self.kernel.dump_fdb(dev))
         if not self.converged:
             del_n, del_f = [], []
         errors: list[ApplyError] = []

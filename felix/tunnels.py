@@ -1,4 +1,5 @@
-"""The tunnel devices felix owns: ``tunl0`` (IPIP, RFC 2003) and ``vxlan.podbgp`` (RFC 7348).
+"""The tunnel devices felix owns: ``tunl0`` (IPIP, RFC 2003), ``vxlan.podbgp`` and
+``vxlan-v6.podbgp`` (RFC 7348).
 
 Each ``ensure_*`` call converges one device to what felix wants and reports a
 :class:`TunnelState` (ready or not, and why not in words): it is cheap when nothing changed, so
@@ -12,6 +13,13 @@ MTU or address changed, or was deleted behind felix's back.
 * ``vxlan.podbgp``: VNI 4096, UDP port 4789, local = the node's address, learning off (felix
   programs the FDB), a stable MAC derived from the node name, MTU = uplink MTU - 50, and its own
   /32 address from the block (the VTEP IP that other nodes route to).
+* ``vxlan-v6.podbgp`` (dual-stack nodes whose IPv6 pools ask for VXLAN): the same VNI 4096 and
+  port 4789 over the IPv6 underlay (local = the node's IPv6 address), learning off, its own
+  stable MAC (:func:`vtep_mac` with ``version=6``, different from the IPv4 device's), MTU =
+  uplink MTU - 70, and a /128 VTEP address from the node's IPv6 block (added without duplicate
+  address detection: felix's IPAM already made it unique). The kernel tells VXLAN devices apart
+  by VNI, port *and* underlay family, so both devices share VNI and port (checked in
+  tests/integration/test_felix_v6.py); each has its own UDP socket (IPv4, and IPv6-only).
 """
 
 from __future__ import annotations
@@ -55,9 +63,10 @@ class TunnelState:
         }
 
 
-def vtep_mac(node_name: str) -> str:
-    """A stable, locally administered unicast MAC for the node's VXLAN device."""
-    digest = hashlib.sha256(node_name.encode()).digest()
+def vtep_mac(node_name: str, version: int = 4) -> str:
+    """A stable, locally administered unicast MAC for the node's VXLAN device of ``version``."""
+    seed = node_name if version == 4 else f"{node_name}\0ipv{version}"
+    digest = hashlib.sha256(seed.encode()).digest()
     octets = [(digest[0] & 0xFC) | 0x02, *digest[1:6]]  # U/L bit set, I/G bit clear
     return ":".join(f"{b:02x}" for b in octets)
 
@@ -94,32 +103,33 @@ async def ensure_vxlan(
     address: str | None,
     vni: int = VXLAN_VNI,
     port: int = VXLAN_PORT,
+    device: str = VXLAN_DEVICE,
 ) -> TunnelState:
-    """Bring ``vxlan.podbgp`` to the wanted VNI/port/local/MAC/MTU/address, re-creating it when
-    a setting that cannot be changed in place differs."""
+    """Bring ``device`` (``vxlan.podbgp``, or ``vxlan-v6.podbgp`` with an IPv6 ``local``) to the
+    wanted VNI/port/local/MAC/MTU/address, re-creating it when a setting that cannot be changed
+    in place differs."""
+    local = str(ipaddress.ip_address(local))
     try:
-        link = await nl.link(VXLAN_DEVICE)
+        link = await nl.link(device)
         if link is not None:
-            settings = await nl.vxlan_settings(VXLAN_DEVICE)
+            settings = await nl.vxlan_settings(device)
             uplink_index = await nl.index(uplink)
             wanted = {"vni": vni, "port": port, "local": local, "link": uplink_index}
             if link.kind != "vxlan" or settings != wanted:
-                log.info("event=recreate device=%s had=%s want=%s", VXLAN_DEVICE, settings, wanted)
-                await nl.delete_link(VXLAN_DEVICE)
+                log.info("event=recreate device=%s had=%s want=%s", device, settings, wanted)
+                await nl.delete_link(device)
                 link = None
         if link is None:
-            await nl.create_vxlan(
-                VXLAN_DEVICE, vni=vni, port=port, local=local, uplink=uplink, mac=mac
-            )
-            link = await nl.link(VXLAN_DEVICE)
+            await nl.create_vxlan(device, vni=vni, port=port, local=local, uplink=uplink, mac=mac)
+            link = await nl.link(device)
             if link is None:
-                return TunnelState(VXLAN_DEVICE, False, f"{VXLAN_DEVICE} did not appear")
+                return TunnelState(device, False, f"{device} did not appear")
         await _converge_link(nl, link, mtu=mtu, address=address, mac=mac)
     except KernelError as exc:
         if exc.code in _NO_DRIVER:
-            return TunnelState(VXLAN_DEVICE, False, "the kernel lacks the vxlan module")
-        return TunnelState(VXLAN_DEVICE, False, str(exc), address)
-    return TunnelState(VXLAN_DEVICE, True, None, address, mtu, mac)
+            return TunnelState(device, False, "the kernel lacks the vxlan module")
+        return TunnelState(device, False, str(exc), address)
+    return TunnelState(device, True, None, address, mtu, mac)
 
 
 async def _converge_link(
@@ -130,12 +140,14 @@ async def _converge_link(
     if link.mtu != mtu:
         await nl.set_link(link.name, mtu=mtu)
     if address is not None:
-        wanted = f"{ipaddress.ip_address(address)}/32"
+        ip = ipaddress.ip_address(address)
+        wanted = f"{ip}/{ip.max_prefixlen}"
         present = await nl.addresses(link.name)
         for cidr in present:
-            if cidr != wanted and ipaddress.ip_interface(cidr).version == 4:
+            other = ipaddress.ip_interface(cidr)
+            if cidr != wanted and other.version == ip.version and not other.is_link_local:
                 await nl.delete_address(link.name, cidr)  # felix owns the device's address
-        if wanted not in present:
-            await nl.add_address(link.name, wanted)
+        if wanted not in present:  # IPAM made it unique: no duplicate address detection
+            await nl.add_address(link.name, wanted, nodad=ip.version == 6)
     if not link.up:
         await nl.set_link(link.name, up=True)

@@ -7,7 +7,9 @@ layout of linux/rtnetlink.h, RFC 3549 §2.3.3.1: nlmsghdr, rtmsg, then route att
 them in chunks, and matches the kernel's acknowledgements (NLMSG_ERROR, error 0 = success) back
 to each route by sequence number. Only the route shapes felix plans are encoded: unicast via a
 gateway and/or device (optionally onlink, optionally with an MTU metric), link-scope device
-routes, and blackholes, for IPv4 and IPv6, in the main table.
+routes, and blackholes, for IPv4 and IPv6, in the main table. An IPv4 route through an IPv6
+gateway (RFC 8950 next hops) carries it as RTA_VIA (family + address, ``via inet6``), which the
+dump reads back into the same :class:`~felix.plan.Route`.
 
 Blocking I/O on a socket the caller opened (felix.kernel.netlink creates it in the right namespace
 and runs :func:`apply_bulk` in a worker thread). No pyroute2 here.
@@ -15,6 +17,7 @@ and runs :func:`apply_bulk` in a worker thread). No pyroute2 here.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
@@ -45,6 +48,8 @@ RTA_OIF = 4
 RTA_GATEWAY = 5
 RTA_METRICS = 8
 RTA_TABLE = 15
+RTA_VIA = 18  # struct rtvia: u16 family, then the address
+_VIA_FAMILY = struct.Struct("=H")
 RTAX_MTU = 2
 RTNH_F_ONLINK = 4
 MAIN_TABLE = 254
@@ -84,9 +89,13 @@ def _destination(dst: str) -> tuple[int, int, bytes]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _gateway(gateway: str) -> bytes:
+def _gateway(gateway: str, via: bool = False) -> bytes:
+    """RTA_GATEWAY, or with ``via`` (a gateway of the other family) RTA_VIA."""
     family = socket.AF_INET6 if ":" in gateway else socket.AF_INET
-    return _attr(RTA_GATEWAY, socket.inet_pton(family, gateway))
+    address = socket.inet_pton(family, gateway)
+    if via:
+        return _attr(RTA_VIA, _VIA_FAMILY.pack(family) + address)
+    return _attr(RTA_GATEWAY, address)
 
 
 @functools.lru_cache(maxsize=256)
@@ -125,7 +134,7 @@ def encode_route(
         )
         payload = body + _TABLE_ATTR + dst_attr
         if route.gateway:
-            payload += _gateway(route.gateway)
+            payload += _gateway(route.gateway, route.gateway_family_differs)
         if route.dev:
             payload += RTATTR.pack(8, RTA_OIF) + _U32.pack(index_of(route.dev))
         if route.mtu:
@@ -340,6 +349,10 @@ def _decode_route(
             dst = ntop(family, buf[data : data + size])
         elif kind == RTA_GATEWAY and alen - 4 == size:
             gateway = ntop(family, buf[data : data + size])
+        elif kind == RTA_VIA and alen - 4 >= 2:
+            (via_family,) = _VIA_FAMILY.unpack_from(buf, data)
+            with contextlib.suppress(OSError, ValueError):  # a family felix never writes
+                gateway = ntop(via_family, buf[data + 2 : pos + alen])
         elif kind == RTA_OIF:
             (oif,) = _U32.unpack_from(buf, data)
         elif kind == RTA_PRIORITY:

@@ -9,8 +9,8 @@ and netlink messages, and exposes only what felix needs:
   protocols hold, which felix must not touch), replace, delete; large batches of changes go
   through felix.kernel.batch (many messages per send on a socket opened here, in the same
   namespace), small ones one pyroute2 request each;
-* links: list, look up, set up/MTU/MAC/alias, create ``tunl0`` (IPIP) and ``vxlan.podbgp``,
-  create veth pairs with one end in a pod's namespace (CNI);
+* links: list, look up, set up/MTU/MAC/alias, create ``tunl0`` (IPIP) and the VXLAN devices
+  (IPv4 or IPv6 underlay), create veth pairs with one end in a pod's namespace (CNI);
 * addresses, permanent neighbours and VXLAN FDB entries;
 * per-interface IPv4 settings (``net.ipv4.conf.<dev>.*``) and ARP proxy delay
   (``net.ipv4.neigh.<dev>.proxy_delay``), set through rtnetlink rather than ``/proc/sys``, which
@@ -274,6 +274,8 @@ class Netlink:
     async def create_vxlan(
         self, name: str, *, vni: int, port: int, local: str, uplink: str, mac: str
     ) -> None:
+        """A VXLAN device whose underlay family is ``local``'s (IPv4 or IPv6)."""
+        family = "vxlan_local6" if ":" in local else "vxlan_local"
         await self._call(
             f"create vxlan device {name}",
             "link",
@@ -282,7 +284,7 @@ class Netlink:
             kind="vxlan",
             vxlan_id=vni,
             vxlan_port=port,
-            vxlan_local=local,
+            **{family: local},
             vxlan_link=await self.index(uplink),
             vxlan_learning=0,  # felix programs the FDB; never learn from the wire
             address=mac,
@@ -299,7 +301,7 @@ class Netlink:
         return {
             "vni": data.get("vxlan_id"),
             "port": data.get("vxlan_port"),
-            "local": data.get("vxlan_local"),
+            "local": data.get("vxlan_local") or data.get("vxlan_local6"),
             "link": data.get("vxlan_link"),
         }
 
@@ -506,7 +508,9 @@ class Netlink:
             "type": int(route.type),
             "scope": int(route.scope),
         }
-        if route.gateway:
+        if route.gateway_family_differs:  # IPv4 via an IPv6 gateway: RTA_VIA, not RTA_GATEWAY
+            request["via"] = {"family": _family(route.gateway or ""), "addr": route.gateway}
+        elif route.gateway:
             request["gateway"] = route.gateway
         if route.dev:
             request["oif"] = await self.index(route.dev)

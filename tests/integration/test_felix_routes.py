@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -22,7 +21,7 @@ from felix.dataplane import Dataplane
 from felix.kernel.netlink import ensure_protocol_name
 from felix.plan import EncapMode, Pool, Vtep
 from felix.tunnels import vtep_mac
-from tests.support.kernel import eventually, links, make_pod, ping, route_get, routes
+from tests.support.kernel import captured, eventually, links, make_pod, ping, route_get, routes
 from tests.support.netns import NetnsFactory, run
 
 pytestmark = pytest.mark.netns
@@ -232,20 +231,10 @@ async def test_pods_on_two_nodes_reach_each_other_over_vxlan(netns_factory: Netn
     async with running(dp_a), running(dp_b):
         await eventually(lambda: "dev vxlan.podbgp" in route_get(a, "10.245.2.5"))
         await eventually(lambda: "dev vxlan.podbgp" in route_get(b, "10.245.1.5"))
-        tcpdump = ["tcpdump", "-l", "-n", "-c", "2", "-i", "up0", "udp port 4789"]
-        capture = subprocess.Popen(
-            ["ip", "netns", "exec", b, *tcpdump],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
-        try:
-            await asyncio.sleep(0.5)  # let tcpdump attach
+        async with captured(b, "udp port 4789") as capture:
             assert await asyncio.to_thread(ping, pod_a, "10.245.2.5", 3)
             assert await asyncio.to_thread(ping, pod_b, "10.245.1.5", 1)
-            out, _ = await asyncio.to_thread(capture.communicate, timeout=10)
-        finally:
-            if capture.poll() is None:
-                capture.kill()
-                capture.wait(5)
+        out = capture[0]
         assert "VXLAN" in out or "4789" in out
         assert "10.245.1.5 > 10.245.2.5" in out
 
@@ -283,6 +272,10 @@ async def test_bulk_and_per_request_paths_program_identical_routes(
         ),
         lambda i: Route(f"10.247.0.{i}/32", dev="up0", scope=Scope.LINK),
         lambda i: Route(canonical(f"fd00:10:0:{i:x}::/64"), gateway="2001:db8::2", dev="up0"),
+        lambda i: Route(f"10.248.{i}.0/24", gateway="2001:db8::2", dev="up0"),  # via inet6
+        lambda i: Route(f"10.249.{i}.0/24", gateway="fe80::2", dev="up0"),
+        lambda i: Route(canonical(f"fd00:11:0:{i:x}::/64"), gateway="fe80::2", dev="up0"),
+        lambda i: Route(canonical(f"fd00:12::{i:x}/128"), dev="up0"),
     ]
     wanted = [kind(i) for i in range(40) for kind in kinds]
     assert len(wanted) >= BULK_THRESHOLD
@@ -302,3 +295,34 @@ async def test_bulk_and_per_request_paths_program_identical_routes(
         for route in [*wanted, *bad]:
             assert await single.apply_routes([], [route]) == []
         assert routes(spaces[1]) == set()
+
+
+async def test_a_link_event_heals_only_the_routes_through_that_link(
+    lan: SimpleNamespace, netns_factory: NetnsFactory
+) -> None:
+    """No full resync (resync period 60 s): a link coming back up re-installs the routes through
+    it, one write each, and nothing else is rewritten or re-read."""
+    _pod1, veth1 = make_pod(netns_factory, lan.node, "10.244.1.7")
+    _pod2, veth2 = make_pod(netns_factory, lan.node, "10.244.1.8")
+    dp = dataplane(lan.node, "192.0.2.1/24", "up0", resync_interval=60.0)
+    dp.set_pools([POOL])
+    dp.set_blocks(["10.244.1.0/24"])
+    announce(dp, "10.244.2.0/24", "192.0.2.2")
+    announce(dp, "10.244.3.0/24", "192.0.2.3")
+    direct = {"10.244.2.0/24 via 192.0.2.2 dev up0", "10.244.3.0/24 via 192.0.2.3 dev up0"}
+    pod1 = f"10.244.1.7 dev {veth1} scope link"
+    pod2 = f"10.244.1.8 dev {veth2} scope link"
+    async with running(dp):
+        await eventually(lambda: direct | {pod1, pod2} <= routes(lan.node))
+        start = dp.snapshot()["sync"]
+        for dev, dependants in ((veth1, {pod1}), ("up0", direct)):
+            before = dp.snapshot()["sync"]["replaced"]
+            run(lan.node, "ip", "link", "set", dev, "down")
+            await eventually(lambda d=dependants: not d & routes(lan.node))  # the kernel drops them
+            run(lan.node, "ip", "link", "set", dev, "up")
+            await eventually(lambda d=dependants: d <= routes(lan.node))
+            assert dp.snapshot()["sync"]["replaced"] - before == len(dependants)
+            assert pod2 in routes(lan.node)
+        end = dp.snapshot()["sync"]
+        assert end["fullResyncs"] == start["fullResyncs"]  # no dump of the kernel's table
+        assert end["linkHeals"] >= 2 and end["errors"] == 0

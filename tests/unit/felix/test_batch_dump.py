@@ -52,6 +52,8 @@ ROUTES = [
     Route("10.244.1.7/32", dev="cali1", scope=Scope.LINK),
     Route("10.244.1.0/24", RouteType.BLACKHOLE),
     Route("0.0.0.0/0", gateway="192.0.2.254", dev="up0"),
+    Route("10.244.4.0/24", gateway="2001:db8::4", dev="up0"),  # RFC 8950: RTA_VIA
+    Route("10.244.5.0/24", gateway="fe80::5", dev="up0"),
 ]
 
 
@@ -107,3 +109,26 @@ def test_round_trip(items: list[tuple[int, int, str, bool, int]]) -> None:
 
 def ipaddress_network(address: int, length: int) -> str:
     return str(ipaddress.ip_network((address, length), strict=False))
+
+
+def test_ipv4_route_via_an_ipv6_gateway_is_encoded_as_rta_via() -> None:
+    route = Route("10.244.4.0/24", gateway="2001:db8::4", dev="up0")
+    msg = encode_route(route, 1, 80, INDEX.__getitem__, delete=False)
+    via = struct.pack("=HHH", 4 + 2 + 16, 18, socket.AF_INET6) + socket.inet_pton(
+        socket.AF_INET6, "2001:db8::4"
+    )
+    assert via in msg
+    assert struct.pack("=HH", 8, 5) not in msg  # no RTA_GATEWAY of the wrong family
+    ipv6 = Route("fd00::/64", gateway="fe80::1", dev="up0")
+    assert struct.pack("=HH", 20, 5) in encode_route(ipv6, 2, 80, INDEX.__getitem__, delete=False)
+
+
+def test_ipv6_routes_decode_back() -> None:
+    wanted = [
+        Route("fd00:10:0:2::/64", gateway="fe80::2", dev="up0"),
+        Route("fd00:10:0:3::/64", gateway="fd00:10:0:3::", dev="up0", onlink=True, mtu=1430),
+        Route("fd00:10:0:1::5/128", dev="cali1"),
+    ]
+    data = as_dump([encode_route(r, i, 80, INDEX.__getitem__, delete=False)
+                    for i, r in enumerate(wanted)], socket.AF_INET6)  # fmt: skip
+    assert decode(data, socket.AF_INET6).own == wanted

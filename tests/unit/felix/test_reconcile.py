@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from felix.plan import FdbEntry, Neighbour, Plan, Route, RouteType
+from felix.plan import FdbEntry, Neighbour, Plan, Route, RouteType, Scope
 from felix.reconcile import ApplyError, KernelRoutes, Reconciler, diff_routes, diff_sets
 
 A = Route("10.244.2.0/24", gateway="192.0.2.2", dev="eth0")
@@ -170,3 +170,95 @@ async def test_an_incremental_plan_is_diffed_only_where_it_touched() -> None:
     assert diff.replace == (A2,) and diff.delete == () and kernel.dumps == 1
     assert kernel.routes == {A.dst: A2, B.dst: HOLE}
     assert rec.stats.kept == 1 and rec.stats.conflicts == (held.dst,)
+
+
+class EntryKernel(TableKernel):
+    """Also holds permanent neighbour and FDB entries, per device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.neighbours: set[Neighbour] = set()
+        self.fdb: set[FdbEntry] = set()
+        self.dumped: list[str] = []
+
+    async def dump_neighbours(self, dev: str) -> frozenset[Neighbour]:
+        self.dumped.append(dev)
+        return frozenset(n for n in self.neighbours if n.dev == dev)
+
+    async def dump_fdb(self, dev: str) -> frozenset[FdbEntry]:
+        return frozenset(f for f in self.fdb if f.dev == dev)
+
+    async def apply_neighbours(
+        self, add: Sequence[Neighbour], remove: Sequence[Neighbour]
+    ) -> list[ApplyError]:
+        self.neighbours.difference_update(remove)
+        self.neighbours.update(add)
+        return []
+
+    async def apply_fdb(
+        self, add: Sequence[FdbEntry], remove: Sequence[FdbEntry]
+    ) -> list[ApplyError]:
+        self.fdb.difference_update(remove)
+        self.fdb.update(add)
+        return []
+
+
+async def test_entries_of_both_vxlan_devices_follow_the_plan_each_on_its_own_device() -> None:
+    n4 = Neighbour("vxlan.podbgp", "10.245.2.0", "66:00:00:00:04:02")
+    n6 = Neighbour("vxlan-v6.podbgp", "fd00:10:0:2::", "66:00:00:00:06:02")
+    f4 = FdbEntry("vxlan.podbgp", "66:00:00:00:04:02", "192.0.2.2")
+    f6 = FdbEntry("vxlan-v6.podbgp", "66:00:00:00:06:02", "2001:db8:2::1")
+    stale = Neighbour("vxlan-v6.podbgp", "fd00:10:0:9::", "66:00:00:00:06:09")
+    kernel = EntryKernel()
+    kernel.neighbours.add(stale)
+    plan = Plan({}, frozenset({n4, n6}), frozenset({f4, f6}), {})
+
+    async def source(full: bool) -> Plan:
+        return plan
+
+    rec = Reconciler(kernel, source, vxlan_devices=("vxlan.podbgp", "vxlan-v6.podbgp"))
+    await rec.sync_once(full=True)
+    assert kernel.neighbours == {n4, n6, stale}  # adopted until the speaker has converged
+    assert kernel.fdb == {f4, f6}
+    rec.mark_converged()
+    await rec.sync_once(full=True)
+    assert kernel.neighbours == {n4, n6}
+    # A device that is not up is left alone: its entries are not even read.
+    rec.vxlan_devices = ("vxlan.podbgp",)
+    kernel.dumped.clear()
+    await rec.sync_once(full=True)
+    assert kernel.dumped == ["vxlan.podbgp"]
+
+
+async def test_a_link_heal_reinstalls_only_the_routes_through_that_link_without_a_dump() -> None:
+    pod = Route("10.244.1.5/32", dev="pbgaaa", scope=Scope.LINK)
+    kernel = TableKernel()
+    plans = [
+        Plan({A.dst: A, B.dst: B, pod.dst: pod}, frozenset(), frozenset(), {}),
+        Plan({A.dst: A, B.dst: B, pod.dst: pod}, frozenset(), frozenset(), {}, frozenset()),
+    ]
+
+    async def source(full: bool) -> Plan:
+        return plans[0] if full else plans[1]
+
+    rec = Reconciler(kernel, source)
+    await rec.sync_once(full=True)
+    written: list[Route] = []
+    apply = kernel.apply_routes
+
+    async def counting(replace: Sequence[Route], delete: Sequence[Route]) -> list[ApplyError]:
+        written.extend(replace)
+        return await apply(replace, delete)
+
+    kernel.apply_routes = counting  # type: ignore[method-assign]
+    del kernel.routes[A.dst], kernel.routes[pod.dst]  # eth0 and the veth went down: dropped
+    await rec.sync_once(full=False)
+    assert A.dst not in kernel.routes and written == []  # the cache cannot know
+    rec.heal(["eth0"])  # eth0 is up again
+    await rec.sync_once(full=False)
+    assert written == [A] and kernel.routes[A.dst] == A
+    assert pod.dst not in kernel.routes  # its veth is still down: not this heal's business
+    assert kernel.dumps == 1 and rec.stats.full_syncs == 1 and rec.stats.link_heals == 1
+    rec.heal(["pbgaaa"])
+    await rec.sync_once(full=False)
+    assert written == [A, pod] and kernel.dumps == 1

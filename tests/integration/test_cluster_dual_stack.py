@@ -5,6 +5,8 @@ Two subnets joined by a router namespace — 192.0.2.0/24 + 2001:db8:1::/64 with
 198.51.100.0/24 + 2001:db8:2::/64 with n3 — and an IPv4 and an IPv6 IPPool. Each node claims a
 block of each family, meshes over both families (a session between the IPv4 addresses and one
 between the IPv6 addresses), and originates its IPv6 block with its IPv6 address as next hop.
+felix runs in every node: pods ping each other over both families, directly within a subnet
+and through ``vxlan.podbgp`` / ``vxlan-v6.podbgp`` across (both pools ``CrossSubnet``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tests.integration.test_cluster_dataplane import (
     established,
     running_cluster,
 )
+from tests.support.kernel import ping, route_get, routes
 from tests.support.netns import NetnsFactory, run, wait_until
 
 pytestmark = pytest.mark.netns
@@ -50,14 +53,13 @@ spec: {asNumber: 64512, nodeToNodeMeshEnabled: true}
 apiVersion: podbgp/v1
 kind: IPPool
 metadata: {name: pods-v4}
-spec: {cidr: 10.244.0.0/16, blockSize: 24}
+spec: {cidr: 10.244.0.0/16, blockSize: 24, vxlanMode: CrossSubnet}
 ---
 apiVersion: podbgp/v1
 kind: IPPool
 metadata: {name: pods-v6}
-spec: {cidr: "fd00:244::/112", blockSize: 120}
+spec: {cidr: "fd00:244::/112", blockSize: 120, vxlanModeV6: CrossSubnet}
 """
-FELIX = False  # the node agents' dataplane: off until felix programs IPv6 routes
 
 
 def bare(address: str) -> str:
@@ -91,7 +93,7 @@ class DualStackCluster(Cluster):
             "addressV6": v6,
             "datastore": {"type": "etcd", "endpoints": [ETCD]},
             "api": {"listen": "127.0.0.1:9179"},
-            "felix": {"enabled": FELIX, "resyncInterval": 2},
+            "felix": {"resyncInterval": 2},
             "logLevel": "info",
         }
         path.write_text(yaml.safe_dump(config))
@@ -117,6 +119,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DualStackClust
     with running_cluster(
         tmp_path_factory, "dual", RESOURCES, NODES, ready, DualStackCluster, build_dual_stack
     ) as c:
+        for name in NODES:
+            pod = c.factory.namespace("p")
+            result = json.loads(cni(c, "ADD", name, 0, pod))
+            c.pods[name] = [(pod, bare(e["address"])) for e in result["ips"]]
         yield c
 
 
@@ -174,9 +180,45 @@ def test_pods_get_an_address_of_each_family_from_their_nodes_blocks(
     cluster: DualStackCluster,
 ) -> None:
     pod = cluster.factory.namespace("p")
-    result = json.loads(cni(cluster, "ADD", "n2", 0, pod))
+    result = json.loads(cni(cluster, "ADD", "n2", 9, pod))
     ip4, ip6 = (ipaddress.ip_interface(e["address"]) for e in result["ips"])
     blocks = node_blocks(cluster, "n2")
     assert ip4.ip in ipaddress.ip_network(blocks[4]) and ip4.network.prefixlen == 32
     assert ip6.ip in ipaddress.ip_network(blocks[6]) and ip6.network.prefixlen == 128
-    cni(cluster, "DEL", "n2", 0, pod)
+    cni(cluster, "DEL", "n2", 9, pod)
+
+
+def test_every_pod_pings_every_other_pod_over_both_families(cluster: DualStackCluster) -> None:
+    pods = cluster.all_pods()  # (node, pod namespace, address): one per family per node
+    assert sorted(ipaddress.ip_address(ip).version for _n, _ns, ip in pods) == [4, 4, 4, 6, 6, 6]
+
+    def converged() -> bool:
+        return all(ping(src_ns, ip) for _n, src_ns, _ip in pods[:1] for _m, _ns, ip in pods)
+
+    wait_until(converged, timeout=30)
+    failures = [
+        f"{src}:{src_ip} -> {dst}:{dst_ip}"
+        for src, src_ns, src_ip in pods
+        for dst, _dst_ns, dst_ip in pods
+        if src != dst
+        and ipaddress.ip_address(src_ip).version == ipaddress.ip_address(dst_ip).version
+        and not ping(src_ns, dst_ip)
+    ]
+    assert failures == []
+
+
+def test_same_subnet_goes_direct_and_cross_subnet_through_vxlan_in_both_families(
+    cluster: DualStackCluster,
+) -> None:
+    n1 = cluster.ns["n1"]
+    pod = {name: {ipaddress.ip_address(ip).version: ip for _ns, ip in cluster.pods[name]}
+           for name in NODES}  # fmt: skip
+    assert f"via {bare(NODES['n2'][0])} dev eth0" in route_get(n1, pod["n2"][4])
+    assert f"via {bare(NODES['n2'][1])} dev eth0" in route_get(n1, pod["n2"][6])
+    assert "dev vxlan.podbgp" in route_get(n1, pod["n3"][4])
+    assert "dev vxlan-v6.podbgp" in route_get(n1, pod["n3"][6])
+    assert "dev vxlan-v6.podbgp" in route_get(cluster.ns["n3"], pod["n1"][6])
+    blocks = node_blocks(cluster, "n1")
+    own = routes(n1)
+    assert f"blackhole {blocks[4]}" in own
+    assert any(r.startswith(f"blackhole {blocks[6]} ") for r in own), own

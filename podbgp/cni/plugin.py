@@ -396,9 +396,15 @@ async def _configure_host(host: Netlink, host_name: str, ips: list[str], ref: st
     # The host end answers ARP for the gateway address (and anything else) on the pod's behalf,
     # at once. Set through rtnetlink, not /proc/sys: that is read-only in a container (compose
     # runs podbgp-cni in one), and netlink needs only the CAP_NET_ADMIN that ADD needs anyway.
-    # For IPv6 the host end's own link-local address is the gateway: plain ND answers it.
+    # For IPv6 the host end's own link-local address is the gateway: plain ND answers it. It is
+    # added here, before the link comes up, without DAD: the kernel's own (the same EUI-64
+    # address) would stay tentative for a second or two, and until then the host neither
+    # answers ND for it nor resolves the pod's address (its solicitations need a usable
+    # link-local source), so the first packets either way would be lost.
     await host.set_ipv4_conf(host_name, proxy_arp=1)
     await host.set_arp_proxy_delay(host_name, 0)
+    if any(ipaddress.ip_address(ip).version == 6 for ip in ips):
+        await host.add_address(host_name, f"{GATEWAY_V6}/64", nodad=True)
     await host.set_link(host_name, up=True, alias=workload_alias(ips, ref))
     for ip in ips:
         addr = ipaddress.ip_address(ip)
@@ -427,6 +433,9 @@ async def attachment_problems(
     tagged = workload_ips(host_link.alias)
     problems += [f"host interface {host_name} is not tagged for {ip}" for ip in ips
                  if ip not in tagged]  # fmt: skip
+    v6 = any(ipaddress.ip_address(ip).version == 6 for ip in ips)
+    if v6 and f"{GATEWAY_V6}/64" not in await host.addresses(host_name):
+        problems.append(f"host interface {host_name} lacks the gateway {GATEWAY_V6}")
     pod_link = await pod.link(ifname)
     if pod_link is None:
         return [*problems, f"pod interface {ifname} is missing"]

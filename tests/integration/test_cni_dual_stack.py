@@ -171,3 +171,27 @@ def test_a_failed_dual_stack_add_rolls_back_both_families(
     assert status == 0, err
     assert [ipaddress.ip_address(a).version for a in addresses(result)] == [4, 6]
     assert ping(pod, "2001:db8::1") and ping(pod, "192.0.2.1")
+
+
+def test_ipv6_works_at_once_where_duplicate_address_detection_is_on(
+    node: SimpleNamespace,
+) -> None:
+    """The kernel default (accept_dad=1) would leave the host end's link-local address
+    tentative for a second or two after ADD: no ND answers for the gateway, no solicitations
+    for the pod's address. ADD adds the gateway address itself, without DAD."""
+    pod, path = pod_namespace(node)
+    for ns in (node.ns, pod):
+        for key in ("all", "default"):
+            run(ns, "sysctl", "-qw", f"net.ipv6.conf.{key}.accept_dad=1")
+    status, result, err = cni(node, "ADD", "ctr-1", path)
+    assert status == 0, err
+    _ip4, ip6 = addresses(result)
+    host = host_veth_name("ctr-1", "eth0")
+    shown = run(node.ns, "ip", "-6", "addr", "show", "dev", host).stdout
+    assert f"inet6 {GATEWAY_V6}/64 scope link nodad" in shown and "tentative" not in shown
+    # The very first packet each way gets through (one echo, no retry).
+    assert ping(node.ns, ip6, count=1) and ping(pod, "2001:db8::1", count=1)
+    # CHECK notices a host end without the gateway address.
+    run(node.ns, "ip", "-6", "addr", "del", f"{GATEWAY_V6}/64", "dev", host)
+    status, error, _ = cni(node, "CHECK", "ctr-1", path)
+    assert status == 1 and f"{host} lacks the gateway {GATEWAY_V6}" in error["details"]

@@ -25,6 +25,8 @@ receives the node's whole VTEP record each time either device changes::
 
     {"ip": "10.244.1.0", "mac": "66:..",            # vxlan.podbgp (when its pools ask for it)
      "ipv6": "fd00:10:0:1::", "macv6": "6a:.."}     # vxlan-v6.podbgp (likewise)
+
+and :func:`vteps_of` turns another node's record back into its :class:`~felix.plan.Vtep` s.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import contextlib
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,24 @@ log = logging.getLogger("podbgp.felix.dataplane")
 DEFAULT_ROUTE_PROTOCOL = 80
 AddressSource = Callable[[str], Awaitable[str]]  # IPAM handle -> address from our block
 VtepPublisher = Callable[[dict[str, str]], Awaitable[None]]
+
+
+VTEP_KEYS = {4: ("ip", "mac"), 6: ("ipv6", "macv6")}  # the published record, per family
+
+
+def vteps_of(
+    record: Mapping[str, object], address_v4: str | None, address_v6: str | None = None
+) -> list[Vtep]:
+    """Another node's VTEPs from its published record and its underlay addresses (an address
+    may carry its prefix length); a family whose address or record half is missing is left out."""
+    out = []
+    for version, address in ((4, address_v4), (6, address_v6)):
+        ip_key, mac_key = VTEP_KEYS[version]
+        ip, mac = record.get(ip_key), record.get(mac_key)
+        if address and ip and mac:
+            node_ip = str(ipaddress.ip_interface(address).ip)
+            out.append(Vtep(node_ip=node_ip, ip=str(ip), mac=str(mac).lower()))
+    return out
 
 
 def ipip_handle(node: str) -> str:
@@ -169,7 +189,8 @@ class Dataplane:
             self.reconciler.trigger(full=True)
 
     def set_nodes(self, vteps: Iterable[Vtep]) -> None:
-        """The other nodes' VXLAN tunnel endpoints."""
+        """The other nodes' VXLAN tunnel endpoints, keyed by their underlay address: a node with
+        both devices gives two (see :func:`vteps_of`)."""
         new = {v.node_ip: v for v in vteps}
         if new != self.vteps:
             self.vteps = new
@@ -365,13 +386,11 @@ class Dataplane:
             self.tunnels.pop(IPIP_DEVICE, None)
         vtep: dict[str, str] = {}
         if want_vxlan:
-            vtep |= await self._ensure_vxlan(VXLAN_DEVICE, 4, self.node_address, ("ip", "mac"))
+            vtep |= await self._ensure_vxlan(VXLAN_DEVICE, 4, self.node_address)
         else:
             self.tunnels.pop(VXLAN_DEVICE, None)
         if want_v6 and self.node_address_v6 is not None:
-            vtep |= await self._ensure_vxlan(
-                VXLAN_V6_DEVICE, 6, self.node_address_v6, ("ipv6", "macv6")
-            )
+            vtep |= await self._ensure_vxlan(VXLAN_V6_DEVICE, 6, self.node_address_v6)
         else:
             self.tunnels.pop(VXLAN_V6_DEVICE, None)
         if vtep:
@@ -381,9 +400,7 @@ class Dataplane:
                 log.warning("event=tunnel-not-ready device=%s error=%s", name, state.error)
         self._tunnel_errors = {name: s.error for name, s in self.tunnels.items() if s.error}
 
-    async def _ensure_vxlan(
-        self, device: str, version: int, local: str, keys: tuple[str, str]
-    ) -> dict[str, str]:
+    async def _ensure_vxlan(self, device: str, version: int, local: str) -> dict[str, str]:
         """Converge one VXLAN device; its part of the VTEP record once it is ready."""
         handle = vxlan_handle if version == 4 else vxlan_v6_handle
         address = await self._tunnel_address(device, handle(self.node_name), version)
@@ -400,7 +417,8 @@ class Dataplane:
         )
         self.tunnels[device] = state
         if state.ready and address is not None:
-            return {keys[0]: address, keys[1]: mac}
+            ip_key, mac_key = VTEP_KEYS[version]
+            return {ip_key: address, mac_key: mac}
         return {}
 
     async def _tunnel_address(self, device: str, handle: str, version: int = 4) -> str | None:
@@ -487,4 +505,4 @@ def _table(last: Plan | None, limit: int = 500) -> list[str]:
     return [last.routes[dst].describe() for dst in sorted(last.routes)[:limit]]
 
 
-__all__ = ["DEFAULT_ROUTE_PROTOCOL", "Dataplane", "KernelError"]
+__all__ = ["DEFAULT_ROUTE_PROTOCOL", "VTEP_KEYS", "Dataplane", "KernelError", "vteps_of"]

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from felix.dataplane import Dataplane
-from felix.plan import EncapMode, Pool, Vtep
+from felix.dataplane import Dataplane, vteps_of
+from felix.plan import EncapMode, Pool
 from felix.tunnels import vtep_mac
 from tests.integration.test_felix_routes import RESYNC, announce, running
 from tests.support.kernel import captured, eventually, links, make_pod, ping, route_get, routes
@@ -162,13 +162,15 @@ async def test_v6_pods_ping_over_vxlan_v6_across_subnets_beside_vxlan_v4(
     nodes = {dp_a: ("192.0.2.1", "2001:db8:1::1", 1), dp_b: ("198.51.100.1", "2001:db8:2::1", 2)}
     for dp, other in ((dp_a, dp_b), (dp_b, dp_a)):
         v4, v6, n = nodes[other]
-        dp.set_nodes([
-            Vtep(v4, f"10.245.{n}.0", vtep_mac(other.node_name)),
-            Vtep(v6, f"fd00:10:0:{n}::", vtep_mac(other.node_name, 6)),
-        ])  # fmt: skip
         announce(dp, f"10.245.{n}.0/24", v4)
         announce(dp, f"fd00:10:0:{n}::/122", v6)
     async with running(dp_a), running(dp_b):
+        # Each node's VTEPs as the other reads them from its published record (the node agent
+        # carries the record through the datastore).
+        await eventually(lambda: [len(r) for r in published.values()] == [4, 4])
+        for dp, other in ((dp_a, dp_b), (dp_b, dp_a)):
+            v4, v6, _n = nodes[other]
+            dp.set_nodes(vteps_of(published[other.node_name], v4, v6))
         await eventually(lambda: "dev vxlan-v6.podbgp" in route_get(a, "fd00:10:0:2::5"))
         await eventually(lambda: "dev vxlan-v6.podbgp" in route_get(b, "fd00:10:0:1::5"))
         assert (

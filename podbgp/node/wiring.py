@@ -32,7 +32,7 @@ from typing import Any
 from bgpd.codec.types import Afi, Safi
 from bgpd.events import BestRouteChange, EndOfRib, SpeakerEvent
 from bgpd.speaker import Speaker
-from felix.dataplane import Dataplane, ipip_handle, vxlan_handle, vxlan_v6_handle
+from felix.dataplane import Dataplane, ipip_handle, vteps_of, vxlan_handle, vxlan_v6_handle
 from felix.kernel.netlink import Netlink
 from felix.plan import (
     IPIP_DEVICE,
@@ -68,15 +68,9 @@ def to_pool(pool: IPPool) -> Pool:
 
 def to_vteps(node: NodeInfo) -> list[Vtep]:
     """A node's VXLAN endpoints as its felix published them in the registration, where
-    complete: ``ip``/``mac`` (``vxlan.podbgp``, reached at its IPv4 address) and ``ipv6``/
-    ``macv6`` (``vxlan-v6.podbgp``, reached at its IPv6 address)."""
-    vtep = node.vtep or {}
-    out = []
-    for version, ip_key, mac_key in ((4, "ip", "mac"), (6, "ipv6", "macv6")):
-        address = node.address(version)
-        if vtep.get(ip_key) and vtep.get(mac_key) and address:
-            out.append(Vtep(str(address), str(vtep[ip_key]), str(vtep[mac_key]).lower()))
-    return out
+    complete: ``vxlan.podbgp`` reached at its IPv4 address, ``vxlan-v6.podbgp`` at its IPv6
+    address."""
+    return vteps_of(node.vtep or {}, node.address(4), node.address(6))
 
 
 class NodeDataplane:

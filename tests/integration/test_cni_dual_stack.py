@@ -8,6 +8,8 @@ separate process per call, see test_cni.py).
 from __future__ import annotations
 
 import ipaddress
+import statistics
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -195,3 +197,30 @@ def test_ipv6_works_at_once_where_duplicate_address_detection_is_on(
     run(node.ns, "ip", "-6", "addr", "del", f"{GATEWAY_V6}/64", "dev", host)
     status, error, _ = cni(node, "CHECK", "ctr-1", path)
     assert status == 1 and f"{host} lacks the gateway {GATEWAY_V6}" in error["details"]
+
+
+def test_add_time_single_and_dual_stack_measured(node: SimpleNamespace, tmp_path: Path) -> None:
+    """ADD wall time per pod, dual stack against IPv4 only (printed with ``pytest -s``; the
+    plugin is a fresh Python process per call, as a runtime runs it)."""
+    timings: dict[str, list[float]] = {}
+    for label, cluster in (("dual-stack", CLUSTER), ("ipv4-only", CLUSTER.split("---")[0])):
+        store = tmp_path / label
+        store.mkdir()
+        (store / "cluster.yaml").write_text(cluster)
+        node.conf["datastore"] = {"type": "file", "path": str(store)}
+        seen: set[tuple[str, ...]] = set()
+        for n in range(8):
+            _pod, path = pod_namespace(node)
+            start = time.monotonic()
+            status, result, err = cni(node, "ADD", f"{label}-{n}", path)
+            timings.setdefault(label, []).append(time.monotonic() - start)
+            assert status == 0, err
+            seen.add(tuple(addresses(result)))
+        assert len(seen) == 8
+        assert {len(a) for a in seen} == {2 if label == "dual-stack" else 1}
+    for label, values in timings.items():
+        values.sort()
+        print(
+            f"\nCNI ADD {label}: min {values[0] * 1000:.0f} ms, median "
+            f"{statistics.median(values) * 1000:.0f} ms, max {values[-1] * 1000:.0f} ms (n=8)"
+        )

@@ -15,7 +15,8 @@ interface name):
   end's own EUI-64 link-local address, as every host end has the MAC ee:ee:ee:ee:ee:ee — with a
   permanent neighbour entry for each gateway; the host end answers ARP for 169.254.1.1 (proxy
   ARP, set by netlink: it works where /proc/sys is read-only, as in a container) and ND for its
-  link-local address, so pods need no L2 neighbour but the host.
+  link-local address (which ADD puts there without DAD, so it answers at once), so pods need no
+  L2 neighbour but the host.
   The host end gets a ``/32`` and a ``/128`` route (felix's route protocol) and an alias that
   tells felix which pod addresses it serves (felix.plan.workload_alias). A repeated ADD is
   idempotent; a failed ADD rolls back what it made (veth, routes, newly assigned addresses of

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from podbgp.cni.plugin import host_veth_name
 from tests.integration.test_cluster_dataplane import (
     ETCD,
     REPO,
@@ -222,3 +223,7 @@ def test_same_subnet_goes_direct_and_cross_subnet_through_vxlan_in_both_families
     own = routes(n1)
     assert f"blackhole {blocks[4]}" in own
     assert any(r.startswith(f"blackhole {blocks[6]} ") for r in own), own
+    # Each local pod: a /32 and a /128 through its veth (the CNI plugin's, kept by felix).
+    veth = host_veth_name("n1-pod0", "eth0")
+    assert f"{pod['n1'][4]} dev {veth} scope link" in own
+    assert any(r.startswith(f"{pod['n1'][6]} dev {veth} ") for r in own), own

@@ -395,15 +395,21 @@ class NodeAgent:
         if any(cidr not in pinned for cidr in dead):
             released = await ipam.release_unused_blocks(self.store, self.name)
             self.blocks = [b for b in self.blocks if b not in released]
-        for version in self._block_families(own):
-            if not await self._ensure_block(own, version, dead, pinned):
-                return
-        self.ipam_error = None
+        # Each family on its own: a full IPv4 pool does not keep a node from its IPv6 block.
+        errors = [
+            error
+            for version in self._block_families(own)
+            if (error := await self._ensure_block(own, version, dead, pinned)) is not None
+        ]
+        error = "; ".join(errors) or None
+        if error is not None and error != self.ipam_error:
+            log.error("event=ipam-error node=%s error=%s", self.name, error)
+        self.ipam_error = error
 
     async def _ensure_block(
         self, own: NodeInfo, version: int, dead: list[str], pinned: tuple[str, ...]
-    ) -> bool:
-        """A live block of family ``version`` (and every pinned one); False on an IPAM error."""
+    ) -> str | None:
+        """A live block of family ``version`` (and every pinned one); the IPAM error if not."""
         for _ in range(len(pinned) + 1):
             live = [
                 b
@@ -417,16 +423,13 @@ class NodeAgent:
                     self.store, self.name, own.label_map, version=version
                 )
             except ipam.IpamError as exc:
-                if self.ipam_error != str(exc):
-                    log.error("event=ipam-error node=%s error=%s", self.name, exc)
-                self.ipam_error = str(exc)
                 self.health.block_allocation_errors += 1
                 self._retry = True
-                return False
+                return str(exc)
             if block.cidr not in self.blocks:
                 self.health.block_allocations += 1
                 self.blocks = sorted({*self.blocks, block.cidr}, key=network_order)
-        return True
+        return None
 
     def _originate(self) -> None:
         if self.speaker is None:

@@ -5,9 +5,11 @@ matches it with one transaction that requires both the block key and the node's 
 be absent (compare-and-swap), so two nodes can never own one block; a node that asks again gets
 the block it already owns (a restart keeps its block); a node whose ``Node`` resource pins
 blocks gets those. Pod addresses are handed out from the node's blocks one transaction per
-address (block CAS + handle absent), idempotent per handle, never the block's network address
-(nor an IPv4 block's broadcast address). When every block of the node is full, a further block
-is claimed (Calico's behaviour; the node agent sees the new affinity and originates it).
+address (block CAS + handle as read), idempotent per handle and family — one handle holds at
+most one IPv4 and one IPv6 address, each from a block of its family — never the block's network
+address (nor an IPv4 block's broadcast address). When every block of the node of a family is
+full, a further block is claimed (Calico's behaviour; the node agent sees the new affinity and
+originates it).
 
 A block is *live* while its pool exists and is enabled: only live blocks hand out addresses,
 and a block of a deleted or disabled pool is released (block and affinity deleted together)
@@ -86,10 +88,12 @@ def nth_block(pool: IPPool, index: int) -> str:
 
 
 def usable_addresses(cidr: str) -> Iterator[IpAddress]:
-    """The addresses IPAM may hand out: never the network address; for IPv4 blocks of /30 and
-    shorter, not the broadcast address either (some tools still treat it as broadcast)."""
+    """The addresses IPAM may hand out: never the network address (for IPv6 the Subnet-Router
+    anycast address, RFC 4291 §2.6.1) unless the block is a /127 or /128 (RFC 6164), which
+    hand out all they have; for IPv4 blocks of /30 and shorter, not the broadcast address
+    either (some tools still treat it as broadcast)."""
     net: IpNetwork = ipaddress.ip_network(cidr)
-    first = int(net.network_address) + 1
+    first = int(net.network_address) + (0 if net.version == 6 and net.prefixlen >= 127 else 1)
     last = int(net.broadcast_address)
     if net.version == 4 and net.prefixlen <= 30:
         last -= 1
@@ -142,7 +146,7 @@ async def node_blocks(store: Datastore, node: str) -> list[tuple[Block, KeyValue
         got = await _block_kv(store, records.cidr_of_key(kv.key))
         if got is not None and got[0].node == node:
             found.append(got)
-    found.sort(key=lambda item: item[0].network)
+    found.sort(key=lambda item: records.network_order(item[0].cidr))
     return found
 
 
@@ -171,7 +175,8 @@ async def _pinned(store: Datastore, node: str) -> tuple[str, ...]:
 async def all_blocks(store: Datastore) -> list[Block]:
     kvs, _ = await store.backend.range(records.BLOCKS)
     return sorted(
-        (Block.from_json(records.decode(kv.value)) for kv in kvs), key=lambda b: b.network
+        (Block.from_json(records.decode(kv.value)) for kv in kvs),
+        key=lambda b: records.network_order(b.cidr),
     )
 
 
@@ -203,11 +208,13 @@ async def claim_block(
     *,
     pool_selector: Selector | None = None,
     additional: bool = False,
+    version: int | None = None,
 ) -> Block:
     """A block owned by ``node``: the live one it already has (unless ``additional``), else a pinned
     one from its Node resource, else a free block of the first enabled pool selecting it
     (``labels``: the node's labels, read from its Node resource when None; ``pool_selector``
-    further narrows the pools by their own labels). Raises :class:`IpamError`."""
+    further narrows the pools by their own labels; ``version``: only blocks and pools of that
+    address family — a dual-stack node claims one of each). Raises :class:`IpamError`."""
     owned = await node_blocks(store, node)
     resource = await store.get_resource(Node.KIND, node)
     pinned = resource.blocks if isinstance(resource, Node) else ()
@@ -216,7 +223,12 @@ async def claim_block(
     for cidr in pinned:
         if cidr not in owned_cidrs:
             return await _claim_pinned(store, node, cidr, pools)
-    live = [b for b, _kv in owned if live_pool(b.cidr, b.pool, pools) is not None]
+    live = [
+        b
+        for b, _kv in owned
+        if live_pool(b.cidr, b.pool, pools) is not None
+        and (version is None or b.network.version == version)
+    ]
     if live and not additional:
         return live[0]
     if labels is None:
@@ -227,9 +239,11 @@ async def claim_block(
         if not p.disabled
         and p.node_selector.matches(labels)
         and (pool_selector is None or pool_selector.matches(dict(p.labels)))
+        and (version is None or p.network.version == version)
     ]
     if not candidates:
-        raise NoPoolError(f"no enabled IPPool selects node {node}")
+        family = f"IPv{version} " if version is not None else ""
+        raise NoPoolError(f"no enabled {family}IPPool selects node {node}")
     for pool in candidates:
         block = await _claim_from_pool(store, node, pool, owned_cidrs)
         if block is not None:
@@ -260,7 +274,11 @@ async def _claim_from_pool(
     start = _start_index(node, count)
     for _ in range(TXN_RETRIES):
         # Only small reads: this node's affinities, and the block keys without their values.
-        fresh = [b for b, _kv in await node_blocks(store, node) if b.cidr not in owned]
+        fresh = [
+            b
+            for b, _kv in await node_blocks(store, node)
+            if b.cidr not in owned and b.network.version == pool.network.version
+        ]
         if fresh:
             return fresh[0]
         keys, _rev = await store.backend.range(records.BLOCKS, keys_only=True)
@@ -316,13 +334,19 @@ async def release_block(
     log.info("event=block-released node=%s block=%s", block.node, block.cidr)
     # The handles go after the block (a full block's would not fit one transaction). One left
     # behind by an interruption hands out nothing: assign_address checks handles against
-    # their block, and `podbgp ipam check --fix` deletes it.
+    # their block, and `podbgp ipam check --fix` deletes it. A dual-stack handle keeps its
+    # address of the other family.
     for ip, handle in block.allocations:
         got = await _handle_kv(store, handle)
-        if got is not None and (got[0].block, got[0].ip) == (block.cidr, ip):
-            await store.backend.txn(
-                [Compare(got[1].key, got[1].mod_revision)], [Delete(got[1].key)]
+        if got is not None and (ip, block.cidr) in got[0].addresses:
+            h, hkv = got
+            rest = tuple(a for a in h.addresses if a != (ip, block.cidr))
+            op: Op = (
+                Put(hkv.key, records.encode(replace(h, addresses=rest).to_json()))
+                if rest
+                else Delete(hkv.key)
             )
+            await store.backend.txn([Compare(hkv.key, hkv.mod_revision)], [op])
     return True
 
 
@@ -373,33 +397,37 @@ async def release_unused_blocks(
 # --- addresses --------------------------------------------------------------------------------
 
 
-async def assign_address(store: Datastore, node_name: str, handle: str) -> tuple[str, str]:
-    """The address for ``handle`` (``<container id>.<ifname>``, or ``tunl0:<node>`` for the
-    tunnel) from one of ``node_name``'s live blocks, and that block's CIDR. Persisted before it
-    is returned; asking again with the same handle returns the same address. When every live
-    block of the node is full, the node claims another block (Calico's behaviour)."""
+async def assign_address(
+    store: Datastore, node_name: str, handle: str, version: int = 4
+) -> tuple[str, str]:
+    """The address of family ``version`` for ``handle`` (``<container id>.<ifname>``, or
+    ``tunl0:<node>`` for the tunnel) from one of ``node_name``'s live blocks of that family, and
+    that block's CIDR. Persisted before it is returned; asking again with the same handle returns
+    the same address. One handle holds one address per family (a dual-stack pod asks twice). When
+    every live block of that family is full, the node claims another (Calico's behaviour)."""
     hkey = records.handle_key(handle)
     for _ in range(TXN_RETRIES):
         existing = await _handle_kv(store, handle)
-        if existing is not None:
-            h, _hkv = existing
-            got = await _block_kv(store, h.block)
-            if got is not None and (h.ip, handle) in got[0].allocations:
-                return h.ip, h.block
-            # A leaked handle: its block no longer holds the address. Replaced below (CAS).
+        held = existing[0].address(version) if existing is not None else None
+        if held is not None:
+            got = await _block_kv(store, held[1])
+            if got is not None and (held[0], handle) in got[0].allocations:
+                return held
+            # A leaked address: its block no longer holds it. Replaced below (CAS).
         hmod = existing[1].mod_revision if existing is not None else 0
+        base = existing[0] if existing is not None else Handle(handle, (), node_name)
         pools = await list_pools(store)
         blocks = [
             (b, kv)
             for b, kv in await node_blocks(store, node_name)
-            if live_pool(b.cidr, b.pool, pools) is not None
+            if b.network.version == version and live_pool(b.cidr, b.pool, pools) is not None
         ]
         for block, kv in blocks:
             ip = next_free_address(block)
             if ip is None:
                 continue
             new = replace(block, allocations=(*block.allocations, (ip, handle)))
-            rec = Handle(handle, ip, block.cidr, node_name)
+            rec = base.with_address(ip, block.cidr)
             compares = [Compare(kv.key, kv.mod_revision), Compare(hkey, hmod)]
             ops: list[Op] = [
                 Put(kv.key, records.encode(new.to_json())),
@@ -410,7 +438,7 @@ async def assign_address(store: Datastore, node_name: str, handle: str) -> tuple
             break  # lost a race on this block or the handle: read again
         else:
             # No live block, or all full: claim one (another one when some are full).
-            claimed = await claim_block(store, node_name, additional=bool(blocks))
+            claimed = await claim_block(store, node_name, additional=bool(blocks), version=version)
             if live_pool(claimed.cidr, claimed.pool, pools) is None:
                 raise NoPoolError(
                     f"block {claimed.cidr} of node {node_name} is in a deleted or disabled pool"
@@ -418,30 +446,61 @@ async def assign_address(store: Datastore, node_name: str, handle: str) -> tuple
     raise DatastoreError(f"could not assign an address to {handle}: too much contention")
 
 
+async def pod_families(store: Datastore, node_name: str) -> tuple[int, ...]:
+    """The address families a pod on ``node_name`` gets (4, 6 or both): those of the node's
+    live blocks, plus each family the node has an address of and an enabled pool of selecting
+    it (its first block is claimed with the first pod). IPv4 alone when nothing says more."""
+    pools = await list_pools(store)
+    families = {
+        b.network.version
+        for b, _kv in await node_blocks(store, node_name)
+        if live_pool(b.cidr, b.pool, pools) is not None
+    }
+    node = await store.get_node(node_name)
+    if node is not None:
+        labels = node.label_map
+        for text in node.addresses:
+            version = ipaddress.ip_interface(text).version
+            if any(
+                p.network.version == version and not p.disabled and p.node_selector.matches(labels)
+                for p in pools
+            ):
+                families.add(version)
+    return tuple(sorted(families)) or (4,)
+
+
+async def handle_addresses(store: Datastore, handle: str) -> Handle | None:
+    """The addresses ``handle`` holds (as recorded; a leaked one included), or None."""
+    got = await _handle_kv(store, handle)
+    return got[0] if got is not None else None
+
+
 async def release_address(store: Datastore, handle: str) -> bool:
-    """Free the address held by ``handle``; False when the handle holds none. The block of a
-    deleted or disabled pool goes with its last address."""
+    """Free every address held by ``handle`` (both families) in one transaction; False when the
+    handle holds none. The block of a deleted or disabled pool goes with its last address."""
     for _ in range(TXN_RETRIES):
         got_handle = await _handle_kv(store, handle)
         if got_handle is None:
             return False
         h, hkv = got_handle
-        got = await _block_kv(store, h.block)
         compares = [Compare(hkv.key, hkv.mod_revision)]
         ops: list[Op] = [Delete(hkv.key)]
-        released = False
-        if got is not None:
+        released: list[str] = []
+        for ip, cidr in h.addresses:
+            got = await _block_kv(store, cidr)
+            if got is None:
+                continue
             block, bkv = got
-            kept = tuple(a for a in block.allocations if a != (h.ip, handle))
+            kept = tuple(a for a in block.allocations if a != (ip, handle))
             compares.append(Compare(bkv.key, bkv.mod_revision))
             if not kept and await _unused(store, block):
                 ops += [Delete(bkv.key), Delete(records.affinity_key(block.node, block.cidr))]
-                released = True
+                released.append(block.cidr)
             else:
                 ops.append(Put(bkv.key, records.encode(replace(block, allocations=kept).to_json())))
         if await store.backend.txn(compares, ops):
-            if released:
-                log.info("event=block-released node=%s block=%s reason=pool-gone", h.node, h.block)
+            for cidr in released:
+                log.info("event=block-released node=%s block=%s reason=pool-gone", h.node, cidr)
             return True
     raise DatastoreError(f"could not release {handle}: too much contention")
 
@@ -454,9 +513,11 @@ async def _unused(store: Datastore, block: Block) -> bool:
     return block.cidr not in await _pinned(store, block.node)
 
 
-async def list_allocations(store: Datastore, node_name: str) -> dict[str, str]:
-    """Every address allocated from ``node_name``'s blocks, as ``{handle: ip}``."""
+async def list_allocations(store: Datastore, node_name: str, version: int = 4) -> dict[str, str]:
+    """Every address of family ``version`` allocated from ``node_name``'s blocks, as
+    ``{handle: ip}``."""
     out: dict[str, str] = {}
     for block, _kv in await node_blocks(store, node_name):
-        out.update({handle: ip for ip, handle in block.allocations})
+        if block.network.version == version:
+            out.update({handle: ip for ip, handle in block.allocations})
     return out

@@ -3,10 +3,12 @@
 Owns the consistency rules between the IPAM records (key layout in
 :mod:`podbgp.cluster.datastore.records`), checked on one consistent snapshot of them:
 
-* ``leaked-handle`` — a handle whose block no longer holds its address (its block was released
-  and an interruption left the handle, or the block was rewritten). Fix: delete the handle.
-* ``leaked-address`` — an allocation in a block whose handle is gone or names another address.
-  Fix: take the allocation out of the block.
+* ``leaked-handle`` — a handle holding an address its block no longer holds (its block was
+  released and an interruption left the handle, or the block was rewritten). A handle holds one
+  address per family; each is checked. Fix: take those addresses out of the handle (delete it
+  when none is left).
+* ``leaked-address`` — an allocation in a block whose handle is gone or does not hold that
+  address. Fix: take the allocation out of the block.
 * ``orphaned-block`` — a block owned by a node that no longer exists (neither a ``Node``
   resource nor a registration). Fix: release the block, its affinity and its handles.
 * ``dangling-affinity`` — an affinity whose block is missing or owned by another node. Fix:
@@ -52,6 +54,7 @@ class Finding:
     reason: str
     block: str = ""  # leaked-address: the block holding it
     handle: str = ""  # leaked-address: the handle it is allocated to
+    addresses: tuple[tuple[str, str], ...] = ()  # leaked-handle: the (ip, block) pairs leaked
     action: str = ""  # "released", "deleted", "written", "changed meanwhile; run again"
 
     def to_json(self) -> dict[str, Any]:
@@ -126,8 +129,9 @@ async def check(store: Datastore) -> Report:
             )
         for ip, handle in block.allocations:
             got = handles.get(handle)
-            if got is None or (got[0].block, got[0].ip) != (cidr, ip):
-                why = "no handle record" if got is None else f"the handle holds {got[0].ip}"
+            if got is None or (ip, cidr) not in got[0].addresses:
+                held = ", ".join(a for a, _b in got[0].addresses) if got is not None else ""
+                why = "no handle record" if got is None else f"the handle holds {held}"
                 found.append(
                     Finding(LEAKED_ADDRESS, ip, block.node, why, block=cidr, handle=handle)
                 )
@@ -138,10 +142,18 @@ async def check(store: Datastore) -> Report:
             why = "no such block" if block_got is None else f"owned by {block_got[0].node}"
             found.append(Finding(DANGLING_AFFINITY, affinity.cidr, node, why))
     for name, (h, _kv) in sorted(handles.items()):
-        block_got = blocks.get(h.block)
-        if block_got is None or (h.ip, name) not in block_got[0].allocations:
-            why = f"block {h.block} " + ("does not exist" if block_got is None else "lacks it")
-            found.append(Finding(LEAKED_HANDLE, name, h.node, f"{h.ip}: {why}"))
+        leaked: list[tuple[str, str]] = []
+        whys: list[str] = []
+        for ip, cidr in h.addresses:
+            block_got = blocks.get(cidr)
+            if block_got is None or (ip, name) not in block_got[0].allocations:
+                leaked.append((ip, cidr))
+                gone = "does not exist" if block_got is None else "lacks it"
+                whys.append(f"{ip}: block {cidr} {gone}")
+        if leaked:
+            found.append(
+                Finding(LEAKED_HANDLE, name, h.node, "; ".join(whys), addresses=tuple(leaked))
+            )
     return report
 
 
@@ -167,7 +179,7 @@ async def fix(store: Datastore, report: Report) -> Report:
             action = "released"
         elif finding.problem == LEAKED_HANDLE:
             key = records.handle_key(finding.subject)
-            ok = await store.backend.txn([Compare(key, mod(key))], [Delete(key)])
+            ok = await _drop_handle_addresses(store, finding, kvs.get(key))
             action = "deleted"
         elif finding.problem == DANGLING_AFFINITY:
             key = records.affinity_key(finding.node, finding.subject)
@@ -198,6 +210,21 @@ async def fix(store: Datastore, report: Report) -> Report:
         fixed.append(replace(finding, action=action if ok else "changed meanwhile; run again"))
     report.findings = fixed
     return report
+
+
+async def _drop_handle_addresses(store: Datastore, finding: Finding, kv: KeyValue | None) -> bool:
+    """Take the leaked addresses out of their handle as checked (guarded by its revision); the
+    handle goes when it holds nothing else."""
+    if kv is None:
+        return False
+    handle = Handle.from_json(records.decode(kv.value))
+    rest = tuple(a for a in handle.addresses if a not in finding.addresses)
+    op = (
+        Put(kv.key, records.encode(replace(handle, addresses=rest).to_json()))
+        if rest
+        else Delete(kv.key)
+    )
+    return await store.backend.txn([Compare(kv.key, kv.mod_revision)], [op])
 
 
 async def _drop_allocation(store: Datastore, finding: Finding, handle_mod: int) -> bool:

@@ -59,10 +59,11 @@ ENCAP_MODES = ("Never", "Always", "CrossSubnet")
 DEFAULT_AS = 64512  # the first private 2-octet AS (RFC 6996), Calico's default too
 DEFAULT_BLOCK_SIZE_V4 = 24
 DEFAULT_BLOCK_SIZE_V6 = 122
-# Blocks lose their network (and, for IPv4, broadcast) address to IPAM, so a block must hold
-# at least two addresses; very large blocks would starve small pools.
+# IPv4 blocks lose their network and broadcast addresses to IPAM, so a block must hold at least
+# two addresses; very large blocks would starve small pools. IPv6 blocks follow Calico: /116 to
+# /128 (a /127 or /128 block hands out every address it has).
 BLOCK_SIZE_V4 = (16, 30)
-BLOCK_SIZE_V6 = (96, 126)
+BLOCK_SIZE_V6 = (116, 128)
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
@@ -154,13 +155,19 @@ class IPPool:
     KIND: ClassVar[str] = "IPPool"
     name: str
     cidr: str
-    block_size: int = DEFAULT_BLOCK_SIZE_V4
+    block_size: int = 0  # 0: the family's default (24 for IPv4, 122 for IPv6)
     ipip_mode: str = "Never"
     vxlan_mode: str = "Never"
     nat_outgoing: bool = False
     disabled: bool = False
     node_selector: Selector = ALL
     labels: Labels = ()
+
+    def __post_init__(self) -> None:
+        if not self.block_size:
+            v4 = self.network.version == 4
+            default = DEFAULT_BLOCK_SIZE_V4 if v4 else DEFAULT_BLOCK_SIZE_V6
+            object.__setattr__(self, "block_size", default)
 
     @property
     def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -550,6 +557,7 @@ def _parse_ip_pool(spec: Section, name: str, labels: Labels) -> IPPool:
             "blockSize",
             "ipipMode",
             "vxlanMode",
+            "vxlanModeV6",
             "natOutgoing",
             "disabled",
             "nodeSelector",
@@ -560,6 +568,10 @@ def _parse_ip_pool(spec: Section, name: str, labels: Labels) -> IPPool:
     lo, hi = BLOCK_SIZE_V4 if net.version == 4 else BLOCK_SIZE_V6
     default_size = DEFAULT_BLOCK_SIZE_V4 if net.version == 4 else DEFAULT_BLOCK_SIZE_V6
     block_size = spec.optional("blockSize", check_int(lo, hi), default_size)
+    link_local = ipaddress.ip_network("169.254.0.0/16" if net.version == 4 else "fe80::/10")
+    if net.overlaps(link_local):
+        # The pods' gateways live there (169.254.1.1, fe80::ecee:eeff:feee:eeee).
+        raise spec.error("cidr", f"must not overlap the link-local range {link_local}")
     if block_size < net.prefixlen:
         raise spec.error("blockSize", f"must be at least the pool's prefix length /{net.prefixlen}")
     pool = IPPool(
@@ -567,7 +579,7 @@ def _parse_ip_pool(spec: Section, name: str, labels: Labels) -> IPPool:
         cidr=cidr,
         block_size=block_size,
         ipip_mode=spec.optional("ipipMode", check_enum(ENCAP_MODES), "Never"),
-        vxlan_mode=spec.optional("vxlanMode", check_enum(ENCAP_MODES), "Never"),
+        vxlan_mode=_vxlan_mode(spec, net.version),
         nat_outgoing=spec.optional("natOutgoing", check_bool, False),
         disabled=spec.optional("disabled", check_bool, False),
         node_selector=spec.optional("nodeSelector", check_selector, ALL),
@@ -578,6 +590,20 @@ def _parse_ip_pool(spec: Section, name: str, labels: Labels) -> IPPool:
     if pool.ipip_mode != "Never" and net.version == 6:
         raise spec.error("ipipMode", "IPIP carries IPv4 only; use Never for an IPv6 pool")
     return pool
+
+
+def _vxlan_mode(spec: Section, version: int) -> str:
+    """``vxlanMode`` — on an IPv6 pool the VXLAN-over-IPv6 setting, as Calico has it; the
+    issue's name ``vxlanModeV6`` is accepted as its alias on IPv6 pools only."""
+    mode = spec.optional("vxlanMode", check_enum(ENCAP_MODES), None)
+    mode_v6 = spec.optional("vxlanModeV6", check_enum(ENCAP_MODES), None)
+    if mode_v6 is not None and version == 4:
+        raise spec.error(
+            "vxlanModeV6", "applies to IPv6 pools only; an IPv4 pool's setting is vxlanMode"
+        )
+    if mode is not None and mode_v6 is not None and mode != mode_v6:
+        raise spec.error("vxlanModeV6", f"{mode_v6} contradicts vxlanMode: {mode}")
+    return mode or mode_v6 or "Never"
 
 
 def _parse_node(spec: Section, name: str, labels: Labels) -> Node:

@@ -7,17 +7,23 @@ interface name):
 
 * ADD assigns the next free address of the node's block through IPAM (handle
   ``<container id>.<ifname>``, persisted, so an address is never handed out twice and a repeated
-  ADD gets the same one), creates a veth pair with the pod end directly in the pod's namespace,
-  gives the pod the address as a /32 with a default route via the link-local gateway
-  169.254.1.1, and answers ARP for it on the host end (proxy ARP, set by netlink: it works
-  where /proc/sys is read-only, as in a container), so pods need no L2 neighbour but the host.
-  The host end gets the ``/32`` route (felix's route protocol) and an alias that
-  tells felix which pod it serves (felix.plan.workload_alias). A repeated ADD is idempotent;
-  a failed ADD rolls back what it made (veth, routes, a newly assigned address), so the
-  runtime's next ADD succeeds once the cause is gone.
-* DEL deletes the veth (which removes the pod route with it) and releases the address. DEL of
+  ADD gets the same one) — on a dual-stack node one IPv4 and one IPv6 address under that one
+  handle (:func:`podbgp.cluster.ipam.pod_families` decides) — creates a veth pair with the pod
+  end directly in the pod's namespace, gives the pod each address as a host prefix (/32, /128;
+  the IPv6 one without duplicate address detection, IPAM makes it unique), a default route via
+  the link-local gateway 169.254.1.1 and, for IPv6, via fe80::ecee:eeff:feee:eeee — the host
+  end's own EUI-64 link-local address, as every host end has the MAC ee:ee:ee:ee:ee:ee — with a
+  permanent neighbour entry for each gateway; the host end answers ARP for 169.254.1.1 (proxy
+  ARP, set by netlink: it works where /proc/sys is read-only, as in a container) and ND for its
+  link-local address (which ADD puts there without DAD, so it answers at once), so pods need no
+  L2 neighbour but the host.
+  The host end gets a ``/32`` and a ``/128`` route (felix's route protocol) and an alias that
+  tells felix which pod addresses it serves (felix.plan.workload_alias). A repeated ADD is
+  idempotent; a failed ADD rolls back what it made (veth, routes, newly assigned addresses of
+  both families), so the runtime's next ADD succeeds once the cause is gone.
+* DEL deletes the veth (which removes the pod routes with it) and releases the addresses. DEL of
   anything unknown or already gone succeeds, as the spec requires.
-* CHECK verifies the veth, the pod's address and default route, and the host route.
+* CHECK verifies the veth, each of the pod's addresses and default routes, and the host routes.
 
 Runtimes that speak an older CNI (kubelet 1.20's libcni, older containerd and CRI-O: at most
 0.4.0) get results shaped for the version they ask for: 0.3.0, 0.3.1, 0.4.0 and 1.0.0 are
@@ -52,6 +58,12 @@ CNI_VERSION = "1.0.0"
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")
 PLUGIN_TYPE = "podbgp-cni"
 GATEWAY = "169.254.1.1"  # link-local: never collides with a pod address, never leaves the veth
+# Every host end carries this MAC, so its EUI-64 link-local address (RFC 4291 §2.5.6,
+# RFC 4862 §5.3) is the pods' IPv6 gateway: the same on every veth, as Calico does it.
+HOST_VETH_MAC = "ee:ee:ee:ee:ee:ee"
+GATEWAY_V6 = "fe80::ecee:eeff:feee:eeee"
+DEFAULT_ROUTES = {4: "0.0.0.0/0", 6: "::/0"}
+GATEWAYS = {4: GATEWAY, 6: GATEWAY_V6}
 HOST_VETH_PREFIX = "pbg"
 DEFAULT_ROUTE_PROTOCOL = 80
 POD_ROUTE_PROTOCOL = 3  # RTPROT_BOOT: the pod's own routes are plain static configuration
@@ -241,25 +253,29 @@ def version_result(cni_version: str = CNI_VERSION) -> dict[str, Any]:
 
 
 def build_result(
-    conf: NetConf, env: CniEnv, ip: str, host_mac: str | None, pod_mac: str | None
+    conf: NetConf, env: CniEnv, ips: list[str], host_mac: str | None, pod_mac: str | None
 ) -> dict[str, Any]:
-    """The ADD result: both interfaces, the pod's /32 with its gateway, the default route."""
-    addr = ipaddress.ip_address(ip)
-    ip_entry: dict[str, Any] = {
-        "address": f"{addr}/{addr.max_prefixlen}",
-        "gateway": GATEWAY,
-        "interface": 1,
-    }
-    if conf.cni_version != CNI_VERSION:
-        ip_entry["version"] = str(addr.version)  # 0.3.x / 0.4.0 results carry it
+    """The ADD result: both interfaces, each pod address (a /32, a /128) with its gateway, and
+    a default route per family."""
+    entries: list[dict[str, Any]] = []
+    for ip in ips:
+        addr = ipaddress.ip_address(ip)
+        entry: dict[str, Any] = {
+            "address": f"{addr}/{addr.max_prefixlen}",
+            "gateway": GATEWAYS[addr.version],
+            "interface": 1,
+        }
+        if conf.cni_version != CNI_VERSION:
+            entry["version"] = str(addr.version)  # 0.3.x / 0.4.0 results carry it
+        entries.append(entry)
     return {
         "cniVersion": conf.cni_version,
         "interfaces": [
             {"name": host_veth_name(env.container_id, env.ifname), "mac": host_mac or ""},
             {"name": env.ifname, "mac": pod_mac or "", "sandbox": env.netns},
         ],
-        "ips": [ip_entry],
-        "routes": [{"dst": "0.0.0.0/0"}],
+        "ips": entries,
+        "routes": [{"dst": DEFAULT_ROUTES[ipaddress.ip_address(ip).version]} for ip in ips],
         "dns": {},
     }
 
@@ -284,8 +300,9 @@ async def cmd_add(conf: NetConf, env: CniEnv, store: Any) -> dict[str, Any]:
         raise CniError(CniCode.UNKNOWN_CONTAINER, f"network namespace {env.netns} does not exist")
     handle = ipam_handle(env.container_id, env.ifname)
     try:
-        had_address = handle in await ipam.list_allocations(store, conf.node_name)
-        ip, _block = await ipam.assign_address(store, conf.node_name, handle)
+        had_address = await ipam.handle_addresses(store, handle) is not None
+        families = await ipam.pod_families(store, conf.node_name)
+        ips = [(await ipam.assign_address(store, conf.node_name, handle, v))[0] for v in families]
     except DatastoreUnavailable as exc:
         raise CniError(CniCode.TRY_AGAIN, "the datastore is unreachable", str(exc)) from None
     except Exception as exc:  # no pool, pool full, contention: the runtime cannot retry it away
@@ -299,7 +316,7 @@ async def cmd_add(conf: NetConf, env: CniEnv, store: Any) -> dict[str, Any]:
         ):
             existing = await host.link(host_name)
             if existing is not None and not await _attachment_ok(
-                host, pod, host_name, env.ifname, ip
+                host, pod, host_name, env.ifname, ips
             ):
                 await host.delete_link(host_name)  # half-made by an earlier, interrupted ADD
                 existing = None
@@ -310,9 +327,10 @@ async def cmd_add(conf: NetConf, env: CniEnv, store: Any) -> dict[str, Any]:
                     )
                 await host.create_veth(host_name, env.ifname, env.netns, mtu=conf.mtu)
                 made_veth = True
-                created = await host.link(host_name)
-                await _configure_pod(pod, env.ifname, ip, created.mac if created else None)
-                await _configure_host(host, host_name, ip, pod_reference(env))
+                # Before the link comes up, so its link-local address is the IPv6 gateway.
+                await host.set_link(host_name, mac=HOST_VETH_MAC)
+                await _configure_pod(pod, env.ifname, ips, HOST_VETH_MAC)
+                await _configure_host(host, host_name, ips, pod_reference(env))
             host_link = await host.link(host_name)
             pod_link = await pod.link(env.ifname)
     except BaseException as exc:
@@ -321,14 +339,15 @@ async def cmd_add(conf: NetConf, env: CniEnv, store: Any) -> dict[str, Any]:
             raise
         raise CniError(CniCode.IO_FAILURE, f"ADD failed: {exc}", f"rolled back: {undone}") from None
     return build_result(
-        conf, env, ip, host_link.mac if host_link else None, pod_link.mac if pod_link else None
+        conf, env, ips, host_link.mac if host_link else None, pod_link.mac if pod_link else None
     )
 
 
 async def _roll_back_add(
     conf: NetConf, store: Any, host_name: str, handle: str, veth: bool, address: bool
 ) -> str:
-    """Undo a failed ADD: the veth pair it made, the address it assigned. Says what it did."""
+    """Undo a failed ADD: the veth pair it made, the addresses it assigned (both families: they
+    share the handle). Says what it did."""
     done: list[str] = []
     if veth:
         try:
@@ -349,69 +368,100 @@ async def _roll_back_add(
     return "; ".join(done) or "nothing to undo"
 
 
-async def _configure_pod(pod: Netlink, ifname: str, ip: str, gateway_mac: str | None) -> None:
-    addr = ipaddress.ip_address(ip)
-    await pod.add_address(ifname, f"{addr}/{addr.max_prefixlen}")
+async def _configure_pod(pod: Netlink, ifname: str, ips: list[str], gateway_mac: str) -> None:
+    """Each address as a host prefix, a default route per family via its link-local gateway,
+    and a permanent neighbour entry for each gateway.
+
+    The gateways are the host end itself: permanent entries spare the pod an ARP/ND round trip
+    and do not depend on the host answering yet (proxy ARP needs a route back to 169.254.1.1;
+    the host end's IPv6 link-local address is usable only after its duplicate address
+    detection). The pod's IPv6 address skips DAD (it is unique by IPAM), so it answers at once.
+    """
+    for ip in ips:
+        addr = ipaddress.ip_address(ip)
+        await pod.add_address(ifname, f"{addr}/{addr.max_prefixlen}", nodad=addr.version == 6)
     await pod.set_link(ifname, up=True)
-    await pod.replace_route(Route(f"{GATEWAY}/32", dev=ifname, scope=Scope.LINK))
-    await pod.replace_route(Route("0.0.0.0/0", gateway=GATEWAY, dev=ifname))
-    if gateway_mac:
-        # The gateway is the host end itself: a permanent entry spares the pod an ARP round
-        # trip and does not depend on the host having a route back to 169.254.1.1 (which
-        # proxy ARP needs before it answers).
-        errors = await pod.apply_neighbours([Neighbour(ifname, GATEWAY, gateway_mac)], [])
-        if errors:
-            raise KernelError(errno.EIO, f"{errors[0].what}: {errors[0].error}")
+    neighbours = []
+    for version in sorted({ipaddress.ip_address(ip).version for ip in ips}):
+        gateway = GATEWAYS[version]
+        if version == 4:
+            await pod.replace_route(Route(f"{GATEWAY}/32", dev=ifname, scope=Scope.LINK))
+        await pod.replace_route(Route(DEFAULT_ROUTES[version], gateway=gateway, dev=ifname))
+        neighbours.append(Neighbour(ifname, gateway, gateway_mac))
+    errors = await pod.apply_neighbours(neighbours, [])
+    if errors:
+        raise KernelError(errno.EIO, f"{errors[0].what}: {errors[0].error}")
 
 
-async def _configure_host(host: Netlink, host_name: str, ip: str, ref: str) -> None:
+async def _configure_host(host: Netlink, host_name: str, ips: list[str], ref: str) -> None:
     # The host end answers ARP for the gateway address (and anything else) on the pod's behalf,
     # at once. Set through rtnetlink, not /proc/sys: that is read-only in a container (compose
     # runs podbgp-cni in one), and netlink needs only the CAP_NET_ADMIN that ADD needs anyway.
+    # For IPv6 the host end's own link-local address is the gateway: plain ND answers it. It is
+    # added here, before the link comes up, without DAD: the kernel's own (the same EUI-64
+    # address) would stay tentative for a second or two, and until then the host neither
+    # answers ND for it nor resolves the pod's address (its solicitations need a usable
+    # link-local source), so the first packets either way would be lost.
     await host.set_ipv4_conf(host_name, proxy_arp=1)
     await host.set_arp_proxy_delay(host_name, 0)
-    await host.set_link(host_name, up=True, alias=workload_alias([ip], ref))
-    addr = ipaddress.ip_address(ip)
-    await host.replace_route(Route(f"{addr}/{addr.max_prefixlen}", dev=host_name, scope=Scope.LINK))
+    if any(ipaddress.ip_address(ip).version == 6 for ip in ips):
+        await host.add_address(host_name, f"{GATEWAY_V6}/64", nodad=True)
+    await host.set_link(host_name, up=True, alias=workload_alias(ips, ref))
+    for ip in ips:
+        addr = ipaddress.ip_address(ip)
+        await host.replace_route(
+            Route(f"{addr}/{addr.max_prefixlen}", dev=host_name, scope=Scope.LINK)
+        )
 
 
-async def _attachment_ok(host: Netlink, pod: Netlink, host_name: str, ifname: str, ip: str) -> bool:
-    """Is the attachment complete: veth both ends, pod address, default route, host route?"""
-    return not await attachment_problems(host, pod, host_name, ifname, ip)
+async def _attachment_ok(
+    host: Netlink, pod: Netlink, host_name: str, ifname: str, ips: list[str]
+) -> bool:
+    """Is the attachment complete: veth both ends, pod addresses, default routes, host routes?"""
+    return not await attachment_problems(host, pod, host_name, ifname, ips)
 
 
 async def attachment_problems(
-    host: Netlink, pod: Netlink, host_name: str, ifname: str, ip: str
+    host: Netlink, pod: Netlink, host_name: str, ifname: str, ips: list[str]
 ) -> list[str]:
-    """What is wrong with an attachment, in words (empty: nothing)."""
+    """What is wrong with an attachment, in words (empty: nothing); every address checked."""
     problems: list[str] = []
-    addr = ipaddress.ip_address(ip)
     host_link = await host.link(host_name)
     if host_link is None:
         return [f"host interface {host_name} is missing"]
     if not host_link.up:
         problems.append(f"host interface {host_name} is down")
-    if ip not in workload_ips(host_link.alias):
-        problems.append(f"host interface {host_name} is not tagged for {ip}")
+    tagged = workload_ips(host_link.alias)
+    problems += [f"host interface {host_name} is not tagged for {ip}" for ip in ips
+                 if ip not in tagged]  # fmt: skip
+    v6 = any(ipaddress.ip_address(ip).version == 6 for ip in ips)
+    if v6 and f"{GATEWAY_V6}/64" not in await host.addresses(host_name):
+        problems.append(f"host interface {host_name} lacks the gateway {GATEWAY_V6}")
     pod_link = await pod.link(ifname)
     if pod_link is None:
         return [*problems, f"pod interface {ifname} is missing"]
     if not pod_link.up:
         problems.append(f"pod interface {ifname} is down")
-    if f"{addr}/{addr.max_prefixlen}" not in await pod.addresses(ifname):
-        problems.append(f"pod interface {ifname} lacks {addr}/{addr.max_prefixlen}")
+    pod_addresses = await pod.addresses(ifname)
     pod_routes = (await pod.dump_routes()).own
-    default = pod_routes.get("0.0.0.0/0")
-    if default is None or default.gateway != GATEWAY:
-        problems.append(f"pod has no default route via {GATEWAY}")
-    host_route = (await host.dump_routes()).own.get(f"{addr}/{addr.max_prefixlen}")
-    if host_route is None or host_route.dev != host_name:
-        problems.append(f"host route to {addr} via {host_name} is missing")
+    host_routes = (await host.dump_routes()).own
+    for ip in ips:
+        addr = ipaddress.ip_address(ip)
+        prefix = f"{addr}/{addr.max_prefixlen}"
+        if prefix not in pod_addresses:
+            problems.append(f"pod interface {ifname} lacks {prefix}")
+        default = pod_routes.get(DEFAULT_ROUTES[addr.version])
+        if default is None or default.gateway != GATEWAYS[addr.version]:
+            problems.append(f"pod has no default route via {GATEWAYS[addr.version]}")
+        host_route = host_routes.get(prefix)
+        if host_route is None or host_route.dev != host_name:
+            problems.append(f"host route to {addr} via {host_name} is missing")
     return problems
 
 
 async def cmd_del(conf: NetConf, env: CniEnv, store: Any) -> None:
-    """DEL: remove the veth (and with it the host route), release the address."""
+    """DEL: remove the veth (and with it the host routes), release the addresses (both
+    families: one handle)."""
     host_name = host_veth_name(env.container_id, env.ifname)
     async with Netlink(conf.route_protocol) as host:
         try:
@@ -435,12 +485,12 @@ async def cmd_check(conf: NetConf, env: CniEnv, store: Any) -> None:
     if not Path(env.netns).exists():
         raise CniError(CniCode.UNKNOWN_CONTAINER, f"network namespace {env.netns} does not exist")
     handle = ipam_handle(env.container_id, env.ifname)
-    allocations = await ipam.list_allocations(store, conf.node_name)
-    ip = allocations.get(handle)
-    if ip is None:
+    held = await ipam.handle_addresses(store, handle)
+    if held is None:
         raise CniError(CniCode.UNKNOWN_CONTAINER, f"no address is allocated to {handle}")
+    ips = [ip for ip, _block in held.addresses]
     host_name = host_veth_name(env.container_id, env.ifname)
     async with Netlink(conf.route_protocol) as host, Netlink(POD_ROUTE_PROTOCOL, env.netns) as pod:
-        problems = await attachment_problems(host, pod, host_name, env.ifname, ip)
+        problems = await attachment_problems(host, pod, host_name, env.ifname, ips)
     if problems:
         raise CniError(CniCode.IO_FAILURE, problems[0], "; ".join(problems))

@@ -3,18 +3,24 @@
 One machine, as root: a real etcd, two (or more) subnets joined by a router namespace, a
 `podbgp node` per node namespace, optionally two dedicated `podbgp rr` reflectors, and two pods
 per node wired by `podbgp-cni`. `up` shows progress while it builds, then prints the
-cluster-wide peer table and a pod-to-pod ping matrix (✓/✗ and the path: direct, ipip, vxlan).
+cluster-wide peer table and a pod-to-pod ping matrix per IP family (✓/✗ and the path: direct,
+ipip, vxlan).
 Everything created is written to a state file first, so `down` removes exactly that — the
 namespaces, the processes (by PID) and the lab folder — and nothing else.
 
 Addresses follow docker-compose.yml: subnet k is 172.31.k.0/24 with the router at .254, etcd is
 172.31.1.2, reflector j is 172.31.j.3, node i is 172.31.k.(10+i); the pod pool is 10.244.0.0/16.
+Dual stack (``--ip-families v4,v6``, the default; ``v6`` gives pods IPv6 only): every member
+also gets fd31:0:0:k::<same host number>/64 (router ::254), the nodes register both addresses
+and mesh in both families, the reflectors listen on both, and an IPv6 pool fd00:10:244::/64
+(blockSize 122) gives each pod an IPv6 address too.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import ipaddress
 import json
 import os
 import secrets
@@ -34,7 +40,15 @@ from podbgp.lab.netns import NetnsHTTPConnection
 DEFAULT_DIR = Path("/run/podbgp-lab")
 API_TIMEOUT = 5.0
 POOL = "10.244.0.0/16"
+POOL_V6 = "fd00:10:244::/64"
 ASN = 64512
+FAMILIES = {"v4": (4,), "v6": (6,), "v4,v6": (4, 6), "v6,v4": (4, 6)}
+
+
+def v6_address(address: str) -> str:
+    """The member's IPv6 underlay address for its IPv4 one: 172.31.k.h/24 -> fd31:0:0:k::h/64."""
+    _a, _b, k, h = address.split("/")[0].split(".")
+    return f"fd31:0:0:{k}::{h}/64"
 
 
 @dataclass
@@ -44,6 +58,7 @@ class Member:
     address: str  # with prefix length
     subnet: int
     pid: int | None = None
+    address6: str = ""  # IPv6, with prefix length (a dual-stack underlay)
 
 
 @dataclass
@@ -52,7 +67,11 @@ class Pod:
     ns: str
     node: str
     container_id: str
-    ip: str = ""
+    ip: str = ""  # IPv4, if the pod has one
+    ip6: str = ""  # IPv6, if the pod has one
+
+    def address(self, version: int) -> str:
+        return self.ip if version == 4 else self.ip6
 
 
 @dataclass
@@ -66,6 +85,12 @@ class LabState:
     pods: list[Pod] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
+    families: list[int] = field(default_factory=lambda: [4])  # the pods' IP families
+
+    @property
+    def dual_underlay(self) -> bool:
+        """Do the members have IPv6 addresses (every lab whose pods have IPv6)?"""
+        return 6 in self.families
 
     @property
     def nodes(self) -> list[Member]:
@@ -142,6 +167,7 @@ def choose_encap(requested: str, prefix: str) -> str:
 def plan(args: argparse.Namespace, directory: Path, encap: str) -> LabState:
     prefix = args.prefix
     state = LabState(prefix, str(directory), encap, args.subnets, f"{prefix}router")
+    state.families = list(FAMILIES[args.ip_families])
     state.members.append(Member("etcd", f"{prefix}etcd", "172.31.1.2/24", 1))
     for j in range(1, args.reflectors + 1):
         subnet = (j - 1) % args.subnets + 1
@@ -151,6 +177,9 @@ def plan(args: argparse.Namespace, directory: Path, encap: str) -> LabState:
         subnet = (i - 1) * args.subnets // args.nodes + 1
         address = f"172.31.{subnet}.{10 + i}/24"
         state.members.append(Member(f"node-{i}", f"{prefix}n{i}", address, subnet))
+    if state.dual_underlay:
+        for member in state.members:
+            member.address6 = v6_address(member.address)
     for node in state.nodes:
         index = node.name.split("-")[1]
         for j in (1, 2):
@@ -167,10 +196,18 @@ def build_network(state: LabState) -> None:
         state.save()
         sh("ip", "link", "set", "lo", "up", ns=ns)
     sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=router)
+    if state.dual_underlay:
+        sh("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", ns=router)
+    for ns in [router, *(m.ns for m in state.members)]:
+        # Addresses usable at once (no duplicate address detection wait on the lab's links).
+        for key in ("all", "default"):
+            sh("sysctl", "-qw", f"net.ipv6.conf.{key}.accept_dad=0", ns=ns, check=False)
     for k in range(1, state.subnets + 1):
         bridge = f"br{k}"
         sh("ip", "link", "add", bridge, "type", "bridge", ns=router)
         sh("ip", "addr", "add", f"172.31.{k}.254/24", "dev", bridge, ns=router)
+        if state.dual_underlay:
+            sh("ip", "addr", "add", f"fd31:0:0:{k}::254/64", "dev", bridge, ns=router)
         sh("ip", "link", "set", bridge, "up", ns=router)
     for n, member in enumerate(state.members):
         port = f"p{n}"
@@ -180,6 +217,10 @@ def build_network(state: LabState) -> None:
         sh("ip", "addr", "add", member.address, "dev", "eth0", ns=member.ns)
         sh("ip", "link", "set", "eth0", "up", ns=member.ns)
         sh("ip", "route", "add", "default", "via", f"172.31.{member.subnet}.254", ns=member.ns)
+        if member.address6:
+            sh("ip", "addr", "add", member.address6, "dev", "eth0", ns=member.ns)
+            gateway6 = f"fd31:0:0:{member.subnet}::254"
+            sh("ip", "-6", "route", "add", "default", "via", gateway6, ns=member.ns)
     for pod in state.pods:
         sh("ip", "netns", "add", pod.ns)
         state.namespaces.append(pod.ns)
@@ -239,17 +280,27 @@ def cluster_resources(state: LabState, reflectors: list[Member]) -> list[dict[st
         pool |= {"ipipMode": "Never", "vxlanMode": "CrossSubnet"}
     else:
         pool |= {"ipipMode": "Never", "vxlanMode": "Never"}
+    # IPIP carries IPv4 only: the IPv6 pool crosses subnets through vxlan-v6.podbgp then.
+    pool6 = {"cidr": POOL_V6, "vxlanMode": "Never" if state.encap == "none" else "CrossSubnet"}
     docs: list[dict[str, Any]] = [
         {"apiVersion": "podbgp/v1", "kind": "BGPConfiguration", "metadata": {"name": "default"},
          "spec": {"asNumber": ASN, "nodeToNodeMeshEnabled": not reflectors}},
-        {"apiVersion": "podbgp/v1", "kind": "IPPool", "metadata": {"name": "lab-pool"},
-         "spec": pool},
     ]  # fmt: skip
+    if 4 in state.families:
+        docs.append({"apiVersion": "podbgp/v1", "kind": "IPPool",
+                     "metadata": {"name": "lab-pool"}, "spec": pool})  # fmt: skip
+    if 6 in state.families:
+        docs.append({"apiVersion": "podbgp/v1", "kind": "IPPool",
+                     "metadata": {"name": "lab-pool-v6"}, "spec": pool6})  # fmt: skip
     for rr in reflectors:
-        docs.append({
-            "apiVersion": "podbgp/v1", "kind": "BGPPeer", "metadata": {"name": rr.name},
-            "spec": {"peerIP": rr.address.split("/")[0], "asNumber": ASN},
-        })  # fmt: skip
+        # One peering per family, as Calico does: the reflector's IPv4 and IPv6 address.
+        for suffix, address in (("", rr.address), ("-v6", rr.address6)):
+            if address:
+                docs.append({
+                    "apiVersion": "podbgp/v1", "kind": "BGPPeer",
+                    "metadata": {"name": rr.name + suffix},
+                    "spec": {"peerIP": address.split("/")[0], "asNumber": ASN},
+                })  # fmt: skip
     return docs
 
 
@@ -263,11 +314,14 @@ def configure(state: LabState, token_file: Path) -> None:
        "--etcd-endpoints", "http://127.0.0.1:2379", ns=etcd.ns)  # fmt: skip
     for rr in reflectors:
         ip = rr.address.split("/")[0]
+        ranges = ["172.31.0.0/16"] + (["fd31::/16"] if rr.address6 else [])
         config = {
-            "asNumber": ASN, "routerId": ip, "listen": {"address": "0.0.0.0", "port": 179},
+            "asNumber": ASN, "routerId": ip,
+            # "::" takes IPv4 clients too (as IPv4-mapped addresses, seen as IPv4).
+            "listen": {"address": "::" if rr.address6 else "0.0.0.0", "port": 179},
             "api": {"listen": "127.0.0.1:9179"}, "routeReflector": {"clusterId": "1.1.1.1"},
-            "peerRanges": [{"range": "172.31.0.0/16", "asNumber": ASN,
-                            "routeReflectorClient": True}],
+            "peerRanges": [{"range": r, "asNumber": ASN, "routeReflectorClient": True}
+                           for r in ranges],
             "logLevel": "info",
         }  # fmt: skip
         path = directory / f"{rr.name}.yaml"
@@ -276,6 +330,7 @@ def configure(state: LabState, token_file: Path) -> None:
     for node in state.nodes:
         config = {
             "nodeName": node.name, "address": node.address,
+            **({"addressV6": node.address6} if node.address6 else {}),
             "datastore": {"type": "etcd", "endpoints": [etcd_url(state)], "prefix": "/podbgp/"},
             "api": {"listen": "0.0.0.0:9179", "tokenFile": str(token_file)},
             "logLevel": "info",
@@ -308,8 +363,13 @@ def node_ready(state: LabState, node: Member, token_file: Path) -> bool:
     routes = api(state, node, "/v1/routes", token_file)
     if not peers or routes is None:
         return False
-    blocks = {r["prefix"] for r in routes if r["prefix"].startswith("10.244.")}
-    return all(p["state"] == "Established" for p in peers) and len(blocks) >= len(state.nodes)
+    pools = {4: ipaddress.ip_network(POOL), 6: ipaddress.ip_network(POOL_V6)}
+    prefixes = [ipaddress.ip_network(r["prefix"]) for r in routes]
+    every_block = all(
+        len([p for p in prefixes if p.version == v and p.overlaps(pools[v])]) >= len(state.nodes)
+        for v in state.families
+    )
+    return all(p["state"] == "Established" for p in peers) and every_block
 
 
 def plug_pods(state: LabState) -> None:
@@ -327,7 +387,12 @@ def plug_pods(state: LabState) -> None:
                  check=False, timeout=180)  # fmt: skip
         try:
             result = json.loads(out.stdout)
-            pod.ip = result["ips"][0]["address"].split("/")[0]
+            for entry in result["ips"]:
+                ip = ipaddress.ip_interface(entry["address"]).ip
+                if ip.version == 4:
+                    pod.ip = str(ip)
+                else:
+                    pod.ip6 = str(ip)
         except (ValueError, KeyError, IndexError) as exc:
             why = out.stdout or out.stderr
             raise LabError(f"podbgp-cni ADD for {pod.name} failed: {why}") from exc
@@ -337,29 +402,32 @@ def plug_pods(state: LabState) -> None:
 # --- showing -----------------------------------------------------------------------------
 
 
-def path_between(state: LabState, src: Pod, dst: Pod) -> str:
+def path_between(state: LabState, src: Pod, dst: Pod, version: int = 4) -> str:
     if src.node == dst.node:
         return "local"
     node = next(m for m in state.members if m.name == src.node)
-    out = sh("ip", "route", "get", dst.ip, ns=node.ns, check=False).stdout
+    out = sh("ip", "route", "get", dst.address(version), ns=node.ns, check=False).stdout
     if "dev tunl0" in out:
         return "ipip"
-    if "dev vxlan.podbgp" in out:
+    if "dev vxlan.podbgp" in out or "dev vxlan-v6.podbgp" in out:
         return "vxlan"
     return "direct"
 
 
-def ping(src: Pod, dst: Pod, attempts: int = 3) -> bool:
+def ping(src: Pod, dst: Pod, attempts: int = 3, version: int = 4) -> bool:
+    target = dst.address(version)
     for _ in range(attempts):
-        if sh("ping", "-c", "1", "-W", "1", dst.ip, ns=src.ns, check=False).returncode == 0:
+        if sh("ping", "-c", "1", "-W", "1", target, ns=src.ns, check=False).returncode == 0:
             return True
     return False
 
 
-def ping_matrix(state: LabState) -> tuple[str, int]:
+def ping_matrix(state: LabState, version: int = 4) -> tuple[str, int]:
+    """The pod-to-pod matrix of one IP family (``ping`` / ``ping -6``)."""
     pods = state.pods
     width = max(len(p.name) for p in pods) + 1
-    lines = ["Pod-to-pod ping (✓ reachable / ✗ not; path from the source node)",
+    lines = [f"Pod-to-pod ping over IPv{version} (✓ reachable / ✗ not; path from the source "
+             "node)",
              " " * width + "".join(f"{p.name:>16}" for p in pods)]  # fmt: skip
     failures = 0
     for src in pods:
@@ -368,9 +436,10 @@ def ping_matrix(state: LabState) -> tuple[str, int]:
             if src is dst:
                 cells.append(f"{'-':>16}")
                 continue
-            ok = ping(src, dst)
+            ok = ping(src, dst, version=version)
             failures += not ok
-            cells.append(f"{('✓ ' if ok else '✗ ') + path_between(state, src, dst):>16}")
+            path = path_between(state, src, dst, version)
+            cells.append(f"{('✓ ' if ok else '✗ ') + path:>16}")
         lines.append(f"{src.name:<{width}}" + "".join(cells))
     return "\n".join(lines), failures
 
@@ -402,9 +471,14 @@ def show(state: LabState) -> int:
     token_file = Path(state.directory) / "api-token"
     say("\nBGP sessions (cluster-wide)")
     say(peer_table(state, token_file))
-    matrix, failures = ping_matrix(state)
-    say("\n" + matrix)
-    say("\nIP addresses: " + ", ".join(f"{p.name}={p.ip}" for p in state.pods))
+    failures = 0
+    for version in state.families:
+        matrix, failed = ping_matrix(state, version)
+        failures += failed
+        say("\n" + matrix)
+    say("\nIP addresses: " + ", ".join(
+        f"{p.name}=" + "/".join(a for a in (p.ip, p.ip6) if a) for p in state.pods
+    ))  # fmt: skip
     say(f"Logs of every daemon: {Path(state.directory) / 'logs'}")
     return 0 if failures == 0 else 1
 
@@ -437,8 +511,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     state = plan(args, directory, encap)
     state.save()
     try:
+        families = "+".join(f"IPv{v}" for v in state.families)
         say(f"==> network: {args.subnets} subnets, router, {args.nodes} nodes, "
-            f"{args.reflectors} reflectors, {len(state.pods)} pods (encap {encap})")  # fmt: skip
+            f"{args.reflectors} reflectors, {len(state.pods)} {families} pods "
+            f"(encap {encap})")  # fmt: skip
         build_network(state)
         say("==> etcd")
         start_etcd(state, args.timeout)
@@ -531,6 +607,11 @@ def register(verbs: Any) -> None:
         default="auto",
         help="between subnets; auto = ipip when the kernel has it, else vxlan",
     )
+    up.add_argument(
+        "--ip-families", choices=tuple(FAMILIES), default="v4,v6",
+        help="the pods' IP families (default v4,v6: dual stack; the nodes then have both "
+        "address families too)",
+    )  # fmt: skip
     up.set_defaults(func=cmd_up)
     st = sub.add_parser(
         "status",

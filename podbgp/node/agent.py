@@ -44,11 +44,11 @@ from podbgp.cluster.datastore import (
     Snapshot,
     open_datastore,
 )
-from podbgp.cluster.datastore.records import merge_node
+from podbgp.cluster.datastore.records import merge_node, network_order
 from podbgp.cluster.datastore.store import Change
 from podbgp.cluster.resources import BGPConfiguration, BGPFilter, IPPool, Node
 from podbgp.node.advertise import Advertisement, block_attributes
-from podbgp.node.config import NodeConfig, resolve_address
+from podbgp.node.config import NodeConfig, resolve_addresses
 from podbgp.node.handover import Handover
 from podbgp.node.peering import Topology, compute_topology, node_asn
 from podbgp.ops.schema import (
@@ -138,7 +138,12 @@ class NodeAgent:
     def __init__(self, config: NodeConfig, dataplane_factory: DataplaneFactory | None = None):
         self.config = config
         self.store: Datastore = open_datastore(config.datastore)
-        self.address: str | None = config.address  # "192.0.2.11/24"
+        # At most one IPv4 and one IPv6 address with prefix length, IPv4 first; ``address`` is
+        # the first (the primary: router ID, API address).
+        self.addresses: tuple[str, ...] = tuple(
+            a for a in (config.address, config.address_v6) if a is not None
+        )
+        self.address: str | None = self.addresses[0] if self.addresses else None
         self.speaker: Speaker | None = None
         self.unnumbered: UnnumberedPeers | None = None  # the speaker's peers found on links
         self.topology: Topology | None = None
@@ -170,6 +175,14 @@ class NodeAgent:
     def ip(self) -> str | None:
         return str(ipaddress.ip_interface(self.address).ip) if self.address else None
 
+    def ip_of(self, version: int) -> str | None:
+        """The node's bare address of that family, or None."""
+        for text in self.addresses:
+            iface = ipaddress.ip_interface(text)
+            if iface.version == version:
+                return str(iface.ip)
+        return None
+
     @property
     def router_id(self) -> str | None:
         if self.config.router_id:
@@ -182,7 +195,8 @@ class NodeAgent:
     async def start(self) -> None:
         """Resolve the address, serve the API, start syncing (returns without waiting for the
         datastore). Raises OSError/ValueError when the API or address cannot be set up."""
-        self.address = resolve_address(self.config)
+        self.addresses = resolve_addresses(self.config)
+        self.address = self.addresses[0]
         self._runner = await self._start_api()
         self._tasks = [
             asyncio.create_task(self._sync_loop(), name="node-sync"),
@@ -191,9 +205,9 @@ class NodeAgent:
         if self.dataplane is not None:
             await self.dataplane.start()
         log.info(
-            "event=started node=%s address=%s datastore=%s",
+            "event=started node=%s addresses=%s datastore=%s",
             self.name,
-            self.address,
+            ",".join(self.addresses),
             self.store.description,
         )
 
@@ -324,7 +338,7 @@ class NodeAgent:
         previous = snap.registrations.get(self.name)
         partial = NodeInfo(
             name=self.name,
-            addresses=(self.address,) if self.address else (),
+            addresses=self.addresses,
             as_number=resource.as_number if resource else None,
             router_id=self.router_id,
             route_reflector_cluster_id=resource.route_reflector_cluster_id if resource else None,
@@ -362,9 +376,25 @@ class NodeAgent:
             ",".join(want.blocks) or "-",
         )
 
+    def _block_families(self, own: NodeInfo) -> list[int]:
+        """The address families this node owns blocks of: each it has an address of and an
+        enabled pool of selecting it (a v4-only cluster leaves a dual-stack node's IPv6 alone).
+        With no such pool at all, its primary family, so the missing pool is reported."""
+        mine: list[int] = sorted({ipaddress.ip_interface(a).version for a in self.addresses}) or [4]
+        labels = own.label_map
+        served = [
+            v
+            for v in mine
+            if any(
+                p.network.version == v and not p.disabled and p.node_selector.matches(labels)
+                for p in self.pools
+            )
+        ]
+        return served or mine[:1]
+
     async def _ensure_blocks(self, own: NodeInfo) -> None:
-        """Own a block of a live pool (and every pinned block); give back our empty blocks of
-        deleted or disabled pools."""
+        """Own a block of a live pool per address family (and every pinned block); give back our
+        empty blocks of deleted or disabled pools."""
         resource = self.snapshot.resources.get(f"Node/{self.name}")
         pinned = resource.blocks if isinstance(resource, Node) else ()
         mine = self.snapshot.blocks_of(self.name)
@@ -372,23 +402,41 @@ class NodeAgent:
         if any(cidr not in pinned for cidr in dead):
             released = await ipam.release_unused_blocks(self.store, self.name)
             self.blocks = [b for b in self.blocks if b not in released]
+        # Each family on its own: a full IPv4 pool does not keep a node from its IPv6 block.
+        errors = [
+            error
+            for version in self._block_families(own)
+            if (error := await self._ensure_block(own, version, dead, pinned)) is not None
+        ]
+        error = "; ".join(errors) or None
+        if error is not None and error != self.ipam_error:
+            log.error("event=ipam-error node=%s error=%s", self.name, error)
+        self.ipam_error = error
+
+    async def _ensure_block(
+        self, own: NodeInfo, version: int, dead: list[str], pinned: tuple[str, ...]
+    ) -> str | None:
+        """A live block of family ``version`` (and every pinned one); the IPAM error if not."""
         for _ in range(len(pinned) + 1):
-            live = [b for b in self.blocks if b not in dead]
+            live = [
+                b
+                for b in self.blocks
+                if b not in dead and ipaddress.ip_network(b).version == version
+            ]
             if live and all(p in self.blocks for p in pinned):
                 break
             try:
-                block = await ipam.claim_block(self.store, self.name, own.label_map)
+                block = await ipam.claim_block(
+                    self.store, self.name, own.label_map, version=version
+                )
             except ipam.IpamError as exc:
-                if self.ipam_error != str(exc):
-                    log.error("event=ipam-error node=%s error=%s", self.name, exc)
-                self.ipam_error = str(exc)
                 self.health.block_allocation_errors += 1
                 self._retry = True
-                return
+                return str(exc)
             if block.cidr not in self.blocks:
                 self.health.block_allocations += 1
-                self.blocks = sorted({*self.blocks, block.cidr}, key=ipaddress.ip_network)
-        self.ipam_error = None
+                self.blocks = sorted({*self.blocks, block.cidr}, key=network_order)
+        return None
 
     def _originate(self) -> None:
         if self.speaker is None:
@@ -487,9 +535,13 @@ class NodeAgent:
             selection_deferral_time=self.config.selection_deferral_time,
         )
         await speaker.start()
-        listen = self.config.listen_address or self.ip or "0.0.0.0"
+        # One listener per node address (a dual-stack node takes sessions on both).
+        ips = [ip for v in (4, 6) if (ip := self.ip_of(v)) is not None]
+        addresses = [self.config.listen_address] if self.config.listen_address else ips
+        listen = ",".join(addresses or ["0.0.0.0"])
         try:
-            await speaker.listen(listen, topology.listen_port)
+            for address in addresses or ["0.0.0.0"]:
+                await speaker.listen(address, topology.listen_port)
         except OSError as exc:
             log.error(
                 "event=listen-failed address=%s port=%d error=%s", listen, topology.listen_port, exc
@@ -524,7 +576,7 @@ class NodeAgent:
 
     def node_status(self) -> dict[str, Any]:
         """``GET /v1/node``: this node as registered, plus datastore, IPAM and topology."""
-        node = self.node or NodeInfo(name=self.name, addresses=(self.address or "",))
+        node = self.node or NodeInfo(name=self.name, addresses=self.addresses)
         out = node.to_json()
         out["labels"] = node.label_map
         out["pools"] = [
@@ -644,6 +696,7 @@ class NodeViews:
                 "peers": {},
                 "routes": 0,
             }
+        out["addresses"] = list(self.agent.addresses)
         out["datastore"] = self.agent.health.to_json(
             self.agent.store.type, self.agent.store.description
         )

@@ -1,10 +1,12 @@
 """The node agent's configuration (``podbgp node -c node.yaml``): schema, loader, address lookup.
 
-Owns what the datastore cannot know about a node: its name, its address (with prefix length, or
-the interface to take it from), where the datastore is, where the REST API listens, and the
-settings felix (the dataplane) reads: the kernel route protocol number, an MTU override and the
-resync interval. Validated with :mod:`bgpd.configcheck`: a bad file stops the program with one
-line naming the file, the key and the problem. Router IDs follow RFC 4271 §4.2 / RFC 6286.
+Owns what the datastore cannot know about a node: its name, its addresses — at most one IPv4 and
+one IPv6, each with its prefix length, or the interface to take them from (its first IPv4 and
+first global IPv6 address), as Calico's node has ``IP`` and ``IP6`` — where the datastore is,
+where the REST API listens, and the settings felix (the dataplane) reads: the kernel route
+protocol number, an MTU override and the resync interval. Validated with
+:mod:`bgpd.configcheck`: a bad file stops the program with one line naming the file, the key and
+the problem. Router IDs follow RFC 4271 §4.2 / RFC 6286.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "NodeConfig",
     "load_node_config",
     "resolve_address",
+    "resolve_addresses",
 ]
 
 DEFAULT_ROUTE_PROTOCOL = 80  # unused in iproute2's rt_protos; registered as "podbgp"
@@ -45,6 +48,7 @@ DEFAULT_RESYNC_INTERVAL = 90  # seconds between felix's full kernel-route resync
 _TOP_KEYS = (
     "nodeName",
     "address",
+    "addressV6",
     "interface",
     "routerId",
     "listenAddress",
@@ -76,6 +80,7 @@ class NodeConfig:
     datastore: DatastoreConfig
     address: str | None = None  # "192.0.2.11/24"; None: take it from ``interface``
     interface: str | None = None
+    address_v6: str | None = None  # "2001:db8::11/64", beside an IPv4 ``address``/``interface``
     router_id: str | None = None  # None: the node's IPv4 address
     listen_address: str | None = None  # BGP; None: the node's address
     api: ApiConfig | None = field(default_factory=ApiConfig)
@@ -189,12 +194,18 @@ def load_node_config(path: str) -> NodeConfig:
     interface = root.optional("interface", check_interface, None)
     if (address is None) == (interface is None):
         raise root.error("address", "set exactly one of address and interface")
+    address_v6 = root.optional("addressV6", check_address_with_prefix, None)
+    if address_v6 is not None and ipaddress.ip_interface(address_v6).version != 6:
+        raise root.error("addressV6", "must be an IPv6 address with prefix length")
+    if address_v6 is not None and address and ipaddress.ip_interface(address).version == 6:
+        raise root.error("addressV6", "address is IPv6 already; a node has one address a family")
     run_file, deferral = _graceful_restart(root)
     config = NodeConfig(
         node_name=root.required("nodeName", check_name),
         datastore=datastore_section(root),
         address=address,
         interface=interface,
+        address_v6=address_v6,
         router_id=root.optional("routerId", check_router_id, None),
         listen_address=root.optional("listenAddress", check_ip, None),
         api=api_section(root),
@@ -247,13 +258,25 @@ def _ipv6_of(interface: str) -> str | None:
     return None
 
 
-def resolve_address(config: NodeConfig) -> str:
-    """The node's address with prefix length: as configured, or the interface's first IPv4
-    address (else its first global IPv6 one). Raises OSError when the interface has none."""
+def resolve_addresses(config: NodeConfig) -> tuple[str, ...]:
+    """The node's addresses with prefix length, IPv4 first: as configured (``address``, plus
+    ``addressV6``), or the interface's first IPv4 and first global IPv6 address (``addressV6``
+    wins over the detected one). Raises OSError when there is none."""
     if config.address is not None:
-        return config.address
-    assert config.interface is not None
-    found = _ipv4_of(config.interface) or _ipv6_of(config.interface)
-    if found is None:
-        raise OSError(f"interface {config.interface} has no IPv4 or global IPv6 address")
-    return found
+        found = [config.address]
+    else:
+        assert config.interface is not None
+        v4 = _ipv4_of(config.interface)
+        v6 = config.address_v6 or _ipv6_of(config.interface)
+        found = [a for a in (v4, v6) if a is not None]
+        if not found:
+            raise OSError(f"interface {config.interface} has no IPv4 or global IPv6 address")
+        return tuple(found)
+    if config.address_v6 is not None:
+        found.append(config.address_v6)
+    return tuple(found)
+
+
+def resolve_address(config: NodeConfig) -> str:
+    """The node's primary address (IPv4 when it has one), see :func:`resolve_addresses`."""
+    return resolve_addresses(config)[0]

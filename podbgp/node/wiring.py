@@ -6,15 +6,18 @@
   (:class:`bgpd.events.BestRouteChange`) into felix inputs (``set_route`` / ``remove_route``);
   when the agent replaces its speaker, felix forgets the old speaker's routes without touching
   the kernel (the new speaker re-learns them; adopted routes stay until it has converged);
-* after each agent reconcile, hands felix the pools (:class:`felix.plan.Pool`), own blocks and
-  the other nodes' VTEPs (:class:`felix.plan.Vtep`);
-* assigns tunnel addresses through IPAM (handles ``tunl0:<node>``, ``vxlan.podbgp:<node>``)
-  and publishes this node's VTEP in its registration; a tunnel address in a block of a deleted
+* after each agent reconcile, hands felix the pools (:class:`felix.plan.Pool`), own blocks of
+  both families and the other nodes' VTEPs (:class:`felix.plan.Vtep`, an IPv4 and an IPv6 one
+  per dual-stack node);
+* gives felix the node's IPv6 address beside its IPv4 one (a dual-stack node);
+* assigns tunnel addresses through IPAM (handles ``tunl0:<node>``, ``vxlan.podbgp:<node>``,
+  ``vxlan-v6.podbgp:<node>`` — the last from the node's IPv6 block) and publishes this node's
+  VTEPs in its registration; a tunnel address in a block of a deleted
   or disabled pool moves to a live block of the node (as Calico's does), so the old block can
   empty and go back to IPAM;
 * declares convergence when the datastore has synced and every peer is Established and has
-  sent End-of-RIB for IPv4 unicast (RFC 4724 §2) — on the event, never by polling — or after
-  felix's timeout;
+  sent End-of-RIB for IPv4 unicast, and IPv6 unicast on a dual-stack node (RFC 4724 §2) — on
+  the event, never by polling — or after felix's timeout;
 * gives ``GET /v1/node`` its ``felix`` part and felix's Prometheus metrics.
 """
 
@@ -29,9 +32,18 @@ from typing import Any
 from bgpd.codec.types import Afi, Safi
 from bgpd.events import BestRouteChange, EndOfRib, SpeakerEvent
 from bgpd.speaker import Speaker
-from felix.dataplane import Dataplane, ipip_handle, vxlan_handle
+from felix.dataplane import Dataplane, ipip_handle, vteps_of, vxlan_handle, vxlan_v6_handle
 from felix.kernel.netlink import Netlink
-from felix.plan import IPIP_DEVICE, VXLAN_DEVICE, EncapMode, Pool, RouteType, Scope, Vtep
+from felix.plan import (
+    IPIP_DEVICE,
+    VXLAN_DEVICE,
+    VXLAN_V6_DEVICE,
+    EncapMode,
+    Pool,
+    RouteType,
+    Scope,
+    Vtep,
+)
 from podbgp.cluster import ipam
 from podbgp.cluster.datastore import DatastoreError, NodeInfo
 from podbgp.cluster.resources import IPPool
@@ -54,13 +66,11 @@ def to_pool(pool: IPPool) -> Pool:
     )
 
 
-def to_vtep(node: NodeInfo) -> Vtep | None:
-    """A node's VXLAN endpoint as its felix published it in the registration, if complete."""
-    vtep = node.vtep or {}
-    address = node.address(4)
-    if not vtep.get("ip") or not vtep.get("mac") or not address:
-        return None
-    return Vtep(node_ip=str(address), ip=str(vtep["ip"]), mac=str(vtep["mac"]).lower())
+def to_vteps(node: NodeInfo) -> list[Vtep]:
+    """A node's VXLAN endpoints as its felix published them in the registration, where
+    complete: ``vxlan.podbgp`` reached at its IPv4 address, ``vxlan-v6.podbgp`` at its IPv6
+    address."""
+    return vteps_of(node.vtep or {}, node.address(4), node.address(6))
 
 
 class NodeDataplane:
@@ -90,8 +100,9 @@ class NodeDataplane:
         agent = self.agent
         self.dataplane.set_pools(to_pool(p) for p in agent.pools)
         self.dataplane.set_blocks(agent.blocks)
-        vteps = (to_vtep(n) for name, n in agent.nodes.items() if name != agent.name)
-        self.dataplane.set_nodes(v for v in vteps if v is not None)
+        self.dataplane.set_nodes(
+            v for name, n in agent.nodes.items() if name != agent.name for v in to_vteps(n)
+        )
         self._move_tunnel_addresses()
         self._check_converged()
 
@@ -125,6 +136,7 @@ class NodeDataplane:
         if not agent.address:
             raise ValueError("felix needs the node's address with its prefix length")
         uplink = config.interface or await find_interface(agent.address)
+        v6 = next((a for a in agent.addresses[1:] if ipaddress.ip_interface(a).version == 6), None)
         self.dataplane = Dataplane(
             agent.name,
             agent.address,
@@ -135,6 +147,8 @@ class NodeDataplane:
             converge_timeout=self.converge_timeout,
             address_source=self._assign_tunnel_address,
             vtep_publisher=self._publish_vtep,
+            node_address_v6=v6,
+            address_source_v6=self._assign_tunnel_address_v6,
         )
         for prefix, next_hop in self._early.items():
             self._apply(prefix, next_hop)
@@ -180,7 +194,10 @@ class NodeDataplane:
         dataplane, speaker = self.dataplane, self._speaker
         if dataplane is None or speaker is None or dataplane.reconciler.converged:
             return
-        if self.agent.health.synced and speaker.end_of_rib_from_all(Afi.IPV4, Safi.UNICAST):
+        families = [Afi.IPV4] + ([Afi.IPV6] if dataplane.node_address_v6 else [])
+        if self.agent.health.synced and all(
+            speaker.end_of_rib_from_all(afi, Safi.UNICAST) for afi in families
+        ):
             log.info("event=end-of-rib-from-all-peers")
             dataplane.mark_converged()
 
@@ -188,6 +205,10 @@ class NodeDataplane:
 
     async def _assign_tunnel_address(self, handle: str) -> str:
         ip, _block = await ipam.assign_address(self.agent.store, self.agent.name, handle)
+        return str(ip)
+
+    async def _assign_tunnel_address_v6(self, handle: str) -> str:
+        ip, _block = await ipam.assign_address(self.agent.store, self.agent.name, handle, 6)
         return str(ip)
 
     def _move_tunnel_addresses(self) -> None:
@@ -207,12 +228,16 @@ class NodeDataplane:
         """Release each stale tunnel address (its block, if now empty and its pool gone, goes
         with it) and take one from a live block; felix re-addresses the device."""
         assert self.dataplane is not None
-        handles = {IPIP_DEVICE: ipip_handle, VXLAN_DEVICE: vxlan_handle}
+        handles = {IPIP_DEVICE: ipip_handle, VXLAN_DEVICE: vxlan_handle,
+                   VXLAN_V6_DEVICE: vxlan_v6_handle}  # fmt: skip
         for device, old in stale.items():
             handle = handles[device](self.agent.name)
+            version = ipaddress.ip_address(old).version
             try:
                 await ipam.release_address(self.agent.store, handle)
-                new, _block = await ipam.assign_address(self.agent.store, self.agent.name, handle)
+                new, _block = await ipam.assign_address(
+                    self.agent.store, self.agent.name, handle, version
+                )
             except (DatastoreError, ipam.IpamError) as exc:  # retried after the next reconcile
                 log.warning("event=tunnel-address-move-failed device=%s error=%s", device, exc)
                 continue
@@ -231,7 +256,7 @@ def route_kind(rtype: RouteType, dev: str | None, scope: Scope, uplink: str) -> 
         return "pod"
     if dev == IPIP_DEVICE:
         return "ipip"
-    if dev == VXLAN_DEVICE:
+    if dev in (VXLAN_DEVICE, VXLAN_V6_DEVICE):
         return "vxlan"
     return "direct" if dev == uplink else "other"
 

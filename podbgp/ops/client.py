@@ -206,6 +206,8 @@ def render_status(status: dict[str, Any], peers: list[dict[str, Any]]) -> str:
         f"podbgp is running{where} (router ID {status.get('routerId', '?')}, "
         f"AS {status.get('asNumber', '?')}, up {format_duration(status.get('uptimeSeconds', 0))})"
     )
+    if status.get("addresses"):
+        head += "\nAddresses " + ", ".join(map(str, status["addresses"]))
     datastore = status.get("datastore")
     if isinstance(datastore, dict):
         head += "\n" + _datastore_line(datastore)

@@ -52,6 +52,9 @@ class StatusView(TypedDict):
     uptimeSeconds: int
     peers: Annotated[dict[str, int], Doc("number of peers in each session state")]
     routes: NotRequired[Annotated[int, Doc("best routes in the Loc-RIB")]]
+    addresses: NotRequired[
+        Annotated[list[str], Doc("the node's addresses, IPv4 first", example=["192.0.2.11/24"])]
+    ]
     datastore: NotRequired[DatastoreView]
 
 

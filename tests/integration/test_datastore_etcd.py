@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from podbgp.cluster import ipam, operations
+from podbgp.cluster import ipam, ipam_check, operations
 from podbgp.cluster.datastore import (
     Change,
     ChangeKind,
@@ -183,6 +183,74 @@ async def test_pod_addresses_are_unique_idempotent_and_reusable(store: Datastore
     # The pool is now full for everyone else.
     with pytest.raises(ipam.PoolExhaustedError):
         await ipam.assign_address(store, "node-2", "other.eth0")
+
+
+async def test_dual_stack_handles_hold_one_address_per_family(store: Datastore) -> None:
+    # /127 blocks of IPv6: two addresses each, so the third pod needs a second v6 block.
+    await store.apply(
+        [
+            IPPool("v4", "10.103.0.0/16", block_size=29),
+            IPPool("v6", "fd00:103::/120", block_size=127),
+        ]
+    )
+    for i in (1, 2, 3):
+        await store.register_node(NodeInfo(f"node-{i}", (f"192.0.2.{i}/24", f"2001:db8::{i}/64")))
+    ip4, block4 = await ipam.assign_address(store, "node-1", "a.eth0", 4)
+    ip6, block6 = await ipam.assign_address(store, "node-1", "a.eth0", 6)
+    assert ipaddress.ip_address(ip4).version == 4 and ipaddress.ip_address(ip6).version == 6
+    assert ipaddress.ip_address(ip6) in ipaddress.ip_network(block6)
+    # One block per family, claimed on demand; asking again gives the same addresses.
+    blocks = {b.cidr for b, _kv in await ipam.node_blocks(store, "node-1")}
+    assert blocks == {block4, block6}
+    assert await ipam.assign_address(store, "node-1", "a.eth0", 6) == (ip6, block6)
+    assert await ipam.assign_address(store, "node-1", "a.eth0", 4) == (ip4, block4)
+    held = await ipam.handle_addresses(store, "a.eth0")
+    assert held is not None and held.addresses == ((ip4, block4), (ip6, block6))
+    # The v6 block is full after two pods: the third claims another v6 block (v4 untouched).
+    await ipam.assign_address(store, "node-1", "b.eth0", 6)
+    ip6c, block6c = await ipam.assign_address(store, "node-1", "c.eth0", 6)
+    assert block6c != block6 and ipaddress.ip_network(block6c).prefixlen == 127
+    v4_blocks = [b for b, _kv in await ipam.node_blocks(store, "node-1") if b.network.version == 4]
+    assert [b.cidr for b in v4_blocks] == [block4]
+    assert await ipam.list_allocations(store, "node-1", 6) == {
+        "a.eth0": ip6,
+        "b.eth0": (await ipam.assign_address(store, "node-1", "b.eth0", 6))[0],
+        "c.eth0": ip6c,
+    }
+    # Releasing the handle frees both families in one go.
+    assert await ipam.release_address(store, "a.eth0")
+    assert await ipam.handle_addresses(store, "a.eth0") is None
+    assert "a.eth0" not in await ipam.list_allocations(store, "node-1", 4)
+    assert "a.eth0" not in await ipam.list_allocations(store, "node-1", 6)
+    assert (await ipam.assign_address(store, "node-2", "d.eth0", 6))[0] != ip6c
+    # No IPv6 pool selects node-3: a v6 request says so, the v4 one works.
+    await store.apply([IPPool("v6", "fd00:103::/120", block_size=127, disabled=True)])
+    with pytest.raises(ipam.NoPoolError, match="no enabled IPv6 IPPool selects node node-3"):
+        await ipam.assign_address(store, "node-3", "e.eth0", 6)
+    assert (await ipam.assign_address(store, "node-3", "e.eth0", 4))[0]
+    report = await ipam_check.check(store)
+    assert [f.problem for f in report.findings] == []
+
+
+async def test_ipam_check_finds_a_leaked_address_of_one_family(store: Datastore) -> None:
+    await store.apply([IPPool("v4", "10.104.0.0/24"), IPPool("v6", "fd00:104::/64")])
+    await store.register_node(NodeInfo("node-1", ("192.0.2.1/24", "2001:db8::1/64")))
+    ip4, block4 = await ipam.assign_address(store, "node-1", "a.eth0", 4)
+    ip6, block6 = await ipam.assign_address(store, "node-1", "a.eth0", 6)
+    # The v6 block loses the allocation behind the handle's back.
+    kv = await store.backend.get(records.block_key(block6))
+    assert kv is not None
+    emptied = records.Block.from_json(records.decode(kv.value))
+    emptied = records.Block(emptied.cidr, emptied.pool, emptied.node)
+    await store.backend.txn([], [Put(kv.key, records.encode(emptied.to_json()))])
+    report = await ipam_check.check(store)
+    assert [(f.problem, f.subject) for f in report.findings] == [("leaked-handle", "a.eth0")]
+    assert ip6 in report.findings[0].reason and ip4 not in report.findings[0].reason
+    fixed = await ipam_check.fix(store, report)
+    assert [f.action for f in fixed.findings] == ["deleted"]
+    held = await ipam.handle_addresses(store, "a.eth0")
+    assert held is not None and held.addresses == ((ip4, block4),)  # the v4 address stays
+    assert (await ipam_check.check(store)).findings == []
 
 
 async def test_tunnel_address_uses_a_plain_handle(store: Datastore) -> None:
@@ -566,7 +634,7 @@ async def test_ipam_check_fix_on_a_seeded_leak(store: Datastore) -> None:
     # not hold; an affinity without its block.
     await store.backend.txn([], [Delete("nodes/node-gone")])
     node1_block = (await ipam.node_blocks(store, "node-1"))[0][0].cidr
-    leaked = records.Handle("leak.eth0", "10.126.250.9", node1_block, "node-1")
+    leaked = records.Handle("leak.eth0", (("10.126.250.9", node1_block),), "node-1")
     await store.backend.txn(
         [],
         [

@@ -32,30 +32,47 @@ def namespaces(prefix: str) -> list[str]:
     return [line.split()[0] for line in out.stdout.splitlines() if line.startswith(prefix)]
 
 
+def matrices(stdout: str) -> dict[int, str]:
+    """The ping matrix of each IP family in the lab's output: family -> its pod rows."""
+    out = {}
+    for part in stdout.split("Pod-to-pod ping over IPv")[1:]:
+        rows = part.split("IP addresses")[0].splitlines()
+        out[int(part[0])] = "\n".join(r for r in rows if r.startswith("pod-"))
+    return out
+
+
 @pytest.mark.parametrize(
-    ("reflectors", "sessions"), [(2, 16), (0, 12)], ids=["two-reflectors", "full-mesh"]
+    ("reflectors", "families", "sessions"),
+    [(2, "v4,v6", 32), (0, "v4,v6", 24), (0, "v4", 12)],
+    ids=["two-reflectors-dual-stack", "full-mesh-dual-stack", "full-mesh-ipv4"],
 )
-def test_lab_up_status_down(tmp_path: Path, reflectors: int, sessions: int) -> None:
-    prefix = f"pbt{os.getpid() % 10000}r{reflectors}-"
+def test_lab_up_status_down(tmp_path: Path, reflectors: int, families: str, sessions: int) -> None:
+    """Dual stack (the default) doubles the sessions: one per family between two members."""
+    prefix = f"pbt{os.getpid() % 10000}r{reflectors}{len(families)}-"
     where = ["--dir", str(tmp_path / "lab")]
-    up = lab("up", "--reflectors", str(reflectors), "--prefix", prefix, *where)
+    up = lab("up", "--reflectors", str(reflectors), "--ip-families", families, "--prefix", prefix,
+             *where)  # fmt: skip
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         table = up.stdout.split("BGP sessions (cluster-wide)")[1].split("Pod-to-pod")[0]
         assert table.count("Established") == sessions, table
         assert "unreachable" not in table
-        rows = up.stdout.split("Pod-to-pod ping")[1].split("IP addresses")[0].splitlines()
-        matrix = "\n".join(r for r in rows if r.startswith("pod-"))
-        assert matrix.count("✓") == 8 * 7 and "✗" not in matrix, matrix
+        found = matrices(up.stdout)
+        assert sorted(found) == ([4, 6] if families == "v4,v6" else [4])
         paths = {"direct", "local"} | ({"ipip"} if "encap ipip" in up.stdout else {"vxlan"})
-        assert {w for w in matrix.split() if w.isalpha() and w.islower()} <= paths | {"pod"}
-        assert "vxlan" in matrix or "ipip" in matrix  # the cross-subnet pairs go encapsulated
+        for version, matrix in found.items():
+            assert matrix.count("✓") == 8 * 7 and "✗" not in matrix, (version, matrix)
+            assert {w for w in matrix.split() if w.isalpha() and w.islower()} <= paths | {"pod"}
+            # The cross-subnet pairs go encapsulated (IPv6 through vxlan-v6.podbgp).
+            assert "vxlan" in matrix or (version == 4 and "ipip" in matrix)
+        addresses = up.stdout.split("IP addresses: ")[1].splitlines()[0]
+        assert addresses.count(":") > 0 if families == "v4,v6" else ":" not in addresses
         state = json.loads((tmp_path / "lab" / "state.json").read_text())
         assert len(state["pids"]) == 4 + reflectors + 1  # nodes, reflectors, etcd
 
         again = lab("status", *where)
         assert again.returncode == 0, again.stdout
-        assert again.stdout.count("✓ ") == 8 * 7 + 1  # the matrix, plus its legend
+        assert again.stdout.count("✓ ") == len(found) * (8 * 7 + 1)  # matrices and legends
     finally:
         down = lab("down", *where)
     assert down.returncode == 0, down.stdout + down.stderr

@@ -9,7 +9,7 @@ Owns their JSON form and the key layout under the datastore prefix, split by who
 
     read only by IPAM on the owning node and by ``podbgp ipam`` (change with every pod)
     ipam/blocks/<cidr>               a block: owning node, pool, allocations {ip: handle}
-    ipam/handles/<handle>            one allocated address, by its handle
+    ipam/handles/<handle>            a handle's addresses (one per family) and their blocks
 
 A claim writes the block and its affinity in one transaction, so the two always agree; pod
 churn rewrites only ``ipam/blocks/`` and ``ipam/handles/``, which no agent watches, so a pod
@@ -79,6 +79,12 @@ def decode(value: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError("record is not a JSON object")
     return data
+
+
+def network_order(cidr: str) -> tuple[int, int, int]:
+    """A sort key for CIDRs of both families: IPv4 first, then by address and length."""
+    net = ipaddress.ip_network(cidr)
+    return net.version, int(net.network_address), net.prefixlen
 
 
 @dataclass(frozen=True)
@@ -195,19 +201,42 @@ class Block:
 
 @dataclass(frozen=True)
 class Handle:
-    """One allocated address, found by its handle (``<container id>.<ifname>``, ``tunl0:...``)."""
+    """The addresses one handle holds (``<container id>.<ifname>``, ``tunl0:...``): at most one
+    per address family, each with its block, so a dual-stack pod is one handle."""
 
     handle: str
-    ip: str
-    block: str
+    addresses: tuple[tuple[str, str], ...]  # (ip, block), IPv4 first
     node: str
 
+    def address(self, version: int) -> tuple[str, str] | None:
+        """The (ip, block) of the given family, or None."""
+        for ip, block in self.addresses:
+            if ipaddress.ip_address(ip).version == version:
+                return ip, block
+        return None
+
+    def with_address(self, ip: str, block: str) -> Handle:
+        """This handle holding ``ip`` (replacing its address of that family, if any)."""
+        version = ipaddress.ip_address(ip).version
+        kept = [a for a in self.addresses if ipaddress.ip_address(a[0]).version != version]
+        ordered = sorted([*kept, (ip, block)], key=lambda a: ipaddress.ip_address(a[0]).version)
+        return Handle(self.handle, tuple(ordered), self.node)
+
     def to_json(self) -> dict[str, Any]:
-        return {"handle": self.handle, "ip": self.ip, "block": self.block, "node": self.node}
+        return {"handle": self.handle, "addresses": dict(self.addresses), "node": self.node}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Handle:
-        return cls(str(data["handle"]), str(data["ip"]), str(data["block"]), str(data["node"]))
+        raw = data.get("addresses")
+        if raw is None:  # written before handles held one address per family
+            raw = {data["ip"]: data["block"]}
+        if not isinstance(raw, dict) or not raw:
+            raise ValueError("handle holds no addresses")
+        pairs = sorted(
+            ((str(ip), str(block)) for ip, block in raw.items()),
+            key=lambda a: ipaddress.ip_address(a[0]).version,
+        )
+        return cls(str(data["handle"]), tuple(pairs), str(data["node"]))
 
 
 @dataclass(frozen=True)

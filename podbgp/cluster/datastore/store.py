@@ -170,7 +170,8 @@ class Snapshot:
     def blocks_of(self, node: str) -> list[Affinity]:
         """The blocks ``node`` owns, in address order."""
         return sorted(
-            (a for a in self.affinities.values() if a.node == node), key=lambda a: a.network
+            (a for a in self.affinities.values() if a.node == node),
+            key=lambda a: records.network_order(a.cidr),
         )
 
 

@@ -519,3 +519,12 @@ def test_status_shows_bfd_sessions_of_the_peers_that_have_one() -> None:
                      "ControlDetectionTimeExpired", "1"]  # fmt: skip
     assert "192.0.2.3" not in section
     assert "BFD sessions" not in render_status(status, peers[1:])
+
+
+def test_status_shows_a_dual_stack_nodes_addresses() -> None:
+    from podbgp.ops.client import render_status
+
+    status = {"nodeName": "n1", "routerId": "192.0.2.11", "asNumber": 64512, "uptimeSeconds": 5,
+              "addresses": ["192.0.2.11/24", "2001:db8::11/64"]}  # fmt: skip
+    lines = render_status(status, []).splitlines()
+    assert lines[1] == "Addresses 192.0.2.11/24, 2001:db8::11/64"

@@ -27,6 +27,9 @@ def test_usable_addresses_skip_network_and_v4_broadcast() -> None:
     assert v4 == [f"10.0.0.{i}" for i in range(1, 7)]
     v6 = list(ipam.usable_addresses("fd00::/126"))
     assert [str(a) for a in v6] == ["fd00::1", "fd00::2", "fd00::3"]
+    # /127 and /128 blocks hand out every address they have (RFC 6164).
+    assert [str(a) for a in ipam.usable_addresses("fd00::4/127")] == ["fd00::4", "fd00::5"]
+    assert [str(a) for a in ipam.usable_addresses("fd00::9/128")] == ["fd00::9"]
 
 
 def test_next_free_address_fills_gaps_first() -> None:
@@ -55,8 +58,23 @@ def test_block_json_round_trip_sorts_allocations_by_address() -> None:
     assert block.allocations == (("10.0.0.9", "a"), ("10.0.0.10", "b"))
     assert Block.from_json(block.to_json()) == block
     assert block.network == ipaddress.ip_network("10.0.0.0/24")
-    handle = Handle("ctr.eth0", "10.0.0.9", "10.0.0.0/24", "n")
+    handle = Handle("ctr.eth0", (("10.0.0.9", "10.0.0.0/24"),), "n")
     assert Handle.from_json(handle.to_json()) == handle
+
+
+def test_a_handle_holds_one_address_per_family() -> None:
+    handle = Handle("ctr.eth0", (("10.0.0.9", "10.0.0.0/24"),), "n")
+    dual = handle.with_address("fd00::5", "fd00::/122")
+    assert dual.address(4) == ("10.0.0.9", "10.0.0.0/24")
+    assert dual.address(6) == ("fd00::5", "fd00::/122")
+    assert Handle.from_json(dual.to_json()) == dual
+    # A second address of a family replaces the first (a leaked one is re-assigned so).
+    moved = dual.with_address("10.0.0.12", "10.0.0.0/24")
+    assert moved.addresses == (("10.0.0.12", "10.0.0.0/24"), ("fd00::5", "fd00::/122"))
+    assert handle.address(6) is None
+    # Records written before handles held one address per family still read.
+    old = {"handle": "h", "ip": "10.0.0.9", "block": "10.0.0.0/24", "node": "n"}
+    assert Handle.from_json(old).addresses == (("10.0.0.9", "10.0.0.0/24"),)
 
 
 def test_key_layout() -> None:

@@ -55,6 +55,19 @@ def test_ip_pool_defaults_and_selector() -> None:
     assert res == IPPool("pool-a", "10.244.0.0/16", 24, "Never", "Never", False, False, ALL)
     v6 = parse_resource(doc("IPPool", "pool-6", {"cidr": "fd00:10::/64"}), "t")
     assert isinstance(v6, IPPool) and v6.block_size == 122
+
+
+def test_ipv6_pool_vxlan_mode_and_block_sizes() -> None:
+    # On an IPv6 pool vxlanMode is the VXLAN-over-IPv6 setting; vxlanModeV6 is its alias.
+    for key in ("vxlanMode", "vxlanModeV6"):
+        spec = {"cidr": "fd00:10::/64", "blockSize": 120, key: "CrossSubnet"}
+        pool = parse_resource(doc("IPPool", "p6", spec), "t")
+        assert isinstance(pool, IPPool) and pool.vxlan_mode == "CrossSubnet"
+        assert pool.block_size == 120
+        assert to_dict(pool)["spec"]["vxlanMode"] == "CrossSubnet"
+    for size in (116, 128):
+        pool = parse_resource(doc("IPPool", "p", {"cidr": "fd00::/64", "blockSize": size}), "t")
+        assert isinstance(pool, IPPool) and pool.block_size == size
     sel = parse_resource(
         doc("IPPool", "p", {"cidr": "10.0.0.0/8", "nodeSelector": "zone == 'a'"}), "t"
     )
@@ -135,6 +148,28 @@ def test_canonical_form_round_trips(res: Any) -> None:
         (
             doc("IPPool", "p", {"cidr": "10.0.0.0/8", "ipipMode": "Always", "vxlanMode": "Always"}),
             "spec.vxlanMode: ipipMode and vxlanMode cannot both be enabled",
+        ),
+        (
+            doc("IPPool", "p", {"cidr": "fd00::/64", "blockSize": 96}),
+            "f.yaml IPPool/p: spec.blockSize: must be an integer in 116..128",
+        ),
+        (
+            doc("IPPool", "p", {"cidr": "10.0.0.0/16", "vxlanModeV6": "Always"}),
+            "spec.vxlanModeV6: applies to IPv6 pools only; an IPv4 pool's setting is vxlanMode",
+        ),
+        (
+            doc(
+                "IPPool", "p", {"cidr": "fd00::/64", "vxlanMode": "Never", "vxlanModeV6": "Always"}
+            ),
+            "spec.vxlanModeV6: Always contradicts vxlanMode: Never",
+        ),
+        (
+            doc("IPPool", "p", {"cidr": "fe80::/64"}),
+            "f.yaml IPPool/p: spec.cidr: must not overlap the link-local range fe80::/10",
+        ),
+        (
+            doc("IPPool", "p", {"cidr": "169.254.0.0/24"}),
+            "spec.cidr: must not overlap the link-local range 169.254.0.0/16",
         ),
         (
             doc("IPPool", "p", {"cidr": "fd00::/64", "ipipMode": "Always"}),

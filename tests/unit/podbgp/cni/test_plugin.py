@@ -8,6 +8,7 @@ whole invocation (``cni_main.run``) is exercised as the runtime sees it: JSON in
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 
 import pytest
@@ -16,6 +17,8 @@ from podbgp.cni.main import run
 from podbgp.cni.plugin import (
     CNI_VERSION,
     GATEWAY,
+    GATEWAY_V6,
+    HOST_VETH_MAC,
     SUPPORTED_VERSIONS,
     CniCode,
     CniEnv,
@@ -163,7 +166,7 @@ def test_host_veth_name_is_stable_short_and_per_attachment() -> None:
 def test_result_lists_both_interfaces_the_address_and_the_default_route() -> None:
     conf = parse_netconf(conf_bytes())
     env = CniEnv("ADD", "0123456789abcdef", "/run/netns/pod", "eth0")
-    result = build_result(conf, env, "10.244.1.5", "aa:aa:aa:aa:aa:aa", "bb:bb:bb:bb:bb:bb")
+    result = build_result(conf, env, ["10.244.1.5"], "aa:aa:aa:aa:aa:aa", "bb:bb:bb:bb:bb:bb")
     assert result == {
         "cniVersion": "1.0.0",
         "interfaces": [
@@ -174,8 +177,31 @@ def test_result_lists_both_interfaces_the_address_and_the_default_route() -> Non
         "routes": [{"dst": "0.0.0.0/0"}],
         "dns": {},
     }
-    old = build_result(parse_netconf(conf_bytes(cniVersion="0.4.0")), env, "10.244.1.5", None, None)
+    old_conf = parse_netconf(conf_bytes(cniVersion="0.4.0"))
+    old = build_result(old_conf, env, ["10.244.1.5"], None, None)
     assert old["cniVersion"] == "0.4.0" and old["ips"][0]["version"] == "4"
+
+
+@pytest.mark.parametrize("version", ["0.3.1", "0.4.0", "1.0.0"])
+def test_dual_stack_result_has_both_addresses_gateways_and_default_routes(version: str) -> None:
+    conf = parse_netconf(conf_bytes(cniVersion=version))
+    env = CniEnv("ADD", "0123456789abcdef", "/run/netns/pod", "eth0")
+    result = build_result(conf, env, ["10.244.1.5", "fd00:10::5"], None, None)
+    ips = [{k: v for k, v in e.items() if k != "version"} for e in result["ips"]]
+    assert ips == [
+        {"address": "10.244.1.5/32", "gateway": GATEWAY, "interface": 1},
+        {"address": "fd00:10::5/128", "gateway": GATEWAY_V6, "interface": 1},
+    ]
+    assert result["routes"] == [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]
+    versions = [e.get("version") for e in result["ips"]]
+    assert versions == ([None, None] if version == "1.0.0" else ["4", "6"])
+
+
+def test_the_ipv6_gateway_is_the_host_ends_eui64_link_local_address() -> None:
+    # RFC 4291 §2.5.6 / Appendix A: flip the universal/local bit, insert ff:fe in the middle.
+    mac = bytes.fromhex(HOST_VETH_MAC.replace(":", ""))
+    eui64 = bytes([mac[0] ^ 0x02]) + mac[1:3] + b"\xff\xfe" + mac[3:]
+    assert ipaddress.ip_address(b"\xfe\x80" + bytes(6) + eui64) == ipaddress.ip_address(GATEWAY_V6)
 
 
 def test_error_object_shape() -> None:

@@ -18,7 +18,7 @@ from podbgp.cluster.resources import (
     Node,
     check_consistency,
 )
-from podbgp.node.config import load_node_config
+from podbgp.node.config import load_node_config, resolve_addresses
 
 REPO = Path(__file__).resolve().parents[4]
 MINIMAL: dict[str, Any] = {
@@ -96,6 +96,12 @@ def test_file_datastore_and_tls(tmp_path: Path) -> None:
             "datastore.tls.caFile: cannot read /no",
         ),
         ({"address": "2001:db8::11/64"}, "routerId: required when the node address is IPv6"),
+        ({"addressV6": "192.0.2.12/24"}, "addressV6: must be an IPv6 address with prefix length"),
+        ({"addressV6": "2001:db8::11"}, "addressV6: must be an address with prefix length"),
+        (
+            {"address": "2001:db8::11/64", "routerId": "1.1.1.1", "addressV6": "2001:db8::12/64"},
+            "addressV6: address is IPv6 already; a node has one address a family",
+        ),
         ({"routeProtocol": 2}, "routeProtocol: must be an integer in 5..255"),
         ({"mtu": 100}, "mtu: must be an integer in 576..65535"),
         ({"felix": {"resync": 5}}, "felix.resync: unknown key"),
@@ -110,6 +116,13 @@ def test_refusals(tmp_path: Path, change: dict[str, Any], message: str) -> None:
         load(tmp_path, data)
     assert message in str(err.value)
     assert str(err.value).startswith(str(tmp_path / "node.yaml"))
+
+
+def test_a_dual_stack_node_names_both_addresses(tmp_path: Path) -> None:
+    config = load(tmp_path, {**MINIMAL, "addressV6": "2001:db8::11/64"})
+    assert config.address_v6 == "2001:db8::11/64"
+    assert resolve_addresses(config) == ("192.0.2.11/24", "2001:db8::11/64")
+    assert resolve_addresses(load(tmp_path, MINIMAL)) == ("192.0.2.11/24",)
 
 
 def test_graceful_restart_run_file(tmp_path: Path) -> None:

@@ -68,6 +68,18 @@ def test_mesh_covers_both_families() -> None:
     assert top.peers["2001:db8::2"].source_address == "2001:db8::1"
 
 
+def test_dual_stack_reflector_peerings_in_both_families() -> None:
+    nodes = cluster(node(1, rr=True, v6=True), node(2, v6=True), node(3))
+    client = compute_topology("node-2", nodes, NO_MESH, [RR_PEERING])
+    assert set(client.peers) == {"192.0.2.1", "2001:db8::1"}
+    v6 = client.peers["2001:db8::1"]
+    assert v6.peer_type == "route-reflector" and v6.source_address == "2001:db8::2"
+    reflector = compute_topology("node-1", nodes, NO_MESH, [RR_PEERING])
+    # node-3 has no IPv6 address: one session with it, IPv4 only.
+    assert set(reflector.peers) == {"192.0.2.2", "2001:db8::2", "192.0.2.3"}
+    assert all(s.rr_client for s in reflector.peers.values())
+
+
 def test_mesh_off_leaves_no_peers() -> None:
     top = compute_topology("node-1", cluster(node(1), node(2)), NO_MESH, [])
     assert not top.mesh and top.peers == {}

@@ -13,7 +13,9 @@ Addresses follow docker-compose.yml: subnet k is 172.31.k.0/24 with the router a
 Dual stack (``--ip-families v4,v6``, the default; ``v6`` gives pods IPv6 only): every member
 also gets fd31:0:0:k::<same host number>/64 (router ::254), the nodes register both addresses
 and mesh in both families, the reflectors listen on both, and an IPv6 pool fd00:10:244::/64
-(blockSize 122) gives each pod an IPv6 address too.
+(blockSize 122) gives each pod an IPv6 address too. A host beyond the router, outside every
+pool (podbgp.lab.outside), shows natOutgoing at work: it sees each pod's traffic come from the
+pod's node.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any
 import yaml
 
 from podbgp.lab.netns import NetnsHTTPConnection
+from podbgp.lab.outside import build_outside, outside_table
 
 DEFAULT_DIR = Path("/run/podbgp-lab")
 API_TIMEOUT = 5.0
@@ -86,6 +89,7 @@ class LabState:
     namespaces: list[str] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
     families: list[int] = field(default_factory=lambda: [4])  # the pods' IP families
+    outside_ns: str = ""  # the host beyond the router, outside every pool (podbgp.lab.outside)
 
     @property
     def dual_underlay(self) -> bool:
@@ -168,6 +172,7 @@ def plan(args: argparse.Namespace, directory: Path, encap: str) -> LabState:
     prefix = args.prefix
     state = LabState(prefix, str(directory), encap, args.subnets, f"{prefix}router")
     state.families = list(FAMILIES[args.ip_families])
+    state.outside_ns = f"{prefix}out"
     state.members.append(Member("etcd", f"{prefix}etcd", "172.31.1.2/24", 1))
     for j in range(1, args.reflectors + 1):
         subnet = (j - 1) % args.subnets + 1
@@ -190,7 +195,7 @@ def plan(args: argparse.Namespace, directory: Path, encap: str) -> LabState:
 
 def build_network(state: LabState) -> None:
     router = state.router_ns
-    for ns in [router, *(m.ns for m in state.members)]:
+    for ns in [router, state.outside_ns, *(m.ns for m in state.members)]:
         sh("ip", "netns", "add", ns)
         state.namespaces.append(ns)
         state.save()
@@ -209,6 +214,7 @@ def build_network(state: LabState) -> None:
         if state.dual_underlay:
             sh("ip", "addr", "add", f"fd31:0:0:{k}::254/64", "dev", bridge, ns=router)
         sh("ip", "link", "set", bridge, "up", ns=router)
+    build_outside(sh, state.outside_ns, router, [4, 6] if state.dual_underlay else [4])
     for n, member in enumerate(state.members):
         port = f"p{n}"
         sh("ip", "link", "add", "eth0", "netns", member.ns, "type", "veth", "peer", "name", port,
@@ -273,7 +279,7 @@ def etcd_url(state: LabState) -> str:
 
 
 def cluster_resources(state: LabState, reflectors: list[Member]) -> list[dict[str, Any]]:
-    pool: dict[str, Any] = {"cidr": POOL, "blockSize": 24}
+    pool: dict[str, Any] = {"cidr": POOL, "blockSize": 24, "natOutgoing": True}
     if state.encap == "ipip":
         pool |= {"ipipMode": "CrossSubnet", "vxlanMode": "Never"}
     elif state.encap == "vxlan":
@@ -281,7 +287,8 @@ def cluster_resources(state: LabState, reflectors: list[Member]) -> list[dict[st
     else:
         pool |= {"ipipMode": "Never", "vxlanMode": "Never"}
     # IPIP carries IPv4 only: the IPv6 pool crosses subnets through vxlan-v6.podbgp then.
-    pool6 = {"cidr": POOL_V6, "vxlanMode": "Never" if state.encap == "none" else "CrossSubnet"}
+    pool6 = {"cidr": POOL_V6, "natOutgoing": True,
+             "vxlanMode": "Never" if state.encap == "none" else "CrossSubnet"}  # fmt: skip
     docs: list[dict[str, Any]] = [
         {"apiVersion": "podbgp/v1", "kind": "BGPConfiguration", "metadata": {"name": "default"},
          "spec": {"asNumber": ASN, "nodeToNodeMeshEnabled": not reflectors}},
@@ -468,6 +475,10 @@ def peer_table(state: LabState, token_file: Path) -> str:
 
 
 def show(state: LabState) -> int:
+    def node_address(name: str, version: int) -> str:
+        member = next(m for m in state.members if m.name == name)
+        return (member.address if version == 4 else member.address6).split("/")[0]
+
     token_file = Path(state.directory) / "api-token"
     say("\nBGP sessions (cluster-wide)")
     say(peer_table(state, token_file))
@@ -476,6 +487,10 @@ def show(state: LabState) -> int:
         matrix, failed = ping_matrix(state, version)
         failures += failed
         say("\n" + matrix)
+    if state.outside_ns:
+        table, failed = outside_table(state.outside_ns, state.pods, state.families, node_address)
+        failures += failed
+        say("\n" + table)
     say("\nIP addresses: " + ", ".join(
         f"{p.name}=" + "/".join(a for a in (p.ip, p.ip6) if a) for p in state.pods
     ))  # fmt: skip

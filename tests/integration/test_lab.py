@@ -1,8 +1,9 @@
 """`podbgp lab up|status|down`: the compose topology in namespaces, end to end.
 
 The lab builds etcd, a router between two subnets, four `podbgp node`s (with or without two
-`podbgp rr` reflectors) and two pods per node; every session must be Established and every pod
-must reach every other pod; `down` must leave no namespace and no process behind.
+`podbgp rr` reflectors), two pods per node and a host outside every pool; every session must be
+Established, every pod must reach every other pod, and the outside host (through natOutgoing)
+from its node's address; `down` must leave no namespace and no process behind.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def matrices(stdout: str) -> dict[int, str]:
     """The ping matrix of each IP family in the lab's output: family -> its pod rows."""
     out = {}
     for part in stdout.split("Pod-to-pod ping over IPv")[1:]:
-        rows = part.split("IP addresses")[0].splitlines()
+        rows = part.split("IP addresses")[0].split("Pod to the outside host")[0].splitlines()
         out[int(part[0])] = "\n".join(r for r in rows if r.startswith("pod-"))
     return out
 
@@ -65,6 +66,17 @@ def test_lab_up_status_down(tmp_path: Path, reflectors: int, families: str, sess
             assert {w for w in matrix.split() if w.isalpha() and w.islower()} <= paths | {"pod"}
             # The cross-subnet pairs go encapsulated (IPv6 through vxlan-v6.podbgp).
             assert "vxlan" in matrix or (version == 4 and "ipip" in matrix)
+        # natOutgoing: every pod reaches the host beyond the router, which sees the pod's node.
+        outside = up.stdout.split("Pod to the outside host")[1].split("IP addresses")[0]
+        rows = [r for r in outside.splitlines() if r.startswith("pod-")]
+        assert len(rows) == 8 and "✗" not in outside, outside
+        for row in rows:
+            node = int(row.split("-")[1])
+            subnet = 1 if node <= 2 else 2
+            assert f"saw 172.31.{subnet}.{10 + node}" in row, row
+            assert row.count("✓") == len(found), row
+            if 6 in found:
+                assert f"saw fd31:0:0:{subnet}::{10 + node}" in row, row
         addresses = up.stdout.split("IP addresses: ")[1].splitlines()[0]
         assert addresses.count(":") > 0 if families == "v4,v6" else ":" not in addresses
         state = json.loads((tmp_path / "lab" / "state.json").read_text())
@@ -72,7 +84,8 @@ def test_lab_up_status_down(tmp_path: Path, reflectors: int, families: str, sess
 
         again = lab("status", *where)
         assert again.returncode == 0, again.stdout
-        assert again.stdout.count("✓ ") == len(found) * (8 * 7 + 1)  # matrices and legends
+        # the matrices and their legends, and the outside host's table
+        assert again.stdout.count("✓ ") == len(found) * (8 * 7 + 1 + 8)
     finally:
         down = lab("down", *where)
     assert down.returncode == 0, down.stdout + down.stderr

@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from felix.forward import ForwardRules
 from felix.kernel.netlink import KernelError, LinkMonitor, Netlink, ensure_protocol_name
 from felix.latency import LatencyRecorder
 from felix.nat import NatTable
@@ -93,6 +94,7 @@ class Dataplane:
         self.enable_forwarding = enable_forwarding
         self.nl = Netlink(route_protocol, netns)
         self.nat = NatTable(netns)
+        self.forward = ForwardRules(netns)  # accept pool traffic where FORWARD drops
         self.reconciler = Reconciler(
             self.nl, self._plan, resync_interval=resync_interval, vxlan_device=None,
             on_applied=self._applied,
@@ -284,6 +286,7 @@ class Dataplane:
         want_ipip, want_vxlan = tunnels_needed(self.pools)
         if full:
             await self.nat.sync(self.pools)
+            await self.forward.sync(self.pools)
         if full or (want_ipip and IPIP_DEVICE not in self.tunnels):
             await self._ensure_tunnels(want_ipip, want_vxlan)
         ipip = self.tunnels.get(IPIP_DEVICE)
@@ -392,6 +395,7 @@ class Dataplane:
             ],
             "tunnels": {name: state.to_json() for name, state in sorted(self.tunnels.items())},
             "nat": self.nat.snapshot(),
+            "forward": self.forward.snapshot(),
             "updateToKernel": self.latency.summary(time.monotonic()),
             "pods": dict(sorted(self.pods.items())),
             "routes": {

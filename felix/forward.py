@@ -131,6 +131,24 @@ def default_backend(version: int) -> str:
     return "nft"
 
 
+def forward_drop(listing: str, version: int) -> str | None:
+    """From ``nft list chains``: the problem when a forward-hook base chain of ``version``'s
+    family drops by policy (felix, without iptables, cannot accept there), else None."""
+    family = "ip" if version == 4 else "ip6"
+    table = ""
+    for line in listing.splitlines():
+        words = line.split()
+        if words[:1] == ["table"] and len(words) >= 3:
+            table = f"{words[1]} {words[2]}"
+        elif _FORWARD_DROP.search(line) and table.split()[:1] in ([family], ["inet"]):
+            command = "iptables" if version == 4 else "ip6tables"
+            return (
+                f"a forward-hook chain in table {table} has policy drop and no {command} "
+                "command is installed: pod traffic forwarded through this node is dropped"
+            )
+    return None
+
+
 class IptablesError(Exception):
     """iptables or nft failed; the message carries its stderr."""
 
@@ -205,20 +223,7 @@ class ForwardRules:
         """No iptables command: a problem only if something on the forward hook drops."""
         if not shutil.which("nft"):
             return None
-        family = "ip" if version == 4 else "ip6"
-        listing = await self._run("nft", "list", "chains")
-        table = ""
-        for line in listing.splitlines():
-            words = line.split()
-            if words[:1] == ["table"] and len(words) >= 3:
-                table = f"{words[1]} {words[2]}"
-            elif _FORWARD_DROP.search(line) and table.split()[0] in (family, "inet"):
-                return (
-                    f"a forward-hook chain in table {table} has policy drop and no "
-                    f"{'iptables' if version == 4 else 'ip6tables'} command is installed: "
-                    "pod traffic forwarded through this node is dropped"
-                )
-        return None
+        return forward_drop(await self._run("nft", "list", "chains"), version)
 
     async def _run(self, *argv: str, stdin: str | None = None) -> str:
         args = list(argv)

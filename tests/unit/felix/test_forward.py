@@ -3,7 +3,16 @@ and the restore script, pure (the kernel side is in tests/integration/test_felix
 
 from __future__ import annotations
 
-from felix.forward import CHAIN, JUMP, FilterState, chain_rules, parse, restore_script, targets
+from felix.forward import (
+    CHAIN,
+    JUMP,
+    FilterState,
+    chain_rules,
+    forward_drop,
+    parse,
+    restore_script,
+    targets,
+)
 from felix.plan import Pool
 
 V4 = Pool("10.244.0.0/16")
@@ -109,3 +118,29 @@ def test_backend_choice() -> None:
     }
     assert targets({"legacy": FilterState("ACCEPT")}, "nft") == {"legacy"}
     assert targets({}, "nft") == set()
+
+
+NFT_CHAINS = """table ip filter {
+	chain FORWARD {
+		type filter hook forward priority filter; policy drop;
+	}
+	chain INPUT {
+		type filter hook input priority filter; policy accept;
+	}
+}
+table ip6 mangle {
+	chain FORWARD {
+		type filter hook forward priority mangle; policy accept;
+	}
+}
+"""
+
+
+def test_without_iptables_a_forward_drop_is_reported_per_family() -> None:
+    problem = forward_drop(NFT_CHAINS, 4)
+    assert problem is not None and "table ip filter" in problem and "iptables" in problem
+    assert forward_drop(NFT_CHAINS, 6) is None  # the ip6 forward chain accepts
+    inet = "table inet filter {\n\tchain forward {\n\t\ttype filter hook forward priority 0; "
+    inet += "policy drop;\n"
+    assert forward_drop(inet, 6) is not None  # an inet table covers both families
+    assert forward_drop("", 4) is None

@@ -1,0 +1,113 @@
+"""Pod traffic through a node whose firewall drops forwarded packets, with real iptables (both
+backends) in network namespaces: pod-to-pod ping fails while FORWARD's policy is DROP and
+succeeds once felix has put its accept chain in place; the jump is repaired when deleted, the
+chain removed when no pool is left, and no other rule is touched.
+
+Topology: two pod namespaces wired into a "node" namespace like podbgp-cni does; pod-to-pod
+traffic is routed (forwarded) by the node, whose ``filter`` ``FORWARD`` policy is DROP, set with
+the backend under test, as the Docker engine does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from felix.dataplane import Dataplane
+from felix.forward import CHAIN, JUMP
+from felix.plan import Pool
+from tests.support.kernel import eventually, make_pod, ping
+from tests.support.netns import NetnsFactory, run
+
+pytestmark = pytest.mark.netns
+
+RESYNC = 0.5
+POOLS = [Pool("10.244.0.0/16"), Pool("fd00:10:244::/48")]
+
+
+def save(ns: str, backend: str, version: int = 4) -> list[str]:
+    """``iptables-save -t filter`` of one backend, without comments and counters."""
+    cmd = f"{'iptables' if version == 4 else 'ip6tables'}-{backend}-save"
+    out = run(ns, cmd, "-t", "filter").stdout
+    return [line.split(" [")[0] for line in out.splitlines() if not line.startswith("#")]
+
+
+def others(lines: list[str]) -> list[str]:
+    return [line for line in lines if CHAIN not in line]
+
+
+@contextlib.asynccontextmanager
+async def running(dp: Dataplane) -> AsyncIterator[Dataplane]:
+    task = asyncio.create_task(dp.run())
+    try:
+        await dp.wait_synced()
+        yield dp
+    finally:
+        await dp.stop()
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.parametrize("backend", ["nft", "legacy"])
+async def test_pool_traffic_is_accepted_where_forward_drops(
+    netns_factory: NetnsFactory, backend: str
+) -> None:
+    node = netns_factory.namespace("n")
+    run(node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    pod_a, _ = make_pod(netns_factory, node, "10.244.1.7")
+    _pod_b, _ = make_pod(netns_factory, node, "10.244.1.8")
+    for cmd in (f"iptables-{backend}", f"ip6tables-{backend}"):
+        run(node, cmd, "-P", "FORWARD", "DROP")
+        # Someone else's rules, which felix must leave exactly as they are.
+        run(node, cmd, "-N", "SOMEONE-ELSE")
+        run(node, cmd, "-A", "SOMEONE-ELSE", "-j", "RETURN")
+        run(node, cmd, "-A", "FORWARD", "-j", "SOMEONE-ELSE")
+        run(node, cmd, "-A", "INPUT", "-i", "lo", "-j", "ACCEPT")
+    before = {v: save(node, backend, v) for v in (4, 6)}
+
+    dp = Dataplane(
+        "node-fw", "192.0.2.1/24", "lo", 80, netns=node, resync_interval=RESYNC,
+        converge_timeout=3600.0, register_protocol_name=False,
+    )  # fmt: skip
+    dp.set_blocks(["10.244.1.0/24"])
+    async with running(dp):
+        # No pool yet: felix adds nothing, and FORWARD's DROP eats pod-to-pod traffic.
+        assert save(node, backend) == before[4]
+        assert not await asyncio.to_thread(ping, pod_a, "10.244.1.8")
+
+        t0 = time.monotonic()
+        dp.set_pools(POOLS)
+        await eventually(lambda: ping(pod_a, "10.244.1.8", timeout=1.0), timeout=15)
+        print(f"\n[{backend}] pools set -> pod-to-pod ping through: "
+              f"{time.monotonic() - t0:.2f}s")  # fmt: skip
+        for version, net in ((4, "10.244.0.0/16"), (6, "fd00:10:244::/48")):
+            lines = save(node, backend, version)
+            assert lines.count(JUMP) == 1
+            forward = [line for line in lines if line.startswith("-A FORWARD ")]
+            assert forward[0] == JUMP  # first, ahead of everyone else's
+            assert f"-A {CHAIN} -s {net} -j ACCEPT" in lines
+            assert f"-A {CHAIN} -d {net} -j ACCEPT" in lines
+            assert others(lines) == before[version]
+            assert dp.forward.families[version].backends == (backend,)
+
+        # The jump deleted behind felix's back: put back within a resync or two.
+        t0 = time.monotonic()
+        run(node, f"iptables-{backend}", "-D", "FORWARD", "-j", CHAIN)
+        await eventually(lambda: dp.forward.repairs >= 1, timeout=10)
+        print(f"[{backend}] jump deleted -> repaired: {time.monotonic() - t0:.2f}s")
+        forward = [line for line in save(node, backend) if line.startswith("-A FORWARD ")]
+        assert forward == [JUMP, "-A FORWARD -j SOMEONE-ELSE"]
+        assert await asyncio.to_thread(ping, pod_a, "10.244.1.8")
+
+        # No pool left: chain and jump go, in both families; everything else is as it was.
+        dp.set_pools([])
+        await eventually(
+            lambda: all(save(node, backend, v) == before[v] for v in (4, 6)), timeout=10
+        )
+        assert not await asyncio.to_thread(ping, pod_a, "10.244.1.8")
+        snap = dp.snapshot()["forward"]
+        assert snap["ipv4"]["lastError"] is None and snap["ipv6"]["lastError"] is None
+        assert snap["ipv4"]["forwardPolicy"][backend] == "DROP"

@@ -159,6 +159,7 @@ class _Family:
     backends: tuple[str, ...] = ()  # where the chain is (as last applied)
     applied: tuple[str, ...] | None = None  # the chain last applied (None: nowhere)
     policy: dict[str, str | None] = field(default_factory=dict)  # backend -> FORWARD policy
+    unreadable: dict[str, str] = field(default_factory=dict)  # backend -> why it is not used
     known_absent: bool = False  # checked: no chain of ours anywhere, and none wanted
     checked_missing: tuple[str, ...] | None = None  # pools checked on a host without iptables
     error: str | None = None
@@ -191,7 +192,7 @@ class ForwardRules:
             return  # no pool of this family and the chain is gone: no process per resync
         commands = available(fam.version)
         if not commands:
-            fam.backends, fam.applied, fam.policy = (), None, {}
+            fam.backends, fam.applied, fam.policy, fam.unreadable = (), None, {}, {}
             fam.known_absent = want is None
             if want is None:
                 fam.checked_missing, fam.error = None, None
@@ -200,8 +201,17 @@ class ForwardRules:
                 fam.checked_missing = want
             return
         fam.checked_missing = None
-        states = {name: parse(await self._run(cmd + "-save", "-t", "filter"))
-                  for name, cmd in commands.items()}  # fmt: skip
+        states: dict[str, FilterState] = {}
+        fam.unreadable = {}
+        for name, cmd in commands.items():
+            try:
+                states[name] = parse(await self._run(cmd + "-save", "-t", "filter"))
+            except IptablesError as exc:
+                # A backend this process cannot use (legacy without its kernel module, in a
+                # container that may not load it) holds no drop felix could lift anyway.
+                fam.unreadable[name] = str(exc)
+        if not states:
+            raise IptablesError("; ".join(fam.unreadable.values()))
         chosen = targets(states, default_backend(fam.version)) if want is not None else set()
         for name, state in states.items():
             script = restore_script(state, want if name in chosen else None)
@@ -257,6 +267,7 @@ class ForwardRules:
                     "present": fam.applied is not None,
                     "backends": list(fam.backends),
                     "forwardPolicy": dict(sorted(fam.policy.items())),
+                    "unreadableBackends": dict(sorted(fam.unreadable.items())),
                     "lastError": fam.error,
                 }
                 for fam in self.families.values()

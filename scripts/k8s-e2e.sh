@@ -408,6 +408,16 @@ YAML
         kubectl -n kube-system logs "$PODBGP_POD" -c podbgp-node | grep -i forward >&2 || true
         die "felix's PODBGP-FORWARD jump is not first in FORWARD"
     fi
+    # felix's own account of it (/v1/node): the chain in place, every backend readable.
+    local forward
+    forward=$(kubectl -n kube-system exec "$PODBGP_POD" -c podbgp-node -- python3 -c '
+import json, urllib.request as u
+token = open("/etc/podbgp-api/token").read().strip()
+req = u.Request("http://127.0.0.1:9179/v1/node", headers={"Authorization": "Bearer " + token})
+print(json.dumps(json.load(u.urlopen(req, timeout=10))["felix"]["forward"]))')
+    say "felix.forward: $forward"
+    [[ $forward == *'"present": true'* && $forward != *'Permission denied'* ]] ||
+        die "felix.forward does not show the chain with every backend readable"
     kubectl exec web-a -- ping -c 3 -W 2 "$IP_B" >&2
     kubectl exec web-b -- ping -c 3 -W 2 "$IP_A" >&2
     say "web-a ($IP_A) and web-b ($IP_B) ping each other"

@@ -217,13 +217,15 @@ class ForwardRules:
             script = restore_script(state, want if name in chosen else None)
             if script is None:
                 continue
-            if want is not None and want == fam.applied and name in fam.backends:
-                self.repairs += 1
-                log.warning("event=forward-chain-repaired family=ipv%d backend=%s",
-                            fam.version, name)  # fmt: skip
             await self._run(commands[name] + "-restore", "--noflush", stdin=script)
-            log.info("event=forward-chain-%s family=ipv%d backend=%s",
-                     "applied" if name in chosen else "removed", fam.version, name)  # fmt: skip
+            if name in chosen and want == fam.applied and name in fam.backends:
+                self.repairs += 1  # ours, unchanged, yet the kernel differed: someone touched it
+                event = "repaired"
+            else:
+                event = "applied" if name in chosen else "removed"
+            log.log(logging.WARNING if event == "repaired" else logging.INFO,
+                    "event=forward-chain-%s family=ipv%d backend=%s",
+                    event, fam.version, name)  # fmt: skip
         fam.backends = tuple(sorted(chosen))
         fam.applied = want
         fam.policy = {name: s.policy for name, s in states.items()}

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -80,9 +83,11 @@ async def test_pool_traffic_is_accepted_where_forward_drops(
 
         t0 = time.monotonic()
         dp.set_pools(POOLS)
-        await eventually(lambda: ping(pod_a, "10.244.1.8", timeout=1.0), timeout=15)
-        print(f"\n[{backend}] pools set -> pod-to-pod ping through: "
-              f"{time.monotonic() - t0:.2f}s")  # fmt: skip
+        await eventually(lambda: JUMP in save(node, backend), timeout=15, interval=0.02)
+        print(f"\n[{backend}] pools set -> jump in FORWARD: {time.monotonic() - t0:.3f}s")
+        assert await asyncio.to_thread(ping, pod_a, "10.244.1.8")
+        # The IPv6 chain follows in the same pass.
+        await eventually(lambda: all(f.backends for f in dp.forward.families.values()), timeout=10)
         for version, net in ((4, "10.244.0.0/16"), (6, "fd00:10:244::/48")):
             lines = save(node, backend, version)
             assert lines.count(JUMP) == 1
@@ -96,7 +101,7 @@ async def test_pool_traffic_is_accepted_where_forward_drops(
         # The jump deleted behind felix's back: put back within a resync or two.
         t0 = time.monotonic()
         run(node, f"iptables-{backend}", "-D", "FORWARD", "-j", CHAIN)
-        await eventually(lambda: dp.forward.repairs >= 1, timeout=10)
+        await eventually(lambda: dp.forward.repairs >= 1, timeout=10, interval=0.02)
         print(f"[{backend}] jump deleted -> repaired: {time.monotonic() - t0:.2f}s")
         forward = [line for line in save(node, backend) if line.startswith("-A FORWARD ")]
         assert forward == [JUMP, "-A FORWARD -j SOMEONE-ELSE"]
@@ -111,3 +116,81 @@ async def test_pool_traffic_is_accepted_where_forward_drops(
         snap = dp.snapshot()["forward"]
         assert snap["ipv4"]["lastError"] is None and snap["ipv6"]["lastError"] is None
         assert snap["ipv4"]["forwardPolicy"][backend] == "DROP"
+
+
+def wrappers(bin_dir: Path, log: Path, names: list[str]) -> None:
+    """Put ``names`` in ``bin_dir``: each logs its call to ``log``, then runs the real one."""
+    bin_dir.mkdir(exist_ok=True)
+    for name in names:
+        real = shutil.which(name)
+        assert real is not None, name
+        path = bin_dir / name
+        path.write_text(f'#!/bin/sh\necho "{name} $*" >>{log}\nexec {real} "$@"\n')
+        path.chmod(0o755)
+
+
+async def passes(dp: Dataplane, count: int) -> None:
+    """Wait for ``count`` more full resyncs."""
+    target = dp.reconciler.stats.full_syncs + count
+    await eventually(lambda: dp.reconciler.stats.full_syncs >= target, timeout=count * 5 + 5)
+
+
+async def test_no_pool_starts_no_process_per_resync(
+    netns_factory: NetnsFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = netns_factory.namespace("n")
+    log = tmp_path / "calls.log"
+    log.touch()
+    saves = [f"{t}-{b}-{op}" for t in ("iptables", "ip6tables") for b in ("nft", "legacy")
+             for op in ("save", "restore")]  # fmt: skip
+    wrappers(tmp_path / "bin", log, saves)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    dp = Dataplane(
+        "node-fw", "192.0.2.1/24", "lo", 80, netns=node, resync_interval=RESYNC,
+        converge_timeout=3600.0, register_protocol_name=False,
+    )  # fmt: skip
+    async with running(dp):
+        await passes(dp, 1)
+        first = log.read_text().splitlines()
+        # One look per family and backend, to be sure no chain of ours is left over ...
+        assert sorted(first) == sorted(f"{s} -t filter" for s in saves if s.endswith("-save"))
+        await passes(dp, 4)
+        # ... and none after that.
+        assert log.read_text().splitlines() == first
+
+        # With a pool, each full resync reads the chain back (that is how it repairs).
+        dp.set_pools(POOLS[:1])
+        await passes(dp, 3)
+        calls = log.read_text().splitlines()[len(first) :]
+        print(f"\n3+ full resyncs with an IPv4 pool: {len(calls)} iptables processes")
+        assert sum(c.startswith("iptables-nft-restore") for c in calls) == 1  # applied once
+        assert not any(c.startswith("ip6tables") for c in calls)  # no IPv6 pool: still none
+
+
+async def test_without_iptables_a_dropping_forward_hook_is_reported(
+    netns_factory: NetnsFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = netns_factory.namespace("n")
+    drop = "table inet host-fw {\n\tchain fw_forward {\n\t\ttype filter hook forward priority 0; "
+    drop += "policy drop;\n\t}\n}\n"
+    run(node, "nft", "-f", "-", input=drop)
+    log = tmp_path / "calls.log"
+    log.touch()
+    # A PATH with ip and nft but no iptables of any kind.
+    wrappers(tmp_path / "bin", log, ["ip", "nft"])
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    dp = Dataplane(
+        "node-fw", "192.0.2.1/24", "lo", 80, netns=node, resync_interval=RESYNC,
+        converge_timeout=3600.0, register_protocol_name=False,
+    )  # fmt: skip
+    dp.set_pools(POOLS[:1])
+    async with running(dp):
+        await passes(dp, 4)
+        snap = dp.snapshot()["forward"]
+    error = snap["ipv4"]["lastError"]
+    assert error is not None and "table inet host-fw" in error and "iptables" in error
+    assert snap["ipv4"]["present"] is False
+    assert snap["ipv6"]["lastError"] is None  # no IPv6 pool: nothing to forward
+    # Looked at once for this pool set, not once per resync.
+    lists = [c for c in log.read_text().splitlines() if c == "nft list chains"]
+    assert len(lists) == 1, lists

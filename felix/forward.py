@@ -23,7 +23,6 @@ without iptables whose forward hook drops (seen through ``nft``) is reported, no
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
@@ -31,6 +30,7 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from felix.command import CommandError, run_command
 from felix.plan import Pool
 
 log = logging.getLogger("podbgp.felix.forward")
@@ -149,10 +149,6 @@ def forward_drop(listing: str, version: int) -> str | None:
     return None
 
 
-class IptablesError(Exception):
-    """iptables or nft failed; the message carries its stderr."""
-
-
 @dataclass
 class _Family:
     version: int
@@ -182,7 +178,7 @@ class ForwardRules:
                 await self._sync_family(fam, want)
                 if fam.checked_missing is None:
                     fam.error = None
-            except (IptablesError, OSError, TimeoutError) as exc:
+            except (CommandError, OSError, TimeoutError) as exc:
                 fam.error = str(exc)
                 fam.applied, fam.backends, fam.known_absent = None, (), False
                 log.warning("event=forward-chain-failed family=ipv%d error=%s", fam.version, exc)
@@ -206,12 +202,12 @@ class ForwardRules:
         for name, cmd in commands.items():
             try:
                 states[name] = parse(await self._run(cmd + "-save", "-t", "filter"))
-            except IptablesError as exc:
+            except CommandError as exc:
                 # A backend this process cannot use (legacy without its kernel module, in a
                 # container that may not load it) holds no drop felix could lift anyway.
                 fam.unreadable[name] = str(exc)
         if not states:
-            raise IptablesError("; ".join(fam.unreadable.values()))
+            raise CommandError("; ".join(fam.unreadable.values()))
         chosen = targets(states, default_backend(fam.version)) if want is not None else set()
         for name, state in states.items():
             script = restore_script(state, want if name in chosen else None)
@@ -238,27 +234,7 @@ class ForwardRules:
         return forward_drop(await self._run("nft", "list", "chains"), version)
 
     async def _run(self, *argv: str, stdin: str | None = None) -> str:
-        args = list(argv)
-        if self.netns is not None:
-            args = ["ip", "netns", "exec", self.netns, *args]
-        proc = await asyncio.create_subprocess_exec(
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(
-                proc.communicate(stdin.encode() if stdin is not None else None), IPTABLES_TIMEOUT
-            )
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        if proc.returncode != 0:
-            text = err.decode(errors="replace").strip()
-            raise IptablesError(f"{argv[0]}: {text or f'exit {proc.returncode}'}")
-        return out.decode()
+        return await run_command(argv, netns=self.netns, stdin=stdin, timeout=IPTABLES_TIMEOUT)
 
     def snapshot(self) -> dict[str, object]:
         return {

@@ -11,11 +11,9 @@ the backend under test, as the Docker engine does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ import pytest
 from felix.dataplane import Dataplane
 from felix.forward import CHAIN, JUMP
 from felix.plan import Pool
-from tests.support.kernel import eventually, make_pod, ping
+from tests.support.kernel import eventually, make_pod, ping, running_dataplane
 from tests.support.netns import NetnsFactory, run
 
 pytestmark = pytest.mark.netns
@@ -43,15 +41,11 @@ def others(lines: list[str]) -> list[str]:
     return [line for line in lines if CHAIN not in line]
 
 
-@contextlib.asynccontextmanager
-async def running(dp: Dataplane) -> AsyncIterator[Dataplane]:
-    task = asyncio.create_task(dp.run())
-    try:
-        await dp.wait_synced()
-        yield dp
-    finally:
-        await dp.stop()
-        await asyncio.wait_for(task, 10)
+def node_dataplane(ns: str) -> Dataplane:
+    return Dataplane(
+        "node-fw", "192.0.2.1/24", "lo", 80, netns=ns, resync_interval=RESYNC,
+        converge_timeout=3600.0, register_protocol_name=False,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("backend", ["nft", "legacy"])
@@ -71,12 +65,9 @@ async def test_pool_traffic_is_accepted_where_forward_drops(
         run(node, cmd, "-A", "INPUT", "-i", "lo", "-j", "ACCEPT")
     before = {v: save(node, backend, v) for v in (4, 6)}
 
-    dp = Dataplane(
-        "node-fw", "192.0.2.1/24", "lo", 80, netns=node, resync_interval=RESYNC,
-        converge_timeout=3600.0, register_protocol_name=False,
-    )  # fmt: skip
+    dp = node_dataplane(node)
     dp.set_blocks(["10.244.1.0/24"])
-    async with running(dp):
+    async with running_dataplane(dp):
         # No pool yet: felix adds nothing, and FORWARD's DROP eats pod-to-pod traffic.
         assert save(node, backend) == before[4]
         assert not await asyncio.to_thread(ping, pod_a, "10.244.1.8")
@@ -145,11 +136,8 @@ async def test_no_pool_starts_no_process_per_resync(
              for op in ("save", "restore")]  # fmt: skip
     wrappers(tmp_path / "bin", log, saves)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
-    dp = Dataplane(
-        "node-fw", "192.0.2.1/24", "lo", 80, netns=node, resync_interval=RESYNC,
-        converge_timeout=3600.0, register_protocol_name=False,
-    )  # fmt: skip
-    async with running(dp):
+    dp = node_dataplane(node)
+    async with running_dataplane(dp):
         await passes(dp, 1)
         first = log.read_text().splitlines()
         # One look per family and backend, to be sure no chain of ours is left over ...
@@ -179,12 +167,9 @@ async def test_without_iptables_a_dropping_forward_hook_is_reported(
     # A PATH with ip and nft but no iptables of any kind.
     wrappers(tmp_path / "bin", log, ["ip", "nft"])
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
-    dp = Dataplane(
-        "node-fw", "192.0.2.1/24", "lo", 80, netns=node, resync_interval=RESYNC,
-        converge_timeout=3600.0, register_protocol_name=False,
-    )  # fmt: skip
+    dp = node_dataplane(node)
     dp.set_pools(POOLS[:1])
-    async with running(dp):
+    async with running_dataplane(dp):
         await passes(dp, 4)
         snap = dp.snapshot()["forward"]
     error = snap["ipv4"]["lastError"]

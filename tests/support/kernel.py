@@ -9,11 +9,13 @@ for tests of felix alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
+from felix.dataplane import Dataplane
 from tests.support.netns import NetnsFactory, run, unique_name
 
 T = TypeVar("T")
@@ -95,3 +97,16 @@ async def eventually(
             detail = f"; last error: {last!r}" if last else ""
             raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}{detail}")
         await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def running_dataplane(dp: Dataplane) -> AsyncIterator[Dataplane]:
+    """Run ``dp`` for the block, from its first completed pass; stopped afterwards (what it
+    programmed stays in the kernel, as on a real stop)."""
+    task = asyncio.create_task(dp.run())
+    try:
+        await dp.wait_synced()
+        yield dp
+    finally:
+        await dp.stop()
+        await asyncio.wait_for(task, 10)

@@ -39,6 +39,7 @@ CHAIN = "PODBGP-FORWARD"
 JUMP = f"-A FORWARD -j {CHAIN}"
 BACKENDS = ("legacy", "nft")
 IPTABLES_TIMEOUT = 10.0
+XTABLES_WAIT = "5"  # seconds iptables-restore waits for the lock, inside IPTABLES_TIMEOUT
 _FORWARD_DROP = re.compile(r"hook forward .*policy drop", re.IGNORECASE)
 
 
@@ -203,8 +204,8 @@ class ForwardRules:
             try:
                 states[name] = parse(await self._run(cmd + "-save", "-t", "filter"))
             except CommandError as exc:
-                # A backend this process cannot use (legacy without its kernel module, in a
-                # container that may not load it) holds no drop felix could lift anyway.
+                # A backend this process cannot use (legacy iptables needs a raw socket, so
+                # CAP_NET_RAW) holds no drop felix could lift anyway: listed, not fatal.
                 fam.unreadable[name] = str(exc)
         if not states:
             raise CommandError("; ".join(fam.unreadable.values()))
@@ -213,7 +214,9 @@ class ForwardRules:
             script = restore_script(state, want if name in chosen else None)
             if script is None:
                 continue
-            await self._run(commands[name] + "-restore", "--noflush", stdin=script)
+            # -w: wait for the xtables lock another writer (legacy backend) may hold.
+            await self._run(commands[name] + "-restore", "--noflush", "-w", XTABLES_WAIT,
+                            stdin=script)  # fmt: skip
             if name in chosen and want == fam.applied and name in fam.backends:
                 self.repairs += 1  # ours, unchanged, yet the kernel differed: someone touched it
                 event = "repaired"

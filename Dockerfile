@@ -18,11 +18,11 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
 # iproute2 and ping for the compose router, pods and start script; nftables for felix's
-# natOutgoing table.
+# natOutgoing table; iptables (both backends) for felix's FORWARD accept chain.
 # The standard CNI `loopback` plugin (Debian's build), which install-cni puts on a node that
 # lacks it: every pod needs it, and podbgp-cni only wires eth0.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends iproute2 iputils-ping nftables \
+    && apt-get install -y --no-install-recommends iproute2 iputils-ping nftables iptables \
         containernetworking-plugins \
     && mkdir -p /opt/podbgp && cp /usr/lib/cni/loopback /opt/podbgp/cni-loopback \
     && apt-get purge -y containernetworking-plugins && apt-get autoremove -y \

@@ -41,6 +41,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from felix.forward import ForwardRules
 from felix.kernel.netlink import KernelError, LinkMonitor, Netlink, ensure_protocol_name
 from felix.latency import LatencyRecorder
 from felix.nat import NatTable
@@ -142,6 +143,7 @@ class Dataplane:
         self.enable_forwarding = enable_forwarding
         self.nl = Netlink(route_protocol, netns)
         self.nat = NatTable(netns)
+        self.forward = ForwardRules(netns)  # accept pool traffic where FORWARD drops
         self.reconciler = Reconciler(
             self.nl, self._plan, resync_interval=resync_interval, on_applied=self._applied
         )
@@ -357,6 +359,7 @@ class Dataplane:
         want_vxlan_v6 = self.node_address_v6 is not None and vxlan_v6_needed(self.pools)
         if full:
             await self.nat.sync(self.pools)
+            await self.forward.sync(self.pools)
         if full or self._tunnels_dirty or (want_ipip and IPIP_DEVICE not in self.tunnels):
             self._tunnels_dirty = False
             await self._ensure_tunnels(want_ipip, want_vxlan, want_vxlan_v6)
@@ -491,6 +494,7 @@ class Dataplane:
             ],
             "tunnels": {name: state.to_json() for name, state in sorted(self.tunnels.items())},
             "nat": self.nat.snapshot(),
+            "forward": self.forward.snapshot(),
             "updateToKernel": self.latency.summary(time.monotonic()),
             "pods": dict(sorted(self.pods.items())),
             "routes": {

@@ -14,11 +14,11 @@ touches another table, and deletes its own once no pool asks for NAT.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 from collections.abc import Iterable
 
+from felix.command import CommandError, run_command
 from felix.plan import Pool
 
 log = logging.getLogger("podbgp.felix.nat")
@@ -68,8 +68,7 @@ def _set(name: str, kind: str, cidrs: list[str]) -> list[str]:
     ]
 
 
-class NftError(Exception):
-    """nft failed; the message carries its stderr."""
+NftError = CommandError  # nft failed; the message carries its stderr
 
 
 class NatTable:
@@ -125,25 +124,7 @@ class NatTable:
 
     async def _nft(self, script: str | None, *args: str) -> str:
         argv = ["nft", *args] if script is None else ["nft", "-f", "-"]
-        if self.netns is not None:
-            argv = ["ip", "netns", "exec", self.netns, *argv]
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(
-                proc.communicate(script.encode() if script is not None else None), NFT_TIMEOUT
-            )
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        if proc.returncode != 0:
-            raise NftError(err.decode(errors="replace").strip() or f"nft exit {proc.returncode}")
-        return out.decode()
+        return await run_command(argv, netns=self.netns, stdin=script, timeout=NFT_TIMEOUT)
 
     def snapshot(self) -> dict[str, object]:
         return {

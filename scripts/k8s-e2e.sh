@@ -218,8 +218,8 @@ images() {
     [[ -d $cache ]] || cache=/var/cache/podbgp-image
     DOCKER_HOST=unix:///run/podbgp-docker/$ID/docker.sock DOCKER=/usr/bin/docker \
         PODBGP_IMAGE_CACHE=$cache bash "$here/deploy/image/base.sh" >"$RUN/logs/base.log"
-    # The node namespace has the way out (NAT on the engine's veth); the engine runs without
-    # iptables, so builds use the host network.
+    # The node namespace has the way out (NAT on the engine's veth); builds use the host
+    # network, not the engine's bridge.
     docker build -q --network host -t "$IMAGE" "$here" >"$RUN/logs/build.log"
     if ! docker image inspect "$PAUSE" >/dev/null 2>&1; then
         local src
@@ -396,6 +396,28 @@ YAML
     kubectl exec web-a -- ip -o addr show >&2
     kubectl exec web-a -- ip -o addr show dev lo | grep -q "inet 127.0.0.1/8" ||
         die "web-a has no loopback address"
+    # The engine set FORWARD's policy to DROP; felix's chain, first in FORWARD, lets pods through.
+    local i
+    for i in $(seq 40); do  # felix applies it on its next full resync: 20 s at most
+        ns iptables -S FORWARD | sed -n 2p | grep -qx -- "-A FORWARD -j PODBGP-FORWARD" && break
+        sleep 0.5
+    done
+    ns iptables -S FORWARD >&2
+    ns iptables -S FORWARD | grep -qx -- "-P FORWARD DROP" || die "FORWARD's policy is not DROP"
+    if ! ns iptables -S FORWARD | sed -n 2p | grep -qx -- "-A FORWARD -j PODBGP-FORWARD"; then
+        kubectl -n kube-system logs "$PODBGP_POD" -c podbgp-node | grep -i forward >&2 || true
+        die "felix's PODBGP-FORWARD jump is not first in FORWARD"
+    fi
+    # felix's own account of it (/v1/node): the chain in place, every backend readable.
+    local forward
+    forward=$(kubectl -n kube-system exec "$PODBGP_POD" -c podbgp-node -- python3 -c '
+import json, urllib.request as u
+token = open("/etc/podbgp-api/token").read().strip()
+req = u.Request("http://127.0.0.1:9179/v1/node", headers={"Authorization": "Bearer " + token})
+print(json.dumps(json.load(u.urlopen(req, timeout=10))["felix"]["forward"]))')
+    say "felix.forward: $forward"
+    [[ $forward == *'"present": true'* && $forward != *'Permission denied'* ]] ||
+        die "felix.forward does not show the chain with every backend readable"
     kubectl exec web-a -- ping -c 3 -W 2 "$IP_B" >&2
     kubectl exec web-b -- ping -c 3 -W 2 "$IP_A" >&2
     say "web-a ($IP_A) and web-b ($IP_B) ping each other"
@@ -434,10 +456,10 @@ inner() {
     private_host
     write_runc_wrapper
     local t=$SECONDS
-    # Without iptables: Docker's own rules set the node's FORWARD policy to DROP, and podbgp
-    # adds no ACCEPT rules for pod interfaces yet — measured here, pod-to-pod ping then fails.
+    # With the engine's own iptables rules: FORWARD's policy is DROP, as on a real Docker host;
+    # felix's PODBGP-FORWARD chain lets pod traffic through.
     PODBGP_DOCKER_DATA=$CACHE/docker DOCKER=/usr/bin/docker \
-        PODBGP_DOCKERD_EXTRA='"iptables": false, "runtimes": {"e2e": {"path": "'"$RUN/bin/runc"'"}}, "default-runtime": "e2e"' \
+        PODBGP_DOCKERD_EXTRA='"runtimes": {"e2e": {"path": "'"$RUN/bin/runc"'"}}, "default-runtime": "e2e"' \
         bash "$here/scripts/dockerd.sh" start "$ID" >/dev/null
     timing "Docker engine up" $((SECONDS - t))
     NODE_IP=$(ns ip -4 -o addr show dev "pbdn-$ID" | awk '{print $4}' | cut -d/ -f1)

@@ -41,7 +41,7 @@ pytestmark = pytest.mark.deploy
 
 UNITS = REPO / "deploy/systemd"
 NODE_IP, RR_IP = "10.99.0.1", "10.99.0.2"
-CAP_NET_BIND_SERVICE, CAP_NET_ADMIN = 10, 12
+CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW = 10, 12, 13
 DYNAMIC_UIDS = range(61184, 65520)  # systemd's DynamicUser= range
 
 NODE_YAML = f"""nodeName: nspawn-node
@@ -252,10 +252,12 @@ def test_units_under_systemd(guest: Guest) -> None:
     assert g.sh(f"getent passwd {uid}").startswith("podbgp-rr:")
     assert caps(rr_status, "CapEff") == {CAP_NET_BIND_SERVICE}
 
-    # The node: root with only CAP_NET_ADMIN (+ NET_BIND_SERVICE for port 179) ...
+    # The node: root with only CAP_NET_ADMIN, CAP_NET_RAW (legacy iptables) and
+    # CAP_NET_BIND_SERVICE (port 179) ...
     node_status = g.sh(f"cat /proc/{node_pid}/status")
-    assert caps(node_status, "CapBnd") == {CAP_NET_ADMIN, CAP_NET_BIND_SERVICE}
-    assert caps(node_status, "CapEff") == {CAP_NET_ADMIN, CAP_NET_BIND_SERVICE}
+    node_caps = {CAP_NET_ADMIN, CAP_NET_RAW, CAP_NET_BIND_SERVICE}
+    assert caps(node_status, "CapBnd") == node_caps
+    assert caps(node_status, "CapEff") == node_caps
 
     # ... the session with the reflector Established, the reflector holding the node's block ...
     def node_api() -> dict[str, object]:

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
+from felix.dataplane import Dataplane
 from tests.support.netns import NetnsFactory, run, unique_name
 
 T = TypeVar("T")
@@ -125,3 +126,16 @@ async def captured(
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+@contextlib.asynccontextmanager
+async def running_dataplane(dp: Dataplane) -> AsyncIterator[Dataplane]:
+    """Run ``dp`` for the block, from its first completed pass; stopped afterwards (what it
+    programmed stays in the kernel, as on a real stop)."""
+    task = asyncio.create_task(dp.run())
+    try:
+        await dp.wait_synced()
+        yield dp
+    finally:
+        await dp.stop()
+        await asyncio.wait_for(task, 10)

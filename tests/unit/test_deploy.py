@@ -74,7 +74,7 @@ def seconds(text: str) -> float:
 @pytest.mark.parametrize(
     ("name", "verb", "caps"),
     [
-        ("podbgp-node.service", "node", {"CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE"}),
+        ("podbgp-node.service", "node", {"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE"}),
         ("podbgp-rr.service", "rr", {"CAP_NET_BIND_SERVICE"}),
     ],
 )
@@ -391,7 +391,11 @@ def test_k8s_daemonset(manifests: dict[tuple[str, str], dict[str, Any]]) -> None
     pod = ds["spec"]["template"]["spec"]
     node = container(ds, "podbgp-node")
     assert node["command"] == ["podbgp", "node", "-c", "/etc/podbgp/node.yaml"]
-    assert set(node["securityContext"]["capabilities"]["add"]) == {"NET_ADMIN", "NET_BIND_SERVICE"}
+    assert set(node["securityContext"]["capabilities"]["add"]) == {
+        "NET_ADMIN",
+        "NET_RAW",
+        "NET_BIND_SERVICE",
+    }
     tolerations = pod["tolerations"]
     assert {"operator": "Exists", "effect": "NoSchedule"} in tolerations
     assert {"operator": "Exists", "effect": "NoExecute"} in tolerations

@@ -48,7 +48,10 @@ def test_every_session_established_and_every_pod_reaches_every_pod(facts: dict[s
     assert "encap ipip" in out
     table = out.split("BGP sessions (cluster-wide)")[1].split("Pod-to-pod")[0]
     assert table.count("Established") == 12, table  # 4 nodes, full mesh: 4 x 3
-    rows = [r for r in out.split("Pod-to-pod ping")[1].splitlines() if r.startswith("pod-")]
+    section, outside = out.split("Pod-to-pod ping")[1].split("Pod to the outside host")
+    rows = [r for r in section.splitlines() if r.startswith("pod-")]
+    # natOutgoing over IPIP nodes too: every pod reaches the host beyond the router.
+    assert outside.count("✓") == 8 and "✗" not in outside, outside
     matrix = "\n".join(rows)
     assert matrix.count("✓") == 8 * 7 and "✗" not in matrix, matrix
     # pods 1-x, 2-x on subnet 1 and 3-x, 4-x on subnet 2: across subnets it is IPIP

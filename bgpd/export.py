@@ -173,6 +173,10 @@ class UpdateGroup:
         # and the whole table encoded for new members (None: changed since last encoded).
         self.buckets: dict[int, dict[tuple[int, str], Bucket]] = {}
         self.table: dict[int, Pieces | None] = {}
+        # Prefixes whose Adj-RIB-Out entry was left as it was because the group's only member
+        # is the source of their best path (so it would receive nothing): brought up to date
+        # before another member joins (see ``Exporter._catch_up``).
+        self.deferred: dict[int, set[bytes]] = {}
 
     def set_out(self, afi: int, out: dict[bytes, Out], entry: bytes, new: Out | None) -> None:
         """Change one Adj-RIB-Out entry (``new`` None: remove it), keeping the buckets."""
@@ -258,6 +262,7 @@ class Exporter:
             group = self.groups.get(key)
             if group is None:
                 group = self.groups[key] = UpdateGroup(key)
+            self._catch_up(group)
             self.group_of[address] = group
             group.members[address] = Member(peer)
         if not group.synced:
@@ -265,6 +270,22 @@ class Exporter:
                 self._compute(group, afi, list(self.loc_rib.table(afi)))
             group.synced = True
         return group
+
+    def _catch_up(self, group: UpdateGroup) -> None:
+        """Compute the deferred prefixes of ``group`` (a member is about to join). What this
+        changes was invisible to the lone member (paths it is the source of), so normally
+        nothing goes out; anything another source's path changed is still distributed."""
+        deferred, group.deferred = group.deferred, {}
+        if not group.synced:
+            return  # the whole table is computed on joining anyway
+        for afi, prefixes in deferred.items():
+            changes = self._compute(group, afi, prefixes)
+            members = group.members.keys()
+            if changes.member_withdraw or any(
+                source not in members
+                for source in (*changes.withdraw, *(v[1] for v in changes.announce))
+            ):
+                self._distribute(group, afi, changes)
 
     def regroup(self, peer: Peer) -> None:
         """The peer's outbound policy changed (a filter was edited): move it to the group of
@@ -344,11 +365,20 @@ class Exporter:
             add_path = (afi, Safi.UNICAST) in group.add_path
             if not (touched if add_path else changed):
                 continue
-            changes = self._compute(group, afi, touched if add_path else changed)
+            changes = self._compute(
+                group, afi, touched if add_path else changed, defer=not add_path
+            )
             if changes.touched:
                 self._distribute(group, afi, changes)
 
-    def _compute(self, group: UpdateGroup, afi: int, prefixes: Iterable[bytes]) -> Changes:
+    def _compute(
+        self, group: UpdateGroup, afi: int, prefixes: Iterable[bytes], *, defer: bool = False
+    ) -> Changes:
+        """Bring the group's Adj-RIB-Out up to date for ``prefixes``; return what changed.
+
+        With ``defer``, a group of one member skips the prefixes whose best path that member is
+        the source of (and whose current entry, if any, is its own too): it would receive
+        nothing for them — the ingest of one peer's table into a speaker with no other peer."""
         out = group.adj_out.setdefault(afi, {})
         changes = Changes()
         if (afi, Safi.UNICAST) in group.add_path:
@@ -363,8 +393,15 @@ class Exporter:
         buckets: dict[int, list[bytes]] = {}
         values: dict[int, Out] = {}
         touched = changes.touched
+        sole = next(iter(group.members)) if defer and len(group.members) == 1 else None
+        deferred = group.deferred.setdefault(afi, set()) if sole is not None else None
         for prefix in prefixes:
             best = loc.get(prefix)
+            if deferred is not None and (best is None or best.source.peer == sole):
+                old = out.get(prefix)
+                if old is None or old[1] == sole:
+                    deferred.add(prefix)
+                    continue
             if best is None:
                 new = None
             else:

@@ -173,9 +173,8 @@ class UpdateGroup:
         # and the whole table encoded for new members (None: changed since last encoded).
         self.buckets: dict[int, dict[tuple[int, str], Bucket]] = {}
         self.table: dict[int, Pieces | None] = {}
-        # Prefixes whose Adj-RIB-Out entry was left as it was because the group's only member
-        # is the source of their best path (so it would receive nothing): brought up to date
-        # before another member joins (see ``Exporter._catch_up``).
+        # Prefixes whose Adj-RIB-Out entry is not up to date because the group's only member
+        # was the source of everything (see ``Exporter.export``); caught up before a join.
         self.deferred: dict[int, set[bytes]] = {}
 
     def set_out(self, afi: int, out: dict[bytes, Out], entry: bytes, new: Out | None) -> None:
@@ -356,29 +355,37 @@ class Exporter:
 
     # --- export ------------------------------------------------------------------------
 
-    def export(self, afi: int, changed: list[bytes], touched: Iterable[bytes]) -> None:
+    def export(
+        self, afi: int, changed: list[bytes], touched: Iterable[bytes], source: str | None = None
+    ) -> None:
         """Send the Loc-RIB changes (``changed``: best path changed; ``touched``: any path of
-        the prefix changed, which matters to ADD-PATH groups) to every group."""
+        the prefix changed, which matters to ADD-PATH groups) to every group. ``source``: the
+        only peer with paths for the family, when so (``LocRib.sole_source``).
+
+        A group whose only member is that peer, and holds nothing from anyone else, would send
+        it nothing: the changes are deferred (the ingest of one peer's table into a speaker
+        with no other peer costs no export), and caught up before another member joins."""
         for group in list(self.groups.values()):
             if not group.synced or (afi, Safi.UNICAST) not in group.families:
                 continue
             add_path = (afi, Safi.UNICAST) in group.add_path
             if not (touched if add_path else changed):
                 continue
-            changes = self._compute(
-                group, afi, touched if add_path else changed, defer=not add_path
-            )
+            if source is not None and not add_path and self._lone(group, afi, source):
+                group.deferred.setdefault(afi, set()).update(changed)
+                continue
+            changes = self._compute(group, afi, touched if add_path else changed)
             if changes.touched:
                 self._distribute(group, afi, changes)
 
-    def _compute(
-        self, group: UpdateGroup, afi: int, prefixes: Iterable[bytes], *, defer: bool = False
-    ) -> Changes:
-        """Bring the group's Adj-RIB-Out up to date for ``prefixes``; return what changed.
+    @staticmethod
+    def _lone(group: UpdateGroup, afi: int, source: str) -> bool:
+        """Whether ``source`` is the group's only member and the source of all it holds."""
+        if len(group.members) != 1 or source not in group.members:
+            return False
+        return all(src == source for _id, src in group.buckets.get(afi, ()))
 
-        With ``defer``, a group of one member skips the prefixes whose best path that member is
-        the source of (and whose current entry, if any, is its own too): it would receive
-        nothing for them — the ingest of one peer's table into a speaker with no other peer."""
+    def _compute(self, group: UpdateGroup, afi: int, prefixes: Iterable[bytes]) -> Changes:
         out = group.adj_out.setdefault(afi, {})
         changes = Changes()
         if (afi, Safi.UNICAST) in group.add_path:
@@ -393,15 +400,8 @@ class Exporter:
         buckets: dict[int, list[bytes]] = {}
         values: dict[int, Out] = {}
         touched = changes.touched
-        sole = next(iter(group.members)) if defer and len(group.members) == 1 else None
-        deferred = group.deferred.setdefault(afi, set()) if sole is not None else None
         for prefix in prefixes:
             best = loc.get(prefix)
-            if deferred is not None and (best is None or best.source.peer == sole):
-                old = out.get(prefix)
-                if old is None or old[1] == sole:
-                    deferred.add(prefix)
-                    continue
             if best is None:
                 new = None
             else:

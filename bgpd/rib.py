@@ -168,6 +168,9 @@ class LocRib:
     """Best path per prefix. ``Best`` entries are interned: many prefixes share one object."""
 
     best: dict[int, dict[bytes, Best]] = field(default_factory=dict)
+    # The only peer with paths for the family in the last ``decide`` (so every best path it
+    # set is that peer's), None if there were others or our own: export uses it to skip work.
+    sole_source: str | None = None
     _interned: dict[tuple[int, int, Reason, bool], Best] = field(default_factory=dict)
 
     def decide(
@@ -180,7 +183,9 @@ class LocRib:
         """Run the decision process for ``prefixes``; return those whose best path changed."""
         table = self.table(afi)
         if len(peers) == 1 and not local and peers[0][3] is None:
+            self.sole_source = peers[0][0].peer
             return self._decide_single(table, prefixes, peers[0])
+        self.sole_source = None
         changed: list[bytes] = []
         for prefix in prefixes:
             candidates: list[Candidate] = []

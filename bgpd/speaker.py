@@ -559,7 +559,7 @@ class Speaker:
             ]
             changed = self.loc_rib.decide(afi, prefixes, peers, self.originated.get(afi))
             # ADD-PATH groups advertise every path, so they see every touched prefix.
-            self.exporter.export(afi, changed, prefixes)
+            self.exporter.export(afi, changed, prefixes, self.loc_rib.sole_source)
             if changed and self._subscribers:
                 best = self.loc_rib.table(afi)
                 family = Afi(afi)

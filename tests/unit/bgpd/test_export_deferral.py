@@ -49,10 +49,15 @@ async def test_the_lone_member_still_gets_the_withdrawal_of_another_peers_route(
     b = client(speaker, "192.0.2.11")
     announce(speaker, b.address, ["10.246.0.0/24"])
     assert {p for u in a.updates() for p in u.nlri} == wire(["10.246.0.0/24"])
+    # a has routes of its own, so once b is gone a is the only peer with paths: the decision
+    # is a's alone, but the withdrawal of b's route is a change a can see.
+    announce(speaker, a.address, ["10.248.0.0/24"])
     mark = len(a.handed)
     speaker.session_down(b, SessionDown("test", None, None))  # type: ignore[arg-type]
     speaker._flush()
+    assert speaker.loc_rib.sole_source == a.address
     assert {p for u in a.updates(mark) for p in u.withdrawn} == wire(["10.246.0.0/24"])
+    assert not any(u.nlri for u in a.updates(mark))
 
 
 async def test_a_lone_member_whose_own_path_replaces_ours_gets_our_route_withdrawn() -> None:

@@ -54,7 +54,7 @@ from bgpd.peerspec import SpeakerConfig as SpeakerConfig
 from bgpd.policy import PeerPolicy, import_path, local_path
 from bgpd.policy_filters import SessionFilters, import_verdict
 from bgpd.prefix_limit import PrefixLimitState
-from bgpd.rib import LocRib, eligible_paths
+from bgpd.rib import LocRib, eligible_paths, take_chunk
 from bgpd.session import Session
 from bgpd.stale import StaleRoutes
 from bgpd.update_errors import UpdateErrorStats
@@ -546,9 +546,9 @@ class Speaker:
         dirty, self._dirty = self._dirty, {}
         received = self._received
         for afi, rest in dirty.items():
-            prefixes = {rest.pop() for _ in range(min(FLUSH_CHUNK, len(rest)))}
-            if rest:
-                self._dirty[afi] = rest  # the same set: no copy per chunk
+            prefixes = take_chunk(rest, FLUSH_CHUNK)
+            if prefixes is not rest:  # a chunk; the rest stays, the same set (no copy)
+                self._dirty[afi] = rest
                 self._schedule_flush()
             if not prefixes:
                 continue

@@ -173,9 +173,9 @@ class UpdateGroup:
         # and the whole table encoded for new members (None: changed since last encoded).
         self.buckets: dict[int, dict[tuple[int, str], Bucket]] = {}
         self.table: dict[int, Pieces | None] = {}
-        # Prefixes whose Adj-RIB-Out entry is not up to date because the group's only member
-        # was the source of everything (see ``Exporter.export``); caught up before a join.
-        self.deferred: dict[int, set[bytes]] = {}
+        # Families whose Adj-RIB-Out is not up to date because the group's only member was the
+        # source of every change (see ``Exporter.export``); caught up before a join.
+        self.deferred: set[int] = set()
 
     def set_out(self, afi: int, out: dict[bytes, Out], entry: bytes, new: Out | None) -> None:
         """Change one Adj-RIB-Out entry (``new`` None: remove it), keeping the buckets."""
@@ -271,14 +271,15 @@ class Exporter:
         return group
 
     def _catch_up(self, group: UpdateGroup) -> None:
-        """Compute the deferred prefixes of ``group`` (a member is about to join). What this
+        """Compute the deferred families of ``group`` (a member is about to join). What this
         changes was invisible to the lone member (paths it is the source of), so normally
         nothing goes out; anything another source's path changed is still distributed."""
-        deferred, group.deferred = group.deferred, {}
+        deferred, group.deferred = group.deferred, set()
         if not group.synced:
             return  # the whole table is computed on joining anyway
-        for afi, prefixes in deferred.items():
-            changes = self._compute(group, afi, prefixes)
+        for afi in deferred:
+            loc, out = self.loc_rib.table(afi), group.adj_out.get(afi, {})
+            changes = self._compute(group, afi, [*loc, *(p for p in out if p not in loc)])
             members = group.members.keys()
             if changes.member_withdraw or any(
                 source not in members
@@ -372,7 +373,7 @@ class Exporter:
             if not (touched if add_path else changed):
                 continue
             if source is not None and not add_path and self._lone(group, afi, source):
-                group.deferred.setdefault(afi, set()).update(changed)
+                group.deferred.add(afi)
                 continue
             changes = self._compute(group, afi, touched if add_path else changed)
             if changes.touched:

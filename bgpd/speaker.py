@@ -64,7 +64,7 @@ log = logging.getLogger("podbgp.speaker")
 SELECTION_DEFERRAL_TIME = 60.0  # RFC 4724 §4.1 leaves it to configuration
 INBOX_SIZE = 512
 FLUSH_CHUNK = 4096  # prefixes per family decided and exported in one step
-RIB_SLICE = 0.005  # seconds one apply-decide-export run may hold the loop (see _run)
+RIB_SLICE = 0.002  # seconds one apply-decide-export run may hold the loop (see _run)
 
 
 def threaded_bfd() -> ThreadedBfdEndpoint:

@@ -151,6 +151,12 @@ def podbgp_run(n: int, work: Path, profile: Path | None) -> dict[str, object]:
         "cpu_seconds": round(cpu1 - cpu0, 2),
         "api_idle_ms": stats_ms(probe.between(idle0, idle1)),
         "api_ingest_ms": stats_ms(probe.between(t0, t1)),
+        # Each answer during ingest: (sent, ms after BIRD's enable; answer time ms; routes then)
+        "api_ingest_timeline": [
+            (round((at - t0) * 1000), round(lat * 1000, 1), routes)
+            for at, lat, routes in probe.samples
+            if t0 <= at <= t1
+        ],
         "keepalive_max_gap_s": round(max(gaps), 3) if gaps else None,
         "keepalives_in_ingest": len(gaps) + 1 if gaps else 0,
         "session_up_after": still_up,
@@ -207,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ingest {podbgp['ingest_seconds']} s, podbgp CPU {podbgp['cpu_seconds']} s{theirs}")
     print(f"keepalives: largest gap during ingest {podbgp['keepalive_max_gap_s']} s "
           f"(hold {HOLD} s), session still up: {podbgp['session_up_after']}")  # fmt: skip
+    timeline = podbgp["api_ingest_timeline"]
+    assert isinstance(timeline, list)
+    print("answers during ingest (sent ms, answer ms, routes):", *timeline)
     for name, share in podbgp.get("profile_top_own", []) or []:  # type: ignore[attr-defined]
         print(f"  {share:5.1f}%  {name}")
     if args.out:

@@ -173,6 +173,9 @@ class UpdateGroup:
         # and the whole table encoded for new members (None: changed since last encoded).
         self.buckets: dict[int, dict[tuple[int, str], Bucket]] = {}
         self.table: dict[int, Pieces | None] = {}
+        # Families whose Adj-RIB-Out is not up to date because the group's only member was the
+        # source of every change (see ``Exporter.export``); caught up before a join.
+        self.deferred: set[int] = set()
 
     def set_out(self, afi: int, out: dict[bytes, Out], entry: bytes, new: Out | None) -> None:
         """Change one Adj-RIB-Out entry (``new`` None: remove it), keeping the buckets."""
@@ -258,6 +261,7 @@ class Exporter:
             group = self.groups.get(key)
             if group is None:
                 group = self.groups[key] = UpdateGroup(key)
+            self._catch_up(group)
             self.group_of[address] = group
             group.members[address] = Member(peer)
         if not group.synced:
@@ -265,6 +269,23 @@ class Exporter:
                 self._compute(group, afi, list(self.loc_rib.table(afi)))
             group.synced = True
         return group
+
+    def _catch_up(self, group: UpdateGroup) -> None:
+        """Compute the deferred families of ``group`` (a member is about to join). What this
+        changes was invisible to the lone member (paths it is the source of), so normally
+        nothing goes out; anything another source's path changed is still distributed."""
+        deferred, group.deferred = group.deferred, set()
+        if not group.synced:
+            return  # the whole table is computed on joining anyway
+        for afi in deferred:
+            loc, out = self.loc_rib.table(afi), group.adj_out.get(afi, {})
+            changes = self._compute(group, afi, [*loc, *(p for p in out if p not in loc)])
+            members = group.members.keys()
+            if changes.member_withdraw or any(
+                source not in members
+                for source in (*changes.withdraw, *(v[1] for v in changes.announce))
+            ):
+                self._distribute(group, afi, changes)
 
     def regroup(self, peer: Peer) -> None:
         """The peer's outbound policy changed (a filter was edited): move it to the group of
@@ -335,18 +356,35 @@ class Exporter:
 
     # --- export ------------------------------------------------------------------------
 
-    def export(self, afi: int, changed: list[bytes], touched: Iterable[bytes]) -> None:
+    def export(
+        self, afi: int, changed: list[bytes], touched: Iterable[bytes], source: str | None = None
+    ) -> None:
         """Send the Loc-RIB changes (``changed``: best path changed; ``touched``: any path of
-        the prefix changed, which matters to ADD-PATH groups) to every group."""
+        the prefix changed, which matters to ADD-PATH groups) to every group. ``source``: the
+        only peer with paths for the family, when so (``LocRib.sole_source``).
+
+        A group whose only member is that peer, and holds nothing from anyone else, would send
+        it nothing: the changes are deferred (the ingest of one peer's table into a speaker
+        with no other peer costs no export), and caught up before another member joins."""
         for group in list(self.groups.values()):
             if not group.synced or (afi, Safi.UNICAST) not in group.families:
                 continue
             add_path = (afi, Safi.UNICAST) in group.add_path
             if not (touched if add_path else changed):
                 continue
+            if source is not None and not add_path and self._lone(group, afi, source):
+                group.deferred.add(afi)
+                continue
             changes = self._compute(group, afi, touched if add_path else changed)
             if changes.touched:
                 self._distribute(group, afi, changes)
+
+    @staticmethod
+    def _lone(group: UpdateGroup, afi: int, source: str) -> bool:
+        """Whether ``source`` is the group's only member and the source of all it holds."""
+        if len(group.members) != 1 or source not in group.members:
+            return False
+        return all(src == source for _id, src in group.buckets.get(afi, ()))
 
     def _compute(self, group: UpdateGroup, afi: int, prefixes: Iterable[bytes]) -> Changes:
         out = group.adj_out.setdefault(afi, {})

@@ -67,6 +67,12 @@ class AdjRibIn:
                     changed.append(self._unindex(index, entry))
             return changed
         was_rejected = self.rejected.get(afi)
+        if index is None and not stale and not was_rejected:
+            # The bulk case (a table arriving): no ADD-PATH index, nothing stale or rejected.
+            entries = entries if isinstance(entries, (list, tuple)) else list(entries)
+            changed = [entry for entry in entries if table.get(entry) is not attrs]
+            table.update(dict.fromkeys(entries, attrs))
+            return changed
         for entry in entries:
             old = table.get(entry)
             table[entry] = attrs
@@ -168,6 +174,9 @@ class LocRib:
     """Best path per prefix. ``Best`` entries are interned: many prefixes share one object."""
 
     best: dict[int, dict[bytes, Best]] = field(default_factory=dict)
+    # The only peer with paths for the family in the last ``decide`` (so every best path it
+    # set is that peer's), None if there were others or our own: export uses it to skip work.
+    sole_source: str | None = None
     _interned: dict[tuple[int, int, Reason, bool], Best] = field(default_factory=dict)
 
     def decide(
@@ -180,7 +189,9 @@ class LocRib:
         """Run the decision process for ``prefixes``; return those whose best path changed."""
         table = self.table(afi)
         if len(peers) == 1 and not local and peers[0][3] is None:
+            self.sole_source = peers[0][0].peer
             return self._decide_single(table, prefixes, peers[0])
+        self.sole_source = None
         changed: list[bytes] = []
         for prefix in prefixes:
             candidates: list[Candidate] = []
@@ -222,10 +233,13 @@ class LocRib:
     def _decide_single(
         self, table: dict[bytes, Best], prefixes: Iterable[bytes], peer: PeerTable
     ) -> list[bytes]:
-        """The common case, one source of paths: its path is the best (the hot path in bulk)."""
+        """The common case, one source of paths: its path is the best (the hot path in bulk).
+        No comparison at all; consecutive prefixes with the same path share one lookup."""
         source, paths, stale, _index = peer
         bests: dict[tuple[int, bool], Best] = {}
         changed: list[bytes] = []
+        if not stale:
+            return self._decide_fresh(table, prefixes, source, paths)
         for prefix in prefixes:
             attrs = paths.get(prefix)
             old = table.get(prefix)
@@ -234,7 +248,7 @@ class LocRib:
                     del table[prefix]
                     changed.append(prefix)
                 continue
-            is_stale = stale is not None and prefix in stale
+            is_stale = prefix in stale
             best = bests.get((id(attrs), is_stale))
             if best is None:
                 best = bests[id(attrs), is_stale] = self._intern(
@@ -243,6 +257,35 @@ class LocRib:
             if old is best:
                 continue
             table[prefix] = best
+            if old is None or old.attrs is not attrs or old.source != source:
+                changed.append(prefix)
+        return changed
+
+    def _decide_fresh(
+        self, table: dict[bytes, Best], prefixes: Iterable[bytes], source: PathSource,
+        paths: dict[bytes, PathAttributes],
+    ) -> list[bytes]:  # fmt: skip
+        """``_decide_single`` with nothing stale: the Best depends on the attributes alone."""
+        changed: list[bytes] = []
+        bests: dict[int, Best] = {}
+        last: PathAttributes | None = None
+        best: Best | None = None
+        prefixes = list(prefixes)
+        for prefix, attrs, old in zip(
+            prefixes, map(paths.get, prefixes), map(table.get, prefixes), strict=True
+        ):
+            if attrs is None:
+                if old is not None:
+                    del table[prefix]
+                    changed.append(prefix)
+                continue
+            if attrs is not last:
+                last, best = attrs, bests.get(id(attrs))
+                if best is None:
+                    best = bests[id(attrs)] = self._intern(attrs, source, Reason.ONLY_PATH, False)
+            if old is best:
+                continue
+            table[prefix] = best  # type: ignore[assignment]
             if old is None or old.attrs is not attrs or old.source != source:
                 changed.append(prefix)
         return changed
@@ -267,6 +310,14 @@ class LocRib:
 
     def count(self) -> int:
         return sum(len(t) for t in self.best.values())
+
+
+def take_chunk(prefixes: set[bytes], size: int) -> set[bytes]:
+    """All of ``prefixes`` (the set itself, no copy) if they are at most ``size``; else
+    ``size`` of them, removed from the set."""
+    if len(prefixes) <= size:
+        return prefixes
+    return {prefixes.pop() for _ in range(size)}
 
 
 def eligible_paths(

@@ -45,7 +45,7 @@ from bgpd.fsm import (
 
 log = logging.getLogger("podbgp.session")
 
-_READ_SIZE = 1 << 14  # 16 KiB: a few UPDATEs decoded per loop step (a responsive loop)
+_READ_SIZE = 1 << 14  # 16 KiB: a few UPDATEs decoded per loop turn (a responsive loop)
 
 
 class SessionOwner(Protocol):
@@ -386,6 +386,9 @@ class Session:
                     break
                 if not await self._handle_bytes(conn, data):
                     return
+                # A read returns at once while data is buffered: yield, so that a table
+                # arriving is decoded one read per loop turn, not all that is buffered at once.
+                await asyncio.sleep(0)
         except ConnectionError as exc:
             reason = f"Connection error: {exc.strerror or exc}"
         except asyncio.CancelledError:

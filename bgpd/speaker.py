@@ -54,7 +54,7 @@ from bgpd.peerspec import SpeakerConfig as SpeakerConfig
 from bgpd.policy import PeerPolicy, import_path, local_path
 from bgpd.policy_filters import SessionFilters, import_verdict
 from bgpd.prefix_limit import PrefixLimitState
-from bgpd.rib import LocRib, eligible_paths
+from bgpd.rib import LocRib, eligible_paths, take_chunk
 from bgpd.session import Session
 from bgpd.stale import StaleRoutes
 from bgpd.update_errors import UpdateErrorStats
@@ -64,7 +64,7 @@ log = logging.getLogger("podbgp.speaker")
 SELECTION_DEFERRAL_TIME = 60.0  # RFC 4724 §4.1 leaves it to configuration
 INBOX_SIZE = 512
 FLUSH_CHUNK = 4096  # prefixes per family decided and exported in one step
-RIB_SLICE = 0.005  # seconds one apply-decide-export run may hold the loop (see _run)
+RIB_SLICE = 0.002  # seconds one apply-decide-export run may hold the loop (see _run)
 
 
 def threaded_bfd() -> ThreadedBfdEndpoint:
@@ -546,9 +546,9 @@ class Speaker:
         dirty, self._dirty = self._dirty, {}
         received = self._received
         for afi, rest in dirty.items():
-            prefixes = {rest.pop() for _ in range(min(FLUSH_CHUNK, len(rest)))}
-            if rest:
-                self._dirty[afi] = rest  # the same set: no copy per chunk
+            prefixes = take_chunk(rest, FLUSH_CHUNK)
+            if prefixes is not rest:  # a chunk; the rest stays, the same set (no copy)
+                self._dirty[afi] = rest
                 self._schedule_flush()
             if not prefixes:
                 continue
@@ -559,7 +559,7 @@ class Speaker:
             ]
             changed = self.loc_rib.decide(afi, prefixes, peers, self.originated.get(afi))
             # ADD-PATH groups advertise every path, so they see every touched prefix.
-            self.exporter.export(afi, changed, prefixes)
+            self.exporter.export(afi, changed, prefixes, self.loc_rib.sole_source)
             if changed and self._subscribers:
                 best = self.loc_rib.table(afi)
                 family = Afi(afi)

@@ -90,6 +90,9 @@ async def scenario(factory: NetnsFactory) -> dict[str, Any]:
     try:
         await eventually(lambda: "dev tunl0" in route_get(ns["a"], "10.244.2.5"), timeout=30)
         await eventually(lambda: "dev tunl0" in route_get(ns["b"], "10.244.1.5"), timeout=30)
+        # The table as converged: node a's direct route to c too (the snapshot once raced it).
+        direct = "10.244.3.0/24 via 192.0.2.3 dev up0"
+        await eventually(lambda: direct in routes(ns["a"]), timeout=30)
         facts["routes"] = {name: sorted(routes(ns[name])) for name in NODES}
         facts["route_get"] = {
             "a_to_b": route_get(ns["a"], "10.244.2.5"),

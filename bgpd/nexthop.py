@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-from collections.abc import Callable
 
 from bgpd.codec.types import Afi, Safi
 from bgpd.fsm_types import Negotiated
@@ -63,14 +62,10 @@ def interface_of(address: str, table: str = _IF_INET6) -> str | None:
     return None
 
 
-def received_next_hop(
-    hops: tuple[str, ...], peer_address: str, local: Callable[[], str | None]
-) -> str | None:
+def received_next_hop(hops: tuple[str, ...], link: str | None) -> str | None:
     """The next hop we use from an MP_REACH_NLRI's addresses (RFC 2545 §3: global[, link-local]).
 
-    A link-local address gets the session's interface: the scope of the peer's address on a
-    link-local session, else the interface holding our local address (``local()``, asked
-    only then).
+    A link-local address gets ``link``, the session's interface (``session_link``).
     """
     if not hops:
         return None
@@ -79,10 +74,14 @@ def received_next_hop(
         chosen = hops[1]
     if not is_link_local(chosen):
         return chosen
-    link = split_scope(peer_address)[1]
-    if link is None and (address := local()) is not None:
-        link = interface_of(address)
     return scoped(chosen, link)
+
+
+def session_link(peer_address: str, local_address: str, table: str = _IF_INET6) -> str | None:
+    """The interface a session runs over, as far as link-local next hops need it: the scope of
+    the peer's address on a link-local session, else the interface holding our local address.
+    Found once when the session comes up, not per UPDATE (it reads the address table)."""
+    return split_scope(peer_address)[1] or interface_of(local_address, table)
 
 
 def own_next_hops(local_address: str, negotiated: Negotiated) -> tuple[str | None, str | None]:

@@ -50,6 +50,7 @@ class Peer:
     policy: PeerPolicy | None = None
     generation: int = 0  # the session generation whose UPDATEs we accept; 0 = none
     negotiated: Negotiated | None = None
+    link: str | None = None  # the session's interface, for link-local next hops (nexthop.py)
     stale_timer: asyncio.TimerHandle | None = None
     llgr_times: dict[int, int] = field(default_factory=dict)  # afi -> LLST, after GR time
     llgr_timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)

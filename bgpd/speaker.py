@@ -45,7 +45,7 @@ from bgpd.export import Exporter
 from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
 from bgpd.import_rib import FilteredAdjRibIn, ImportDecision
 from bgpd.listener import Listener
-from bgpd.nexthop import own_link_local, own_next_hops, received_next_hop
+from bgpd.nexthop import own_link_local, own_next_hops, received_next_hop, session_link
 from bgpd.peer import Peer as Peer  # re-exported: callers read peers here
 from bgpd.peer import check_prefix_limit, end_limit_hold, fsm_config, own_next_hop
 from bgpd.peerspec import PeerRange as PeerRange  # re-exported: callers build peers here
@@ -270,6 +270,7 @@ class Speaker:
             ebgp=ebgp,
             rr_client=peer.spec.rr_client,
         )
+        peer.link = session_link(session.address, local_address)
         next_hop_v4, next_hop_v6 = own_next_hops(local_address, negotiated)
         peer.policy = PeerPolicy(
             local_asn=local_asn,
@@ -398,7 +399,7 @@ class Speaker:
                 self._mark_dirty(Afi.IPV4, self._store(peer, Afi.IPV4, update.nlri, imported))
         if update.mp_reach is not None and update.mp_reach.nlri:
             mp = update.mp_reach
-            hop = received_next_hop(mp.next_hop, peer.session.address, peer.session.local_address)
+            hop = received_next_hop(mp.next_hop, peer.link)
             if own_next_hop(peer, hop, len(mp.nlri)):
                 self._mark_dirty(mp.afi, adj.withdraw(mp.afi, mp.nlri))
                 return

@@ -18,13 +18,10 @@ from bgpd.nexthop import (
     own_link_local,
     own_next_hops,
     received_next_hop,
+    session_link,
     split_scope,
     wire_next_hop,
 )
-
-
-def no_local() -> str | None:
-    raise AssertionError("the local address is asked for only for a link-local next hop")
 
 
 @pytest.mark.parametrize(
@@ -40,7 +37,7 @@ def no_local() -> str | None:
     ],
 )
 def test_received_next_hop(hops: tuple[str, ...], peer: str, expected: str | None) -> None:
-    assert received_next_hop(hops, peer, no_local) == expected
+    assert received_next_hop(hops, session_link(peer, "")) == expected
 
 
 def test_link_local_next_hop_on_a_global_session_takes_the_local_interface(
@@ -53,7 +50,9 @@ def test_link_local_next_hop_on_a_global_session_takes_the_local_interface(
     assert interface_of("fe80::1%eth3", str(table)) == "eth3"
     assert interface_of("10.0.0.1", str(table)) is None
     # No interface holds 2001:db8::77 here: the link-local next hop stays without one.
-    assert received_next_hop(("::", "fe80::2"), "2001:db8::2", lambda: "2001:db8::77") == "fe80::2"
+    link = session_link("2001:db8::2", "2001:db8::77", str(table))
+    assert received_next_hop(("::", "fe80::2"), link) == "fe80::2"
+    assert session_link("2001:db8::2", "2001:db8::1", str(table)) == "uplink0"
 
 
 def negotiated(ext: frozenset[tuple[int, int, int]]) -> Negotiated:

@@ -261,7 +261,8 @@ class Exporter:
             group = self.groups.get(key)
             if group is None:
                 group = self.groups[key] = UpdateGroup(key)
-            self._catch_up(group)
+            else:
+                self._catch_up(group)
             self.group_of[address] = group
             group.members[address] = Member(peer)
         if not group.synced:
@@ -275,8 +276,6 @@ class Exporter:
         changes was invisible to the lone member (paths it is the source of), so normally
         nothing goes out; anything another source's path changed is still distributed."""
         deferred, group.deferred = group.deferred, set()
-        if not group.synced:
-            return  # the whole table is computed on joining anyway
         for afi in deferred:
             loc, out = self.loc_rib.table(afi), group.adj_out.get(afi, {})
             changes = self._compute(group, afi, [*loc, *(p for p in out if p not in loc)])

@@ -50,16 +50,20 @@ def interface_of(address: str, table: str = _IF_INET6) -> str | None:
         return scope
     if ":" not in bare:
         return None
-    wanted = ipaddress.IPv6Address(bare).packed.hex()
-    try:
-        with open(table, encoding="ascii") as handle:
-            for line in handle:
-                fields = line.split()
-                if len(fields) == 6 and fields[0] == wanted:
-                    return fields[5]
-    except OSError:
-        return None
-    return None
+    wanted = ipaddress.IPv6Address(bare).packed
+    return next((name for packed, name in _local_addresses(table) if packed == wanted), None)
+
+
+def _local_addresses(table: str) -> list[tuple[bytes, str]]:
+    """Our IPv6 addresses (packed) with their interfaces, from ``table`` (``/proc/net/if_inet6``
+    rows: address in hex, index, prefix length, scope, flags, name); none if unreadable."""
+    rows: list[tuple[bytes, str]] = []
+    with contextlib.suppress(OSError), open(table, encoding="ascii") as handle:
+        for line in handle:
+            fields = line.split()
+            if len(fields) == 6:
+                rows.append((bytes.fromhex(fields[0]), fields[5]))
+    return rows
 
 
 def received_next_hop(hops: tuple[str, ...], link: str | None) -> str | None:
@@ -109,15 +113,12 @@ def wire_next_hop(next_hop: str, link_local: str | None = None) -> tuple[str, ..
 
 def link_locals(interface: str, table: str = _IF_INET6) -> list[str]:
     """Our own link-local addresses on ``interface``, lowest first."""
-    found: set[str] = set()
-    with contextlib.suppress(OSError), open(table, encoding="ascii") as handle:
-        for line in handle:
-            fields = line.split()
-            if len(fields) == 6 and fields[5] == interface:
-                address = str(ipaddress.IPv6Address(bytes.fromhex(fields[0])))
-                if is_link_local(address):
-                    found.add(address)
-    return sorted(found, key=ipaddress.IPv6Address)
+    found = {
+        ipaddress.IPv6Address(packed)
+        for packed, name in _local_addresses(table)
+        if name == interface
+    }
+    return [str(address) for address in sorted(found) if address.is_link_local]
 
 
 def own_link_local(local_address: str, table: str = _IF_INET6) -> str | None:

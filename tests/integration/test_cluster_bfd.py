@@ -27,7 +27,7 @@ from tests.integration.test_cluster_dataplane import (
     running_cluster,
 )
 from tests.support.kernel import routes
-from tests.support.netns import wait_until
+from tests.support.netns import frozen, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -86,25 +86,22 @@ def test_frozen_node_block_leaves_the_other_kernels_within_a_second(bfd_cluster:
         if thawed is not None:
             returns.append(time.monotonic() - thawed)
         time.sleep(1.5)  # BFD Up and at the fast rate (the poll sequence ends within ~1 s)
-        proc = cluster.procs[victim]
-        proc.send_signal(19)  # SIGSTOP
-        frozen = time.monotonic()
         try:
-            pending = set(watchers)
-            deadline = frozen + BOUND_S + 5
-            while pending and time.monotonic() < deadline:
-                for w in list(pending):
-                    if not has_route(cluster, w, block):
-                        times[w].append(time.monotonic() - frozen)
-                        pending.discard(w)
-                time.sleep(POLL_S)
-            assert not pending, f"route to {block} still on {sorted(pending)}"
+            with frozen(cluster.procs[victim]) as since:
+                pending = set(watchers)
+                deadline = since + BOUND_S + 5
+                while pending and time.monotonic() < deadline:
+                    for w in list(pending):
+                        if not has_route(cluster, w, block):
+                            times[w].append(time.monotonic() - since)
+                            pending.discard(w)
+                    time.sleep(POLL_S)
+                assert not pending, f"route to {block} still on {sorted(pending)}"
         except BaseException:
             for name in NODES:
                 sys.stderr.write(f"--- {name} log ---\n{cluster.log(name)}\n")
             raise
         finally:
-            proc.send_signal(18)  # SIGCONT
             thawed = time.monotonic()
     for w in watchers:
         ts = sorted(times[w])

@@ -35,13 +35,23 @@ def podbgp_in(
     originate: list[str],
     graceful: bool = True,
     name: str = "podbgp",
+    deferral: int | None = None,
 ) -> PodbgpSpeaker:
+    """podbgp ``bgpd`` in ``ns``, stopped on teardown. With ``deferral`` (seconds) graceful restart
+    keeps a run file in ``workdir``: a second speaker started on the same ``workdir`` after a
+    graceful stop restarts (R bit, selection deferral up to ``deferral``)."""
+    restart: dict[str, Any] = {"enabled": graceful, "restartTime": 60}
+    if deferral is not None:
+        restart |= {
+            "runFile": str(workdir / "run" / "bgpd.running"),
+            "selectionDeferralTime": deferral,
+        }
     config = {
         "asNumber": asn,
         "routerId": PODBGP_V4,
         "listen": {"address": "::", "port": 179},
         "api": {"listen": "127.0.0.1:9179"},
-        "gracefulRestart": {"enabled": graceful, "restartTime": 60},
+        "gracefulRestart": restart,
         "logLevel": "debug",
         "peers": peers,
         "originate": originate,

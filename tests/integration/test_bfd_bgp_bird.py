@@ -17,7 +17,6 @@ Bounds are generous (3 s); the measured times are printed (``pytest -s``).
 
 from __future__ import annotations
 
-import signal
 import statistics
 import sys
 import time
@@ -36,7 +35,7 @@ from tests.integration.interop import (
     two_namespaces,
 )
 from tests.support.bird import BirdConfig, BirdNeighbor, BirdRouter, StaticRoute
-from tests.support.netns import NetnsFactory, wait_until
+from tests.support.netns import NetnsFactory, frozen, wait_until
 from tests.support.podbgp import PodbgpSpeaker
 
 pytestmark = [pytest.mark.netns, pytest.mark.interop]
@@ -134,13 +133,9 @@ def freeze_bird_and_time_withdrawal(
     router: BirdRouter, speaker: PodbgpSpeaker, block: str = BIRD_BLOCK
 ) -> float:
     assert router.proc is not None
-    router.proc.send_signal(signal.SIGSTOP)
-    frozen = time.monotonic()
-    try:
+    with frozen(router.proc) as since:
         wait_until(lambda: block not in our_routes(speaker), BOUND_S + 2, 0.02)
-        return time.monotonic() - frozen
-    finally:
-        router.proc.send_signal(signal.SIGCONT)
+        return time.monotonic() - since
 
 
 @pytest.mark.parametrize("bird_multihop", [False, True], ids=["bird-direct", "bird-multihop"])
@@ -199,13 +194,9 @@ def freeze_podbgp_and_time_withdrawal(
     router: BirdRouter, speaker: PodbgpSpeaker, block: str = OUR_BLOCK
 ) -> float:
     assert speaker.proc is not None
-    speaker.proc.send_signal(signal.SIGSTOP)
-    frozen = time.monotonic()
-    try:
+    with frozen(speaker.proc) as since:
         router.wait_route(block, BOUND_S + 2, present=False)
-        return time.monotonic() - frozen
-    finally:
-        speaker.proc.send_signal(signal.SIGCONT)
+        return time.monotonic() - since
 
 
 def test_frozen_podbgp_is_detected_by_bird(netns_factory: NetnsFactory, tmp_path: Path) -> None:

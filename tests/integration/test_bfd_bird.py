@@ -227,10 +227,7 @@ def test_clean_removal_tells_bird_admin_down(
 ) -> None:
     _ns_p, ns_r = pair
     router = start_bird(netns_factory, ns_r, tmp_path, multihop=False)
-    endpoint.add_session(
-        ROUTER_V4, PODBGP_V4, multihop=False, min_tx_ms=INTERVAL_MS, min_rx_ms=INTERVAL_MS,
-        on_state=Events(),
-    )  # fmt: skip
+    fast_session(endpoint, ROUTER_V4, PODBGP_V4, multihop=False)
     wait_both_up(endpoint, router)
     endpoint.remove_session(ROUTER_V4, PODBGP_V4, multihop=False)
     started = time.monotonic()
@@ -283,11 +280,7 @@ def test_ipv6_single_hop(
 ) -> None:
     _ns_p, ns_r = pair
     router = start_bird(netns_factory, ns_r, tmp_path, multihop=False, ours=PODBGP_V6)
-    events = Events()
-    endpoint.add_session(
-        ROUTER_V6, PODBGP_V6, multihop=False, min_tx_ms=INTERVAL_MS, min_rx_ms=INTERVAL_MS,
-        on_state=events,
-    )  # fmt: skip
+    events = fast_session(endpoint, ROUTER_V6, PODBGP_V6, multihop=False)
     view = wait_both_up(endpoint, router, PODBGP_V6)
     assert (view.peer, view.port) == (ROUTER_V6, SINGLE_HOP_PORT)
     assert router.proc is not None
@@ -310,11 +303,7 @@ def test_busy_main_thread_keeps_the_session_up(
     (pure-Python CPU work for 5 s, the shape of a large table ingest)."""
     _ns_p, ns_r = pair
     router = start_bird(netns_factory, ns_r, tmp_path, multihop=False)
-    events = Events()
-    endpoint.add_session(
-        ROUTER_V4, PODBGP_V4, multihop=False, min_tx_ms=INTERVAL_MS, min_rx_ms=INTERVAL_MS,
-        on_state=events,
-    )  # fmt: skip
+    events = fast_session(endpoint, ROUTER_V4, PODBGP_V4, multihop=False)
     wait_both_up(endpoint, router)
     wait_until(lambda: our_view(endpoint).tx_interval_ms == INTERVAL_MS, 5)
     end, work = time.monotonic() + 5.0, 0
@@ -339,11 +328,7 @@ def test_detection_time_distribution(
     packet interval (the kill falls between two packets) and a generous bound."""
     _ns_p, ns_r = pair
     router = start_bird(netns_factory, ns_r, tmp_path, multihop=False)
-    events = Events()
-    endpoint.add_session(
-        ROUTER_V4, PODBGP_V4, multihop=False, min_tx_ms=INTERVAL_MS, min_rx_ms=INTERVAL_MS,
-        on_state=events,
-    )  # fmt: skip
+    events = fast_session(endpoint, ROUTER_V4, PODBGP_V4, multihop=False)
     times: list[float] = []
     for round_ in range(ROUNDS):
         if round_:

@@ -13,12 +13,12 @@ is printed (``pytest -s``) and asserted against a generous bound only.
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from tests.integration.cluster_traffic import logs_on_failure
 from tests.integration.test_cluster_dataplane import (
     NODES,
     Cluster,
@@ -27,7 +27,7 @@ from tests.integration.test_cluster_dataplane import (
     running_cluster,
 )
 from tests.support.kernel import routes
-from tests.support.netns import wait_until
+from tests.support.netns import frozen, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -86,26 +86,17 @@ def test_frozen_node_block_leaves_the_other_kernels_within_a_second(bfd_cluster:
         if thawed is not None:
             returns.append(time.monotonic() - thawed)
         time.sleep(1.5)  # BFD Up and at the fast rate (the poll sequence ends within ~1 s)
-        proc = cluster.procs[victim]
-        proc.send_signal(19)  # SIGSTOP
-        frozen = time.monotonic()
-        try:
+        with logs_on_failure(cluster, NODES), frozen(cluster.procs[victim]) as since:
             pending = set(watchers)
-            deadline = frozen + BOUND_S + 5
+            deadline = since + BOUND_S + 5
             while pending and time.monotonic() < deadline:
                 for w in list(pending):
                     if not has_route(cluster, w, block):
-                        times[w].append(time.monotonic() - frozen)
+                        times[w].append(time.monotonic() - since)
                         pending.discard(w)
                 time.sleep(POLL_S)
             assert not pending, f"route to {block} still on {sorted(pending)}"
-        except BaseException:
-            for name in NODES:
-                sys.stderr.write(f"--- {name} log ---\n{cluster.log(name)}\n")
-            raise
-        finally:
-            proc.send_signal(18)  # SIGCONT
-            thawed = time.monotonic()
+        thawed = time.monotonic()
     for w in watchers:
         ts = sorted(times[w])
         kind = "same subnet, single hop" if w == same_subnet else "other subnet, multihop"

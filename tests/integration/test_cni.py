@@ -32,23 +32,36 @@ spec: {cidr: 10.244.0.0/16, blockSize: 26}
 """
 
 
-@pytest.fixture
-def node(netns_factory: NetnsFactory, tmp_path: Path) -> SimpleNamespace:
-    """A node namespace with an uplink, and a file datastore holding one pool."""
-    ns = netns_factory.namespace("n")
-    peer = netns_factory.namespace("q")
-    netns_factory.veth(ns, peer, ["192.0.2.1/24"], ["192.0.2.2/24"], "up0", "up0")
-    store = tmp_path / "cluster"
-    store.mkdir()
-    (store / "pool.yaml").write_text(POOL)
+def file_datastore(path: Path, resources: str) -> dict[str, str]:
+    """A ``file`` datastore in a new directory ``path`` holding ``resources`` (YAML)."""
+    path.mkdir()
+    (path / "cluster.yaml").write_text(resources)
+    return {"type": "file", "path": str(path)}
+
+
+def cni_node(
+    factory: NetnsFactory, tmp_path: Path, resources: str, node_addrs: list[str],
+    peer_addrs: list[str],
+) -> SimpleNamespace:  # fmt: skip
+    """A node namespace with an uplink ``up0`` to a peer namespace, a file datastore holding
+    ``resources``, and the plugin's network config for ``node-1`` (``conf``)."""
+    ns = factory.namespace("n")
+    peer = factory.namespace("q")
+    factory.veth(ns, peer, node_addrs, peer_addrs, "up0", "up0")
     conf = {
         "cniVersion": "1.0.0",
         "name": "podbgp",
         "type": "podbgp-cni",
         "nodeName": "node-1",
-        "datastore": {"type": "file", "path": str(store)},
+        "datastore": file_datastore(tmp_path / "cluster", resources),
     }
-    return SimpleNamespace(ns=ns, conf=conf, factory=netns_factory)
+    return SimpleNamespace(ns=ns, conf=conf, factory=factory)
+
+
+@pytest.fixture
+def node(netns_factory: NetnsFactory, tmp_path: Path) -> SimpleNamespace:
+    """A node namespace with an uplink, and a file datastore holding one pool."""
+    return cni_node(netns_factory, tmp_path, POOL, ["192.0.2.1/24"], ["192.0.2.2/24"])
 
 
 def cni(

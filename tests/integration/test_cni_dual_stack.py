@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from podbgp.cni.plugin import GATEWAY, GATEWAY_V6, HOST_VETH_MAC, host_veth_name
-from tests.integration.test_cni import cni, pod_namespace
+from tests.integration.test_cni import cni, cni_node, file_datastore, pod_namespace
 from tests.integration.test_cni_rollback import cni_with_fault
 from tests.support.kernel import links, ping, routes
 from tests.support.netns import NetnsFactory, run
@@ -44,23 +44,10 @@ spec:
 @pytest.fixture
 def node(netns_factory: NetnsFactory, tmp_path: Path) -> SimpleNamespace:
     """A dual-stack node namespace with an uplink, and a file datastore with both pools."""
-    ns = netns_factory.namespace("n")
-    peer = netns_factory.namespace("q")
-    netns_factory.veth(
-        ns, peer, ["192.0.2.1/24", "2001:db8::1/64"], ["192.0.2.2/24", "2001:db8::2/64"],
-        "up0", "up0",
+    return cni_node(
+        netns_factory, tmp_path, CLUSTER, ["192.0.2.1/24", "2001:db8::1/64"],
+        ["192.0.2.2/24", "2001:db8::2/64"],
     )  # fmt: skip
-    store = tmp_path / "cluster"
-    store.mkdir()
-    (store / "cluster.yaml").write_text(CLUSTER)
-    conf = {
-        "cniVersion": "1.0.0",
-        "name": "podbgp",
-        "type": "podbgp-cni",
-        "nodeName": "node-1",
-        "datastore": {"type": "file", "path": str(store)},
-    }
-    return SimpleNamespace(ns=ns, conf=conf, factory=netns_factory)
 
 
 def addresses(result: dict[str, object]) -> list[str]:
@@ -204,10 +191,7 @@ def test_add_time_single_and_dual_stack_measured(node: SimpleNamespace, tmp_path
     plugin is a fresh Python process per call, as a runtime runs it)."""
     timings: dict[str, list[float]] = {}
     for label, cluster in (("dual-stack", CLUSTER), ("ipv4-only", CLUSTER.split("---")[0])):
-        store = tmp_path / label
-        store.mkdir()
-        (store / "cluster.yaml").write_text(cluster)
-        node.conf["datastore"] = {"type": "file", "path": str(store)}
+        node.conf["datastore"] = file_datastore(tmp_path / label, cluster)
         seen: set[tuple[str, ...]] = set()
         for n in range(8):
             _pod, path = pod_namespace(node)

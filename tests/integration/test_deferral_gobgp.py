@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.interop import PODBGP_V4, ROUTER_V4, two_namespaces
+from tests.integration.interop import PODBGP_V4, ROUTER_V4, podbgp_in, two_namespaces
 from tests.support.gobgp import GoBgpConfig, GoBgpNeighbor, GoBgpRouter
 from tests.support.netns import NetnsFactory, wait_until
 from tests.support.pcap import BgpCapture, BgpMessage
@@ -56,24 +56,10 @@ def speaker(
     peers = [{"address": ROUTER_V4, "asNumber": 64512}]
     if silent_peer:
         peers.append({"address": SILENT_PEER, "asNumber": 64512})
-    config = {
-        "asNumber": 64512,
-        "routerId": PODBGP_V4,
-        "listen": {"address": "0.0.0.0", "port": 179},
-        "api": {"listen": "127.0.0.1:9179"},
-        "gracefulRestart": {
-            "enabled": True,
-            "restartTime": 60,
-            "runFile": str(tmp / "run" / "bgpd.running"),
-            "selectionDeferralTime": deferral,
-        },
-        "logLevel": "info",
-        "peers": peers,
-        "originate": [OUR_BLOCK],
-    }
-    sp = PodbgpSpeaker(tmp, name, config, netns=ns).start()
-    factory.processes.append(sp.proc)  # type: ignore[arg-type]
-    return sp
+    return podbgp_in(
+        factory, ns, tmp, asn=64512, peers=peers, originate=[OUR_BLOCK], name=name,
+        deferral=deferral,
+    )  # fmt: skip
 
 
 def restart_state_bit(open_body: bytes) -> bool | None:

@@ -14,7 +14,7 @@ import yaml
 from tests.support.bird import BirdConfig, BirdNeighbor, BirdRouter, StaticRoute
 from tests.support.netns import NetnsFactory
 from tests.support.podbgp import wait_for
-from tests.support.podbgp_node import PodbgpNode, run_podbgp
+from tests.support.podbgp_node import file_node_in, run_podbgp
 
 pytestmark = [pytest.mark.netns, pytest.mark.interop]
 
@@ -80,16 +80,7 @@ def test_node_edge_policy_live(netns_factory: NetnsFactory, tmp_path: Path) -> N
     cluster = tmp_path / "cluster"
     cluster.mkdir()
     _apply(cluster, _cluster())
-    node_cfg = {
-        "nodeName": "node-1",
-        "address": f"{NODE}/24",
-        "datastore": {"type": "file", "path": str(cluster), "pollInterval": 0.2},
-        "api": {"listen": "127.0.0.1:9179"},
-        "felix": {"enabled": False},
-        "logLevel": "debug",
-    }
-    node = PodbgpNode(tmp_path, "node", node_cfg, netns=ns_p).start()
-    netns_factory.processes.append(node.proc)  # type: ignore[arg-type]
+    node = file_node_in(netns_factory, ns_p, tmp_path, cluster, f"{NODE}/24")
     tor1.wait_established(proto, 40)
     tor2.wait_established(proto, 40)
 

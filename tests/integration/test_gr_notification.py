@@ -11,7 +11,6 @@ podbgp advertises graceful restart with the N bit. GoBGP is frozen (SIGSTOP) so 
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 
 from tests.integration.interop import PODBGP_V4, ROUTER_V4, podbgp_in, two_namespaces
 from tests.support.gobgp import GoBgpConfig, GoBgpNeighbor, GoBgpRouter
-from tests.support.netns import NetnsFactory
+from tests.support.netns import NetnsFactory, frozen
 from tests.support.podbgp import PodbgpSpeaker, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.interop]
@@ -61,8 +60,7 @@ def test_n_bit_hold_timer_expiry_keeps_routes_stale(
     peer = speaker.get(f"/v1/peers/{ROUTER_V4}")
     assert peer["holdTime"] == HOLD
     assert router.proc is not None
-    router.proc.send_signal(signal.SIGSTOP)
-    try:
+    with frozen(router.proc):
         wait_for(lambda: session_down(speaker), HOLD + 10, 0.2, what="hold timer expiry")
         route = speaker.routes_by_prefix().get(GOBGP_ROUTE)
         assert route is not None, "the route must survive a hold timer expiry under the N bit"
@@ -70,8 +68,6 @@ def test_n_bit_hold_timer_expiry_keeps_routes_stale(
         assert "Hold timer expired" in speaker.get(f"/v1/peers/{ROUTER_V4}")["info"]
         time.sleep(1.0)
         assert GOBGP_ROUTE in speaker.route_prefixes()  # still there, still stale
-    finally:
-        router.proc.send_signal(signal.SIGCONT)
     # GoBGP returns, re-sends its table and End-of-RIB: the route is fresh, never withdrawn.
     wait_for(lambda: speaker.peer_state(ROUTER_V4) == "Established", 60, what="re-established")
     wait_for(
@@ -89,10 +85,7 @@ def test_without_n_bit_hold_timer_expiry_drops_routes(
 ) -> None:
     router, speaker = start(netns_factory, tmp_path, notification=False)
     assert router.proc is not None
-    router.proc.send_signal(signal.SIGSTOP)
-    try:
+    with frozen(router.proc):
         wait_for(lambda: session_down(speaker), HOLD + 10, 0.2, what="hold timer expiry")
         wait_for(lambda: GOBGP_ROUTE not in speaker.route_prefixes(), 5, what="route dropped")
-    finally:
-        router.proc.send_signal(signal.SIGCONT)
     assert "event=down reason=Hold timer expired graceful=False" in speaker.log()

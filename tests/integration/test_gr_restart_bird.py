@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.interop import PODBGP_V4, ROUTER_V4, two_namespaces
+from tests.integration.interop import PODBGP_V4, ROUTER_V4, podbgp_in, two_namespaces
 from tests.support.bird import BirdConfig, BirdNeighbor, BirdRouter, StaticRoute
 from tests.support.netns import NetnsFactory, wait_until
 from tests.support.podbgp import PodbgpSpeaker
@@ -25,24 +25,10 @@ OUR_BLOCK = "10.244.1.0/24"
 
 
 def speaker(factory: NetnsFactory, ns: str, tmp: Path, name: str) -> PodbgpSpeaker:
-    config = {
-        "asNumber": 64512,
-        "routerId": PODBGP_V4,
-        "listen": {"address": "0.0.0.0", "port": 179},
-        "api": {"listen": "127.0.0.1:9179"},
-        "gracefulRestart": {
-            "enabled": True,
-            "restartTime": 60,
-            "runFile": str(tmp / "run" / "bgpd.running"),
-            "selectionDeferralTime": 30,
-        },
-        "logLevel": "info",
-        "peers": [{"address": ROUTER_V4, "asNumber": 64512}],
-        "originate": [OUR_BLOCK],
-    }
-    sp = PodbgpSpeaker(tmp, name, config, netns=ns).start()
-    factory.processes.append(sp.proc)  # type: ignore[arg-type]
-    return sp
+    peers = [{"address": ROUTER_V4, "asNumber": 64512}]
+    return podbgp_in(
+        factory, ns, tmp, asn=64512, peers=peers, originate=[OUR_BLOCK], name=name, deferral=30
+    )
 
 
 def restart_recovery(router: BirdRouter, protocol: str) -> bool:

@@ -14,7 +14,7 @@ import yaml
 from tests.support.bird import BirdConfig, BirdNeighbor, BirdRouter, StaticRoute
 from tests.support.netns import NetnsFactory
 from tests.support.podbgp import wait_for
-from tests.support.podbgp_node import PodbgpNode, run_podbgp
+from tests.support.podbgp_node import file_node_in, run_podbgp
 
 pytestmark = [pytest.mark.netns, pytest.mark.interop]
 
@@ -58,16 +58,7 @@ def test_node_peers_unnumbered_with_bird(netns_factory: NetnsFactory, tmp_path: 
     change.write_text(yaml.safe_dump_all(docs))
     applied = run_podbgp("apply", "-f", str(change), "--datastore-path", str(cluster))
     assert applied.returncode == 0, applied.stderr
-    node_cfg = {
-        "nodeName": "node-1",
-        "address": f"{NODE}/32",
-        "datastore": {"type": "file", "path": str(cluster), "pollInterval": 0.2},
-        "api": {"listen": "127.0.0.1:9179"},
-        "felix": {"enabled": False},
-        "logLevel": "debug",
-    }
-    node = PodbgpNode(tmp_path, "node", node_cfg, netns=ns_p).start()
-    netns_factory.processes.append(node.proc)  # type: ignore[arg-type]
+    node = file_node_in(netns_factory, ns_p, tmp_path, cluster, f"{NODE}/32")
 
     router.wait_established(nbr.protocol, 40)
     scoped = f"{birds_ll}%uplink0"

@@ -18,7 +18,8 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -68,6 +69,17 @@ def wait_until(
             detail = f"; last error: {last_error!r}" if last_error else ""
             raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}{detail}")
         time.sleep(interval)
+
+
+@contextmanager
+def frozen(proc: subprocess.Popen[bytes]) -> Iterator[float]:
+    """Stop ``proc`` with SIGSTOP (a hung process: nothing sent, its sockets stay open) and
+    continue it on leaving, also on failure; yields the monotonic time it was stopped."""
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        yield time.monotonic()
+    finally:
+        proc.send_signal(signal.SIGCONT)
 
 
 def netns_available() -> str | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from tests.support.netns import NetnsFactory
 from tests.support.podbgp import REPO, PodbgpSpeaker
 
 
@@ -91,6 +92,24 @@ class PodbgpNode(PodbgpSpeaker):
     def blocks(self) -> list[str]:
         status = self.node_status() or {}
         return list(status.get("blocks") or [])
+
+
+def file_node_in(
+    factory: NetnsFactory, ns: str, workdir: Path, store: Path, address: str
+) -> PodbgpNode:
+    """``podbgp node`` ``node-1`` in ``ns`` on ``address``, reading the file datastore ``store``
+    (polled every 0.2 s), felix off, API on 127.0.0.1:9179; stopped on teardown too."""
+    config = {
+        "nodeName": "node-1",
+        "address": address,
+        "datastore": {"type": "file", "path": str(store), "pollInterval": 0.2},
+        "api": {"listen": "127.0.0.1:9179"},
+        "felix": {"enabled": False},
+        "logLevel": "debug",
+    }
+    node = PodbgpNode(workdir, "node", config, netns=ns).start()
+    factory.processes.append(node.proc)  # type: ignore[arg-type]
+    return node
 
 
 def workdir_file(workdir: Path, name: str, text: str) -> Path:

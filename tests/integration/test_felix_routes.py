@@ -317,6 +317,36 @@ async def test_update_to_kernel_latency_counts_each_route_change_once_the_kernel
         assert dp.latency.cumulative()[-1] == (math.inf, 2)
 
 
+async def test_a_pass_dumps_the_links_once_whether_it_writes_routes_or_resyncs(
+    lan: SimpleNamespace,
+) -> None:
+    """The plan's link dump also names the devices of the routes written and dumped in that pass
+    (a dump of the node's links is the dearest read of a pass with a few pods)."""
+    dp = dataplane(lan.node, "192.0.2.1/24", "up0", resync_interval=0.2)
+    dp.set_pools([POOL])
+    dumps = 0
+    dump_links = dp.nl.links
+
+    async def counted() -> Any:
+        nonlocal dumps
+        dumps += 1
+        return await dump_links()
+
+    dp.nl.links = counted  # type: ignore[method-assign]
+    async with running_dataplane(dp):
+        start, before = dp.snapshot()["sync"], dumps
+        for n in range(3):
+            dp.set_route(f"10.244.{2 + n}.0/24", "192.0.2.2")
+            await eventually(
+                lambda n=n: f"10.244.{2 + n}.0/24 via 192.0.2.2 dev up0" in routes(lan.node)
+            )
+        await dp.wait_synced()
+        await dp.wait_synced()  # a full resync or more (every 0.2 s) among the passes
+        end = dp.snapshot()["sync"]
+    assert end["replaced"] - start["replaced"] >= 3 and end["fullResyncs"] > start["fullResyncs"]
+    assert dumps - before == end["passes"] - start["passes"]
+
+
 async def test_a_link_event_heals_only_the_routes_through_that_link(
     lan: SimpleNamespace, netns_factory: NetnsFactory
 ) -> None:

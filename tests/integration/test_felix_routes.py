@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from felix.dataplane import Dataplane
-from felix.kernel.netlink import ensure_protocol_name
-from felix.plan import EncapMode, Pool, Vtep
+from felix.kernel.netlink import BULK_THRESHOLD, Netlink, ensure_protocol_name
+from felix.plan import EncapMode, Pool, Route, Vtep
 from felix.tunnels import vtep_mac
 from tests.support.kernel import (
     captured,
@@ -315,6 +315,22 @@ async def test_update_to_kernel_latency_counts_each_route_change_once_the_kernel
         print(f"\nfelix alone, change -> kernel acknowledged: {summary}")
         assert summary["samples"] == 2 and summary["p99Ms"] > 0
         assert dp.latency.cumulative()[-1] == (math.inf, 2)
+
+
+@pytest.mark.parametrize("count", [2, BULK_THRESHOLD + 1], ids=["one-by-one", "bulk"])
+async def test_a_refused_route_is_reported_and_the_rest_of_its_batch_still_written(
+    lan: SimpleNamespace, count: int
+) -> None:
+    """An onlink route through a device that is down (tunl0 before it is up) is refused; the
+    routes before and after it in the same write are installed all the same."""
+    run(lan.node, "ip", "link", "add", "dn0", "type", "veth", "peer", "name", "dn1")  # down
+    refused = Route("10.244.2.0/24", gateway="198.51.100.2", dev="dn0", onlink=True)
+    good = [Route(f"10.245.{n}.0/24", gateway="192.0.2.2", dev="up0") for n in range(count)]
+    async with Netlink(80, lan.node) as nl:
+        errors = await nl.apply_routes([good[0], refused, *good[1:]], [])
+    assert [e.what for e in errors] == [f"replace {refused.describe()}"]
+    assert "Network is down" in errors[0].error
+    assert routes(lan.node) == {f"{r.dst} via 192.0.2.2 dev up0" for r in good}
 
 
 async def test_a_pass_dumps_the_links_once_whether_it_writes_routes_or_resyncs(

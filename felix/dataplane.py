@@ -314,6 +314,10 @@ class Dataplane:
         the pass it triggers. Nothing else is re-planned or re-read: no full resync.
         """
         self._monitor = LinkMonitor(self.netns)
+        # Links last seen administratively up. A link coming up announces itself more than once
+        # (IFF_UP, then carrier): only the first announcement after it was down, deleted or not
+        # yet seen heals its routes; the kernel drops them only when it goes down.
+        seen_up: set[str] = set()
         try:
             await self._monitor.open()
             while True:
@@ -326,7 +330,10 @@ class Dataplane:
                     name, changed = str(fields["ifname"]), True
                     if name in self._tunnel_links():
                         self._tunnels_dirty = True
-                    if event == "RTM_NEWLINK" and fields.get("up"):
+                    if event != "RTM_NEWLINK" or not fields.get("up"):
+                        seen_up.discard(name)
+                    elif name not in seen_up:
+                        seen_up.add(name)
                         up.add(name)
                 if up:
                     self.reconciler.heal(up)

@@ -10,16 +10,14 @@ pool, so an un-NATed reply could not come back at all.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
-from collections.abc import AsyncIterator
 
 import pytest
 
 from felix.dataplane import Dataplane
 from felix.nat import TABLE
 from felix.plan import Pool
-from tests.support.kernel import eventually, make_pod
+from tests.support.kernel import eventually, make_pod, running_dataplane
 from tests.support.netns import NetnsFactory, netns_socket, run
 
 pytestmark = pytest.mark.netns
@@ -52,17 +50,6 @@ def nft(ns: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@contextlib.asynccontextmanager
-async def running(dp: Dataplane) -> AsyncIterator[Dataplane]:
-    task = asyncio.create_task(dp.run())
-    try:
-        await dp.wait_synced()
-        yield dp
-    finally:
-        await dp.stop()
-        await asyncio.wait_for(task, 10)
-
-
 async def test_nat_outgoing_masquerades_to_outside_only_and_is_reconciled(
     netns_factory: NetnsFactory,
 ) -> None:
@@ -83,7 +70,7 @@ async def test_nat_outgoing_masquerades_to_outside_only_and_is_reconciled(
     )  # fmt: skip
     dp.set_pools([PLAIN_POOL])
     dp.set_blocks(["10.244.1.0/24"])
-    async with running(dp):
+    async with running_dataplane(dp):
         # No natOutgoing: no table, and the outside cannot answer the pod (no route back).
         assert nft(node, "list", "table", "inet", TABLE).returncode != 0
         assert await asyncio.to_thread(source_seen, pod_a, outside, "192.0.2.2") is None

@@ -10,20 +10,27 @@ and up, and pod-to-pod forwarding over VXLAN. IPIP runs in a VM: tests/vm/test_i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from felix.dataplane import Dataplane
-from felix.kernel.netlink import ensure_protocol_name
-from felix.plan import EncapMode, Pool, Vtep
+from felix.kernel.netlink import BULK_THRESHOLD, Netlink, ensure_protocol_name
+from felix.plan import EncapMode, Pool, Route, Vtep
 from felix.tunnels import vtep_mac
-from tests.support.kernel import captured, eventually, links, make_pod, ping, route_get, routes
+from tests.support.kernel import (
+    captured,
+    eventually,
+    links,
+    make_pod,
+    ping,
+    route_get,
+    routes,
+    running_dataplane,
+)
 from tests.support.netns import NetnsFactory, run
 
 pytestmark = pytest.mark.netns
@@ -48,17 +55,6 @@ def dataplane(ns: str, address: str, uplink: str, **kw: Any) -> Dataplane:
     )
 
 
-@contextlib.asynccontextmanager
-async def running(dp: Dataplane) -> AsyncIterator[Dataplane]:
-    task = asyncio.create_task(dp.run())
-    try:
-        await dp.wait_synced()
-        yield dp
-    finally:
-        await dp.stop()
-        await asyncio.wait_for(task, 10)
-
-
 @pytest.fixture
 def lan(netns_factory: NetnsFactory) -> SimpleNamespace:
     """A node and its same-subnet neighbour: node 192.0.2.1/24 on ``up0``."""
@@ -80,7 +76,7 @@ async def test_every_route_kind_is_programmed_with_our_protocol(
     announce(dp, "10.244.2.0/24", "192.0.2.2")  # same subnet: direct
     announce(dp, "10.244.3.0/24", "198.51.100.3")  # other subnet: tunl0, absent here
     announce(dp, "10.245.2.0/24", "192.0.2.2")  # VXLAN Always
-    async with running(dp):
+    async with running_dataplane(dp):
         want = {
             "blackhole 10.244.1.0/24",
             "10.244.2.0/24 via 192.0.2.2 dev up0",
@@ -114,7 +110,7 @@ async def test_route_deleted_or_changed_by_hand_is_repaired_within_the_resync_pe
     dp.set_pools([POOL])
     dp.set_blocks(["10.244.1.0/24"])
     announce(dp, "10.244.2.0/24", "192.0.2.2")
-    async with running(dp):
+    async with running_dataplane(dp):
         direct = "10.244.2.0/24 via 192.0.2.2 dev up0"
         await eventually(lambda: direct in routes(lan.node))
         run(lan.node, "ip", "route", "del", "10.244.2.0/24")
@@ -139,7 +135,7 @@ async def test_withdrawn_route_is_removed_and_foreign_routes_are_never_touched(
     dp.mark_converged()
     announce(dp, "10.244.2.0/24", "192.0.2.2")
     announce(dp, "10.244.5.0/24", "192.0.2.2")  # held by someone else's static route
-    async with running(dp):
+    async with running_dataplane(dp):
         await eventually(lambda: "10.244.2.0/24 via 192.0.2.2 dev up0" in routes(lan.node))
         announce(dp, "10.244.2.0/24", None)
         await eventually(lambda: routes(lan.node) == set())
@@ -164,13 +160,13 @@ async def test_restart_adopts_existing_routes_and_removes_leftovers_only_after_c
         "10.244.2.0/24 via 192.0.2.2 dev up0",
         "10.244.4.0/24 via 192.0.2.2 dev up0",
     }
-    async with running(first):
+    async with running_dataplane(first):
         await eventually(lambda: routes(lan.node) == installed)
     assert routes(lan.node) == installed  # stopping never flushes
     second = dataplane(lan.node, "192.0.2.1/24", "up0")
     second.set_pools([POOL])
     second.set_blocks(["10.244.1.0/24"])
-    async with running(second):
+    async with running_dataplane(second):
         # The new speaker has not re-learned anything yet: everything stays (adopted).
         await second.wait_synced()
         assert routes(lan.node) == installed
@@ -192,7 +188,7 @@ async def test_interface_down_and_up_is_healed(
     dp.set_blocks(["10.244.1.0/24"])
     dp.set_tunnel_address("vxlan.podbgp", "10.245.1.0")
     announce(dp, "10.244.2.0/24", "192.0.2.2")
-    async with running(dp):
+    async with running_dataplane(dp):
         direct = "10.244.2.0/24 via 192.0.2.2 dev up0"
         pod = f"10.244.1.7 dev {host_veth} scope link"
         await eventually(lambda: {direct, pod} <= routes(lan.node))
@@ -230,7 +226,7 @@ async def test_pods_on_two_nodes_reach_each_other_over_vxlan(netns_factory: Netn
     dp_b.set_nodes([Vtep("192.0.2.1", "10.245.1.0", vtep_mac(dp_a.node_name))])
     announce(dp_a, "10.245.2.0/24", "192.0.2.2")
     announce(dp_b, "10.245.1.0/24", "192.0.2.1")
-    async with running(dp_a), running(dp_b):
+    async with running_dataplane(dp_a), running_dataplane(dp_b):
         await eventually(lambda: "dev vxlan.podbgp" in route_get(a, "10.245.2.5"))
         await eventually(lambda: "dev vxlan.podbgp" in route_get(b, "10.245.1.5"))
         async with captured(b, "udp port 4789") as capture:
@@ -305,7 +301,7 @@ async def test_update_to_kernel_latency_counts_each_route_change_once_the_kernel
     dp = dataplane(lan.node, "192.0.2.1/24", "up0", resync_interval=3600.0)
     dp.set_pools([POOL])
     dp.mark_converged()
-    async with running(dp):
+    async with running_dataplane(dp):
         assert dp.latency.count == 0
         dp.set_route("10.244.2.0/24", "192.0.2.2", received=time.monotonic())
         await eventually(lambda: "10.244.2.0/24 via 192.0.2.2 dev up0" in routes(lan.node))
@@ -319,6 +315,52 @@ async def test_update_to_kernel_latency_counts_each_route_change_once_the_kernel
         print(f"\nfelix alone, change -> kernel acknowledged: {summary}")
         assert summary["samples"] == 2 and summary["p99Ms"] > 0
         assert dp.latency.cumulative()[-1] == (math.inf, 2)
+
+
+@pytest.mark.parametrize("count", [2, BULK_THRESHOLD + 1], ids=["one-by-one", "bulk"])
+async def test_a_refused_route_is_reported_and_the_rest_of_its_batch_still_written(
+    lan: SimpleNamespace, count: int
+) -> None:
+    """An onlink route through a device that is down (tunl0 before it is up) is refused; the
+    routes before and after it in the same write are installed all the same."""
+    run(lan.node, "ip", "link", "add", "dn0", "type", "veth", "peer", "name", "dn1")  # down
+    refused = Route("10.244.2.0/24", gateway="198.51.100.2", dev="dn0", onlink=True)
+    good = [Route(f"10.245.{n}.0/24", gateway="192.0.2.2", dev="up0") for n in range(count)]
+    async with Netlink(80, lan.node) as nl:
+        errors = await nl.apply_routes([good[0], refused, *good[1:]], [])
+    assert [e.what for e in errors] == [f"replace {refused.describe()}"]
+    assert "Network is down" in errors[0].error
+    assert routes(lan.node) == {f"{r.dst} via 192.0.2.2 dev up0" for r in good}
+
+
+async def test_a_pass_dumps_the_links_once_whether_it_writes_routes_or_resyncs(
+    lan: SimpleNamespace,
+) -> None:
+    """The plan's link dump also names the devices of the routes written and dumped in that pass
+    (a dump of the node's links is the dearest read of a pass with a few pods)."""
+    dp = dataplane(lan.node, "192.0.2.1/24", "up0", resync_interval=0.2)
+    dp.set_pools([POOL])
+    dumps = 0
+    dump_links = dp.nl.links
+
+    async def counted() -> Any:
+        nonlocal dumps
+        dumps += 1
+        return await dump_links()
+
+    dp.nl.links = counted  # type: ignore[method-assign]
+    async with running_dataplane(dp):
+        start, before = dp.snapshot()["sync"], dumps
+        for n in range(3):
+            dp.set_route(f"10.244.{2 + n}.0/24", "192.0.2.2")
+            await eventually(
+                lambda n=n: f"10.244.{2 + n}.0/24 via 192.0.2.2 dev up0" in routes(lan.node)
+            )
+        await dp.wait_synced()
+        await dp.wait_synced()  # a full resync or more (every 0.2 s) among the passes
+        end = dp.snapshot()["sync"]
+    assert end["replaced"] - start["replaced"] >= 3 and end["fullResyncs"] > start["fullResyncs"]
+    assert dumps - before == end["passes"] - start["passes"]
 
 
 async def test_a_link_event_heals_only_the_routes_through_that_link(
@@ -336,7 +378,7 @@ async def test_a_link_event_heals_only_the_routes_through_that_link(
     direct = {"10.244.2.0/24 via 192.0.2.2 dev up0", "10.244.3.0/24 via 192.0.2.3 dev up0"}
     pod1 = f"10.244.1.7 dev {veth1} scope link"
     pod2 = f"10.244.1.8 dev {veth2} scope link"
-    async with running(dp):
+    async with running_dataplane(dp):
         await eventually(lambda: direct | {pod1, pod2} <= routes(lan.node))
         start = dp.snapshot()["sync"]
         for dev, dependants in ((veth1, {pod1}), ("up0", direct)):

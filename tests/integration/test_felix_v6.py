@@ -19,8 +19,17 @@ import pytest
 from felix.dataplane import Dataplane, vteps_of
 from felix.plan import EncapMode, Pool
 from felix.tunnels import vtep_mac
-from tests.integration.test_felix_routes import RESYNC, announce, running
-from tests.support.kernel import captured, eventually, links, make_pod, ping, route_get, routes
+from tests.integration.test_felix_routes import RESYNC, announce
+from tests.support.kernel import (
+    captured,
+    eventually,
+    links,
+    make_pod,
+    ping,
+    route_get,
+    routes,
+    running_dataplane,
+)
 from tests.support.netns import NetnsFactory, run
 
 pytestmark = pytest.mark.netns
@@ -100,7 +109,7 @@ async def test_v6_pods_ping_directly_and_ipv4_rides_ipv6_next_hops(
         f"fd00:10:0:2::/122 via 2001:db8:1::2 dev up0 {V6_METRIC}",
         "10.244.2.0/24 via inet6 2001:db8:1::2 dev up0",
     }
-    async with running(dp_a), running(dp_b):
+    async with running_dataplane(dp_a), running_dataplane(dp_b):
         await eventually(lambda: routes(link.a) == want_a)
         await eventually(lambda: "10.244.1.0/24 via inet6 fe80::a dev up0" in routes(link.b))
         assert f"fd00:10:0:1::/122 via fe80::a dev up0 {V6_METRIC}" in routes(link.b)
@@ -164,7 +173,7 @@ async def test_v6_pods_ping_over_vxlan_v6_across_subnets_beside_vxlan_v4(
         v4, v6, n = nodes[other]
         announce(dp, f"10.245.{n}.0/24", v4)
         announce(dp, f"fd00:10:0:{n}::/122", v6)
-    async with running(dp_a), running(dp_b):
+    async with running_dataplane(dp_a), running_dataplane(dp_b):
         # Each node's VTEPs as the other reads them from its published record (the node agent
         # carries the record through the datastore).
         await eventually(lambda: [len(r) for r in published.values()] == [4, 4])

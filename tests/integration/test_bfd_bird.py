@@ -159,12 +159,15 @@ def wait_both_up(
     return wait_until(both_up, UP_TIMEOUT_S)
 
 
-def fast_session(endpoint: ThreadedBfdEndpoint, peer: str, local: str, *, multihop: bool) -> Events:
+def fast_session(
+    endpoint: ThreadedBfdEndpoint, peer: str, local: str, *, multihop: bool,
+    multiplier: int = MULTIPLIER,
+) -> Events:  # fmt: skip
     """A BFD session at the tests' fast intervals; returns the recorder of its state changes."""
     events = Events()
     endpoint.add_session(
         peer, local, multihop=multihop, min_tx_ms=INTERVAL_MS, min_rx_ms=INTERVAL_MS,
-        multiplier=MULTIPLIER, on_state=events,
+        multiplier=multiplier, on_state=events,
     )  # fmt: skip
     return events
 
@@ -227,7 +230,10 @@ def test_clean_removal_tells_bird_admin_down(
 ) -> None:
     _ns_p, ns_r = pair
     router = start_bird(netns_factory, ns_r, tmp_path, multihop=False)
-    fast_session(endpoint, ROUTER_V4, PODBGP_V4, multihop=False)
+    # BIRD's detection time for us is our multiplier x the interval: 100 x 100 ms = 10 s, far
+    # beyond the bound below, so only the AdminDown packet can bring BIRD's side Down in time
+    # (silence alone could not).
+    fast_session(endpoint, ROUTER_V4, PODBGP_V4, multihop=False, multiplier=100)
     wait_both_up(endpoint, router)
     endpoint.remove_session(ROUTER_V4, PODBGP_V4, multihop=False)
     started = time.monotonic()

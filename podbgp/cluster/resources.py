@@ -469,8 +469,8 @@ def _parse_ip_pool(spec: Section, name: str, labels: Labels) -> IPPool:
 
 
 def _vxlan_mode(spec: Section, version: int) -> str:
-    """``vxlanMode`` — on an IPv6 pool the VXLAN-over-IPv6 setting, as Calico has it; the
-    issue's name ``vxlanModeV6`` is accepted as its alias on IPv6 pools only."""
+    """``vxlanMode`` — on an IPv6 pool the VXLAN-over-IPv6 setting, as Calico has it;
+    ``vxlanModeV6`` is accepted as its alias on IPv6 pools only."""
     mode = spec.optional("vxlanMode", check_enum(ENCAP_MODES), None)
     mode_v6 = spec.optional("vxlanModeV6", check_enum(ENCAP_MODES), None)
     if mode_v6 is not None and version == 4:

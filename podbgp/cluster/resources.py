@@ -13,7 +13,6 @@ keys at most 80 octets (RFC 2385), cluster IDs dotted quads (RFC 4456 §7).
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -34,9 +33,20 @@ from bgpd.configcheck import (
     check_prefix,
     check_router_id,
     check_str,
-    check_unicast_ip,
 )
-from podbgp.cluster.selector import ALL, Selector, SelectorError, parse_selector
+from podbgp.cluster.fields import (
+    Labels,
+    check_address_with_prefix,
+    check_community,
+    check_duration,
+    check_labels,
+    check_long_lived_stale_time,
+    check_name,
+    check_peer_ip,
+    check_restart_after,
+    check_selector,
+)
+from podbgp.cluster.selector import ALL, Selector
 
 __all__ = [
     "API_VERSION",
@@ -64,16 +74,10 @@ DEFAULT_BLOCK_SIZE_V6 = 122
 # /128 (a /127 or /128 block hands out every address it has).
 BLOCK_SIZE_V4 = (16, 30)
 BLOCK_SIZE_V6 = (116, 128)
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 
 class ResourceError(ConfigError):
     """An invalid resource: ``SOURCE: KEY: PROBLEM`` on one line (SOURCE names file/document)."""
-
-
-Labels = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -225,108 +229,6 @@ def kind_of(text: str) -> str | None:
     return _KIND_ALIASES.get(text.lower())
 
 
-# --- field checkers ---------------------------------------------------------------------------
-
-
-def check_name(value: Any) -> str:
-    """A resource name: a DNS-1123 subdomain (lower case, digits, '-', '.'; at most 253)."""
-    if not isinstance(value, str) or not value or len(value) > 253 or not _NAME.match(value):
-        raise FieldError(
-            "must be a lower-case DNS name (letters, digits, '-' and '.'; at most 253 characters)"
-        )
-    return value
-
-
-def check_labels(value: Any) -> Labels:
-    if not isinstance(value, Mapping):
-        raise FieldError("must be a mapping of label names to string values")
-    out: list[tuple[str, str]] = []
-    for key, val in value.items():
-        if not isinstance(key, str) or not _label_key_ok(key):
-            raise FieldError(f"label name {key!r} is not a valid label key")
-        if not isinstance(val, str) or not _LABEL_VALUE.match(val):
-            raise FieldError(f"label {key!r}: value must be a string of at most 63 characters")
-        out.append((key, val))
-    return tuple(sorted(out))
-
-
-def _label_key_ok(key: str) -> bool:
-    prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not _NAME.match(prefix)):
-        return False
-    return bool(_LABEL_NAME.match(name))
-
-
-def check_selector(value: Any) -> Selector:
-    try:
-        return parse_selector(value)
-    except SelectorError as exc:
-        raise FieldError(f"invalid selector: {exc}") from None
-
-
-def check_duration(value: Any) -> int:
-    """Seconds: an integer, or a duration like ``120s``, ``2m``, ``1h30m`` (as Calico writes)."""
-    seconds = _seconds(value)
-    if not 1 <= seconds <= 4095:  # the Restart Time field is 12 bits (RFC 4724 §3)
-        raise FieldError("must be between 1s and 4095s")
-    return seconds
-
-
-def check_long_lived_stale_time(value: Any) -> int:
-    """A long-lived stale time (RFC 9494 §3, 24 bits of seconds); 0 turns LLGR off."""
-    seconds = _seconds(value)
-    if not 0 <= seconds <= 0xFFFFFF:
-        raise FieldError("must be between 0s and 16777215s")
-    return seconds
-
-
-def _seconds(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        seconds = value
-    elif isinstance(value, str) and re.fullmatch(r"(\d+h)?(\d+m)?(\d+s)?", value) and value:
-        units = {"h": 3600, "m": 60, "s": 1}
-        seconds = sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([hms])", value))
-    else:
-        raise FieldError("must be seconds, or a duration like 120s, 2m or 1h30m")
-    return seconds
-
-
-def check_address_with_prefix(value: Any) -> str:
-    """A host address with its subnet's prefix length: ``192.0.2.11/24``."""
-    if not isinstance(value, str) or "/" not in value:
-        raise FieldError("must be an address with prefix length, like 192.0.2.11/24")
-    addr_text, _, len_text = value.partition("/")
-    try:
-        iface = ipaddress.ip_interface(value)
-        check_unicast_ip(addr_text)
-    except (ValueError, FieldError):
-        raise FieldError("must be an address with prefix length, like 192.0.2.11/24") from None
-    if not len_text.isdigit():
-        raise FieldError("must be an address with prefix length, like 192.0.2.11/24")
-    return iface.with_prefixlen
-
-
-def check_peer_ip(value: Any) -> tuple[str, int | None]:
-    """``192.0.2.1``, ``192.0.2.1:1179``, ``2001:db8::1`` or ``[2001:db8::1]:1179``."""
-    if not isinstance(value, str):
-        raise FieldError("must be an IP address, optionally with :port")
-    text = value
-    port: int | None = None
-    if text.startswith("[") and "]:" in text:
-        text, _, port_text = text[1:].partition("]:")
-        port = _port(port_text)
-    elif text.count(":") == 1:
-        text, _, port_text = text.partition(":")
-        port = _port(port_text)
-    return check_unicast_ip(text), port
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise FieldError("port must be in 1..65535")
-    return int(text)
-
-
 # --- parsing ----------------------------------------------------------------------------------
 
 
@@ -388,18 +290,6 @@ def _parse_bgp_configuration(spec: Section, name: str, labels: Labels) -> BGPCon
         ),
         labels=labels,
     )
-
-
-def check_community(value: Any) -> str:
-    """A standard (``aa:nn``, 16-bit parts, RFC 1997) or large (``aa:nn:mm``, 32-bit parts,
-    RFC 8092) community."""
-    parts = value.split(":") if isinstance(value, str) else []
-    if len(parts) not in (2, 3) or not all(p.isascii() and p.isdigit() for p in parts):
-        raise FieldError("must be a community aa:nn or a large community aa:nn:mm")
-    limit = 0xFFFF if len(parts) == 2 else 0xFFFFFFFF
-    if any(int(p) > limit for p in parts):
-        raise FieldError(f"community parts must be at most {limit} here")
-    return ":".join(str(int(p)) for p in parts)
 
 
 def _communities(spec: Section) -> tuple[tuple[str, str], ...]:
@@ -521,22 +411,8 @@ def _prefix_limit(spec: Section) -> PrefixLimit | None:
     return PrefixLimit(
         limit=sec.required("limit", check_int(1, 0xFFFFFFFF)),
         warning_threshold=sec.optional("warningThreshold", check_int(1, 100), 75),
-        restart_after=sec.optional("restartAfter", _check_restart_after, 0),
+        restart_after=sec.optional("restartAfter", check_restart_after, 0),
     )
-
-
-def _check_restart_after(value: Any) -> int:
-    """``restartAfter``: 0 (stay down) or seconds/a duration up to a day."""
-    if value == 0 and not isinstance(value, bool):
-        return 0
-    if value in ("0", "0s"):
-        return 0
-    try:
-        return check_duration(value)
-    except FieldError:
-        if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 86400:
-            return value
-        raise FieldError("must be 0 (stay down), seconds, or a duration like 30s or 5m") from None
 
 
 def _parse_bgp_filter(spec: Section, name: str, labels: Labels) -> BGPFilter:
@@ -593,8 +469,8 @@ def _parse_ip_pool(spec: Section, name: str, labels: Labels) -> IPPool:
 
 
 def _vxlan_mode(spec: Section, version: int) -> str:
-    """``vxlanMode`` — on an IPv6 pool the VXLAN-over-IPv6 setting, as Calico has it; the
-    issue's name ``vxlanModeV6`` is accepted as its alias on IPv6 pools only."""
+    """``vxlanMode`` — on an IPv6 pool the VXLAN-over-IPv6 setting, as Calico has it;
+    ``vxlanModeV6`` is accepted as its alias on IPv6 pools only."""
     mode = spec.optional("vxlanMode", check_enum(ENCAP_MODES), None)
     mode_v6 = spec.optional("vxlanModeV6", check_enum(ENCAP_MODES), None)
     if mode_v6 is not None and version == 4:

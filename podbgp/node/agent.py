@@ -10,8 +10,9 @@ exponential backoff, resyncing from a fresh snapshot. Stopping is a graceful res
 closes without a NOTIFICATION so peers keep our routes while we are away.
 
 The dataplane (felix's kernel routes) plugs in through ``NodeAgent(config, dataplane_factory)``:
-one object with the :class:`Dataplane` interface, built in :mod:`podbgp.node.wiring`. The REST
-API adds ``GET /v1/node`` and ``GET /v1/cluster/peers``.
+one object with the :class:`Dataplane` interface, built in :mod:`podbgp.node.wiring`. The running
+service around the agent — its REST API and the process (signals, systemd) — is
+:mod:`podbgp.node.service`.
 """
 
 from __future__ import annotations
@@ -19,16 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
-
-from aiohttp import web
-from prometheus_client.registry import CollectorRegistry
 
 from bgpd import tcp
 from bgpd.codec.types import PathAttributes
@@ -53,15 +49,9 @@ from podbgp.node.handover import Handover
 from podbgp.node.peering import Topology, compute_topology, node_asn
 from podbgp.ops.schema import (
     DatastoreMetrics,
-    DatastoreView,
     FelixMetrics,
-    PeerView,
-    RouteView,
-    StatusView,
 )
-from podbgp.ops.views import SpeakerViews
 
-DRAIN_TIME = 30  # seconds of POST /v1/drain when the request names none (RFC 8326)
 log = logging.getLogger("podbgp.node")
 
 BACKOFF_MIN = 0.5  # seconds before the first reconnect to an unreachable datastore
@@ -109,23 +99,6 @@ class DatastoreHealth:
     block_allocation_errors: int = 0
     watch_events: int = 0  # changes delivered by the datastore watch (resources, nodes, affinities)
 
-    def to_json(self, kind: str, where: str) -> DatastoreView:
-        return {
-            "type": kind,
-            "description": where,
-            "connected": self.connected,
-            "synced": self.synced,
-            "lastError": self.last_error,
-            "lastErrorAt": _iso(self.last_error_at),
-            "lastSyncAt": _iso(self.last_sync_at),
-        }
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
 
 class NodeAgent:
     """One node's control plane: datastore sync, reconcile, the speaker, the dataplane.
@@ -163,7 +136,6 @@ class NodeAgent:
         self._synced = asyncio.Event()
         self._retry = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._runner: web.AppRunner | None = None
         self.dataplane = dataplane_factory(self) if dataplane_factory is not None else None
         self.handover = Handover(self._unwanted)  # peers the topology dropped, closing
 
@@ -193,11 +165,10 @@ class NodeAgent:
     # --- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resolve the address, serve the API, start syncing (returns without waiting for the
-        datastore). Raises OSError/ValueError when the API or address cannot be set up."""
+        """Resolve the address, start syncing (returns without waiting for the datastore).
+        Raises OSError/ValueError when the address cannot be resolved."""
         self.addresses = resolve_addresses(self.config)
         self.address = self.addresses[0]
-        self._runner = await self._start_api()
         self._tasks = [
             asyncio.create_task(self._sync_loop(), name="node-sync"),
             asyncio.create_task(self._reconcile_loop(), name="node-reconcile"),
@@ -215,7 +186,7 @@ class NodeAgent:
         await asyncio.wait_for(self._synced.wait(), timeout)
 
     async def stop(self) -> None:
-        """Stop syncing, the dataplane, the speaker (gracefully) and the API."""
+        """Stop syncing, the dataplane and the speaker (gracefully)."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -231,9 +202,6 @@ class NodeAgent:
             await self.unnumbered.close()
         if self.speaker is not None:
             await self.speaker.stop(graceful=self.speaker.config.graceful_restart)
-        if self._runner is not None:
-            with contextlib.suppress(Exception):
-                await self._runner.cleanup()
         await self.store.close()
 
     # --- datastore sync ------------------------------------------------------------------
@@ -572,38 +540,6 @@ class NodeAgent:
         except Exception:
             log.exception("event=dataplane-update-failed")
 
-    # --- API -----------------------------------------------------------------------------
-
-    def node_status(self) -> dict[str, Any]:
-        """``GET /v1/node``: this node as registered, plus datastore, IPAM and topology."""
-        node = self.node or NodeInfo(name=self.name, addresses=self.addresses)
-        out = node.to_json()
-        out["labels"] = node.label_map
-        out["pools"] = [
-            {
-                "name": p.name,
-                "cidr": p.cidr,
-                "blockSize": p.block_size,
-                "ipipMode": p.ipip_mode,
-                "vxlanMode": p.vxlan_mode,
-                "natOutgoing": p.nat_outgoing,
-                "disabled": p.disabled,
-            }
-            for p in self.pools
-        ]
-        out["datastore"] = self.health.to_json(self.store.type, self.store.description)
-        out["ipam"] = {"blocks": list(self.blocks), "error": self.ipam_error}
-        topo = self.topology
-        out["topology"] = {
-            "mesh": topo.mesh if topo else None,
-            "routeReflector": bool(node.route_reflector_cluster_id),
-            "peers": dict(topo.reasons) if topo else {},
-            "handover": self.handover.status(),
-        }
-        if self.dataplane is not None:
-            out["felix"] = self.dataplane.status()
-        return out
-
     def datastore_metrics(self) -> DatastoreMetrics:
         """The datastore snapshot for ``podbgp.ops.metrics`` (see its docstring for the keys)."""
         h = self.health
@@ -617,50 +553,6 @@ class NodeAgent:
             "watch_events": h.watch_events,
         }
 
-    def _ready(self) -> str | None:
-        if not self.health.synced:
-            return f"datastore not synced: {self.health.last_error or 'connecting'}"
-        return None
-
-    async def _start_api(self) -> web.AppRunner | None:
-        from podbgp.daemon import start_operations
-        from podbgp.ops.drain import DRAIN_DOC, DRAIN_PATH, drain_route
-        from podbgp.ops.openapi import CLUSTER_PEERS_DOC
-
-        async def node_handler(request: web.Request) -> web.Response:
-            text = json.dumps(self.node_status(), default=str)
-            return web.json_response(text=text)
-
-        async def cluster_handler(request: web.Request) -> web.Response:
-            from bgpd.config import read_token_file
-            from podbgp.node.cluster_peers import gather_cluster_peers
-
-            api = self.config.api
-            token = read_token_file(api.token_file) if api and api.token_file else None
-            answer = await gather_cluster_peers(
-                self.nodes.values(), self.name, NodeViews(self).peers, token
-            )
-            return web.json_response(answer)
-
-        return await start_operations(
-            NodeViews(self),
-            self.config.api,
-            CollectorRegistry(),
-            felix=self.dataplane.metrics if self.dataplane is not None else None,
-            datastore=self.datastore_metrics,
-            routes=[
-                web.get("/v1/node", node_handler),
-                web.get("/v1/cluster/peers", cluster_handler),
-                drain_route(
-                    lambda: self.speaker,
-                    drain_time=DRAIN_TIME,
-                    message=f"podbgp node {self.name} is draining",
-                ),
-            ],
-            docs={"/v1/cluster/peers": CLUSTER_PEERS_DOC, DRAIN_PATH: DRAIN_DOC},
-            ready_checks=[self._ready],
-        )
-
 
 def _relevant(snap: Snapshot, change: Change, me: str) -> bool:
     """Does ``change`` call for a reconcile? Every resource and registration may change the
@@ -670,76 +562,3 @@ def _relevant(snap: Snapshot, change: Change, me: str) -> bool:
         old = snap.affinities.get(change.name)
         return me in ((old.node if old else None), getattr(change.value, "node", None))
     return change.kind in (ChangeKind.RESOURCE, ChangeKind.NODE)
-
-
-class NodeViews:
-    """The REST API's view of the node: the current speaker's, plus datastore state."""
-
-    def __init__(self, agent: NodeAgent) -> None:
-        self.agent = agent
-
-    def _views(self) -> SpeakerViews | None:
-        speaker = self.agent.speaker
-        return SpeakerViews(speaker, self.agent.name) if speaker is not None else None
-
-    def status(self) -> StatusView:
-        views = self._views()
-        out: StatusView
-        if views is not None:
-            out = views.status()
-        else:
-            out = {
-                "nodeName": self.agent.name,
-                "routerId": self.agent.router_id,
-                "asNumber": None,
-                "uptimeSeconds": int(time.time() - self.agent.started),
-                "peers": {},
-                "routes": 0,
-            }
-        out["addresses"] = list(self.agent.addresses)
-        out["datastore"] = self.agent.health.to_json(
-            self.agent.store.type, self.agent.store.description
-        )
-        return out
-
-    def peers(self) -> list[PeerView]:
-        views = self._views()
-        return views.peers() if views is not None else []
-
-    def routes(self, detail: bool = False) -> list[RouteView]:
-        views = self._views()
-        return views.routes(detail) if views is not None else []
-
-
-async def run_node(config: NodeConfig, dataplane_factory: DataplaneFactory | None = None) -> None:
-    """Run the node agent until SIGTERM/SIGINT; a start failure exits with status 1."""
-    from podbgp.ops import sdnotify
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    agent = NodeAgent(config, dataplane_factory)
-    notifier = sdnotify.Notifier()
-    watchdog: asyncio.Task[None] | None = None
-    try:
-        try:
-            await agent.start()
-        except (OSError, ValueError) as exc:
-            log.error("event=start-failed error=%s", exc)
-            raise SystemExit(1) from None
-        watchdog = sdnotify.start_watchdog(notifier)
-        # systemd hears READY=1 once the datastore is synced, not merely when we started; until
-        # then `systemctl status` says what the start waits for.
-        notifier.status(f"node {config.node_name}: waiting for the datastore to sync")
-        ready = asyncio.create_task(agent.wait_synced(), name="node-ready")
-        ready.add_done_callback(
-            lambda t: t.cancelled() or notifier.ready(f"node {config.node_name} synced")
-        )
-        await stop.wait()
-        ready.cancel()
-    finally:
-        notifier.stopping()
-        await sdnotify.stop_watchdog(watchdog)
-        log.info("event=stopping node=%s graceful=true", config.node_name)
-        await agent.stop()

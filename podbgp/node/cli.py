@@ -10,7 +10,7 @@ from podbgp.node.config import NodeConfig, load_node_config
 
 async def run(config: NodeConfig) -> None:
     """The agent, with felix unless ``felix: {enabled: false}`` (the control plane alone)."""
-    from podbgp.node.agent import run_node
+    from podbgp.node.service import run_node
     from podbgp.node.wiring import node_dataplane_factory
 
     await run_node(config, node_dataplane_factory if config.felix.enabled else None)

@@ -31,7 +31,7 @@ from bgpd.configcheck import (
     load_yaml,
 )
 from podbgp.cluster.datastore import DEFAULT_FILE_PATH, DEFAULT_PREFIX, DatastoreConfig
-from podbgp.cluster.resources import check_address_with_prefix, check_name
+from podbgp.cluster.fields import check_address_with_prefix, check_name
 
 __all__ = [
     "DEFAULT_ROUTE_PROTOCOL",

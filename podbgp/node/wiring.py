@@ -42,10 +42,9 @@ from felix.plan import (
     Pool,
     RouteType,
     Scope,
-    Vtep,
 )
 from podbgp.cluster import ipam
-from podbgp.cluster.datastore import DatastoreError, NodeInfo
+from podbgp.cluster.datastore import DatastoreError
 from podbgp.cluster.resources import IPPool
 from podbgp.node.agent import NodeAgent
 from podbgp.ops.schema import FelixMetrics
@@ -64,13 +63,6 @@ def to_pool(pool: IPPool) -> Pool:
         disabled=pool.disabled,
         nat_outgoing=pool.nat_outgoing,
     )
-
-
-def to_vteps(node: NodeInfo) -> list[Vtep]:
-    """A node's VXLAN endpoints as its felix published them in the registration, where
-    complete: ``vxlan.podbgp`` reached at its IPv4 address, ``vxlan-v6.podbgp`` at its IPv6
-    address."""
-    return vteps_of(node.vtep or {}, node.address(4), node.address(6))
 
 
 class NodeDataplane:
@@ -100,8 +92,11 @@ class NodeDataplane:
         agent = self.agent
         self.dataplane.set_pools(to_pool(p) for p in agent.pools)
         self.dataplane.set_blocks(agent.blocks)
-        self.dataplane.set_nodes(
-            v for name, n in agent.nodes.items() if name != agent.name for v in to_vteps(n)
+        self.dataplane.set_nodes(  # each other node's VTEPs as its felix published them
+            v
+            for name, n in agent.nodes.items()
+            if name != agent.name
+            for v in vteps_of(n.vtep or {}, n.address(4), n.address(6))
         )
         self._move_tunnel_addresses()
         self._check_converged()

@@ -204,8 +204,9 @@ def test_two_nodes_share_a_file_datastore(tmp_path: Path, nodes: list[PodbgpNode
 async def test_an_agent_gives_back_its_empty_block_when_its_pool_is_disabled(
     tmp_path: Path,
 ) -> None:
-    from podbgp.node.agent import NodeAgent, NodeViews
+    from podbgp.node.agent import NodeAgent
     from podbgp.node.config import FelixConfig, NodeConfig
+    from podbgp.node.service import NodeViews
     from tests.support.etcd import free_port
 
     port = free_port()

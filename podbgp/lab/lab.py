@@ -21,7 +21,6 @@ pod's node.
 from __future__ import annotations
 
 import argparse
-import http.client
 import ipaddress
 import json
 import os
@@ -31,108 +30,28 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from podbgp.lab.netns import NetnsHTTPConnection
-from podbgp.lab.outside import build_outside, outside_table
-
-DEFAULT_DIR = Path("/run/podbgp-lab")
-API_TIMEOUT = 5.0
-POOL = "10.244.0.0/16"
-POOL_V6 = "fd00:10:244::/64"
-ASN = 64512
-FAMILIES = {"v4": (4,), "v6": (6,), "v4,v6": (4, 6), "v6,v4": (4, 6)}
-
-
-def v6_address(address: str) -> str:
-    """The member's IPv6 underlay address for its IPv4 one: 172.31.k.h/24 -> fd31:0:0:k::h/64."""
-    _a, _b, k, h = address.split("/")[0].split(".")
-    return f"fd31:0:0:{k}::{h}/64"
-
-
-@dataclass
-class Member:
-    name: str  # node-1, rr-1, etcd
-    ns: str
-    address: str  # with prefix length
-    subnet: int
-    pid: int | None = None
-    address6: str = ""  # IPv6, with prefix length (a dual-stack underlay)
-
-
-@dataclass
-class Pod:
-    name: str
-    ns: str
-    node: str
-    container_id: str
-    ip: str = ""  # IPv4, if the pod has one
-    ip6: str = ""  # IPv6, if the pod has one
-
-    def address(self, version: int) -> str:
-        return self.ip if version == 4 else self.ip6
-
-
-@dataclass
-class LabState:
-    prefix: str
-    directory: str
-    encap: str
-    subnets: int
-    router_ns: str
-    members: list[Member] = field(default_factory=list)
-    pods: list[Pod] = field(default_factory=list)
-    namespaces: list[str] = field(default_factory=list)
-    pids: list[int] = field(default_factory=list)
-    families: list[int] = field(default_factory=lambda: [4])  # the pods' IP families
-    outside_ns: str = ""  # the host beyond the router, outside every pool (podbgp.lab.outside)
-
-    @property
-    def dual_underlay(self) -> bool:
-        """Do the members have IPv6 addresses (every lab whose pods have IPv6)?"""
-        return 6 in self.families
-
-    @property
-    def nodes(self) -> list[Member]:
-        return [m for m in self.members if m.name.startswith("node-")]
-
-    def save(self) -> None:
-        path = Path(self.directory) / "state.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, directory: Path) -> LabState:
-        data = json.loads((directory / "state.json").read_text())
-        data["members"] = [Member(**m) for m in data["members"]]
-        data["pods"] = [Pod(**p) for p in data["pods"]]
-        return cls(**data)
-
-
-class LabError(Exception):
-    """A lab problem worth one line to the user (exit 2)."""
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
-
-
-def sh(*argv: str, ns: str | None = None, check: bool = True, timeout: float = 120,
-       stdin: str | None = None, env: dict[str, str] | None = None,
-       ) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(argv)
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, input=stdin, env=env, check=False
-    )
-    if check and proc.returncode != 0:
-        raise LabError(f"{' '.join(cmd)}: {(proc.stderr or proc.stdout).strip()}")
-    return proc
-
+from podbgp.lab.outside import build_outside
+from podbgp.lab.report import node_ready, show
+from podbgp.lab.state import (
+    ASN,
+    DEFAULT_DIR,
+    FAMILIES,
+    POOL,
+    POOL_V6,
+    LabError,
+    LabState,
+    Member,
+    Pod,
+    say,
+    sh,
+    v6_address,
+    wait,
+)
 
 # --- building ------------------------------------------------------------------------------
 
@@ -246,17 +165,6 @@ def spawn(state: LabState, member: Member, argv: list[str], log_name: str) -> No
     state.save()
 
 
-def wait(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise LabError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
 def start_etcd(state: LabState, timeout: float) -> None:
     etcd = next(m for m in state.members if m.name == "etcd")
     data = Path(state.directory) / "etcd-data"
@@ -348,37 +256,6 @@ def configure(state: LabState, token_file: Path) -> None:
               f"{node.name}.log")  # fmt: skip
 
 
-def api(state: LabState, member: Member, path: str, token_file: Path) -> Any:
-    """GET ``path`` from the member's REST API (127.0.0.1:9179 in its namespace), or None."""
-    token = token_file.read_text().strip()
-    conn = NetnsHTTPConnection(member.ns, "127.0.0.1", 9179, timeout=API_TIMEOUT)
-    try:
-        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
-        response = conn.getresponse()
-        body = response.read()
-        if response.status != 200:
-            return None
-        return json.loads(body)
-    except (OSError, ValueError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
-
-
-def node_ready(state: LabState, node: Member, token_file: Path) -> bool:
-    peers = api(state, node, "/v1/peers", token_file)
-    routes = api(state, node, "/v1/routes", token_file)
-    if not peers or routes is None:
-        return False
-    pools = {4: ipaddress.ip_network(POOL), 6: ipaddress.ip_network(POOL_V6)}
-    prefixes = [ipaddress.ip_network(r["prefix"]) for r in routes]
-    every_block = all(
-        len([p for p in prefixes if p.version == v and p.overlaps(pools[v])]) >= len(state.nodes)
-        for v in state.families
-    )
-    return all(p["state"] == "Established" for p in peers) and every_block
-
-
 def plug_pods(state: LabState) -> None:
     netconf = {
         "cniVersion": "1.0.0", "name": "podbgp", "type": "podbgp-cni",
@@ -404,98 +281,6 @@ def plug_pods(state: LabState) -> None:
             why = out.stdout or out.stderr
             raise LabError(f"podbgp-cni ADD for {pod.name} failed: {why}") from exc
         state.save()
-
-
-# --- showing -----------------------------------------------------------------------------
-
-
-def path_between(state: LabState, src: Pod, dst: Pod, version: int = 4) -> str:
-    if src.node == dst.node:
-        return "local"
-    node = next(m for m in state.members if m.name == src.node)
-    out = sh("ip", "route", "get", dst.address(version), ns=node.ns, check=False).stdout
-    if "dev tunl0" in out:
-        return "ipip"
-    if "dev vxlan.podbgp" in out or "dev vxlan-v6.podbgp" in out:
-        return "vxlan"
-    return "direct"
-
-
-def ping(src: Pod, dst: Pod, attempts: int = 3, version: int = 4) -> bool:
-    target = dst.address(version)
-    for _ in range(attempts):
-        if sh("ping", "-c", "1", "-W", "1", target, ns=src.ns, check=False).returncode == 0:
-            return True
-    return False
-
-
-def ping_matrix(state: LabState, version: int = 4) -> tuple[str, int]:
-    """The pod-to-pod matrix of one IP family (``ping`` / ``ping -6``)."""
-    pods = state.pods
-    width = max(len(p.name) for p in pods) + 1
-    lines = [f"Pod-to-pod ping over IPv{version} (✓ reachable / ✗ not; path from the source "
-             "node)",
-             " " * width + "".join(f"{p.name:>16}" for p in pods)]  # fmt: skip
-    failures = 0
-    for src in pods:
-        cells = []
-        for dst in pods:
-            if src is dst:
-                cells.append(f"{'-':>16}")
-                continue
-            ok = ping(src, dst, version=version)
-            failures += not ok
-            path = path_between(state, src, dst, version)
-            cells.append(f"{('✓ ' if ok else '✗ ') + path:>16}")
-        lines.append(f"{src.name:<{width}}" + "".join(cells))
-    return "\n".join(lines), failures
-
-
-def peer_table(state: LabState, token_file: Path) -> str:
-    """Reflectors answer for themselves; the nodes through one node's `/v1/cluster/peers`."""
-    rows = [("NODE", "PEER ADDRESS", "PEER TYPE", "STATE", "SINCE")]
-    answers: list[tuple[str, Any]] = []
-    for member in state.members:
-        if member.name.startswith("rr-"):
-            answers.append((member.name, api(state, member, "/v1/peers", token_file)))
-    cluster = api(state, state.nodes[0], "/v1/cluster/peers", token_file) or {}
-    by_name = {entry["name"]: entry for entry in cluster.get("nodes", [])}
-    for node in state.nodes:
-        entry = by_name.get(node.name) or {}
-        answers.append((node.name, entry.get("peers") if entry.get("reachable") else None))
-    for name, peers in answers:
-        if peers is None:
-            rows.append((name, "-", "-", "unreachable", "-"))
-            continue
-        for p in peers:
-            rows.append((name, p["address"], p["type"], p["state"], p["since"]))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True))
-                     for r in rows)  # fmt: skip
-
-
-def show(state: LabState) -> int:
-    def node_address(name: str, version: int) -> str:
-        member = next(m for m in state.members if m.name == name)
-        return (member.address if version == 4 else member.address6).split("/")[0]
-
-    token_file = Path(state.directory) / "api-token"
-    say("\nBGP sessions (cluster-wide)")
-    say(peer_table(state, token_file))
-    failures = 0
-    for version in state.families:
-        matrix, failed = ping_matrix(state, version)
-        failures += failed
-        say("\n" + matrix)
-    if state.outside_ns:
-        table, failed = outside_table(state.outside_ns, state.pods, state.families, node_address)
-        failures += failed
-        say("\n" + table)
-    say("\nIP addresses: " + ", ".join(
-        f"{p.name}=" + "/".join(a for a in (p.ip, p.ip6) if a) for p in state.pods
-    ))  # fmt: skip
-    say(f"Logs of every daemon: {Path(state.directory) / 'logs'}")
-    return 0 if failures == 0 else 1
 
 
 # --- verbs -------------------------------------------------------------------------------

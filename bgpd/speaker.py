@@ -162,7 +162,49 @@ class Speaker:
         address = tcp.normalise_address(spec.address)
         if address in self.peers:
             raise ValueError(f"peer {address} already configured")
-        session = Session(
+        peer = Peer(spec, self._session(address, spec))
+        if spec.max_prefixes is not None:
+            peer.prefix_limit = PrefixLimitState(spec.max_prefixes)
+        if self._filters_import(peer):
+            peer.adj_in = FilteredAdjRibIn()
+        self.peers[address] = peer
+        self._start(peer)
+        return peer
+
+    def replace_peer(self, spec: PeerSpec) -> Peer:
+        """New settings for a configured peer (its AS, type, password, timers): a new session
+        under them, and the peer's paths kept as if the old session had dropped. Our end closes
+        the TCP connection without a NOTIFICATION, so a graceful-restart peer keeps our routes
+        (RFC 4724), and when the old session negotiated graceful restart we keep its paths
+        too, stale, until the new session's End-of-RIB or the restart time: a best path never
+        leaves the Loc-RIB while the session is replaced. Without graceful restart the paths
+        go at once, as with ``remove_peer`` + ``add_peer``."""
+        address = tcp.normalise_address(spec.address)
+        peer = self.peers[address]
+        if self._filters_import(dataclasses.replace(peer, spec=spec, source=None)) != isinstance(
+            peer.adj_in, FilteredAdjRibIn
+        ):  # the Adj-RIB-In's kind changes with the filters: it cannot carry over
+            self.remove_peer(address, graceful=True)
+            return self.add_peer(spec)
+        self.bfd.detach(address)
+        peer.session.stop(notify=False)  # session_down keeps its paths stale, or clears them
+        if peer.limit_timer is not None:
+            peer.limit_timer.cancel()
+            peer.limit_timer = None
+        if peer.spec.password and not spec.password:
+            self.listener.set_key(address, None)
+        generation = peer.session.generation
+        peer.spec = spec
+        peer.session = self._session(address, spec)
+        peer.session.generation = generation  # UPDATEs still queued from the old one stay old
+        peer.prefix_limit = PrefixLimitState(spec.max_prefixes) if spec.max_prefixes else None
+        log.info("peer=%s event=replaced stale=%s", address, bool(peer.adj_in.stale))
+        self._start(peer)
+        self._schedule_flush()
+        return peer
+
+    def _session(self, address: str, spec: PeerSpec) -> Session:
+        return Session(
             address,
             spec.port,
             self._fsm_config(spec),
@@ -171,19 +213,18 @@ class Speaker:
             source_address=spec.source_address,
             ttl_security=spec.ttl_security,
         )
-        peer = Peer(spec, session)
-        if spec.max_prefixes is not None:
-            peer.prefix_limit = PrefixLimitState(spec.max_prefixes)
-        if self.session_filters(peer).filters_import(self._ebgp(peer)):
-            peer.adj_in = FilteredAdjRibIn()
-        self.peers[address] = peer
+
+    def _filters_import(self, peer: Peer) -> bool:
+        return self.session_filters(peer).filters_import(self._ebgp(peer))
+
+    def _start(self, peer: Peer) -> None:
+        spec, address = peer.spec, peer.session.address
         if spec.password:
             self.listener.set_key(address, spec.password)
         self._listener_gtsm()
-        session.start()
+        peer.session.start()
         if spec.bfd is not None and spec.source_address is not None:
             self.bfd.attach(address, tcp.normalise_address(spec.source_address), spec.bfd)
-        return peer
 
     def set_bfd(self, address: str, settings: BfdSettings | None) -> None:
         """Turn BFD on, off or re-time it for a peer without resetting its BGP session."""

@@ -464,9 +464,13 @@ class NodeAgent:
                     speaker.set_bfd(addr, spec.bfd)  # nor does a BFD change reset it
                     log.info("event=peer-bfd-changed peer=%s bfd=%s", addr, spec.bfd)
                 continue
-            if addr in current:  # same address, new session: the peer's routes go with it
+            if old is None:
+                speaker.add_peer(spec)
+            elif old.owned_only or spec.owned_only:  # a router outside the cluster: a Cease
                 speaker.remove_peer(addr)
-            speaker.add_peer(spec)
+                speaker.add_peer(spec)
+            else:  # another node: a new session, its routes kept stale until End-of-RIB
+                speaker.replace_peer(spec)
             joining.append(addr)
             log.info(
                 "event=peer-added peer=%s type=%s asn=%d passive=%s reason=%s",

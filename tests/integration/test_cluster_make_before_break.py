@@ -19,11 +19,13 @@ block moves from one session to another with the same next hop.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -137,30 +139,73 @@ def handovers(cluster: Cluster) -> list[str]:
     return out
 
 
-def test_mesh_to_reflectors_and_back_loses_no_packet(mesh_cluster: Cluster) -> None:
-    cluster = mesh_cluster
-    flows = client_flows(cluster)
+@contextlib.contextmanager
+def watched(cluster: Cluster, flows: dict[str, tuple[str, str]]) -> Iterator[Watch]:
+    """While the body runs: pings at 20/s on every flow (name -> (pod namespace, destination)),
+    ``ip monitor route`` on every client. Afterwards ``watch.lost`` and ``watch.changes`` say
+    what was lost and which kernel routes that existed before were deleted or rewritten."""
     wait_until(lambda: all(ping(src, dst) for src, dst in flows.values()), timeout=60)
     before = {c: {r.split()[0] for r in routes(cluster.ns[c])} for c in CLIENTS}
-    factory = cluster.factory
+    factory, workdir = cluster.factory, cluster.workdir
     monitors = {
-        c: factory.popen(
-            cluster.ns[c], ["ip", "-o", "monitor", "route"], cluster.workdir / f"{c}.mon"
-        )
+        c: factory.popen(cluster.ns[c], ["ip", "-o", "monitor", "route"], workdir / f"{c}.mon")
         for c in CLIENTS
     }
     pingers = {
         name: factory.popen(
-            src,
-            ["ping", "-n", "-i", "0.05", "-W", "1", dst],
-            cluster.workdir / f"ping-{src}-{dst}.out",
+            src, ["ping", "-n", "-i", "0.05", "-W", "1", dst], workdir / f"ping-{src}-{dst}.out"
         )
         for name, (src, dst) in flows.items()
     }
-    timeline: list[str] = []
-    t0 = time.monotonic()
+    watch = Watch()
     try:
         time.sleep(1.0)
+        yield watch
+        time.sleep(1.5)
+    finally:
+        for proc in [*pingers.values(), *monitors.values()]:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in [*pingers.values(), *monitors.values()]:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                factory.stop(proc)
+    watch.sent_received = {
+        name: loss((workdir / f"ping-{src}-{dst}.out").read_text())
+        for name, (src, dst) in flows.items()
+    }
+    for c in CLIENTS:
+        lines = (workdir / f"{c}.mon").read_text().splitlines()
+        watch.changes[c] = [
+            line for line in lines if line.startswith("Deleted") or line.split()[0] in before[c]
+        ]
+        watch.new[c] = len(lines) - len(watch.changes[c])
+
+
+@dataclass
+class Watch:
+    sent_received: dict[str, tuple[int, int]] = field(default_factory=dict)
+    changes: dict[str, list[str]] = field(default_factory=dict)  # node -> monitor lines
+    new: dict[str, int] = field(default_factory=dict)  # node -> routes that were not there
+
+    def check(self) -> None:
+        """No ping lost on any flow, no kernel route deleted or rewritten on any node."""
+        print(f"(sent, received) per flow: {self.sent_received}")
+        counts = {c: len(v) for c, v in self.changes.items()}
+        print(f"deleted or rewritten kernel routes per node: {counts}; new routes: {self.new}")
+        for c, lines in self.changes.items():
+            assert lines == [], f"{c}: felix changed kernel routes: {lines[:5]}"
+        for name, (sent, received) in self.sent_received.items():
+            assert sent > 40, name
+            assert received == sent, f"{name}: {sent - received} of {sent} lost"
+
+
+def test_mesh_to_reflectors_and_back_loses_no_packet(mesh_cluster: Cluster) -> None:
+    cluster = mesh_cluster
+    timeline: list[str] = []
+    with watched(cluster, client_flows(cluster)) as watch:
+        t0 = time.monotonic()
         timeline.append(f"{time.monotonic() - t0:7.2f}s apply: BGPPeer to reflectors, mesh off")
         apply(cluster, "to-rr", TO_REFLECTORS)
         wait_peers(cluster, set(REFLECTORS), timeline, t0)
@@ -172,38 +217,9 @@ def test_mesh_to_reflectors_and_back_loses_no_packet(mesh_cluster: Cluster) -> N
         timeline.append(f"{time.monotonic() - t0:7.2f}s apply: rr2 is a reflector again")
         apply(cluster, "rr2-on", rr2(True))
         wait_peers(cluster, set(REFLECTORS), timeline, t0)
-        time.sleep(1.5)
-    finally:
-        for proc in [*pingers.values(), *monitors.values()]:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for proc in [*pingers.values(), *monitors.values()]:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                factory.stop(proc)
-    report = {
-        name: loss((cluster.workdir / f"ping-{src}-{dst}.out").read_text())
-        for name, (src, dst) in flows.items()
-    }
-    changes = {
-        c: [
-            line
-            for line in (cluster.workdir / f"{c}.mon").read_text().splitlines()
-            if line.startswith("Deleted") or line.split()[0] in before[c]
-        ]
-        for c in CLIENTS
-    }
     print("\nmesh -> reflectors -> one reflector -> two, timeline:\n  " + "\n  ".join(timeline))
     print("handovers (old session closed after):\n  " + "\n  ".join(handovers(cluster)))
-    print(f"(sent, received) per flow: {report}")
-    counts = {c: len(v) for c, v in changes.items()}
-    new = {c: (cluster.workdir / f"{c}.mon").read_text().count("\n") - counts[c] for c in CLIENTS}
-    print(f"deleted or rewritten kernel routes per node: {counts}; "
-          f"new routes (the reflectors' own blocks): {new}")  # fmt: skip
-    for c, lines in changes.items():
-        assert lines == [], f"{c}: felix changed kernel routes: {lines[:5]}"
-    for name, (sent, received) in report.items():
-        assert sent > 100, name
-        assert received == sent, f"{name}: {sent - received} of {sent} lost"
+    print(f"new routes (the reflectors' own blocks): {watch.new}")
+    watch.check()
+    assert all(sent > 100 for sent, _ in watch.sent_received.values())
     assert len(handovers(cluster)) >= 2 * len(CLIENTS)  # mesh sessions retired, then rr2's

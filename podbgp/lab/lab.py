@@ -1,10 +1,10 @@
-"""`podbgp lab up|status|down`: the docker-compose.yml topology in network namespaces, no Docker.
+"""`podbgp lab up|status|topology|down`: the docker-compose.yml topology in network namespaces, no Docker.
 
 One machine, as root: a real etcd, two (or more) subnets joined by a router namespace, a
 `podbgp node` per node namespace, optionally two dedicated `podbgp rr` reflectors, and two pods
 per node wired by `podbgp-cni`. `up` shows progress while it builds, then prints the
 cluster-wide peer table and a pod-to-pod ping matrix per IP family (✓/✗ and the path: direct,
-ipip, vxlan).
+ipip, vxlan). `topology` switches a running lab between mesh and reflectors (podbgp.lab.switch).
 Everything created is written to a state file first, so `down` removes exactly that — the
 namespaces, the processes (by PID) and the lab folder — and nothing else.
 
@@ -35,18 +35,19 @@ from typing import Any
 
 import yaml
 
+from podbgp.lab import switch
 from podbgp.lab.outside import build_outside
 from podbgp.lab.report import node_ready, show
 from podbgp.lab.state import (
     ASN,
     DEFAULT_DIR,
     FAMILIES,
-    POOL,
-    POOL_V6,
     LabError,
     LabState,
     Member,
     Pod,
+    cluster_resources,
+    etcd_url,
     say,
     sh,
     v6_address,
@@ -179,44 +180,6 @@ def start_etcd(state: LabState, timeout: float) -> None:
     ], "etcd.log")  # fmt: skip
     wait(lambda: sh("etcdctl", "--endpoints", "http://127.0.0.1:2379", "endpoint", "health",
                     ns=etcd.ns, check=False).returncode == 0, timeout, "etcd")  # fmt: skip
-
-
-def etcd_url(state: LabState) -> str:
-    etcd = next(m for m in state.members if m.name == "etcd")
-    return f"http://{etcd.address.split('/')[0]}:2379"
-
-
-def cluster_resources(state: LabState, reflectors: list[Member]) -> list[dict[str, Any]]:
-    pool: dict[str, Any] = {"cidr": POOL, "blockSize": 24, "natOutgoing": True}
-    if state.encap == "ipip":
-        pool |= {"ipipMode": "CrossSubnet", "vxlanMode": "Never"}
-    elif state.encap == "vxlan":
-        pool |= {"ipipMode": "Never", "vxlanMode": "CrossSubnet"}
-    else:
-        pool |= {"ipipMode": "Never", "vxlanMode": "Never"}
-    # IPIP carries IPv4 only: the IPv6 pool crosses subnets through vxlan-v6.podbgp then.
-    pool6 = {"cidr": POOL_V6, "natOutgoing": True,
-             "vxlanMode": "Never" if state.encap == "none" else "CrossSubnet"}  # fmt: skip
-    docs: list[dict[str, Any]] = [
-        {"apiVersion": "podbgp/v1", "kind": "BGPConfiguration", "metadata": {"name": "default"},
-         "spec": {"asNumber": ASN, "nodeToNodeMeshEnabled": not reflectors}},
-    ]  # fmt: skip
-    if 4 in state.families:
-        docs.append({"apiVersion": "podbgp/v1", "kind": "IPPool",
-                     "metadata": {"name": "lab-pool"}, "spec": pool})  # fmt: skip
-    if 6 in state.families:
-        docs.append({"apiVersion": "podbgp/v1", "kind": "IPPool",
-                     "metadata": {"name": "lab-pool-v6"}, "spec": pool6})  # fmt: skip
-    for rr in reflectors:
-        # One peering per family, as Calico does: the reflector's IPv4 and IPv6 address.
-        for suffix, address in (("", rr.address), ("-v6", rr.address6)):
-            if address:
-                docs.append({
-                    "apiVersion": "podbgp/v1", "kind": "BGPPeer",
-                    "metadata": {"name": rr.name + suffix},
-                    "spec": {"peerIP": address.split("/")[0], "asNumber": ASN},
-                })  # fmt: skip
-    return docs
 
 
 def configure(state: LabState, token_file: Path) -> None:
@@ -392,7 +355,7 @@ def register(verbs: Any) -> None:
         "namespaces on this machine (root): etcd, a router between subnets, nodes, reflectors, "
         "pods.",
     )  # fmt: skip
-    sub = lab.add_subparsers(dest="lab_verb", metavar="up|status|down", required=True)
+    sub = lab.add_subparsers(dest="lab_verb", metavar="up|status|topology|down", required=True)
     up = sub.add_parser("up", help="build the lab and show it", description="Build the lab.")
     up.add_argument("--nodes", type=int, default=4)
     up.add_argument("--subnets", type=int, default=2)
@@ -425,6 +388,7 @@ def register(verbs: Any) -> None:
         description="Stop the lab's processes and delete its namespaces.",
     )
     dn.set_defaults(func=cmd_down)
-    for p in (up, st, dn):
+    tp = switch.register(sub)
+    for p in (up, st, tp, dn):
         p.add_argument("--dir", default=str(DEFAULT_DIR), help="the lab's state and log folder")
-        p.add_argument("--prefix", default="pblab-", help="namespace name prefix")
+    up.add_argument("--prefix", default="pblab-", help="namespace name prefix")

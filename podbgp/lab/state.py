@@ -1,5 +1,6 @@
 """The lab's state and small tools: what `podbgp lab` created (written before it acts, so `down`
-removes exactly that), its addresses and the shell/wait helpers every lab module uses."""
+removes exactly that), its addresses, the cluster resources it applies, and the shell/wait
+helpers every lab module uses."""
 
 from __future__ import annotations
 
@@ -113,3 +114,41 @@ def wait(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> An
         if time.monotonic() > deadline:
             raise LabError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def etcd_url(state: LabState) -> str:
+    etcd = next(m for m in state.members if m.name == "etcd")
+    return f"http://{etcd.address.split('/')[0]}:2379"
+
+
+def cluster_resources(state: LabState, reflectors: list[Member]) -> list[dict[str, Any]]:
+    pool: dict[str, Any] = {"cidr": POOL, "blockSize": 24, "natOutgoing": True}
+    if state.encap == "ipip":
+        pool |= {"ipipMode": "CrossSubnet", "vxlanMode": "Never"}
+    elif state.encap == "vxlan":
+        pool |= {"ipipMode": "Never", "vxlanMode": "CrossSubnet"}
+    else:
+        pool |= {"ipipMode": "Never", "vxlanMode": "Never"}
+    # IPIP carries IPv4 only: the IPv6 pool crosses subnets through vxlan-v6.podbgp then.
+    pool6 = {"cidr": POOL_V6, "natOutgoing": True,
+             "vxlanMode": "Never" if state.encap == "none" else "CrossSubnet"}  # fmt: skip
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": "podbgp/v1", "kind": "BGPConfiguration", "metadata": {"name": "default"},
+         "spec": {"asNumber": ASN, "nodeToNodeMeshEnabled": not reflectors}},
+    ]  # fmt: skip
+    if 4 in state.families:
+        docs.append({"apiVersion": "podbgp/v1", "kind": "IPPool",
+                     "metadata": {"name": "lab-pool"}, "spec": pool})  # fmt: skip
+    if 6 in state.families:
+        docs.append({"apiVersion": "podbgp/v1", "kind": "IPPool",
+                     "metadata": {"name": "lab-pool-v6"}, "spec": pool6})  # fmt: skip
+    for rr in reflectors:
+        # One peering per family, as Calico does: the reflector's IPv4 and IPv6 address.
+        for suffix, address in (("", rr.address), ("-v6", rr.address6)):
+            if address:
+                docs.append({
+                    "apiVersion": "podbgp/v1", "kind": "BGPPeer",
+                    "metadata": {"name": rr.name + suffix},
+                    "spec": {"peerIP": address.split("/")[0], "asNumber": ASN},
+                })  # fmt: skip
+    return docs

@@ -86,6 +86,11 @@ def test_lab_up_status_down(tmp_path: Path, reflectors: int, families: str, sess
         assert again.returncode == 0, again.stdout
         # the matrices and their legends, and the outside host's table
         assert again.stdout.count("✓ ") == len(found) * (8 * 7 + 1 + 8)
+        if reflectors:
+            switch_and_back(where)
+        else:
+            refused = lab("topology", "mesh", *where)
+            assert refused.returncode == 2 and "no reflectors" in refused.stdout, refused.stdout
     finally:
         down = lab("down", *where)
     assert down.returncode == 0, down.stdout + down.stderr
@@ -93,6 +98,21 @@ def test_lab_up_status_down(tmp_path: Path, reflectors: int, families: str, sess
     for pid in state["pids"]:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
     assert not (tmp_path / "lab").exists()
+
+
+def switch_and_back(where: list[str]) -> None:
+    """Mesh and back to the reflectors while every pod pings the next node's pod: no loss
+    (make-before-break: podbgp.node.handover)."""
+    for mode in ("mesh", "reflectors"):
+        out = lab("topology", mode, *where, timeout=120)
+        print(out.stdout)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f"switched to {mode}" in out.stdout
+        flows = [r for r in out.stdout.splitlines() if r.startswith("pod-")]
+        assert len(flows) == 16, out.stdout  # 8 pods, two families
+        for row in flows:
+            sent, received, lost = (int(w) for w in row.split()[-3:])
+            assert sent > 40 and received == sent and lost == 0, row
 
 
 @pytest.mark.may_skip

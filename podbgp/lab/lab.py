@@ -1,4 +1,4 @@
-"""`podbgp lab up|status|topology|down`: the docker-compose.yml topology in network namespaces, no Docker.
+"""`podbgp lab up|status|topology|down`: the docker-compose.yml topology in namespaces, no Docker.
 
 One machine, as root: a real etcd, two (or more) subnets joined by a router namespace, a
 `podbgp node` per node namespace, optionally two dedicated `podbgp rr` reflectors, and two pods

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bgpd.codec.attributes import path_length
+from bgpd.codec.aspath import path_length
 from bgpd.codec.types import PathAttributes, SegmentType
 
 DEFAULT_LOCAL_PREF = 100

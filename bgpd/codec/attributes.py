@@ -23,6 +23,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bgpd.codec import nlri
+from bgpd.codec.aspath import (
+    AS2,
+    AS4,
+    CONFED,
+    SEGMENT_TYPES,
+    encode_as_path_value,
+    has_as0,
+    merge_as_paths,
+    needs_as4,
+)
 from bgpd.codec.errors import BGPError, ErrorAction, ErrorCode, UpdateSubcode
 from bgpd.codec.types import (
     AS_TRANS,
@@ -33,7 +43,6 @@ from bgpd.codec.types import (
     MpUnreach,
     Origin,
     PathAttributes,
-    SegmentType,
     UnknownAttribute,
 )
 
@@ -47,18 +56,12 @@ EXTENDED_LENGTH = 0x10
 OPT_TRANS = OPTIONAL | TRANSITIVE
 
 MP_CODES = frozenset((AttrType.MP_REACH_NLRI, AttrType.MP_UNREACH_NLRI))
-_CONFED = frozenset((SegmentType.AS_CONFED_SEQUENCE, SegmentType.AS_CONFED_SET))
-_SETS = frozenset((SegmentType.AS_SET, SegmentType.AS_CONFED_SET))
-_SEGMENT_TYPES = frozenset(int(t) for t in SegmentType)
 _ORIGINS = tuple(Origin)
 
 _U32 = struct.Struct(">I")
 _AGG2 = struct.Struct(">H4s")
 _AGG4 = struct.Struct(">I4s")
 _LARGE = struct.Struct(">III")
-# AS numbers of one segment (at most 255 of them), 2- and 4-octet, precompiled per count.
-_AS2 = tuple(struct.Struct(f">{n}H") for n in range(256))
-_AS4 = tuple(struct.Struct(f">{n}I") for n in range(256))
 
 # (flags, type code, header start, value start, value end) within the attribute section.
 RawAttr = tuple[int, int, int, int, int]
@@ -253,39 +256,6 @@ def _merge_as4(st: AttrState) -> None:
         fields["as_path"] = merge_as_paths(fields.get("as_path", ()), st.as4_path)
 
 
-def path_length(path: AsPath) -> int:
-    """AS count for path comparison: an AS_SET counts 1, confederation segments 0."""
-    total = 0
-    for stype, asns in path:
-        if stype == SegmentType.AS_SEQUENCE:
-            total += len(asns)
-        elif stype == SegmentType.AS_SET:
-            total += 1
-    return total
-
-
-def merge_as_paths(as_path: AsPath, as4_path: AsPath) -> AsPath:
-    """RFC 6793 §4.2.3: leading ASes of AS_PATH that AS4_PATH lacks, then AS4_PATH."""
-    need = path_length(as_path) - path_length(as4_path)
-    if need < 0:
-        return as_path  # AS4_PATH is longer: ignore it
-    lead: list[tuple[int, tuple[int, ...]]] = []
-    for stype, asns in as_path:
-        if stype in _CONFED:
-            lead.append((stype, asns))
-            continue
-        if need == 0:
-            break
-        if stype == SegmentType.AS_SET:
-            lead.append((stype, asns))
-            need -= 1
-        else:
-            taken = asns[:need]
-            lead.append((stype, taken))
-            need -= len(taken)
-    return (*lead, *as4_path)
-
-
 # --- decoders (one per row) ------------------------------------------------------------------
 
 
@@ -308,7 +278,7 @@ def _dec_origin(value: bytes, st: AttrState) -> None:
 def parse_as_path(value: bytes, four_octet: bool) -> AsPath:
     """Segments of an AS_PATH/AS4_PATH; raises ``_Malformed`` per RFC 7606 §7.2."""
     size = 4 if four_octet else 2
-    structs = _AS4 if four_octet else _AS2
+    structs = AS4 if four_octet else AS2
     segments: list[tuple[int, tuple[int, ...]]] = []
     pos = 0
     end = len(value)
@@ -317,7 +287,7 @@ def parse_as_path(value: bytes, four_octet: bool) -> AsPath:
             raise _Malformed(UpdateSubcode.MALFORMED_AS_PATH, _TAW, "segment header underrun")
         stype = value[pos]
         count = value[pos + 1]
-        if stype not in _SEGMENT_TYPES:
+        if stype not in SEGMENT_TYPES:
             raise _Malformed(UpdateSubcode.MALFORMED_AS_PATH, _TAW, f"segment type {stype}")
         if count == 0:
             raise _Malformed(UpdateSubcode.MALFORMED_AS_PATH, _TAW, "empty segment")
@@ -331,16 +301,12 @@ def parse_as_path(value: bytes, four_octet: bool) -> AsPath:
 
 def _dec_as_path(value: bytes, st: AttrState) -> None:
     path = parse_as_path(value, st.ctx.four_octet_as)
-    if st.ctx.ebgp and any(stype in _CONFED for stype, _ in path):
+    if st.ctx.ebgp and any(stype in CONFED for stype, _ in path):
         # RFC 7606 §7.2 / RFC 5065 §5: confederation segments from outside the confederation.
         raise _Malformed(UpdateSubcode.MALFORMED_AS_PATH, _TAW, "confederation segment from eBGP")
-    if _has_as0(path):
+    if has_as0(path):
         raise _Malformed(UpdateSubcode.MALFORMED_AS_PATH, _TAW, "AS 0 in the path (RFC 7607)")
     st.fields["as_path"] = path
-
-
-def _has_as0(path: AsPath) -> bool:
-    return any(0 in asns for _stype, asns in path)
 
 
 def _dec_next_hop(value: bytes, st: AttrState) -> None:
@@ -440,10 +406,10 @@ def _dec_as4_path(value: bytes, st: AttrState) -> None:
         path = parse_as_path(value, True)
     except _Malformed as bad:
         raise _Malformed(bad.subcode, _DISCARD, bad.reason) from None
-    if _has_as0(path):  # RFC 7607 §2: the attribute is discarded
+    if has_as0(path):  # RFC 7607 §2: the attribute is discarded
         raise _Malformed(UpdateSubcode.MALFORMED_AS_PATH, _DISCARD, "AS 0 (RFC 7607)")
     # RFC 6793 §6: confederation segments must not appear in AS4_PATH; drop just them.
-    st.as4_path = tuple(seg for seg in path if seg[0] not in _CONFED)
+    st.as4_path = tuple(seg for seg in path if seg[0] not in CONFED)
 
 
 def _dec_as4_aggregator(value: bytes, st: AttrState) -> None:
@@ -477,25 +443,6 @@ def encode_attribute(flags: int, code: int, value: bytes) -> bytes:
             raise ValueError(f"attribute {code} value of {size} octets is too long")
         return bytes((flags | EXTENDED_LENGTH, code, size >> 8, size & 0xFF)) + value
     return bytes((flags & ~EXTENDED_LENGTH, code, size)) + value
-
-
-def encode_as_path_value(path: AsPath, four_octet: bool) -> bytes:
-    """AS_PATH/AS4_PATH value; 2-octet form maps ASes above 65535 to AS_TRANS (RFC 6793 §4.2.2)."""
-    out: list[bytes] = []
-    for stype, asns in path:
-        if not four_octet:
-            asns = tuple(a if a <= 0xFFFF else AS_TRANS for a in asns)
-        if len(asns) > 255 and stype in _SETS:
-            raise ValueError("an AS_SET cannot be split into segments of 255 ASes")
-        for i in range(0, len(asns), 255):  # long sequences become several segments
-            chunk = asns[i : i + 255]
-            out.append(bytes((stype, len(chunk))))
-            out.append((_AS4 if four_octet else _AS2)[len(chunk)].pack(*chunk))
-    return b"".join(out)
-
-
-def _needs_as4(path: AsPath) -> bool:
-    return any(a > 0xFFFF for stype, asns in path if stype not in _CONFED for a in asns)
 
 
 def _enc_origin(a: PathAttributes, ctx: CodecContext) -> bytes:
@@ -566,9 +513,9 @@ def _enc_cluster_list(a: PathAttributes, ctx: CodecContext) -> bytes:
 def _enc_as4_path(a: PathAttributes, ctx: CodecContext) -> bytes:
     # RFC 6793 §4.2.2: only towards OLD speakers, only when AS_PATH lost information, and
     # without confederation segments (§6).
-    if ctx.four_octet_as or not _needs_as4(a.as_path):
+    if ctx.four_octet_as or not needs_as4(a.as_path):
         return b""
-    path = tuple(seg for seg in a.as_path if seg[0] not in _CONFED)
+    path = tuple(seg for seg in a.as_path if seg[0] not in CONFED)
     return encode_attribute(OPT_TRANS, AttrType.AS4_PATH, encode_as_path_value(path, True))
 
 

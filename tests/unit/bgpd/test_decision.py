@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bgpd.codec.attributes import path_length
+from bgpd.codec.aspath import path_length
 from bgpd.codec.types import Origin, PathAttributes, SegmentType
 from bgpd.decision import LOCAL_SOURCE, PathSource, Reason, best_path
 

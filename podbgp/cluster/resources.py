@@ -6,14 +6,14 @@ as ``apiVersion: podbgp/v1``, ``kind``, ``metadata`` (``name``, ``labels``) and 
 Calico's field names. :func:`parse_resource` validates one document and fails with a one-line
 :class:`ResourceError` naming the source, the key and the problem; :func:`to_dict` gives the
 canonical form stored in the datastore. Checks that need other resources (overlapping pools,
-duplicate names) live in :func:`check_consistency`. AS numbers are 4-octet (RFC 6793), TCP MD5
-keys at most 80 octets (RFC 2385), cluster IDs dotted quads (RFC 4456 §7).
+duplicate names) live in :mod:`podbgp.cluster.consistency`. AS numbers are 4-octet (RFC 6793),
+TCP MD5 keys at most 80 octets (RFC 2385), cluster IDs dotted quads (RFC 4456 §7).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -46,6 +46,7 @@ from podbgp.cluster.fields import (
     check_restart_after,
     check_selector,
 )
+from podbgp.cluster.reflectors import RouteReflectors, check_mesh, parse_route_reflectors, to_spec
 from podbgp.cluster.selector import ALL, Selector
 
 __all__ = [
@@ -58,7 +59,6 @@ __all__ = [
     "Node",
     "Resource",
     "ResourceError",
-    "check_consistency",
     "kind_of",
     "parse_resource",
     "to_dict",
@@ -97,6 +97,7 @@ class BGPConfiguration:
     prefix_advertisements: tuple[tuple[str, tuple[str, ...]], ...] = ()
     node_mesh_bfd: BfdOptions | None = None  # BFD on mesh and node-to-node (reflector) sessions
     node_mesh_long_lived_stale_time: int = 3600  # RFC 9494, mesh and reflector sessions; 0: off
+    route_reflectors: RouteReflectors | None = None  # automatic reflectors (podbgp.node.election)
     labels: Labels = ()
 
 
@@ -271,13 +272,17 @@ def _parse_bgp_configuration(spec: Section, name: str, labels: Labels) -> BGPCon
             "ebgpRequiresPolicy",
             "communities",
             "prefixAdvertisements",
+            "routeReflectors",
         )
     )
     communities = _communities(spec)
+    mesh = spec.optional("nodeToNodeMeshEnabled", check_bool, True)
+    route_reflectors = parse_route_reflectors(spec)
+    check_mesh(spec, route_reflectors, mesh)
     return BGPConfiguration(
         name=name,
         as_number=spec.optional("asNumber", check_asn, DEFAULT_AS),
-        node_to_node_mesh_enabled=spec.optional("nodeToNodeMeshEnabled", check_bool, True),
+        node_to_node_mesh_enabled=mesh,
         listen_port=spec.optional("listenPort", check_int(1, 65535), 179),
         node_mesh_password=spec.optional("nodeMeshPassword", check_str(1, 80), None),
         node_mesh_max_restart_time=spec.optional("nodeMeshMaxRestartTime", check_duration, 120),
@@ -288,6 +293,7 @@ def _parse_bgp_configuration(spec: Section, name: str, labels: Labels) -> BGPCon
         node_mesh_long_lived_stale_time=spec.optional(
             "nodeMeshLongLivedStaleTime", check_long_lived_stale_time, 3600
         ),
+        route_reflectors=route_reflectors,
         labels=labels,
     )
 
@@ -526,6 +532,7 @@ def _spec_dict(res: Resource) -> dict[str, Any]:
             or None,
             "nodeMeshBFD": res.node_mesh_bfd.to_dict() if res.node_mesh_bfd else None,
             "nodeMeshLongLivedStaleTime": f"{res.node_mesh_long_lived_stale_time}s",
+            "routeReflectors": to_spec(res.route_reflectors) if res.route_reflectors else None,
         }
     elif isinstance(res, BGPPeer):
         peer_ip = res.peer_ip
@@ -588,48 +595,3 @@ def to_dict(res: Resource) -> dict[str, Any]:
     if res.labels:
         meta["labels"] = dict(res.labels)
     return {"apiVersion": API_VERSION, "kind": res.KIND, "metadata": meta, "spec": _spec_dict(res)}
-
-
-# --- checks across resources ------------------------------------------------------------------
-
-
-def check_consistency(resources: Iterable[Resource]) -> None:
-    """Rules that involve several resources: no two pools overlap, no two nodes pin one block,
-    every pinned block lies in a pool and has that pool's block size. Raises ResourceError."""
-    pools = sorted((r for r in resources if isinstance(r, IPPool)), key=lambda p: p.name)
-    for i, a in enumerate(pools):
-        for b in pools[i + 1 :]:
-            if a.network.version == b.network.version and a.network.overlaps(b.network):
-                raise ResourceError(
-                    f"IPPool/{b.name}", "spec.cidr", f"{b.cidr} overlaps IPPool/{a.name} ({a.cidr})"
-                )
-    filters = {r.name for r in resources if isinstance(r, BGPFilter)}
-    for peer in (r for r in resources if isinstance(r, BGPPeer)):
-        for i, name in enumerate(peer.filters):
-            if name not in filters:
-                raise ResourceError(
-                    f"BGPPeer/{peer.name}", f"spec.filters[{i}]", f"no BGPFilter named {name!r}"
-                )
-    owners: dict[str, str] = {}
-    for node in (r for r in resources if isinstance(r, Node)):
-        for block in node.blocks:
-            if block in owners and owners[block] != node.name:
-                raise ResourceError(
-                    f"Node/{node.name}", "spec.blocks", f"{block} is pinned to Node/{owners[block]}"
-                )
-            owners[block] = node.name
-            _check_pinned(node, block, pools)
-
-
-def _check_pinned(node: Node, block: str, pools: Sequence[IPPool]) -> None:
-    net = ipaddress.ip_network(block)
-    for pool in pools:
-        if net.version == pool.network.version and net.subnet_of(pool.network):  # type: ignore[arg-type]
-            if net.prefixlen != pool.block_size:
-                raise ResourceError(
-                    f"Node/{node.name}",
-                    "spec.blocks",
-                    f"{block} must be a /{pool.block_size} block of IPPool/{pool.name}",
-                )
-            return
-    raise ResourceError(f"Node/{node.name}", "spec.blocks", f"{block} is not inside any IPPool")

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from podbgp.cluster.consistency import check_consistency
 from podbgp.cluster.datastore import records
 from podbgp.cluster.datastore.kv import (
     Backend,
@@ -41,7 +42,6 @@ from podbgp.cluster.resources import (
     Node,
     Resource,
     ResourceError,
-    check_consistency,
     parse_resource,
     to_dict,
 )

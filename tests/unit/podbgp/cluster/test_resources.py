@@ -7,13 +7,13 @@ from typing import Any
 import pytest
 
 from bgpd.configcheck import BfdOptions
+from podbgp.cluster.consistency import check_consistency
 from podbgp.cluster.resources import (
     BGPConfiguration,
     BGPPeer,
     IPPool,
     Node,
     ResourceError,
-    check_consistency,
     kind_of,
     parse_resource,
     to_dict,

@@ -10,13 +10,13 @@ import yaml
 
 from bgpd.configcheck import ConfigError
 from podbgp.cluster.cli import load_resources
+from podbgp.cluster.consistency import check_consistency
 from podbgp.cluster.resources import (
     BGPConfiguration,
     BGPFilter,
     BGPPeer,
     IPPool,
     Node,
-    check_consistency,
 )
 from podbgp.node.config import load_node_config, resolve_addresses
 

@@ -236,6 +236,12 @@ class Speaker:
         elif local is not None:
             self.bfd.attach(peer.session.address, tcp.normalise_address(local), settings)
 
+    def set_peer_type(self, address: str, peer_type: str) -> None:
+        """Rename a peer's type (``mesh``, ``route-reflector``, ...): a label for people and
+        metrics only, so the session stays up."""
+        peer = self.peers[tcp.normalise_address(address)]
+        peer.spec = dataclasses.replace(peer.spec, peer_type=peer_type)
+
     def add_peer_range(self, rng: PeerRange) -> None:
         self.peer_ranges.append(rng)
         self._listener_gtsm()

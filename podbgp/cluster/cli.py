@@ -255,7 +255,9 @@ def _table_rows(kind: str, docs: list[dict[str, Any]]) -> tuple[list[str], list[
                     cell(st.get("addresses") or spec.get("addresses")),
                     cell(spec.get("asNumber") or st.get("asNumber")),
                     cell(st.get("routerId")),
-                    cell(spec.get("routeReflectorClusterID")),
+                    cell(spec.get("routeReflectorClusterID"))
+                    if spec.get("routeReflectorClusterID") or not st.get("electedReflector")
+                    else "elected",
                     cell(st.get("blocks") or spec.get("blocks")),
                     cell(st.get("apiAddress")),
                 ]

@@ -138,6 +138,7 @@ class NodeAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self.dataplane = dataplane_factory(self) if dataplane_factory is not None else None
         self.handover = Handover(self._unwanted)  # peers the topology dropped, closing
+        self.elected_reflector = False  # what our registration says (podbgp.node.election)
 
     @property
     def name(self) -> str:
@@ -278,6 +279,8 @@ class NodeAgent:
             self.nodes = {**snap.nodes(), self.name: own}
             filters = {f.name: f.rules for f in snap.of_kind(BGPFilter)}
             topology = compute_topology(self.name, self.nodes, config, snap.bgp_peers(), filters)
+            self._election_changed(self.topology, topology)
+            self.elected_reflector = topology.elected_reflector
             await self._apply_topology(topology)
             if self.speaker is not None:
                 self.speaker.set_owned_prefixes(p.cidr for p in self.pools)
@@ -316,6 +319,7 @@ class NodeAgent:
             vtep=previous.vtep if previous else {},
             updated=previous.updated if previous else None,
             registered=True,
+            elected_reflector=self.elected_reflector,
         )
         return replace(partial, as_number=node_asn(partial, config))
 
@@ -456,6 +460,13 @@ class NodeAgent:
             if current.get(addr) == spec:
                 continue
             old = current.get(addr)
+            if old is not None and replace(old, peer_type=spec.peer_type) == spec:
+                # Mesh <-> route-reflector seen from a client: the same BGP session, renamed.
+                # It stays up (the reflector end restarts with its new cluster ID, gracefully).
+                speaker.set_peer_type(addr, spec.peer_type)
+                joining.append(addr)  # the handover waits for its End-of-RIB like a new one
+                log.info("event=peer-type-changed peer=%s type=%s", addr, spec.peer_type)
+                continue
             if old is not None and replace(old, filters=spec.filters, bfd=spec.bfd) == spec:
                 if old.filters != spec.filters:
                     speaker.set_peer_filters(addr, spec.filters)  # live, the session stays up
@@ -483,6 +494,24 @@ class NodeAgent:
         for addr in retire:
             log.info("event=peer-retiring peer=%s", addr)
         self.handover.change(speaker, retire, joining, keep=desired)
+
+    def _election_changed(self, old: Topology | None, new: Topology) -> None:
+        """Log when the cluster switches between mesh and reflectors, or re-elects."""
+        was, now = (old.election if old else None), new.election
+        if was is not None and (was.mode, was.reflectors) == (now.mode, now.reflectors):
+            return
+        if was is None and now.mode == "off":
+            return
+        log.info(
+            "event=route-reflector-mode mode=%s nodes=%d reflectors=%s cluster_id=%s self=%s "
+            "reason=%r",
+            now.mode,
+            now.nodes,
+            ",".join(now.reflectors) or "-",
+            now.cluster_id or "-",
+            "reflector" if new.elected_reflector else "client" if now.active else "mesh",
+            now.reason,
+        )
 
     def _unwanted(self, address: str) -> bool:
         topology = self.topology

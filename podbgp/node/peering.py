@@ -15,7 +15,12 @@ Owns the peering rules (Calico's, made explicit):
 * **Reflection** (RFC 4456). Seen from a reflector, a non-reflector iBGP peer is a client
   (``rr_client``, type ``rr-client``); seen from a client, the reflector's type is
   ``route-reflector``. Two reflectors peer as ordinary (non-client) iBGP peers.
-* Explicit BGPPeers win over the mesh for the same address; among BGPPeers the first by name.
+* **Automatic reflectors** (``BGPConfiguration.spec.routeReflectors: auto``,
+  :mod:`podbgp.node.election`). While the election is active, the elected nodes are reflectors
+  with the configured cluster ID, the mesh is off, every other node peers with every elected
+  reflector (each family both have) and the reflectors peer with each other as non-clients.
+* Explicit BGPPeers win over the mesh and the automatic reflector sessions for the same address;
+  among BGPPeers the first by name.
 * **Policy.** A BGPPeer's ``filters`` name BGPFilters, applied in order; a name with no
   BGPFilter behind it rejects everything (fail closed at the network edge). A router that is
   not a cluster node (``peerIP`` of no node) is *external*: it receives only what the cluster
@@ -31,7 +36,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bgpd import bgpfilter
@@ -40,6 +45,7 @@ from bgpd.prefix_limit import MaxPrefixes
 from bgpd.speaker import PeerSpec, SpeakerConfig
 from podbgp.cluster.datastore.records import NodeInfo
 from podbgp.cluster.resources import BGPConfiguration, BGPPeer
+from podbgp.node.election import Election, elect
 
 __all__ = ["Topology", "compute_topology", "node_asn"]
 
@@ -56,6 +62,11 @@ class Topology:
     mesh: bool  # this node takes part in the node-to-node mesh
     peers: Mapping[str, PeerSpec] = field(default_factory=dict)  # by peer address
     reasons: Mapping[str, str] = field(default_factory=dict)  # address -> why ("mesh", ...)
+    election: Election = field(default_factory=lambda: Election("off"))  # automatic reflectors
+
+    @property
+    def elected_reflector(self) -> bool:
+        return self.node in self.election.reflectors
 
 
 def node_asn(node: NodeInfo, config: BGPConfiguration) -> int:
@@ -165,10 +176,18 @@ def compute_topology(
 ) -> Topology:
     """The peers ``node_name`` should have. ``nodes`` must contain the node itself, with its
     addresses and router ID (the agent supplies its own view before registration lands)."""
+    election = elect(config, nodes)
+    if election.active:  # the elected nodes act as reflectors with the configured cluster ID
+        nodes = {
+            name: replace(n, route_reflector_cluster_id=election.cluster_id)
+            if name in election.reflectors
+            else n
+            for name, n in nodes.items()
+        }
     me = nodes[node_name]
     b = _Builder(me, config, filters or {})
     others = [n for name, n in sorted(nodes.items()) if name != node_name]
-    mesh = config.node_to_node_mesh_enabled and not b.reflector
+    mesh = config.node_to_node_mesh_enabled and not b.reflector and not election.active
     if mesh:
         for other in others:
             if other.route_reflector_cluster_id is None:
@@ -199,6 +218,17 @@ def compute_topology(
                 ):
                     for version in (4, 6):
                         b.node_peer(other, version, local_type, peer.password, reason, peer)
+    if election.active:  # after the BGPPeers: an explicit one for the same address wins
+        for other in others:
+            if b.reflector or other.name in election.reflectors:
+                for version in (4, 6):
+                    b.node_peer(
+                        other,
+                        version,
+                        "route-reflector",
+                        config.node_mesh_password,
+                        "auto-reflector",
+                    )
     speaker = SpeakerConfig(
         asn=b.asn,
         router_id=me.router_id or me.address(4) or "0.0.0.0",
@@ -208,7 +238,7 @@ def compute_topology(
         ebgp_requires_policy=config.ebgp_requires_policy,
         long_lived_stale_time=config.node_mesh_long_lived_stale_time,
     )
-    return Topology(node_name, speaker, config.listen_port, mesh, b.peers, b.reasons)
+    return Topology(node_name, speaker, config.listen_port, mesh, b.peers, b.reasons, election)
 
 
 def _external_peer(b: _Builder, peer: BGPPeer, peer_type: str, reason: str) -> None:

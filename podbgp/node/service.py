@@ -25,6 +25,7 @@ from podbgp.daemon import start_operations
 from podbgp.node.agent import DataplaneFactory, NodeAgent
 from podbgp.node.cluster_peers import gather_cluster_peers
 from podbgp.node.config import NodeConfig
+from podbgp.node.peering import Topology
 from podbgp.ops import sdnotify
 from podbgp.ops.drain import DRAIN_DOC, DRAIN_PATH, drain_route
 from podbgp.ops.openapi import CLUSTER_PEERS_DOC
@@ -81,6 +82,8 @@ class NodeViews:
             }
         out["addresses"] = list(self.agent.addresses)
         out["datastore"] = datastore_view(self.agent)
+        if self.agent.topology is not None:
+            out["reflection"] = reflection(self.agent.topology)
         return out
 
     def peers(self) -> list[PeerView]:
@@ -114,13 +117,33 @@ class NodeViews:
         topo = agent.topology
         out["topology"] = {
             "mesh": topo.mesh if topo else None,
-            "routeReflector": bool(node.route_reflector_cluster_id),
+            # explicit (routeReflectorClusterID) or elected (routeReflectors: auto)
+            "routeReflector": bool(node.route_reflector_cluster_id)
+            or bool(topo and topo.elected_reflector),
+            "clusterID": topo.speaker.cluster_id if topo else None,
+            "electedReflector": bool(topo and topo.elected_reflector),
+            "routeReflectors": topo.election.to_json() if topo else None,
             "peers": dict(topo.reasons) if topo else {},
             "handover": agent.handover.status(),
         }
         if agent.dataplane is not None:
             out["felix"] = agent.dataplane.status()
         return out
+
+
+def reflection(topo: Topology) -> str:
+    """One line for ``podbgp status``: what part this node plays in route reflection."""
+    election = topo.election
+    if election.active:
+        share = f"({len(election.reflectors)} of {election.nodes} nodes)"
+        if topo.elected_reflector:
+            return f"elected route reflector, cluster ID {election.cluster_id} {share}"
+        return f"client of elected reflectors {', '.join(election.reflectors)} {share}"
+    if topo.speaker.cluster_id is not None:
+        return f"route reflector, cluster ID {topo.speaker.cluster_id}"
+    if election.mode == "mesh":
+        return f"node-to-node mesh (automatic reflectors: {election.reason})"
+    return "node-to-node mesh" if topo.mesh else "no mesh"
 
 
 async def start_node_api(agent: NodeAgent) -> web.AppRunner | None:

@@ -211,6 +211,8 @@ def render_status(status: dict[str, Any], peers: list[dict[str, Any]]) -> str:
     datastore = status.get("datastore")
     if isinstance(datastore, dict):
         head += "\n" + _datastore_line(datastore)
+    if status.get("reflection"):
+        head += f"\nRoute reflection: {status['reflection']}"
     if not peers:
         return head + "\n\nNo peers configured."
     session_rows = [_session_row(p) for p in peers]

@@ -56,6 +56,16 @@ class StatusView(TypedDict):
         Annotated[list[str], Doc("the node's addresses, IPv4 first", example=["192.0.2.11/24"])]
     ]
     datastore: NotRequired[DatastoreView]
+    reflection: NotRequired[
+        Annotated[
+            str,
+            Doc(
+                "the node's part in route reflection: mesh, reflector or client, elected or "
+                "explicit",
+                example="elected route reflector, cluster ID 244.0.0.1 (2 of 5 nodes)",
+            ),
+        ]
+    ]
 
 
 class PrefixCounts(TypedDict):

@@ -102,6 +102,7 @@ class NodeInfo:
     vtep: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
     updated: str | None = None  # ISO 8601, when the agent last wrote its registration
     registered: bool = False  # an agent has written a registration for this node
+    elected_reflector: bool = False  # the agent acts as an automatically elected reflector
 
     @property
     def label_map(self) -> dict[str, str]:
@@ -127,6 +128,7 @@ class NodeInfo:
             "blocks": list(self.blocks),
             "vtep": dict(self.vtep),
             "updated": self.updated,
+            "electedReflector": self.elected_reflector,
         }
 
     @classmethod
@@ -143,6 +145,7 @@ class NodeInfo:
             vtep=dict(data.get("vtep") or {}),
             updated=data.get("updated"),
             registered=True,
+            elected_reflector=bool(data.get("electedReflector")),
         )
 
 
@@ -163,6 +166,7 @@ def merge_node(name: str, resource: Node | None, registration: NodeInfo | None) 
         vtep=reg.vtep,
         updated=reg.updated,
         registered=reg.registered,
+        elected_reflector=reg.elected_reflector,
     )
 
 

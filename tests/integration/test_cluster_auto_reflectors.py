@@ -1,0 +1,217 @@
+"""Automatic route reflectors: the cluster grows past the threshold, elects two reflectors and
+moves to them without losing a packet, then goes back to the mesh, again without a loss.
+
+The cluster of tests/integration/test_cluster_reflectors_down.py's namespaces (real etcd,
+``podbgp node`` with felix, two subnets joined by a router, VXLAN across them, pods from
+``podbgp-cni``), with ``routeReflectors: {mode: auto, nodeThreshold: 5, count: 2}`` and no
+reflector chosen by hand. Four nodes run, each with a pod; pods ping each other 20 times a second
+(same subnet and across the router) and ``ip monitor route`` records every kernel route change:
+
+1. a fifth node starts: five nodes reach the threshold, every node elects the same two (one per
+   subnet: n1 and n3, both with pods of the flows), those restart their speakers as reflectors
+   (graceful restart), the others keep the sessions to them, renamed, and close their mesh
+   sessions once the reflectors carry every route (make before break);
+2. ``nodeThreshold`` goes up to 6: five nodes are below it (hysteresis 0), the cluster returns
+   to the mesh the same way.
+
+No ping is lost and no kernel route present at the start of a step is deleted or rewritten.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.cluster_traffic import logs_on_failure, watched_traffic
+from tests.integration.test_cluster_dataplane import (
+    API_PORT,
+    ETCD,
+    Cluster,
+    add_pod,
+    established,
+    running_cluster,
+)
+from tests.integration.test_cluster_reflectors_down import ADDRESSES, CLIENTS, build
+from tests.support.kernel import ping
+from tests.support.netns import wait_until
+
+pytestmark = pytest.mark.netns
+
+FIRST = list(CLIENTS)  # n1, n2 on 192.0.2.0/24; n3, n4 on 198.51.100.0/24
+JOINING = "rr1"  # 192.0.2.3: the fifth node (no routeReflectorClusterID: it is just a node)
+ELECTED = ("n1", "n3")  # the first name of each subnet
+AUTO = """
+apiVersion: podbgp/v1
+kind: BGPConfiguration
+metadata: {{name: default}}
+spec:
+  asNumber: 64512
+  routeReflectors: {{mode: auto, nodeThreshold: {threshold}, hysteresis: 0, count: 2}}
+"""
+RESOURCES = (
+    AUTO.format(threshold=5)
+    + """---
+apiVersion: podbgp/v1
+kind: IPPool
+metadata: {name: pods}
+spec: {cidr: 10.244.0.0/16, blockSize: 24, vxlanMode: CrossSubnet, ipipMode: Never}
+"""
+)
+
+
+class AutoCluster(Cluster):
+    def node_config(self, name: str) -> Path:
+        path = self.workdir / f"{name}.yaml"
+        config = {
+            "nodeName": name,
+            "address": ADDRESSES[name],
+            "datastore": {"type": "etcd", "endpoints": [ETCD]},
+            "api": {"listen": f"127.0.0.1:{API_PORT}"},
+            "felix": {"resyncInterval": 2},
+            "logLevel": "info",
+        }
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+
+def ip(name: str) -> str:
+    return ADDRESSES[name].split("/")[0]
+
+
+def peers_of(cluster: Cluster, node: str) -> dict[str, str]:
+    """Established peers of ``node``: address -> type."""
+    peers = cluster.api(node, "/v1/peers") or []
+    return {p["address"]: p["type"] for p in peers if p["state"] == "Established"}
+
+
+def mesh_ready(cluster: Cluster) -> bool:
+    return all(established(cluster, n, len(FIRST) - 1) for n in FIRST)
+
+
+@pytest.fixture(scope="module")
+def auto_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with running_cluster(
+        tmp_path_factory, "auto-rr", RESOURCES, FIRST, mesh_ready, AutoCluster, build=build,
+    ) as c:  # fmt: skip
+        for name in FIRST:
+            add_pod(c, name, 0)
+        yield c
+
+
+def flows(cluster: Cluster) -> dict[str, tuple[str, str]]:
+    pod = {n: cluster.pods[n][0] for n in FIRST}
+    return {
+        "n1->n3 (VXLAN, reflector to reflector)": (pod["n1"][0], pod["n3"][1]),
+        "n2->n1 (same subnet, to a reflector)": (pod["n2"][0], pod["n1"][1]),
+        "n4->n2 (VXLAN, client to client)": (pod["n4"][0], pod["n2"][1]),
+        "n3->n4 (same subnet, from a reflector)": (pod["n3"][0], pod["n4"][1]),
+    }
+
+
+def reflector_view(cluster: Cluster) -> bool:
+    """Every node elected n1 and n3; clients peer with exactly them, reflectors with all."""
+    nodes = [*FIRST, JOINING]
+    for n in nodes:
+        info = cluster.api(n, "/v1/node") or {}
+        election = (info.get("topology") or {}).get("routeReflectors") or {}
+        if election.get("mode") != "reflectors" or tuple(election["reflectors"]) != ELECTED:
+            return False
+        want = {ip(m) for m in nodes if m != n} if n in ELECTED else {ip(m) for m in ELECTED}
+        if set(peers_of(cluster, n)) != want:
+            return False
+    return True
+
+
+def mesh_view(cluster: Cluster) -> bool:
+    nodes = [*FIRST, JOINING]
+    return all(
+        set(peers_of(cluster, n).values()) == {"mesh"}
+        and set(peers_of(cluster, n)) == {ip(m) for m in nodes if m != n}
+        for n in nodes
+    )
+
+
+def handovers(cluster: Cluster) -> list[float]:
+    """Seconds each retired session waited for its replacement (from the node logs)."""
+    out = []
+    for n in [*FIRST, JOINING]:
+        text = (cluster.workdir / f"{n}.log").read_text(errors="replace")
+        out += [
+            float(s) for s in re.findall(r"event=peer-removed peer=\S+ handover=([\d.]+)s", text)
+        ]
+    return out
+
+
+def test_join_past_the_threshold_elects_reflectors_and_back_to_mesh_losing_nothing(
+    auto_cluster: Cluster,
+) -> None:
+    cluster = auto_cluster
+    traffic = flows(cluster)
+    wait_until(lambda: all(ping(src, dst) for src, dst in traffic.values()), timeout=60)
+    info = cluster.api("n1", "/v1/node")
+    assert info["topology"]["routeReflectors"]["mode"] == "mesh"  # 4 nodes < 5
+    timings: dict[str, float] = {}
+    with logs_on_failure(cluster, [*FIRST, JOINING]):
+        with watched_traffic(cluster, traffic, FIRST, "up") as up:
+            time.sleep(1.0)
+            t0 = time.monotonic()
+            cluster.start(JOINING)
+            wait_until(lambda: reflector_view(cluster), timeout=60)
+            timings["join -> every node on the elected reflectors"] = time.monotonic() - t0
+            time.sleep(1.5)
+        for n in ELECTED:
+            info = cluster.api(n, "/v1/node")
+            assert info["topology"]["electedReflector"] is True
+            assert info["topology"]["clusterID"] == "244.0.0.1"
+            assert info["electedReflector"] is True  # and registered as such
+            status = cluster.api(n, "/v1/status")
+            assert status["reflection"].startswith("elected route reflector, cluster ID 244.0.0.1")
+        assert set(peers_of(cluster, "n2").values()) == {"route-reflector"}
+        assert set(peers_of(cluster, "n1").values()) == {"rr-client", "route-reflector"}
+        assert cluster.api("n2", "/v1/status")["reflection"].startswith(
+            "client of elected reflectors n1, n3"
+        )
+        elected_logs = sum(
+            "event=route-reflector-mode mode=reflectors"
+            in (cluster.workdir / f"{n}.log").read_text()
+            for n in FIRST
+        )
+        assert elected_logs == len(FIRST)
+        with watched_traffic(cluster, traffic, FIRST, "down") as down:
+            time.sleep(1.0)
+            t0 = time.monotonic()
+            path = cluster.workdir / "threshold-6.yaml"
+            path.write_text(AUTO.format(threshold=6))
+            cluster.datastore("apply", str(path))
+            wait_until(lambda: mesh_view(cluster), timeout=60)
+            timings["threshold 6 -> full mesh again"] = time.monotonic() - t0
+            time.sleep(1.5)
+    waits = handovers(cluster)
+    print(f"\nauto reflectors: {', '.join(f'{k}: {v:.1f} s' for k, v in timings.items())}")
+    print(f"handover waits (s): n={len(waits)} min={min(waits):.2f} "
+          f"median={sorted(waits)[len(waits) // 2]:.2f} max={max(waits):.2f}")  # fmt: skip
+    for step, record in (("up", up[0]), ("down", down[0])):
+        print(f"{step}: (sent, received) per flow {record.pings}; "
+              f"new kernel routes per node {record.added}")  # fmt: skip
+        for n, lines in record.changed.items():
+            assert lines == [], f"{step}: {n}: felix changed kernel routes: {lines[:5]}"
+        for name, (sent, received) in record.pings.items():
+            assert sent > 60, f"{step}: {name}: only {sent} sent"
+            assert received == sent, f"{step}: {name}: {sent - received} of {sent} lost"
+    logs = {n: (cluster.workdir / f"{n}.log").read_text(errors="replace") for n in FIRST}
+    # The clients' mesh session to each other retired after the handover, not at once...
+    assert f"event=peer-removed peer={ip('n4')} handover=" in logs["n2"]
+    assert f"event=peer-removed peer={ip('n2')} handover=" in logs["n4"]
+    # ...their sessions to the elected nodes stayed up, renamed, and the elected nodes took
+    # their cluster ID with a graceful restart of their speakers (there and back).
+    for client in ("n2", "n4"):
+        for rr in ELECTED:
+            assert f"event=peer-type-changed peer={ip(rr)} type=route-reflector" in logs[client]
+            assert f"event=peer-type-changed peer={ip(rr)} type=mesh" in logs[client]
+    for rr in ELECTED:
+        assert logs[rr].count("event=speaker-restart") == 2

@@ -113,4 +113,3 @@ def watched_traffic(
             added={n: len(lines[n]) - len(changed[n]) for n in nodes},
         )
     )
-

@@ -22,21 +22,18 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.integration.cluster_traffic import logs_on_failure, watched_traffic
 from tests.integration.test_cluster_dataplane import (
-    API_PORT,
-    ETCD,
     Cluster,
     add_pod,
     established,
     running_cluster,
 )
-from tests.integration.test_cluster_reflectors_down import ADDRESSES, CLIENTS, build
+from tests.integration.test_cluster_make_before_break import peer_types
+from tests.integration.test_cluster_reflectors_down import ADDRESSES, CLIENTS, build, client_flows
 from tests.support.kernel import ping
 from tests.support.netns import wait_until
 
@@ -65,28 +62,11 @@ spec: {cidr: 10.244.0.0/16, blockSize: 24, vxlanMode: CrossSubnet, ipipMode: Nev
 
 
 class AutoCluster(Cluster):
-    def node_config(self, name: str) -> Path:
-        path = self.workdir / f"{name}.yaml"
-        config = {
-            "nodeName": name,
-            "address": ADDRESSES[name],
-            "datastore": {"type": "etcd", "endpoints": [ETCD]},
-            "api": {"listen": f"127.0.0.1:{API_PORT}"},
-            "felix": {"resyncInterval": 2},
-            "logLevel": "info",
-        }
-        path.write_text(yaml.safe_dump(config))
-        return path
+    addresses = ADDRESSES
 
 
 def ip(name: str) -> str:
     return ADDRESSES[name].split("/")[0]
-
-
-def peers_of(cluster: Cluster, node: str) -> dict[str, str]:
-    """Established peers of ``node``: address -> type."""
-    peers = cluster.api(node, "/v1/peers") or []
-    return {p["address"]: p["type"] for p in peers if p["state"] == "Established"}
 
 
 def mesh_ready(cluster: Cluster) -> bool:
@@ -103,16 +83,6 @@ def auto_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
 
 
-def flows(cluster: Cluster) -> dict[str, tuple[str, str]]:
-    pod = {n: cluster.pods[n][0] for n in FIRST}
-    return {
-        "n1->n3 (VXLAN, reflector to reflector)": (pod["n1"][0], pod["n3"][1]),
-        "n2->n1 (same subnet, to a reflector)": (pod["n2"][0], pod["n1"][1]),
-        "n4->n2 (VXLAN, client to client)": (pod["n4"][0], pod["n2"][1]),
-        "n3->n4 (same subnet, from a reflector)": (pod["n3"][0], pod["n4"][1]),
-    }
-
-
 def reflector_view(cluster: Cluster) -> bool:
     """Every node elected n1 and n3; clients peer with exactly them, reflectors with all."""
     nodes = [*FIRST, JOINING]
@@ -122,7 +92,7 @@ def reflector_view(cluster: Cluster) -> bool:
         if election.get("mode") != "reflectors" or tuple(election["reflectors"]) != ELECTED:
             return False
         want = {ip(m) for m in nodes if m != n} if n in ELECTED else {ip(m) for m in ELECTED}
-        if set(peers_of(cluster, n)) != want:
+        if set(peer_types(cluster, n)) != want:
             return False
     return True
 
@@ -130,8 +100,8 @@ def reflector_view(cluster: Cluster) -> bool:
 def mesh_view(cluster: Cluster) -> bool:
     nodes = [*FIRST, JOINING]
     return all(
-        set(peers_of(cluster, n).values()) == {"mesh"}
-        and set(peers_of(cluster, n)) == {ip(m) for m in nodes if m != n}
+        set(peer_types(cluster, n).values()) == {"mesh"}
+        and set(peer_types(cluster, n)) == {ip(m) for m in nodes if m != n}
         for n in nodes
     )
 
@@ -151,7 +121,7 @@ def test_join_past_the_threshold_elects_reflectors_and_back_to_mesh_losing_nothi
     auto_cluster: Cluster,
 ) -> None:
     cluster = auto_cluster
-    traffic = flows(cluster)
+    traffic = client_flows(cluster)
     wait_until(lambda: all(ping(src, dst) for src, dst in traffic.values()), timeout=60)
     info = cluster.api("n1", "/v1/node")
     assert info["topology"]["routeReflectors"]["mode"] == "mesh"  # 4 nodes < 5
@@ -171,8 +141,8 @@ def test_join_past_the_threshold_elects_reflectors_and_back_to_mesh_losing_nothi
             assert info["electedReflector"] is True  # and registered as such
             status = cluster.api(n, "/v1/status")
             assert status["reflection"].startswith("elected route reflector, cluster ID 244.0.0.1")
-        assert set(peers_of(cluster, "n2").values()) == {"route-reflector"}
-        assert set(peers_of(cluster, "n1").values()) == {"rr-client", "route-reflector"}
+        assert set(peer_types(cluster, "n2").values()) == {"route-reflector"}
+        assert set(peer_types(cluster, "n1").values()) == {"rr-client", "route-reflector"}
         assert cluster.api("n2", "/v1/status")["reflection"].startswith(
             "client of elected reflectors n1, n3"
         )

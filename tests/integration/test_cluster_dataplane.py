@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import pytest
 import yaml
@@ -97,12 +97,13 @@ class Cluster:
     ns: dict[str, str]  # node name -> namespace
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     pods: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # node -> (ns, ip)
+    addresses: ClassVar[dict[str, str]] = NODES  # node name -> address with prefix length
 
     def node_config(self, name: str) -> Path:
         path = self.workdir / f"{name}.yaml"
         config = {
             "nodeName": name,
-            "address": NODES[name],
+            "address": self.addresses[name],
             "datastore": {"type": "etcd", "endpoints": [ETCD]},
             "api": {"listen": f"127.0.0.1:{API_PORT}"},
             "felix": {"resyncInterval": 2},

@@ -197,6 +197,13 @@ def _node_documents(nodes: list[NodeInfo], declared: dict[str, Node]) -> list[di
     return docs
 
 
+def _reflectors_cell(rr: dict[str, Any] | None) -> str:
+    """``routeReflectors`` in a few words: ``auto: 3 from 100 nodes`` (canonical form)."""
+    if not rr or rr.get("mode") != "auto":
+        return "-" if not rr else "off"
+    return f"auto: {rr['count']} from {rr['nodeThreshold']} nodes"
+
+
 def _table_rows(kind: str, docs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     def cell(value: Any) -> str:
         if value is None or value == [] or value == "":
@@ -234,13 +241,14 @@ def _table_rows(kind: str, docs: list[dict[str, Any]]) -> tuple[list[str], list[
         rows = [[d["metadata"]["name"], *(str(len(d["spec"].get(k, []))) for k in lists)]
                 for d in docs]  # fmt: skip
     elif kind == "BGPConfiguration":
-        head = ["NAME", "ASN", "NODE-TO-NODE MESH", "LISTEN PORT"]
+        head = ["NAME", "ASN", "NODE-TO-NODE MESH", "LISTEN PORT", "ROUTE REFLECTORS"]
         rows = [
             [
                 d["metadata"]["name"],
                 cell(d["spec"].get("asNumber")),
                 "on" if d["spec"].get("nodeToNodeMeshEnabled") else "off",
                 cell(d["spec"].get("listenPort")),
+                _reflectors_cell(d["spec"].get("routeReflectors")),
             ]
             for d in docs
         ]

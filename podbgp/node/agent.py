@@ -45,6 +45,7 @@ from podbgp.cluster.datastore.store import Change
 from podbgp.cluster.resources import BGPConfiguration, BGPFilter, IPPool, Node
 from podbgp.node.advertise import Advertisement, block_attributes
 from podbgp.node.config import NodeConfig, resolve_addresses
+from podbgp.node.election import election_change
 from podbgp.node.handover import Handover
 from podbgp.node.peering import Topology, compute_topology, node_asn
 from podbgp.ops.schema import (
@@ -497,21 +498,9 @@ class NodeAgent:
 
     def _election_changed(self, old: Topology | None, new: Topology) -> None:
         """Log when the cluster switches between mesh and reflectors, or re-elects."""
-        was, now = (old.election if old else None), new.election
-        if was is not None and (was.mode, was.reflectors) == (now.mode, now.reflectors):
-            return
-        if was is None and now.mode == "off":
-            return
-        log.info(
-            "event=route-reflector-mode mode=%s nodes=%d reflectors=%s cluster_id=%s self=%s "
-            "reason=%r",
-            now.mode,
-            now.nodes,
-            ",".join(now.reflectors) or "-",
-            now.cluster_id or "-",
-            "reflector" if new.elected_reflector else "client" if now.active else "mesh",
-            now.reason,
-        )
+        line = election_change(old.election if old else None, new.election, new.elected_reflector)
+        if line is not None:
+            log.info("event=route-reflector-mode %s", line)
 
     def _unwanted(self, address: str) -> bool:
         topology = self.topology
@@ -520,19 +509,29 @@ class NodeAgent:
     async def _restart_speaker(self, topology: Topology) -> bool:
         """(Re)create the speaker; a running one stops gracefully first. False on failure."""
         old = self.speaker
+        # Only the cluster ID changes: this node was elected a reflector or steps down.
+        reflection = old is not None and topology.speaker == replace(
+            old.config, cluster_id=topology.speaker.cluster_id
+        )
         if self.unnumbered is not None:
             await self.unnumbered.close()  # its peers belong to the old speaker
         if old is not None:
-            log.info("event=speaker-restart reason=speaker settings changed")
+            why = (
+                f"cluster ID {old.config.cluster_id or '-'} -> {topology.speaker.cluster_id or '-'}"
+            )
+            log.info("event=speaker-restart reason=%s", why if reflection else "settings changed")
             self.handover.cancel()
             await old.stop(graceful=True)
             self.speaker = None
             self._originated = {}
         # A restart on a running host (gracefulRestart.runFile): peers kept our routes and
-        # felix the kernel's, so our table waits for theirs (RFC 4724 §4.1).
+        # felix the kernel's, so our table waits for theirs (RFC 4724 §4.1). Not when only the
+        # cluster ID changed: the peers' handovers wait for our End-of-RIB anyway, and a
+        # deferral would hold every route back while any configured peer stays down.
+        restarting = run_file_found(self.config.run_file) and not reflection
         speaker = Speaker(
             topology.speaker,
-            restarting=run_file_found(self.config.run_file),
+            restarting=restarting,
             selection_deferral_time=self.config.selection_deferral_time,
         )
         await speaker.start()

@@ -32,7 +32,7 @@ from podbgp.cluster.datastore.records import NodeInfo
 from podbgp.cluster.reflectors import RouteReflectors
 from podbgp.cluster.resources import BGPConfiguration
 
-__all__ = ["Election", "elect"]
+__all__ = ["Election", "elect", "election_change"]
 
 # Modes, as the status shows them.
 OFF = "off"  # no routeReflectors setting, or mode off
@@ -91,6 +91,20 @@ def elect(config: BGPConfiguration, nodes: Mapping[str, NodeInfo]) -> Election:
     if not chosen:
         return Election(MESH, n, reason="no eligible node to elect")
     return Election(REFLECTORS, n, tuple(sorted(chosen)), rr.cluster_id, why)
+
+
+def election_change(was: Election | None, now: Election, elected: bool) -> str | None:
+    """The log line (``key=value`` pairs) for a switch of mode or of the elected set, or None
+    when nothing changed (or, at start, automatic reflectors are not configured)."""
+    if was is not None and (was.mode, was.reflectors) == (now.mode, now.reflectors):
+        return None
+    if was is None and now.mode == OFF:
+        return None
+    role = "reflector" if elected else "client" if now.active else "mesh"
+    return (
+        f"mode={now.mode} nodes={now.nodes} reflectors={','.join(now.reflectors) or '-'} "
+        f"cluster_id={now.cluster_id or '-'} self={role} reason={now.reason!r}"
+    )
 
 
 def _seats(rr: RouteReflectors, eligible: list[NodeInfo], incumbents: set[str]) -> list[str]:

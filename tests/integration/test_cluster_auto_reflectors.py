@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -63,6 +64,11 @@ spec: {cidr: 10.244.0.0/16, blockSize: 24, vxlanMode: CrossSubnet, ipipMode: Nev
 
 class AutoCluster(Cluster):
     addresses = ADDRESSES
+
+    def node_extra(self, name: str) -> dict[str, Any]:
+        # As production nodes run: a speaker restart on a running host is a graceful one with
+        # selection deferral, except when only the cluster ID changes.
+        return {"gracefulRestart": {"runFile": str(self.workdir / f"{name}.running")}}
 
 
 def ip(name: str) -> str:
@@ -185,3 +191,7 @@ def test_join_past_the_threshold_elects_reflectors_and_back_to_mesh_losing_nothi
             assert f"event=peer-type-changed peer={ip(rr)} type=mesh" in logs[client]
     for rr in ELECTED:
         assert logs[rr].count("event=speaker-restart") == 2
+        assert "event=speaker-restart reason=cluster ID - -> 244.0.0.1" in logs[rr]
+        assert "event=speaker-restart reason=cluster ID 244.0.0.1 -> -" in logs[rr]
+        # not deferred (runFile is set): the clients' handovers wait for the End-of-RIB instead
+        assert "event=selection-deferral-start" not in logs[rr]

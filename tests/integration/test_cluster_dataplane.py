@@ -108,9 +108,14 @@ class Cluster:
             "api": {"listen": f"127.0.0.1:{API_PORT}"},
             "felix": {"resyncInterval": 2},
             "logLevel": "info",
+            **self.node_extra(name),
         }
         path.write_text(yaml.safe_dump(config))
         return path
+
+    def node_extra(self, name: str) -> dict[str, Any]:
+        """More node.yaml keys for ``name`` (a subclass's choice)."""
+        return {}
 
     def start(self, name: str) -> None:
         argv = [*node_command(), "-c", str(self.node_config(name))]

@@ -45,9 +45,9 @@ from podbgp.cluster.datastore.store import Change
 from podbgp.cluster.resources import BGPConfiguration, BGPFilter, IPPool, Node
 from podbgp.node.advertise import Advertisement, block_attributes
 from podbgp.node.config import NodeConfig, resolve_addresses
-from podbgp.node.election import election_change
 from podbgp.node.handover import Handover
 from podbgp.node.peering import Topology, compute_topology, node_asn
+from podbgp.node.reflector_role import ReflectorRole
 from podbgp.ops.schema import (
     DatastoreMetrics,
     FelixMetrics,
@@ -139,7 +139,7 @@ class NodeAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self.dataplane = dataplane_factory(self) if dataplane_factory is not None else None
         self.handover = Handover(self._unwanted)  # peers the topology dropped, closing
-        self.elected_reflector = False  # what our registration says (podbgp.node.election)
+        self.role = ReflectorRole(self._wake.set)  # elected or not, stepping down
 
     @property
     def name(self) -> str:
@@ -280,8 +280,7 @@ class NodeAgent:
             self.nodes = {**snap.nodes(), self.name: own}
             filters = {f.name: f.rules for f in snap.of_kind(BGPFilter)}
             topology = compute_topology(self.name, self.nodes, config, snap.bgp_peers(), filters)
-            self._election_changed(self.topology, topology)
-            self.elected_reflector = topology.elected_reflector
+            self.role.update(self.topology, topology)
             await self._apply_topology(topology)
             if self.speaker is not None:
                 self.speaker.set_owned_prefixes(p.cidr for p in self.pools)
@@ -320,7 +319,7 @@ class NodeAgent:
             vtep=previous.vtep if previous else {},
             updated=previous.updated if previous else None,
             registered=True,
-            elected_reflector=self.elected_reflector,
+            elected_reflector=self.role.elected,
         )
         return replace(partial, as_number=node_asn(partial, config))
 
@@ -437,6 +436,8 @@ class NodeAgent:
             or self.speaker.config != topology.speaker
             or self._listen_port != topology.listen_port
         )
+        if stale and self.speaker is not None and self.role.holding(self.speaker.config, topology):
+            return  # the old speaker goes on reflecting for now (ReflectorRole.holding)
         if stale and not await self._restart_speaker(topology):
             return
         speaker = self.speaker
@@ -495,12 +496,6 @@ class NodeAgent:
         for addr in retire:
             log.info("event=peer-retiring peer=%s", addr)
         self.handover.change(speaker, retire, joining, keep=desired)
-
-    def _election_changed(self, old: Topology | None, new: Topology) -> None:
-        """Log when the cluster switches between mesh and reflectors, or re-elects."""
-        line = election_change(old.election if old else None, new.election, new.elected_reflector)
-        if line is not None:
-            log.info("event=route-reflector-mode %s", line)
 
     def _unwanted(self, address: str) -> bool:
         topology = self.topology

@@ -122,6 +122,7 @@ class NodeViews:
             or bool(topo and topo.elected_reflector),
             "clusterID": topo.speaker.cluster_id if topo else None,
             "electedReflector": bool(topo and topo.elected_reflector),
+            "steppingDown": agent.role.stepping_down,  # still reflecting, restarting soon
             "routeReflectors": topo.election.to_json() if topo else None,
             "peers": dict(topo.reasons) if topo else {},
             "handover": agent.handover.status(),

@@ -12,7 +12,9 @@ reflector chosen by hand. Four nodes run, each with a pod; pods ping each other 
    (graceful restart), the others keep the sessions to them, renamed, and close their mesh
    sessions once the reflectors carry every route (make before break);
 2. ``nodeThreshold`` goes up to 6: five nodes are below it (hysteresis 0), the cluster returns
-   to the mesh the same way.
+   to the mesh: the clients keep their sessions to n1 and n3 (renamed ``mesh``) and add the
+   others; n1 and n3 go on reflecting for the step-down grace (3 s), so the clients' new mesh
+   sessions carry the routes before the reflectors restart without their cluster ID.
 
 No ping is lost and no kernel route present at the start of a step is deleted or rewritten.
 """
@@ -123,6 +125,13 @@ def handovers(cluster: Cluster) -> list[float]:
     return out
 
 
+def last_time(log: str, text: str) -> float:
+    """Seconds since midnight of the last log line containing ``text``."""
+    line = [ln for ln in log.splitlines() if text in ln][-1]
+    h, m, sec = line.split()[1].replace(",", ".").split(":")
+    return int(h) * 3600 + int(m) * 60 + float(sec)
+
+
 def test_join_past_the_threshold_elects_reflectors_and_back_to_mesh_losing_nothing(
     auto_cluster: Cluster,
 ) -> None:
@@ -168,6 +177,13 @@ def test_join_past_the_threshold_elects_reflectors_and_back_to_mesh_losing_nothi
             timings["threshold 6 -> full mesh again"] = time.monotonic() - t0
             time.sleep(1.5)
     waits = handovers(cluster)
+    logs = {n: (cluster.workdir / f"{n}.log").read_text(errors="replace") for n in FIRST}
+    # On the way back, the clients' mesh session was up before the reflectors restarted.
+    mesh_up = last_time(logs["n2"], f"peer={ip('n4')} event=established")
+    restarts = [last_time(logs[rr], "event=speaker-restart") for rr in ELECTED]
+    lead = min(restarts) - mesh_up
+    print(f"way back: n2-n4 mesh session up {lead:.2f} s before the first reflector restarted")
+    assert lead > 0
     print(f"\nauto reflectors: {', '.join(f'{k}: {v:.1f} s' for k, v in timings.items())}")
     print(f"handover waits (s): n={len(waits)} min={min(waits):.2f} "
           f"median={sorted(waits)[len(waits) // 2]:.2f} max={max(waits):.2f}")  # fmt: skip
@@ -179,7 +195,6 @@ def test_join_past_the_threshold_elects_reflectors_and_back_to_mesh_losing_nothi
         for name, (sent, received) in record.pings.items():
             assert sent > 60, f"{step}: {name}: only {sent} sent"
             assert received == sent, f"{step}: {name}: {sent - received} of {sent} lost"
-    logs = {n: (cluster.workdir / f"{n}.log").read_text(errors="replace") for n in FIRST}
     # The clients' mesh session to each other retired after the handover, not at once...
     assert f"event=peer-removed peer={ip('n4')} handover=" in logs["n2"]
     assert f"event=peer-removed peer={ip('n2')} handover=" in logs["n4"]
@@ -195,3 +210,5 @@ def test_join_past_the_threshold_elects_reflectors_and_back_to_mesh_losing_nothi
         assert "event=speaker-restart reason=cluster ID 244.0.0.1 -> -" in logs[rr]
         # not deferred (runFile is set): the clients' handovers wait for the End-of-RIB instead
         assert "event=selection-deferral-start" not in logs[rr]
+        # on the way back it went on reflecting for the grace, while the clients built their mesh
+        assert "event=reflector-stepping-down restart_in=3.0s" in logs[rr]

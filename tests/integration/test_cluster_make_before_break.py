@@ -20,20 +20,19 @@ block moves from one session to another with the same next hop.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
+from tests.integration.cluster_traffic import watched_traffic
 from tests.integration.test_cluster_dataplane import (
     Cluster,
     add_pod,
     established,
-    loss,
     running_cluster,
 )
 from tests.integration.test_cluster_reflectors_down import (
@@ -44,7 +43,7 @@ from tests.integration.test_cluster_reflectors_down import (
     build,
     client_flows,
 )
-from tests.support.kernel import ping, routes
+from tests.support.kernel import ping
 from tests.support.netns import wait_until
 
 pytestmark = pytest.mark.netns
@@ -145,42 +144,17 @@ def watched(cluster: Cluster, flows: dict[str, tuple[str, str]]) -> Iterator[Wat
     ``ip monitor route`` on every client. Afterwards ``watch.lost`` and ``watch.changes`` say
     what was lost and which kernel routes that existed before were deleted or rewritten."""
     wait_until(lambda: all(ping(src, dst) for src, dst in flows.values()), timeout=60)
-    before = {c: {r.split()[0] for r in routes(cluster.ns[c])} for c in CLIENTS}
-    factory, workdir = cluster.factory, cluster.workdir
-    monitors = {
-        c: factory.popen(cluster.ns[c], ["ip", "-o", "monitor", "route"], workdir / f"{c}.mon")
-        for c in CLIENTS
-    }
-    pingers = {
-        name: factory.popen(
-            src, ["ping", "-n", "-i", "0.05", "-W", "1", dst], workdir / f"ping-{src}-{dst}.out"
-        )
-        for name, (src, dst) in flows.items()
-    }
     watch = Watch()
-    try:
+    with watched_traffic(cluster, flows, CLIENTS, f"watch{next(_RUNS)}") as records:
         time.sleep(1.0)
         yield watch
         time.sleep(1.5)
-    finally:
-        for proc in [*pingers.values(), *monitors.values()]:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for proc in [*pingers.values(), *monitors.values()]:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                factory.stop(proc)
-    watch.sent_received = {
-        name: loss((workdir / f"ping-{src}-{dst}.out").read_text())
-        for name, (src, dst) in flows.items()
-    }
-    for c in CLIENTS:
-        lines = (workdir / f"{c}.mon").read_text().splitlines()
-        watch.changes[c] = [
-            line for line in lines if line.startswith("Deleted") or line.split()[0] in before[c]
-        ]
-        watch.new[c] = len(lines) - len(watch.changes[c])
+    watch.sent_received = records[0].pings
+    watch.changes = records[0].changed
+    watch.new = records[0].added
+
+
+_RUNS = itertools.count()  # each watch writes its own files
 
 
 @dataclass

@@ -275,6 +275,8 @@ class NodeAgent:
             self.pools = snap.pools()
             self.advertisements = config.prefix_advertisements
             self.blocks = [b.cidr for b in snap.blocks_of(self.name)]
+            if self.topology is None:  # (re)started: resume what our registration says
+                self.role.resume(snap.registrations.get(self.name))
             own = merge_node(self.name, resource, self._registration(snap, config, resource))
             self.node = own
             self.nodes = {**snap.nodes(), self.name: own}

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from bgpd.speaker import SpeakerConfig
+from podbgp.cluster.datastore.records import NodeInfo
 from podbgp.node.election import election_change
 from podbgp.node.peering import Topology
 
@@ -41,6 +42,11 @@ class ReflectorRole:
     @property
     def stepping_down(self) -> bool:
         return self._step_down_at is not None
+
+    def resume(self, registration: NodeInfo | None) -> None:
+        """After a restart: an elected reflector in the hysteresis band stays one, as the
+        other nodes (who read our registration) expect."""
+        self.elected = bool(registration and registration.elected_reflector)
 
     def update(self, old: Topology | None, new: Topology) -> None:
         line = election_change(old.election if old else None, new.election, new.elected_reflector)

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import is_
 
 from bgpd.codec.types import PathAttributes
 from bgpd.decision import LOCAL_SOURCE, Candidate, PathSource, Reason, best_path
+
+_ONLY = Reason.ONLY_PATH
 
 # A peer's view for one family: where its paths come from, its table, its stale entries, and
 # for ADD-PATH families the prefix → entries index (see AdjRibIn).
@@ -70,7 +74,10 @@ class AdjRibIn:
         if index is None and not stale and not was_rejected:
             # The bulk case (a table arriving): no ADD-PATH index, nothing stale or rejected.
             entries = entries if isinstance(entries, (list, tuple)) else list(entries)
-            changed = [entry for entry in entries if table.get(entry) is not attrs]
+            if table.keys().isdisjoint(entries):
+                changed = list(entries)  # all new (a table arriving): no per-entry check
+            else:
+                changed = [entry for entry in entries if table.get(entry) is not attrs]
             table.update(dict.fromkeys(entries, attrs))
             return changed
         for entry in entries:
@@ -92,6 +99,12 @@ class AdjRibIn:
         index = self.multi.get(afi)
         stale = self.stale.get(afi)
         rejected = self.rejected.get(afi)
+        if index is None and not stale and not rejected:
+            # The bulk case (a table withdrawn): plain keys, nothing stale or rejected to drop.
+            gone = table.keys() & entries
+            for entry in gone:
+                del table[entry]
+            return list(gone)
         changed: list[bytes] = []
         for entry in entries:
             if table.pop(entry, None) is not None:
@@ -265,15 +278,38 @@ class LocRib:
         self, table: dict[bytes, Best], prefixes: Iterable[bytes], source: PathSource,
         paths: dict[bytes, PathAttributes],
     ) -> list[bytes]:  # fmt: skip
-        """``_decide_single`` with nothing stale: the Best depends on the attributes alone."""
+        """``_decide_single`` with nothing stale: the Best depends on the attributes alone.
+        Two bulk cases take whole-list operations, not a step per prefix: every prefix new to
+        the Loc-RIB and held by the peer (a table arriving), and every prefix gone from the
+        peer (a table withdrawn)."""
+        prefixes = list(prefixes)
+        offered = list(map(paths.get, prefixes))
+        if all(offered) and table.keys().isdisjoint(prefixes):
+            first = offered[0] if offered else None
+            if first is not None and all(map(is_, offered, repeat(first))):
+                table.update(dict.fromkeys(prefixes, self._intern(first, source, _ONLY, False)))
+            else:
+                distinct = dict(zip(map(id, offered), offered, strict=True))
+                bests = {k: self._intern(a, source, _ONLY, False) for k, a in distinct.items()}
+                table.update(zip(prefixes, map(bests.__getitem__, map(id, offered)), strict=True))
+            return prefixes
+        if not any(offered):
+            gone = table.keys() & prefixes
+            for prefix in gone:
+                del table[prefix]
+            return list(gone)
+        return self._decide_each(table, prefixes, offered, source)
+
+    def _decide_each(
+        self, table: dict[bytes, Best], prefixes: list[bytes],
+        offered: list[PathAttributes | None], source: PathSource,
+    ) -> list[bytes]:  # fmt: skip
+        """``_decide_fresh`` prefix by prefix (``offered``: the peer's path for each)."""
         changed: list[bytes] = []
         bests: dict[int, Best] = {}
         last: PathAttributes | None = None
         best: Best | None = None
-        prefixes = list(prefixes)
-        for prefix, attrs, old in zip(
-            prefixes, map(paths.get, prefixes), map(table.get, prefixes), strict=True
-        ):
+        for prefix, attrs, old in zip(prefixes, offered, map(table.get, prefixes), strict=True):
             if attrs is None:
                 if old is not None:
                     del table[prefix]
@@ -282,7 +318,7 @@ class LocRib:
             if attrs is not last:
                 last, best = attrs, bests.get(id(attrs))
                 if best is None:
-                    best = bests[id(attrs)] = self._intern(attrs, source, Reason.ONLY_PATH, False)
+                    best = bests[id(attrs)] = self._intern(attrs, source, _ONLY, False)
             if old is best:
                 continue
             table[prefix] = best  # type: ignore[assignment]

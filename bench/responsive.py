@@ -99,7 +99,7 @@ def top_functions(collapsed: Path, count: int = 15) -> list[tuple[str, float]]:
     return [(name, round(100 * n / total, 1)) for name, n in own.most_common(count)]
 
 
-def podbgp_run(n: int, work: Path, profile: Path | None) -> dict[str, object]:
+def podbgp_run(n: int, work: Path, profile: Path | None, rate: int = 200) -> dict[str, object]:
     work.mkdir(parents=True, exist_ok=True)
     with NetnsFactory(log_dir=work) as factory:
         ns_r, ns_s = factory.namespace("r"), factory.namespace("s")
@@ -126,7 +126,7 @@ def podbgp_run(n: int, work: Path, profile: Path | None) -> dict[str, object]:
             spy = None
             if profile is not None:
                 spy = subprocess.Popen(
-                    ["py-spy", "record", "-p", str(pid), "-r", "200", "-f", "raw",
+                    ["py-spy", "record", "-p", str(pid), "-r", str(rate), "-f", "raw",
                      "-o", str(profile), "--nonblocking"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
@@ -184,13 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--prefixes", type=int, default=200_000)
     parser.add_argument("--profile", type=Path, help="py-spy the speaker; collapsed stacks here")
+    parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--no-bird", action="store_true", help="skip BIRD's run")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--workdir", type=Path, help="keep the daemons' logs here")
     args = parser.parse_args(argv)
     with TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
-        podbgp = podbgp_run(args.prefixes, work / "podbgp", args.profile)
+        podbgp = podbgp_run(args.prefixes, work / "podbgp", args.profile, args.rate)
         bird = None if args.no_bird else run_one("bird", args.prefixes, work / "bird")
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import repeat
-from operator import is_
+from itertools import compress, repeat
+from operator import is_, is_not
 
 from bgpd.codec.types import PathAttributes
 from bgpd.decision import LOCAL_SOURCE, Candidate, PathSource, Reason, best_path
@@ -77,8 +77,9 @@ class AdjRibIn:
             if table.keys().isdisjoint(entries):
                 changed = list(entries)  # all new (a table arriving): no per-entry check
             else:
-                changed = [entry for entry in entries if table.get(entry) is not attrs]
-            table.update(dict.fromkeys(entries, attrs))
+                olds = map(table.get, entries)
+                changed = list(compress(entries, map(is_not, olds, repeat(attrs))))
+            table.update(zip(entries, repeat(attrs)))
             return changed
         for entry in entries:
             old = table.get(entry)
@@ -101,10 +102,7 @@ class AdjRibIn:
         rejected = self.rejected.get(afi)
         if index is None and not stale and not rejected:
             # The bulk case (a table withdrawn): plain keys, nothing stale or rejected to drop.
-            gone = table.keys() & entries
-            for entry in gone:
-                del table[entry]
-            return list(gone)
+            return list(compress(entries, map(table.pop, entries, repeat(None))))
         changed: list[bytes] = []
         for entry in entries:
             if table.pop(entry, None) is not None:
@@ -287,17 +285,14 @@ class LocRib:
         if all(offered) and table.keys().isdisjoint(prefixes):
             first = offered[0] if offered else None
             if first is not None and all(map(is_, offered, repeat(first))):
-                table.update(dict.fromkeys(prefixes, self._intern(first, source, _ONLY, False)))
+                table.update(zip(prefixes, repeat(self._intern(first, source, _ONLY, False))))
             else:
                 distinct = dict(zip(map(id, offered), offered, strict=True))
                 bests = {k: self._intern(a, source, _ONLY, False) for k, a in distinct.items()}
                 table.update(zip(prefixes, map(bests.__getitem__, map(id, offered)), strict=True))
             return prefixes
         if not any(offered):
-            gone = table.keys() & prefixes
-            for prefix in gone:
-                del table[prefix]
-            return list(gone)
+            return list(compress(prefixes, map(table.pop, prefixes, repeat(None))))
         return self._decide_each(table, prefixes, offered, source)
 
     def _decide_each(

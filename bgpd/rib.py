@@ -56,7 +56,8 @@ class AdjRibIn:
     def announce(
         self, afi: int, entries: Iterable[bytes], attrs: PathAttributes | None
     ) -> list[bytes]:
-        """Store ``attrs`` for each entry (None: rejected by import policy); return changed."""
+        """Store ``attrs`` for each entry (None: rejected by import policy); return the entries
+        whose path changed (one listed twice in a new run of entries may appear twice)."""
         table = self.table(afi)
         index = self.multi.get(afi)
         stale = self.stale.get(afi)
@@ -288,7 +289,7 @@ class LocRib:
                 table.update(zip(prefixes, repeat(self._intern(first, source, _ONLY, False))))
             else:
                 distinct = dict(zip(map(id, offered), offered, strict=True))
-                bests = {k: self._intern(a, source, _ONLY, False) for k, a in distinct.items()}
+                bests = {k: self._intern(a, source, _ONLY, False) for k, a in distinct.items() if a}
                 table.update(zip(prefixes, map(bests.__getitem__, map(id, offered)), strict=True))
             return prefixes
         if not any(offered):

@@ -73,7 +73,7 @@ def _uniform(
         if len(_RUNS) >= 256:
             _RUNS.clear()
         run = _RUNS[size, count] = struct.Struct(f"{size}s" * count)
-    return run.unpack_from(data, start)  # type: ignore[no-any-return]
+    return run.unpack_from(data, start)
 
 
 def parse_prefixes(
@@ -89,6 +89,13 @@ def parse_prefixes(
         same = _uniform(data, start, end, max_bits, 4 if add_path else 0)
         if same is not None:
             return same
+    return _parse_each(data, start, end, max_bits, add_path, subcode)
+
+
+def _parse_each(
+    data: bytes, start: int, end: int, max_bits: int, add_path: bool, subcode: int
+) -> tuple[bytes, ...]:
+    """``parse_prefixes`` one prefix at a time: any mix of lengths, host bits, errors."""
     out: list[bytes] = []
     append = out.append
     pos = start

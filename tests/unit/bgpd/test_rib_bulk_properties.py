@@ -41,6 +41,18 @@ updates = st.lists(
 )
 
 
+def moved(
+    before: dict[bytes, tuple[object, object]], after: dict[bytes, tuple[object, object]]
+) -> set[bytes]:
+    """The prefixes whose best path (attributes by identity, source) came, went or changed."""
+    return {
+        q
+        for q in before.keys() | after.keys()
+        if (q in before) != (q in after)
+        or (q in before and (before[q][0] is not after[q][0] or before[q][1] != after[q][1]))
+    }
+
+
 def candidates(
     prefix: bytes, tables: list[PeerTable], local: dict[bytes, PathAttributes]
 ) -> list[Candidate]:
@@ -58,7 +70,7 @@ def test_bulk_paths_agree_with_the_rules(
     model: list[dict[bytes, PathAttributes]] = [{}, {}]
     local: dict[bytes, PathAttributes] = {}
     dirty: set[bytes] = set()
-    before = {}
+    before: dict[bytes, tuple[object, object]] = {}
     for who, indices, a, decide_now in ops:
         entries = [PREFIXES[i] for i in indices]
         if who < 0:
@@ -98,13 +110,9 @@ def test_bulk_paths_agree_with_the_rules(
             (attrs, source), reason = best_path(full)
             assert best[q].attrs is attrs and best[q].source == source
             assert best[q].reason == reason and not best[q].stale
-        after = {q: (b.attrs, b.source) for q, b in best.items()}
-        moved = {
-            q
-            for q in PREFIXES
-            if (q in before) != (q in after)
-            or (q in before and (before[q][0] is not after[q][0] or before[q][1] != after[q][1]))
+        after: dict[bytes, tuple[object, object]] = {
+            q: (b.attrs, b.source) for q, b in best.items()
         }
-        assert set(changed) == moved
+        assert set(changed) == moved(before, after)
         assert len(changed) == len(set(changed))
         before = after

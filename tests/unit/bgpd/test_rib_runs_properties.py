@@ -106,3 +106,19 @@ async def test_runs_leave_the_loc_rib_and_events_as_deciding_would(
             assert sorted(events) == sorted(moved(before, after))
             events.clear()
             before = after
+
+
+async def test_a_run_whose_peer_went_stale_before_the_flush_is_decided_stale() -> None:
+    # Graceful restart marks the peer's paths stale (no prefix made dirty) between the UPDATE
+    # and the flush: the Loc-RIB must hold them as stale, not as the run's fresh paths.
+    speaker = reflector()
+    client(speaker, ADDRESSES[0])
+    peer = speaker.peers[ADDRESSES[0]]
+    update = Update(attributes=attributes(0, ADDRESSES[0]), nlri=tuple(PREFIXES))
+    speaker._handle(peer, peer.generation, update, 1.0)
+    assert speaker._runs, "the new prefixes wait as a run"
+    peer.adj_in.mark_stale([Afi.IPV4])
+    speaker._flush()
+    best = speaker.loc_rib.table(Afi.IPV4)
+    assert set(best) == set(PREFIXES)
+    assert all(entry.stale for entry in best.values())

@@ -59,8 +59,7 @@ class AdjRibIn:
     def announce(
         self, afi: int, entries: Iterable[bytes], attrs: PathAttributes | None
     ) -> list[bytes]:
-        """Store ``attrs`` for each entry (None: rejected by import policy); return the entries
-        whose path changed (one listed twice in a new run of entries may appear twice)."""
+        """Store ``attrs`` for each entry (None: rejected by import policy); return changed."""
         table = self.table(afi)
         index = self.multi.get(afi)
         stale = self.stale.get(afi)

@@ -1,6 +1,7 @@
 """Benchmark: does the speaker stay responsive while it ingests a 200k-route table?
 
-Run as root: ``python -m bench.responsive [--prefixes 200000] [--profile FILE] [--out FILE]``.
+Run as root: ``python -m bench.responsive [--prefixes 200000] [--profile FILE [--rate HZ]]
+[--out FILE]``.
 The sender of bench/receive.py (BIRD 2, N static /24s, iBGP) feeds a ``podbgp bgpd`` with a
 hold time of 3 s (so KEEPALIVEs every second). Measured in the same run:
 
@@ -12,8 +13,9 @@ hold time of 3 s (so KEEPALIVEs every second). Measured in the same run:
   ingest (on time: about 1 s);
 * ingest CPU seconds of podbgp, and of BIRD as the receiver of the same table in the same run
   (bench.receive's ``run_one``);
-* with ``--profile``: ``py-spy`` samples the speaker during ingest; the functions with the most
-  own samples are printed (the collapsed stacks go to FILE).
+* with ``--profile``: ``py-spy`` samples the speaker during ingest (``--rate`` samples a second,
+  200 unless told); the functions with the most own samples are printed (the collapsed stacks
+  go to FILE).
 
 This is a report, not a test: nothing asserts.
 """
@@ -99,7 +101,7 @@ def top_functions(collapsed: Path, count: int = 15) -> list[tuple[str, float]]:
     return [(name, round(100 * n / total, 1)) for name, n in own.most_common(count)]
 
 
-def podbgp_run(n: int, work: Path, profile: Path | None) -> dict[str, object]:
+def podbgp_run(n: int, work: Path, profile: Path | None, rate: int = 200) -> dict[str, object]:
     work.mkdir(parents=True, exist_ok=True)
     with NetnsFactory(log_dir=work) as factory:
         ns_r, ns_s = factory.namespace("r"), factory.namespace("s")
@@ -126,7 +128,7 @@ def podbgp_run(n: int, work: Path, profile: Path | None) -> dict[str, object]:
             spy = None
             if profile is not None:
                 spy = subprocess.Popen(
-                    ["py-spy", "record", "-p", str(pid), "-r", "200", "-f", "raw",
+                    ["py-spy", "record", "-p", str(pid), "-r", str(rate), "-f", "raw",
                      "-o", str(profile), "--nonblocking"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
@@ -184,13 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--prefixes", type=int, default=200_000)
     parser.add_argument("--profile", type=Path, help="py-spy the speaker; collapsed stacks here")
+    parser.add_argument("--rate", type=int, help="py-spy samples per second (default 200)")
     parser.add_argument("--no-bird", action="store_true", help="skip BIRD's run")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--workdir", type=Path, help="keep the daemons' logs here")
     args = parser.parse_args(argv)
+    if args.rate is not None and (args.profile is None or args.rate <= 0):
+        parser.error("--rate needs --profile and a positive number of samples per second")
     with TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
-        podbgp = podbgp_run(args.prefixes, work / "podbgp", args.profile)
+        podbgp = podbgp_run(args.prefixes, work / "podbgp", args.profile, args.rate or 200)
         bird = None if args.no_bird else run_one("bird", args.prefixes, work / "bird")
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -7,11 +7,18 @@ Graceful restart (RFC 4724 §4.2) marks a peer's paths stale instead of removing
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import is_, is_not
 
 from bgpd.codec.types import PathAttributes
 from bgpd.decision import LOCAL_SOURCE, Candidate, PathSource, Reason, best_path
+
+_ONLY = Reason.ONLY_PATH
+
+# Prefixes new to a peer's Adj-RIB-In with one path: (source, attributes, prefixes).
+Run = tuple[PathSource, PathAttributes, Sequence[bytes]]
 
 # A peer's view for one family: where its paths come from, its table, its stale entries, and
 # for ADD-PATH families the prefix → entries index (see AdjRibIn).
@@ -68,10 +75,14 @@ class AdjRibIn:
             return changed
         was_rejected = self.rejected.get(afi)
         if index is None and not stale and not was_rejected:
-            # The bulk case (a table arriving): no ADD-PATH index, nothing stale or rejected.
+            # The bulk case: no ADD-PATH index, nothing stale or rejected.
             entries = entries if isinstance(entries, (list, tuple)) else list(entries)
-            changed = [entry for entry in entries if table.get(entry) is not attrs]
-            table.update(dict.fromkeys(entries, attrs))
+            new = self.announce_new(afi, entries, attrs)
+            if new is not None:
+                return list(new)
+            olds = map(table.get, entries)
+            changed = list(compress(entries, map(is_not, olds, repeat(attrs))))
+            table.update(zip(entries, repeat(attrs)))
             return changed
         for entry in entries:
             old = table.get(entry)
@@ -87,11 +98,31 @@ class AdjRibIn:
                 changed.append(entry if index is None else entry[4:])
         return changed
 
+    def announce_new(
+        self, afi: int, entries: Sequence[bytes], attrs: PathAttributes
+    ) -> Sequence[bytes] | None:
+        """Store ``attrs`` for entries the table holds none of (a table arriving) in bulk, and
+        return them (each once); None, storing nothing, if it holds some, or the family has
+        ADD-PATH keys or stale or rejected entries (``announce`` handles those)."""
+        table = self.table(afi)
+        if afi in self.multi or self.stale.get(afi) or self.rejected.get(afi):
+            return None
+        if not table.keys().isdisjoint(entries):
+            return None
+        size = len(table)
+        table.update(zip(entries, repeat(attrs)))
+        if len(table) - size != len(entries):
+            return list(dict.fromkeys(entries))  # an entry listed twice
+        return entries
+
     def withdraw(self, afi: int, entries: Iterable[bytes]) -> list[bytes]:
         table = self.table(afi)
         index = self.multi.get(afi)
         stale = self.stale.get(afi)
         rejected = self.rejected.get(afi)
+        if index is None and not stale and not rejected:
+            # The bulk case (a table withdrawn): plain keys, nothing stale or rejected to drop.
+            return list(compress(entries, map(table.pop, entries, repeat(None))))
         changed: list[bytes] = []
         for entry in entries:
             if table.pop(entry, None) is not None:
@@ -230,6 +261,28 @@ class LocRib:
                 changed.append(prefix)
         return changed
 
+    def store_runs(
+        self, afi: int, runs: list[Run], peers: list[PeerTable],
+        local: dict[bytes, PathAttributes] | None,
+    ) -> list[bytes] | None:  # fmt: skip
+        """Runs of prefixes new to a peer's Adj-RIB-In, one path each run (UPDATEs as they
+        came, see ``AdjRibIn.announce_new``), when that peer is the only source and has nothing
+        stale: its paths are the best, stored run by run with no lookup in its Adj-RIB-In.
+        Returns the prefixes, all new to the Loc-RIB; None if the case does not hold, or the
+        Loc-RIB holds some of them (the caller decides the prefixes instead)."""
+        if len(peers) != 1 or local or peers[0][2] or peers[0][3] is not None:
+            return None
+        source, table = peers[0][0], self.table(afi)
+        for src, _attrs, entries in runs:
+            if src is not source or not table.keys().isdisjoint(entries):
+                return None
+        self.sole_source = source.peer
+        changed: list[bytes] = []
+        for _src, attrs, entries in runs:
+            table.update(zip(entries, repeat(self._intern(attrs, source, _ONLY, False))))
+            changed += entries
+        return changed
+
     def _decide_single(
         self, table: dict[bytes, Best], prefixes: Iterable[bytes], peer: PeerTable
     ) -> list[bytes]:
@@ -265,15 +318,35 @@ class LocRib:
         self, table: dict[bytes, Best], prefixes: Iterable[bytes], source: PathSource,
         paths: dict[bytes, PathAttributes],
     ) -> list[bytes]:  # fmt: skip
-        """``_decide_single`` with nothing stale: the Best depends on the attributes alone."""
+        """``_decide_single`` with nothing stale: the Best depends on the attributes alone.
+        Two bulk cases take whole-list operations, not a step per prefix: every prefix new to
+        the Loc-RIB and held by the peer (a table arriving), and every prefix gone from the
+        peer (a table withdrawn)."""
+        prefixes = list(prefixes)
+        offered = list(map(paths.get, prefixes))
+        if all(offered) and table.keys().isdisjoint(prefixes):
+            first = offered[0] if offered else None
+            if first is not None and all(map(is_, offered, repeat(first))):
+                table.update(zip(prefixes, repeat(self._intern(first, source, _ONLY, False))))
+            else:
+                distinct = dict(zip(map(id, offered), offered, strict=True))
+                bests = {k: self._intern(a, source, _ONLY, False) for k, a in distinct.items() if a}
+                table.update(zip(prefixes, map(bests.__getitem__, map(id, offered)), strict=True))
+            return prefixes
+        if not any(offered):
+            return list(compress(prefixes, map(table.pop, prefixes, repeat(None))))
+        return self._decide_each(table, prefixes, offered, source)
+
+    def _decide_each(
+        self, table: dict[bytes, Best], prefixes: list[bytes],
+        offered: list[PathAttributes | None], source: PathSource,
+    ) -> list[bytes]:  # fmt: skip
+        """``_decide_fresh`` prefix by prefix (``offered``: the peer's path for each)."""
         changed: list[bytes] = []
         bests: dict[int, Best] = {}
         last: PathAttributes | None = None
         best: Best | None = None
-        prefixes = list(prefixes)
-        for prefix, attrs, old in zip(
-            prefixes, map(paths.get, prefixes), map(table.get, prefixes), strict=True
-        ):
+        for prefix, attrs, old in zip(prefixes, offered, map(table.get, prefixes), strict=True):
             if attrs is None:
                 if old is not None:
                     del table[prefix]
@@ -282,7 +355,7 @@ class LocRib:
             if attrs is not last:
                 last, best = attrs, bests.get(id(attrs))
                 if best is None:
-                    best = bests[id(attrs)] = self._intern(attrs, source, Reason.ONLY_PATH, False)
+                    best = bests[id(attrs)] = self._intern(attrs, source, _ONLY, False)
             if old is best:
                 continue
             table[prefix] = best  # type: ignore[assignment]
@@ -318,6 +391,19 @@ def take_chunk(prefixes: set[bytes], size: int) -> set[bytes]:
     if len(prefixes) <= size:
         return prefixes
     return {prefixes.pop() for _ in range(size)}
+
+
+def take_runs(runs: list[Run], size: int) -> tuple[list[Run], list[Run]]:
+    """The first runs, holding at most ``size`` prefixes (the last one split if need be), and
+    the rest, in order."""
+    taken = 0
+    for i, (source, attrs, entries) in enumerate(runs):
+        if taken + len(entries) > size:
+            cut = size - taken
+            now = [*runs[:i], (source, attrs, entries[:cut])] if cut else runs[:i]
+            return now, [(source, attrs, entries[cut:]), *runs[i + 1 :]]
+        taken += len(entries)
+    return runs, []
 
 
 def eligible_paths(

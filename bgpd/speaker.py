@@ -54,7 +54,7 @@ from bgpd.peerspec import SpeakerConfig as SpeakerConfig
 from bgpd.policy import PeerPolicy, import_path, local_path
 from bgpd.policy_filters import SessionFilters, import_verdict
 from bgpd.prefix_limit import PrefixLimitState
-from bgpd.rib import LocRib, eligible_paths, take_chunk
+from bgpd.rib import LocRib, Run, eligible_paths, take_chunk, take_runs
 from bgpd.session import Session
 from bgpd.stale import StaleRoutes
 from bgpd.update_errors import UpdateErrorStats
@@ -99,6 +99,7 @@ class Speaker:
         self._inbox: asyncio.Queue[tuple[Peer, int, Message, float]] = asyncio.Queue(INBOX_SIZE)
         self._received: float | None = None  # when the oldest UPDATE not yet flushed arrived
         self._dirty: dict[int, set[bytes]] = {}
+        self._runs: dict[int, list[Run]] = {}  # new to an Adj-RIB-In since the last flush
         self.listener = Listener(self._session_for)
         self.peer_ranges: list[PeerRange] = []
         self._task: asyncio.Task[None] | None = None
@@ -456,11 +457,19 @@ class Speaker:
 
     def _store(
         self, peer: Peer, afi: int, entries: Sequence[bytes], attrs: PathAttributes | None
-    ) -> list[bytes]:
-        """Into the Adj-RIB-In, through the peer's import filters if it has any."""
+    ) -> Sequence[bytes]:
+        """Into the Adj-RIB-In, through the peer's import filters if it has any; the changed
+        prefixes (to decide). Prefixes all new to the peer are kept as a run with their path
+        instead (``LocRib.store_runs`` stores them with no lookup if the peer is the only
+        source at the flush)."""
         adj = peer.adj_in
         if isinstance(adj, FilteredAdjRibIn):
             return adj.receive(afi, entries, attrs, self._import_decision(peer))
+        if attrs is not None and peer.source is not None:
+            new = adj.announce_new(afi, entries, attrs)
+            if new is not None:
+                self._runs.setdefault(afi, []).append((peer.source, attrs, new))
+                return ()
         return adj.announce(afi, entries, attrs)
 
     def _import(self, peer: Peer, attrs: PathAttributes) -> PathAttributes | None:
@@ -592,20 +601,33 @@ class Speaker:
         change (a peer's whole table gone) continues on the next loop iteration."""
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, {}
+        runs, self._runs = self._runs, {}
         received = self._received
-        for afi, rest in dirty.items():
-            prefixes = take_chunk(rest, FLUSH_CHUNK)
-            if prefixes is not rest:  # a chunk; the rest stays, the same set (no copy)
-                self._dirty[afi] = rest
-                self._schedule_flush()
-            if not prefixes:
-                continue
+        for afi in dirty.keys() | runs.keys():
             peers = [
                 (p.source, table, p.adj_in.stale.get(afi), p.adj_in.multi.get(afi))
                 for p in self.peers.values()
                 if p.source is not None and (table := p.adj_in.routes.get(afi))
             ]
-            changed = self.loc_rib.decide(afi, prefixes, peers, self.originated.get(afi))
+            rest, fresh, changed = dirty.get(afi, set()), runs.get(afi, []), None
+            if fresh and not rest:  # nothing else changed: the runs are what the peer holds
+                now, later = take_runs(fresh, FLUSH_CHUNK)
+                changed = self.loc_rib.store_runs(afi, now, peers, self.originated.get(afi))
+                if changed is not None and later:  # the rest waits its turn
+                    self._runs[afi] = later
+                    self._schedule_flush()
+            if changed is not None:
+                prefixes: Iterable[bytes] = changed
+            else:
+                for _source, _attrs, entries in fresh:
+                    rest.update(entries)
+                prefixes = take_chunk(rest, FLUSH_CHUNK)
+                if prefixes is not rest:  # a chunk; the rest stays, the same set (no copy)
+                    self._dirty[afi] = rest
+                    self._schedule_flush()
+                if not prefixes:
+                    continue
+                changed = self.loc_rib.decide(afi, prefixes, peers, self.originated.get(afi))
             # ADD-PATH groups advertise every path, so they see every touched prefix.
             self.exporter.export(afi, changed, prefixes, self.loc_rib.sole_source)
             if changed and self._subscribers:
@@ -613,7 +635,7 @@ class Speaker:
                 family = Afi(afi)
                 for prefix in changed:
                     self._publish(best_route_change(family, prefix, best.get(prefix), received))
-        if not self._dirty:
+        if not self._dirty and not self._runs:
             self._received = None
 
     # --- events ----------------------------------------------------------------------------

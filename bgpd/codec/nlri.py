@@ -44,6 +44,38 @@ def _canonical(data: bytes, pos: int, nxt: int, host: int) -> bytes:
     return data[pos : nxt - 1] + bytes((data[nxt - 1] & ~host & 0xFF,))
 
 
+# Octet values with no host bits for a prefix length whose remainder mod 8 is the index: what
+# ``bytes.translate`` deletes to find a last octet with host bits set.
+_CLEAN_OCTETS = tuple(bytes(v for v in range(256) if not v & host) for host in _HOST_BITS)
+
+# Struct formats slicing n prefixes of one size at once, by (entry size, n); bounded.
+_RUNS: dict[tuple[int, int], struct.Struct] = {}
+
+
+def _uniform(
+    data: bytes, start: int, end: int, max_bits: int, id_len: int
+) -> tuple[bytes, ...] | None:
+    """The entries of ``data[start:end]`` if all have the prefix length of the first and no
+    host bits set (a table of /24s, of /26 blocks: the common case), sliced in one C call;
+    else None (the general loop decides, errors included). ``id_len``: 4 with ADD-PATH."""
+    plen = data[start + id_len]
+    size = id_len + 1 + ((plen + 7) >> 3)
+    count, rest = divmod(end - start, size)
+    if rest or plen > max_bits:
+        return None
+    if data[start + id_len : end : size] != bytes((plen,)) * count:
+        return None  # the length octets, every ``size`` octets, must all be ``plen``
+    host = plen & 7
+    if host and data[start + size - 1 : end : size].translate(None, _CLEAN_OCTETS[host]):
+        return None  # some last octet has host bits set: those are cleared one by one
+    run = _RUNS.get((size, count))
+    if run is None:
+        if len(_RUNS) >= 256:
+            _RUNS.clear()
+        run = _RUNS[size, count] = struct.Struct(f"{size}s" * count)
+    return run.unpack_from(data, start)
+
+
 def parse_prefixes(
     data: bytes,
     start: int,
@@ -53,6 +85,17 @@ def parse_prefixes(
     subcode: int,
 ) -> tuple[bytes, ...]:
     """Slice the prefixes in ``data[start:end]``; a bad length or overrun resets the session."""
+    if end - start > (5 if add_path else 1):
+        same = _uniform(data, start, end, max_bits, 4 if add_path else 0)
+        if same is not None:
+            return same
+    return _parse_each(data, start, end, max_bits, add_path, subcode)
+
+
+def _parse_each(
+    data: bytes, start: int, end: int, max_bits: int, add_path: bool, subcode: int
+) -> tuple[bytes, ...]:
+    """``parse_prefixes`` one prefix at a time: any mix of lengths, host bits, errors."""
     out: list[bytes] = []
     append = out.append
     pos = start

@@ -400,8 +400,9 @@ class Dataplane:
             and last_input is not None
             and _same_but_best(inp, last_input)
         ):
-            # Only best routes changed: plan just those prefixes (O(changes), not O(table)).
-            result = replan(last, inp, dirty)
+            # Only best routes changed: plan just those prefixes (O(changes), not O(table)),
+            # updating the last plan's tables in place (nothing else keeps them).
+            result = replan(last, inp, dirty, reuse=True)
         else:
             result = plan(replace(inp, best=dict(self.best)))
         self._last_plan, self._last_input = result, replace(inp, best={})

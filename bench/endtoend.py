@@ -30,6 +30,7 @@ import os
 import platform
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -82,6 +83,7 @@ spec: {{peerIP: {PEER}, asNumber: {ASN}}}
 RTMGRP_IPV4_ROUTE = 0x40
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 SO_RCVBUFFORCE = 33
+HEADER = struct.Struct("=IH")  # nlmsghdr: length, type
 
 
 @dataclass
@@ -140,9 +142,7 @@ class RouteListener:
             now = time.monotonic()
             offset, n = 0, 0
             while offset + 16 <= len(buf):
-                length, msg_type = int.from_bytes(buf[offset : offset + 4], "little"), int.from_bytes(
-                    buf[offset + 4 : offset + 6], "little"
-                )  # fmt: skip
+                length, msg_type = HEADER.unpack_from(buf, offset)
                 if length < 16:
                     break
                 if msg_type == self.kind and buf[offset + 16 + 5] == PROTO:
@@ -178,7 +178,9 @@ def count_routes(ns: str) -> int:
     return sum(1 for line in out.splitlines() if line.startswith(("16.", "17.")))
 
 
-def start_node(factory: NetnsFactory, ns: str, work: Path) -> subprocess.Popen[bytes]:
+def start_node(
+    factory: NetnsFactory, ns: str, work: Path, log_level: str = "warning"
+) -> subprocess.Popen[bytes]:
     cluster = work / "cluster"
     cluster.mkdir()
     (cluster / "resources.yaml").write_text(RESOURCES)
@@ -188,7 +190,7 @@ def start_node(factory: NetnsFactory, ns: str, work: Path) -> subprocess.Popen[b
         "datastore": {"type": "file", "path": str(cluster)},
         "api": {"listen": API},
         "felix": {"resyncInterval": 300},
-        "logLevel": "warning",
+        "logLevel": log_level,
     }
     (work / "node.yaml").write_text(yaml.safe_dump(config))
     argv = [sys.executable, "-m", "podbgp", "node", "-c", str(work / "node.yaml")]
@@ -215,9 +217,7 @@ def ip_batch_run(ns: str, listener: RouteListener, dsts: list[str]) -> Run:
     return Run("ip -batch", phases[0], phases[1], None, os.getloadavg()[0])
 
 
-def node_run(
-    bird: BirdRouter, ns: str, listener: RouteListener, pid: int, n: int
-) -> Run:
+def node_run(bird: BirdRouter, ns: str, listener: RouteListener, pid: int, n: int) -> Run:
     cpu0 = proc_cpu(pid)
     phases = []
     for kind, command, expect in ((RTM_NEWROUTE, "enable", n), (RTM_DELROUTE, "disable", 0)):
@@ -265,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks of the node here")
     parser.add_argument("--netlink", action="store_true", help="bench.netlink on N as well")
     parser.add_argument("--out", type=Path, help="write the results as JSON here too")
+    parser.add_argument("--node-log", type=Path, help="keep the node's log (info level) here")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench.endtoend needs root (network namespaces)", file=sys.stderr)
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         raw = RawBirdConfig(sender_config(n, graceful_restart=True))
         bird = BirdRouter(factory, peer_ns, raw, work / "bird")  # type: ignore[arg-type]
         bird.start(timeout=120)
-        proc = start_node(factory, node_ns, work)
+        proc = start_node(factory, node_ns, work, "info" if args.node_log else "warning")
         node_listener, ip_listener = RouteListener(node_ns), RouteListener(ip_ns)
         try:
             wait_until(lambda: bird.protocols()["feed"].bgp_state == "Established", 60)
@@ -311,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
             ip_listener.close()
             factory.stop(proc)
             bird.stop()
+            if args.node_log:
+                args.node_log.write_text((work / "node.log").read_text())
         if args.netlink:
             for _ in range(args.runs):
                 own_writes.append(

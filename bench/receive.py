@@ -70,9 +70,7 @@ def sender_config(n: int, *, graceful_restart: bool = False) -> str:
         router_id=SENDER,
         asn=ASN,
         listen_address=SENDER,
-        neighbors=(
-            BirdNeighbor(RECEIVER, ASN, name="feed", graceful_restart=graceful_restart),
-        ),
+        neighbors=(BirdNeighbor(RECEIVER, ASN, name="feed", graceful_restart=graceful_restart),),
         routes=routes,
     )
     # The routes start disabled: once the session is up, `birdc enable static4` is time zero

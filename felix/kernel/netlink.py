@@ -43,7 +43,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 from pyroute2.netns import create_socket
 
-from felix.kernel.batch import apply_bulk, dump_routes, enable_strict_check
+from felix.kernel.batch import apply_bulk, dump_routes, enable_strict_check, size_buffers
 from felix.plan import FdbEntry, Neighbour, Route, Scope
 from felix.reconcile import ApplyError, KernelRoutes
 
@@ -440,7 +440,7 @@ class Netlink:
         sock: socket.socket = create_socket(
             self.netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE, flags=0
         )
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        size_buffers(sock)
         sock.bind((0, 0))
         return sock
 

@@ -149,7 +149,7 @@ class Dataplane:
         )
         self.latency = LatencyRecorder()  # route change received -> kernel acknowledged
         self._received: dict[str, float] = {}  # dirty prefix -> when its change was received
-        self._in_flight: dict[str, float] = {}  # planned, not yet acknowledged
+        self._in_flight: list[float] = []  # receive times of changes planned, not yet acked
         self.best: dict[str, str] = {}  # remote prefix -> next hop
         self._dirty: set[str] = set()  # remote prefixes changed since the last plan
         self._last_input: PlanInput | None = None
@@ -192,11 +192,9 @@ class Dataplane:
     def _applied(self, ok: bool) -> None:
         """The reconciler's writes were acknowledged (``ok``) or failed: a change planned in
         this pass counts in the histogram once the kernel has it."""
-        if ok:
-            now = time.monotonic()
-            for received in self._in_flight.values():
-                self.latency.observe(now - received, now)
-        self._in_flight.clear()
+        if ok and self._in_flight:
+            self.latency.observe_since(self._in_flight, time.monotonic())
+        self._in_flight = []
 
     def set_pools(self, pools: Iterable[Pool]) -> None:
         new = tuple(sorted(pools, key=lambda p: p.cidr))
@@ -392,7 +390,9 @@ class Dataplane:
             vxlan_v6_ready=vxlan6 is not None and vxlan6.ready,
         )
         dirty, self._dirty = self._dirty, set()
-        self._in_flight.update((p, self._received.pop(p)) for p in dirty if p in self._received)
+        # Every prefix with a receive time is dirty (_changed records both): all are planned now.
+        self._in_flight.extend(self._received.values())
+        self._received = {}
         last, last_input = self._last_plan, self._last_input
         if (
             not full

@@ -242,21 +242,24 @@ def canonical(prefix: str) -> str:
     return _parse_prefix(prefix)[3]
 
 
+_V4_LENGTHS = {str(n): n for n in range(33)}  # prefix lengths as written canonically
+
+
 def _parse_prefix(prefix: str) -> tuple[int, int, int, str]:
     """(IP version, network address as an integer, prefix length, canonical text) of a CIDR.
 
     An IPv4 prefix already written canonically (what the speaker hands over) is recognised
     with ``inet_pton`` alone, ~10x cheaper than ``ipaddress``; anything else goes through it.
     """
-    address, sep, length = prefix.partition("/")
-    if sep and length.isdigit() and ":" not in address:
+    address, _, length = prefix.partition("/")
+    plen = _V4_LENGTHS.get(length)
+    if plen is not None and ":" not in address:
         try:
             packed = socket.inet_pton(socket.AF_INET, address)
         except OSError:
             packed = b""
-        plen = int(length)
-        if packed and plen <= 32 and length == str(plen):
-            value = int.from_bytes(packed)
+        if packed:
+            value = int.from_bytes(packed, "big")
             if (
                 not value & ((1 << (32 - plen)) - 1)
                 and socket.inet_ntop(socket.AF_INET, packed) == address
@@ -352,9 +355,22 @@ def replan(previous: Plan, inp: PlanInput, prefixes: Iterable[str], *, reuse: bo
     touched: set[str] = set()
     best = inp.best
     for prefix in prefixes:
+        next_hop = best.get(prefix)
+        if (
+            next_hop is None
+            and (prefix in routes or prefix in skipped)
+            and prefix not in own_blocks
+            and prefix not in pod_dsts
+        ):
+            # Withdrawn, and a key of the plan so already canonical: nothing to parse.
+            touched.add(prefix)
+            old = routes.pop(prefix, None)
+            skipped.pop(prefix, None)
+            if old is not None and old.dev in VXLAN_DEVICES:
+                _release_vtep(users, old, inp.vteps)
+            continue
         parsed = _parse_prefix(prefix)
         dst = parsed[3]
-        next_hop = best.get(prefix)
         if next_hop is None and dst != prefix:
             next_hop = best.get(dst)
         reason = _local_reason(dst, own_blocks, pod_dsts)

@@ -36,6 +36,7 @@ import contextlib
 import ipaddress
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -149,7 +150,9 @@ class Dataplane:
         )
         self.latency = LatencyRecorder()  # route change received -> kernel acknowledged
         self._received: dict[str, float] = {}  # dirty prefix -> when its change was received
-        self._in_flight: list[float] = []  # receive times of changes planned, not yet acked
+        # Receive times of the changes of each planned pass not yet acknowledged, oldest first
+        # (the reconciler writes passes in order and reports each once).
+        self._in_flight: deque[list[float]] = deque()
         self.best: dict[str, str] = {}  # remote prefix -> next hop
         self._dirty: set[str] = set()  # remote prefixes changed since the last plan
         self._last_input: PlanInput | None = None
@@ -192,9 +195,11 @@ class Dataplane:
     def _applied(self, ok: bool) -> None:
         """The reconciler's writes were acknowledged (``ok``) or failed: a change planned in
         this pass counts in the histogram once the kernel has it."""
-        if ok and self._in_flight:
-            self.latency.observe_since(self._in_flight, time.monotonic())
-        self._in_flight = []
+        if not self._in_flight:
+            return  # the failed pass had not been planned
+        received = self._in_flight.popleft()
+        if ok and received:
+            self.latency.observe_since(received, time.monotonic())
 
     def set_pools(self, pools: Iterable[Pool]) -> None:
         new = tuple(sorted(pools, key=lambda p: p.cidr))
@@ -391,8 +396,7 @@ class Dataplane:
         )
         dirty, self._dirty = self._dirty, set()
         # Every prefix with a receive time is dirty (_changed records both): all are planned now.
-        self._in_flight.extend(self._received.values())
-        self._received = {}
+        received, self._received = list(self._received.values()), {}
         last, last_input = self._last_plan, self._last_input
         if (
             not full
@@ -406,6 +410,7 @@ class Dataplane:
         else:
             result = plan(replace(inp, best=dict(self.best)))
         self._last_plan, self._last_input = result, replace(inp, best={})
+        self._in_flight.append(received)
         return result
 
     async def _ensure_tunnels(self, want_ipip: bool, want_vxlan: bool, want_v6: bool) -> None:

@@ -286,6 +286,7 @@ class Reconciler:
             self._foreign = dumped.foreign
             self.stats.full_syncs += 1
         cache = self._cache
+        assert cache is not None  # dumped above, or kept: nothing awaited since the check
         healed: set[str] = set()
         if self._heal:
             heal, self._heal = self._heal, set()

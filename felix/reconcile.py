@@ -70,6 +70,35 @@ def diff_routes(
     return RouteDiff(tuple(replace), (), tuple(unwanted), tuple(conflicts))
 
 
+def diff_touched(
+    desired: Mapping[str, Route],
+    actual: Mapping[str, Route],
+    touched: Iterable[str],
+    *,
+    converged: bool,
+    foreign: frozenset[str] = frozenset(),
+) -> RouteDiff:
+    """:func:`diff_routes` of ``desired`` and ``actual`` restricted to the ``touched``
+    destinations, in one walk over them (an incremental pass after a burst touches 10,000s)."""
+    replace: list[Route] = []
+    unwanted: list[Route] = []
+    conflicts: list[str] = []
+    for dst in touched:
+        route = desired.get(dst)
+        have = actual.get(dst)
+        if route is None:
+            if have is not None:
+                unwanted.append(have)
+        elif have != route:
+            if have is None and dst in foreign:
+                conflicts.append(dst)
+            else:
+                replace.append(route)
+    if converged:
+        return RouteDiff(tuple(replace), tuple(unwanted), (), tuple(conflicts))
+    return RouteDiff(tuple(replace), (), tuple(unwanted), tuple(conflicts))
+
+
 def diff_sets(desired: frozenset[T], actual: frozenset[T]) -> tuple[list[T], list[T]]:
     """(to add, to remove) for neighbour and FDB entries; felix owns its device's entries."""
     return sorted(desired - actual, key=repr), sorted(actual - desired, key=repr)
@@ -295,9 +324,9 @@ class Reconciler:
         if not whole:
             # An incremental plan: only its touched destinations (and healed ones) can differ.
             touched = (plan.touched or frozenset()) | healed
-            desired = {d: plan.routes[d] for d in touched if d in plan.routes}
-            actual = {d: cache[d] for d in touched if d in cache}
-            diff = diff_routes(desired, actual, converged=self.converged, foreign=self._foreign)
+            diff = diff_touched(
+                plan.routes, cache, touched, converged=self.converged, foreign=self._foreign
+            )
             self._kept.difference_update(touched)
             self._conflicts.difference_update(touched)
         else:

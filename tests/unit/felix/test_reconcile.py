@@ -9,8 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from felix.plan import FdbEntry, Neighbour, Plan, Route, RouteType, Scope
-from felix.reconcile import ApplyError, KernelRoutes, Reconciler, diff_routes, diff_sets
+from felix.reconcile import (
+    ApplyError,
+    KernelRoutes,
+    Reconciler,
+    diff_routes,
+    diff_sets,
+    diff_touched,
+)
 
 A = Route("10.244.2.0/24", gateway="192.0.2.2", dev="eth0")
 A2 = Route("10.244.2.0/24", gateway="192.0.2.3", dev="eth0")
@@ -262,3 +272,31 @@ async def test_a_link_heal_reinstalls_only_the_routes_through_that_link_without_
     rec.heal(["pbgaaa"])
     await rec.sync_once(full=False)
     assert written == [A, pod] and kernel.dumps == 1
+
+
+DSTS = [f"10.244.{i}.0/24" for i in range(8)]
+_routes = st.dictionaries(st.sampled_from(DSTS), st.sampled_from(["192.0.2.2", "192.0.2.3"])).map(
+    lambda hops: {dst: Route(dst, gateway=hop, dev="eth0") for dst, hop in hops.items()}
+)
+
+
+@given(_routes, _routes, st.frozensets(st.sampled_from(DSTS)),
+       st.frozensets(st.sampled_from(DSTS)), st.booleans())  # fmt: skip
+def test_a_touched_diff_is_the_whole_diff_of_the_touched_destinations(
+    desired: dict[str, Route],
+    actual: dict[str, Route],
+    touched: frozenset[str],
+    foreign: frozenset[str],
+    converged: bool,
+) -> None:
+    got = diff_touched(desired, actual, touched, converged=converged, foreign=foreign)
+    want = diff_routes(
+        {d: r for d, r in desired.items() if d in touched},
+        {d: r for d, r in actual.items() if d in touched},
+        converged=converged,
+        foreign=foreign,
+    )
+    assert sorted(got.replace, key=repr) == sorted(want.replace, key=repr)
+    assert sorted(got.delete, key=repr) == sorted(want.delete, key=repr)
+    assert sorted(got.kept, key=repr) == sorted(want.kept, key=repr)
+    assert sorted(got.conflicts) == sorted(want.conflicts)

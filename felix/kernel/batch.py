@@ -111,29 +111,46 @@ _DST_HEADER = {
 }
 
 
+_SEQ_PORT = struct.Struct("=II")  # the header's sequence number and port id
+
+
 @functools.lru_cache(maxsize=1024)
-def _head(
-    family: int, prefixlen: int, protocol: int, scope: int, rtype: int, onlink: bool, delete: bool
-) -> tuple[bytes, int, int]:
-    """(rtmsg and RTA_TABLE, message type, flags) of a route request of this shape."""
+def _shape(
+    family: int,
+    prefixlen: int,
+    protocol: int,
+    delete: bool,
+    ack: bool,
+    rtype: int = 0,
+    scope: int = 0,
+    onlink: bool = False,
+    gateway: str | None = None,
+    oif: int | None = None,
+    mtu: int = 0,
+) -> tuple[bytes, bytes, bytes]:
+    """A route request of this shape around its sequence number and destination address:
+    (length, type and flags of the header; rtmsg, RTA_TABLE and RTA_DST's header; the
+    attributes after RTA_DST)."""
+    dst_header = _DST_HEADER[family] if prefixlen else b""
+    address_size = (16 if family == socket.AF_INET6 else 4) if prefixlen else 0
     if delete:
         # Scope "nowhere" and type 0 match a route of any scope and type (as `ip route del`).
         body = RTMSG.pack(family, prefixlen, 0, 0, MAIN_TABLE, protocol, RT_SCOPE_NOWHERE, 0, 0)
-        return body + _TABLE_ATTR, RTM_DELROUTE, _DELETE_FLAGS
-    rflags = RTNH_F_ONLINK if onlink else 0
-    body = RTMSG.pack(family, prefixlen, 0, 0, MAIN_TABLE, protocol, scope, rtype, rflags)
-    return body + _TABLE_ATTR, RTM_NEWROUTE, _REPLACE_FLAGS
-
-
-@functools.lru_cache(maxsize=1024)
-def _tail(gateway: str | None, via: bool, oif: int | None, mtu: int) -> bytes:
-    """The attributes after RTA_DST: gateway (or RTA_VIA), output device, MTU metric."""
-    tail = _gateway(gateway, via) if gateway else b""
-    if oif is not None:
-        tail += RTATTR.pack(8, RTA_OIF) + _U32.pack(oif)
-    if mtu:
-        tail += _mtu(mtu)
-    return tail
+        msg_type, flags, tail = RTM_DELROUTE, _DELETE_FLAGS, b""
+    else:
+        rflags = RTNH_F_ONLINK if onlink else 0
+        body = RTMSG.pack(family, prefixlen, 0, 0, MAIN_TABLE, protocol, scope, rtype, rflags)
+        msg_type, flags = RTM_NEWROUTE, _REPLACE_FLAGS
+        via = gateway is not None and (":" in gateway) != (family == socket.AF_INET6)
+        tail = _gateway(gateway, via) if gateway else b""
+        if oif is not None:
+            tail += RTATTR.pack(8, RTA_OIF) + _U32.pack(oif)
+        if mtu:
+            tail += _mtu(mtu)
+    head = body + _TABLE_ATTR + dst_header
+    size = NLMSGHDR.size + len(head) + address_size + len(tail)
+    start = struct.pack("=IHH", size, msg_type, flags | (NLM_F_ACK if ack else 0))
+    return start, head, tail
 
 
 def encode_route(
@@ -149,25 +166,21 @@ def encode_route(
 
     Without ``ack`` the kernel answers only if the request fails (an NLMSG_ERROR either way).
     The destination is taken as felix writes it, canonical (host bits clear). All but the
-    destination address comes from small caches keyed by the route's shape (a table of
-    100,000 blocks has a handful of shapes)."""
+    sequence number and destination address comes from a small cache keyed by the route's
+    shape (a table of 100,000 blocks has a handful of shapes)."""
     address, _, length = route.dst.partition("/")
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     prefixlen = int(length)
-    dst_attr = _DST_HEADER[family] + socket.inet_pton(family, address) if prefixlen else b""
     if delete:
-        head, msg_type, flags = _head(family, prefixlen, protocol, 0, 0, False, True)
-        tail = b""
+        start, head, tail = _shape(family, prefixlen, protocol, True, ack)
     else:
-        head, msg_type, flags = _head(
-            family, prefixlen, protocol, route.scope, route.type, route.onlink, False
-        )
-        oif = index_of(route.dev) if route.dev else None
-        tail = _tail(route.gateway, route.gateway_family_differs, oif, route.mtu)
-    if ack:
-        flags |= NLM_F_ACK
-    size = NLMSGHDR.size + len(head) + len(dst_attr) + len(tail)
-    return NLMSGHDR.pack(size, msg_type, flags, seq, 0) + head + dst_attr + tail
+        dev = route.dev
+        start, head, tail = _shape(
+            family, prefixlen, protocol, False, ack, route.type, route.scope, route.onlink,
+            route.gateway, index_of(dev) if dev else None, route.mtu,
+        )  # fmt: skip
+    dst = socket.inet_pton(family, address) if prefixlen else b""
+    return start + _SEQ_PORT.pack(seq, 0) + head + dst + tail
 
 
 def size_buffers(sock: socket.socket) -> None:

@@ -105,7 +105,7 @@ _TABLE_ATTR = _attr(RTA_TABLE, struct.pack("=I", MAIN_TABLE))
 _REPLACE_FLAGS = NLM_F_REQUEST | NLM_F_REPLACE | NLM_F_CREATE
 _DELETE_FLAGS = NLM_F_REQUEST
 # RTA_DST's header per family: the address follows, 4 or 16 bytes, already 4-byte aligned.
-_DST_HEADER = {
+_DST_HEADER: dict[int, bytes] = {
     socket.AF_INET: RTATTR.pack(RTATTR.size + 4, RTA_DST),
     socket.AF_INET6: RTATTR.pack(RTATTR.size + 16, RTA_DST),
 }

@@ -189,6 +189,11 @@ class Netlink:
         self._index_fresh = True
         return out
 
+    def reuse_links(self) -> None:
+        """The caller knows no link changed since the last :meth:`links` (a link monitor said
+        nothing): the next route write may use the indexes of that dump."""
+        self._index_fresh = True
+
     async def link(self, name: str) -> LinkInfo | None:
         try:
             msgs = await _collect(await self.ipr.link("get", ifname=name))

@@ -59,7 +59,10 @@ def proc_mem(pid: int) -> tuple[int, int]:
     return rss, hwm
 
 
-def sender_config(n: int) -> str:
+def sender_config(n: int, *, graceful_restart: bool = False) -> str:
+    """BIRD announcing ``n`` /24s (16.0.0.0/24 upwards) to RECEIVER, its static protocol off.
+
+    ``graceful_restart``: BIRD then sends End-of-RIB (a node's felix converges at once)."""
     routes = tuple(
         StaticRoute(f"{16 + (i >> 16)}.{(i >> 8) & 0xFF}.{i & 0xFF}.0/24") for i in range(n)
     )
@@ -67,7 +70,7 @@ def sender_config(n: int) -> str:
         router_id=SENDER,
         asn=ASN,
         listen_address=SENDER,
-        neighbors=(BirdNeighbor(RECEIVER, ASN, name="feed"),),
+        neighbors=(BirdNeighbor(RECEIVER, ASN, name="feed", graceful_restart=graceful_restart),),
         routes=routes,
     )
     # The routes start disabled: once the session is up, `birdc enable static4` is time zero

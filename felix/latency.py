@@ -45,6 +45,20 @@ class LatencyRecorder:
         self.sum += seconds
         self._recent.append((at, seconds))
 
+    def observe_since(self, starts: list[float], now: float) -> None:
+        """One observation per start time, each ``now - start`` (a pass's changes all reach
+        the kernel at ``now``)."""
+        counts, buckets, find = self.counts, self.buckets, bisect.bisect_left
+        total = 0.0
+        for start in starts:
+            seconds = now - start if now > start else 0.0
+            counts[find(buckets, seconds)] += 1
+            total += seconds
+        self.count += len(starts)
+        self.sum += total
+        keep = self._recent.maxlen or len(starts)
+        self._recent.extend((now, now - start if now > start else 0.0) for start in starts[-keep:])
+
     def cumulative(self) -> list[tuple[float, int]]:
         """(upper bound, observations <= it) per bucket, ending with (+Inf, count)."""
         out, running = [], 0

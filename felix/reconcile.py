@@ -70,6 +70,35 @@ def diff_routes(
     return RouteDiff(tuple(replace), (), tuple(unwanted), tuple(conflicts))
 
 
+def diff_touched(
+    desired: Mapping[str, Route],
+    actual: Mapping[str, Route],
+    touched: Iterable[str],
+    *,
+    converged: bool,
+    foreign: frozenset[str] = frozenset(),
+) -> RouteDiff:
+    """:func:`diff_routes` of ``desired`` and ``actual`` restricted to the ``touched``
+    destinations, in one walk over them (an incremental pass after a burst touches 10,000s)."""
+    replace: list[Route] = []
+    unwanted: list[Route] = []
+    conflicts: list[str] = []
+    for dst in touched:
+        route = desired.get(dst)
+        have = actual.get(dst)
+        if route is None:
+            if have is not None:
+                unwanted.append(have)
+        elif have != route:
+            if have is None and dst in foreign:
+                conflicts.append(dst)
+            else:
+                replace.append(route)
+    if converged:
+        return RouteDiff(tuple(replace), tuple(unwanted), (), tuple(conflicts))
+    return RouteDiff(tuple(replace), (), tuple(unwanted), tuple(conflicts))
+
+
 def diff_sets(desired: frozenset[T], actual: frozenset[T]) -> tuple[list[T], list[T]]:
     """(to add, to remove) for neighbour and FDB entries; felix owns its device's entries."""
     return sorted(desired - actual, key=repr), sorted(actual - desired, key=repr)
@@ -131,6 +160,17 @@ class SyncStats:
     link_heals: int = 0  # passes that re-checked the routes of links that changed
 
 
+@dataclass(frozen=True)
+class _Pass:
+    """A planned and diffed pass, ready to write."""
+
+    plan: Plan
+    diff: RouteDiff
+    full: bool
+    started: float  # monotonic times: pass began, plan and diff done
+    planned: float
+
+
 # Argument: this is a full resync (the plan must be whole). Otherwise the source may return an
 # incremental plan (``Plan.touched``), and only those destinations are diffed.
 PlanSource = Callable[[bool], Awaitable[Plan]]
@@ -169,6 +209,7 @@ class Reconciler:
         self._conflicts: set[str] = set()  # wanted destinations another protocol holds
         self._heal: set[str] = set()  # devices whose routes the kernel may have dropped
         self._wakeup = asyncio.Event()
+        self._writing: asyncio.Task[None] | None = None  # the writes of the pass in flight
         self._full = True
         self._stopping = False
         self.synced = asyncio.Event()  # set after every completed pass (tests wait on it)
@@ -198,34 +239,42 @@ class Reconciler:
             self.trigger(full=True)  # a whole diff: adopted routes nobody wants now go
 
     async def run(self) -> None:
-        """Loop until :meth:`stop`: wait for a trigger or the resync timer, then sync."""
+        """Loop until :meth:`stop`: wait for a trigger or the resync timer, then sync.
+
+        Passes overlap by one: while the kernel takes a pass's writes (a worker thread), the
+        next pass is planned and diffed; its writes start once the previous ones are done. A
+        table arriving in a burst thus keeps the kernel busy instead of idle while felix plans.
+        """
         loop = asyncio.get_running_loop()
         next_resync = loop.time()
-        while not self._stopping:
-            timeout = max(0.0, next_resync - loop.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
-            if self._stopping:
-                break
-            if loop.time() >= next_resync:
-                self._full = True
-                next_resync = loop.time() + self.resync_interval
-            elif (since := loop.time() - self._last_pass) < self.debounce:
-                # A burst: let its changes coalesce. The first change after a quiet spell
-                # goes at once (UPDATE -> kernel latency).
-                await asyncio.sleep(self.debounce - since)
-            self._wakeup.clear()
-            full, self._full = self._full, False
-            try:
-                await self.sync_once(full=full)
-            except Exception as exc:  # keep the loop alive; the next pass dumps and retries
-                log.exception("event=sync-failed error=%s", exc)
-                self.stats.errors += 1
-                self._cache = None
-                self._full = True
-                if self.on_applied is not None:
-                    self.on_applied(False)
-            self._last_pass = loop.time()
+        try:
+            while not self._stopping:
+                timeout = max(0.0, next_resync - loop.time())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout)
+                if self._stopping:
+                    break
+                if loop.time() >= next_resync:
+                    self._full = True
+                    next_resync = loop.time() + self.resync_interval
+                elif (since := loop.time() - self._last_pass) < self.debounce:
+                    # A burst: let its changes coalesce. The first change after a quiet spell
+                    # goes at once (UPDATE -> kernel latency).
+                    await asyncio.sleep(self.debounce - since)
+                self._wakeup.clear()
+                full, self._full = self._full, False
+                try:
+                    prepared = await self._prepare(full)
+                except Exception as exc:  # keep the loop alive; the next pass dumps and retries
+                    await self._drain()  # the previous pass reports first
+                    log.exception("event=sync-failed error=%s", exc)
+                    self._failed()
+                else:
+                    await self._drain()
+                    self._writing = asyncio.create_task(self._write(prepared), name="felix-write")
+                self._last_pass = loop.time()
+        finally:
+            await self._drain()
 
     def stop(self) -> None:
         self._stopping = True
@@ -233,52 +282,84 @@ class Reconciler:
 
     async def sync_once(self, *, full: bool = True) -> RouteDiff:
         """One pass: plan, (dump), diff, apply. Returns the diff that was applied."""
+        prepared = await self._prepare(full)
+        await self._drain()
+        await self._write(prepared)
+        return prepared.diff
+
+    async def _drain(self) -> None:
+        """Wait for the writes of the pass in flight, if any."""
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            await writing
+
+    def _failed(self) -> None:
+        self.stats.errors += 1
+        self._cache = None
+        self._full = True
+        if self.on_applied is not None:
+            self.on_applied(False)
+
+    async def _prepare(self, full: bool) -> _Pass:
+        """Plan, (dump), diff; the cache takes the diff at once (as if written: a failed write
+        empties it, so the next pass dumps)."""
         started = time.monotonic()
-        fresh = self._cache is None
-        plan = await self.plan_source(full or fresh)
+        plan = await self.plan_source(full or self._cache is None)
         self.last_plan = plan
-        if full or self._cache is None:
+        dump = full or self._cache is None
+        whole = dump or plan.touched is None
+        if dump:
+            await self._drain()  # every earlier write is in the kernel before it is read
             dumped = await self.kernel.dump_routes()
             self._cache = dict(dumped.own)
             self._foreign = dumped.foreign
             self.stats.full_syncs += 1
+        cache = self._cache
+        assert cache is not None  # dumped above, or kept: nothing awaited since the check
         healed: set[str] = set()
         if self._heal:
             heal, self._heal = self._heal, set()
-            if not (full or fresh):  # a full pass has just read the kernel anyway
+            if not dump:  # a pass that has just read the kernel needs no healing
                 healed = self._forget_devices(plan, heal)
-        if plan.touched is not None and not (full or fresh):
+        if not whole:
             # An incremental plan: only its touched destinations (and healed ones) can differ.
-            touched = plan.touched | healed
-            desired = {d: plan.routes[d] for d in touched if d in plan.routes}
-            actual = {d: self._cache[d] for d in touched if d in self._cache}
-            diff = diff_routes(desired, actual, converged=self.converged, foreign=self._foreign)
+            touched = (plan.touched or frozenset()) | healed
+            diff = diff_touched(
+                plan.routes, cache, touched, converged=self.converged, foreign=self._foreign
+            )
             self._kept.difference_update(touched)
             self._conflicts.difference_update(touched)
         else:
-            diff = diff_routes(
-                plan.routes, self._cache, converged=self.converged, foreign=self._foreign
-            )
+            diff = diff_routes(plan.routes, cache, converged=self.converged, foreign=self._foreign)
             self._kept.clear()
             self._conflicts.clear()
         self._kept.update(route.dst for route in diff.kept)
         self._conflicts.update(diff.conflicts)
+        for route in diff.replace:
+            cache[route.dst] = route
+        for route in diff.delete:
+            cache.pop(route.dst, None)
+        return _Pass(plan, diff, full, started, time.monotonic())
+
+    async def _write(self, prepared: _Pass) -> None:
+        """Apply a prepared pass and report it (stats, ``on_applied``, ``synced``)."""
+        plan, diff = prepared.plan, prepared.diff
         errors: list[ApplyError] = []
-        if not diff.empty:
-            errors += await self.kernel.apply_routes(diff.replace, diff.delete)
-            for route in diff.replace:
-                self._cache[route.dst] = route
-            for route in diff.delete:
-                self._cache.pop(route.dst, None)
-        if full or plan.neighbours or plan.fdb:
-            for device in self.vxlan_devices:
-                errors += await self._sync_vxlan(plan, device)
-        self._record(diff, errors, started)
+        try:
+            if not diff.empty:
+                errors += await self.kernel.apply_routes(diff.replace, diff.delete)
+            if prepared.full or plan.neighbours or plan.fdb:
+                for device in self.vxlan_devices:
+                    errors += await self._sync_vxlan(plan, device)
+        except Exception as exc:  # the next pass dumps and retries
+            log.exception("event=sync-failed error=%s", exc)
+            self._failed()
+            return
+        self._record(diff, errors, prepared.started, prepared.planned)
         if self.on_applied is not None:
             self.on_applied(not errors)
         if errors:
             self._cache = None  # what the kernel holds is uncertain now: dump next time
-        return diff
 
     def _forget_devices(self, plan: Plan, devices: set[str]) -> set[str]:
         """Drop the cached routes through ``devices`` that the plan wants (so the diff installs
@@ -305,7 +386,9 @@ class Reconciler:
             errors += await self.kernel.apply_fdb(add_f, del_f)
         return errors
 
-    def _record(self, diff: RouteDiff, errors: list[ApplyError], started: float) -> None:
+    def _record(
+        self, diff: RouteDiff, errors: list[ApplyError], started: float, planned: float
+    ) -> None:
         stats = self.stats
         stats.syncs += 1
         stats.replaced += len(diff.replace)
@@ -322,7 +405,8 @@ class Reconciler:
                 log.warning("event=apply-failed what=%r error=%s", err.what, err.error)
         if diff.replace or diff.delete:
             log.info(
-                "event=synced replaced=%d deleted=%d kept=%d errors=%d",
+                "event=synced replaced=%d deleted=%d kept=%d errors=%d plan_ms=%.1f write_ms=%.1f",
                 len(diff.replace), len(diff.delete), len(diff.kept), len(errors),
+                (planned - started) * 1000, stats.last_duration * 1000 - (planned - started) * 1000,
             )  # fmt: skip
         self.synced.set()

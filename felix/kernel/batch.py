@@ -35,6 +35,8 @@ RTMSG = struct.Struct(
 RTATTR = struct.Struct("=HH")  # length, type
 NLMSGERR = struct.Struct("=i")
 _U32 = struct.Struct("=I")  # negative errno, followed by the offending header
+_FLAGS = struct.Struct("=H")  # nlmsg_flags, at this offset of the header
+_FLAGS_OFFSET = 6
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 RTM_NEWROUTE = 24
@@ -54,7 +56,16 @@ RTAX_MTU = 2
 RTNH_F_ONLINK = 4
 MAIN_TABLE = 254
 RT_SCOPE_NOWHERE = 255
-CHUNK = 1024  # messages per send; even if all fail, their error replies fit the receive buffer
+MAX_CHUNK = 16384  # messages per send at most (~1 MiB of requests)
+MIN_CHUNK = 64
+FIRST_CHUNK = 256  # a batch's first send is small, so its first routes land at once
+# What one error reply costs the receive buffer (the kernel counts an skb's true size, ~0.7 KiB
+# for a short message): a send's messages may all fail and every reply must still fit.
+REPLY_COST = 1024
+SO_SNDBUFFORCE = 32  # asm-generic/socket.h: past net.core.{w,r}mem_max, with CAP_NET_ADMIN
+SO_RCVBUFFORCE = 33
+SEND_BUFFER = 4 << 20
+RECEIVE_BUFFER = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -76,19 +87,6 @@ def _attr(kind: int, payload: bytes) -> bytes:
 
 
 @functools.lru_cache(maxsize=4096)
-def _destination(dst: str) -> tuple[int, int, bytes]:
-    """(family, prefix length, RTA_DST attribute or b"" for a default route) of a CIDR."""
-    address, _, length = dst.partition("/")
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    prefixlen = int(length)
-    return (
-        family,
-        prefixlen,
-        _attr(RTA_DST, socket.inet_pton(family, address)) if prefixlen else b"",
-    )
-
-
-@functools.lru_cache(maxsize=4096)
 def _gateway(gateway: str, via: bool = False) -> bytes:
     """RTA_GATEWAY, or with ``via`` (a gateway of the other family) RTA_VIA."""
     family = socket.AF_INET6 if ":" in gateway else socket.AF_INET
@@ -106,6 +104,53 @@ def _mtu(mtu: int) -> bytes:
 _TABLE_ATTR = _attr(RTA_TABLE, struct.pack("=I", MAIN_TABLE))
 _REPLACE_FLAGS = NLM_F_REQUEST | NLM_F_REPLACE | NLM_F_CREATE
 _DELETE_FLAGS = NLM_F_REQUEST
+# RTA_DST's header per family: the address follows, 4 or 16 bytes, already 4-byte aligned.
+_DST_HEADER: dict[int, bytes] = {
+    socket.AF_INET: RTATTR.pack(RTATTR.size + 4, RTA_DST),
+    socket.AF_INET6: RTATTR.pack(RTATTR.size + 16, RTA_DST),
+}
+
+
+_SEQ_PORT = struct.Struct("=II")  # the header's sequence number and port id
+
+
+@functools.lru_cache(maxsize=1024)
+def _shape(
+    family: int,
+    prefixlen: int,
+    protocol: int,
+    delete: bool,
+    ack: bool,
+    rtype: int = 0,
+    scope: int = 0,
+    onlink: bool = False,
+    gateway: str | None = None,
+    oif: int | None = None,
+    mtu: int = 0,
+) -> tuple[bytes, bytes, bytes]:
+    """A route request of this shape around its sequence number and destination address:
+    (length, type and flags of the header; rtmsg, RTA_TABLE and RTA_DST's header; the
+    attributes after RTA_DST)."""
+    dst_header = _DST_HEADER[family] if prefixlen else b""
+    address_size = (16 if family == socket.AF_INET6 else 4) if prefixlen else 0
+    if delete:
+        # Scope "nowhere" and type 0 match a route of any scope and type (as `ip route del`).
+        body = RTMSG.pack(family, prefixlen, 0, 0, MAIN_TABLE, protocol, RT_SCOPE_NOWHERE, 0, 0)
+        msg_type, flags, tail = RTM_DELROUTE, _DELETE_FLAGS, b""
+    else:
+        rflags = RTNH_F_ONLINK if onlink else 0
+        body = RTMSG.pack(family, prefixlen, 0, 0, MAIN_TABLE, protocol, scope, rtype, rflags)
+        msg_type, flags = RTM_NEWROUTE, _REPLACE_FLAGS
+        via = gateway is not None and (":" in gateway) != (family == socket.AF_INET6)
+        tail = _gateway(gateway, via) if gateway else b""
+        if oif is not None:
+            tail += RTATTR.pack(8, RTA_OIF) + _U32.pack(oif)
+        if mtu:
+            tail += _mtu(mtu)
+    head = body + _TABLE_ATTR + dst_header
+    size = NLMSGHDR.size + len(head) + address_size + len(tail)
+    start = struct.pack("=IHH", size, msg_type, flags | (NLM_F_ACK if ack else 0))
+    return start, head, tail
 
 
 def encode_route(
@@ -120,29 +165,44 @@ def encode_route(
     """One complete RTM_NEWROUTE (replace) or RTM_DELROUTE netlink message for ``route``.
 
     Without ``ack`` the kernel answers only if the request fails (an NLMSG_ERROR either way).
-    The destination is taken as felix writes it, canonical (host bits clear)."""
-    family, prefixlen, dst_attr = _destination(route.dst)
+    The destination is taken as felix writes it, canonical (host bits clear). All but the
+    sequence number and destination address comes from a small cache keyed by the route's
+    shape (a table of 100,000 blocks has a handful of shapes)."""
+    address, _, length = route.dst.partition("/")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    prefixlen = int(length)
     if delete:
-        # Scope "nowhere" and type 0 match a route of any scope and type (as `ip route del`).
-        body = RTMSG.pack(family, prefixlen, 0, 0, MAIN_TABLE, protocol, RT_SCOPE_NOWHERE, 0, 0)
-        payload = body + _TABLE_ATTR + dst_attr
-        msg_type, flags = RTM_DELROUTE, _DELETE_FLAGS
+        start, head, tail = _shape(family, prefixlen, protocol, True, ack)
     else:
-        rflags = RTNH_F_ONLINK if route.onlink else 0
-        body = RTMSG.pack(
-            family, prefixlen, 0, 0, MAIN_TABLE, protocol, route.scope, route.type, rflags
-        )
-        payload = body + _TABLE_ATTR + dst_attr
-        if route.gateway:
-            payload += _gateway(route.gateway, route.gateway_family_differs)
-        if route.dev:
-            payload += RTATTR.pack(8, RTA_OIF) + _U32.pack(index_of(route.dev))
-        if route.mtu:
-            payload += _mtu(route.mtu)
-        msg_type, flags = RTM_NEWROUTE, _REPLACE_FLAGS
-    if ack:
-        flags |= NLM_F_ACK
-    return NLMSGHDR.pack(NLMSGHDR.size + len(payload), msg_type, flags, seq, 0) + payload
+        dev = route.dev
+        start, head, tail = _shape(
+            family, prefixlen, protocol, False, ack, route.type, route.scope, route.onlink,
+            route.gateway, index_of(dev) if dev else None, route.mtu,
+        )  # fmt: skip
+    dst = socket.inet_pton(family, address) if prefixlen else b""
+    return start + _SEQ_PORT.pack(seq, 0) + head + dst + tail
+
+
+def size_buffers(sock: socket.socket) -> None:
+    """Large send and receive buffers for bulk writes: one send may carry thousands of requests
+    (the kernel refuses a send larger than the send buffer) and its error replies must fit the
+    receive buffer. Past the system maxima when allowed (CAP_NET_ADMIN), else up to them."""
+    for force, plain, size in (
+        (SO_SNDBUFFORCE, socket.SO_SNDBUF, SEND_BUFFER),
+        (SO_RCVBUFFORCE, socket.SO_RCVBUF, RECEIVE_BUFFER),
+    ):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, size)
+
+
+def chunk_limits(sock: socket.socket) -> tuple[int, int]:
+    """(messages, bytes) one send may carry on ``sock``, from its buffer sizes."""
+    sndbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    messages = max(MIN_CHUNK, min(MAX_CHUNK, rcvbuf // REPLY_COST))
+    return messages, max(8192, sndbuf // 2)
 
 
 def apply_bulk(
@@ -152,34 +212,62 @@ def apply_bulk(
     protocol: int,
     index_of: Callable[[str], int],
 ) -> list[BulkError]:
-    """Delete, then replace, in chunks; returns what the kernel refused (a missing route to
-    delete is not an error). ``index_of`` raises KeyError for an unknown device."""
-    work = [(r, True) for r in delete] + [(r, False) for r in replace]
+    """Delete, then replace, as few sends as the socket's buffers allow; returns what the kernel
+    refused (a missing route to delete is not an error). ``index_of`` raises KeyError for an
+    unknown device.
+
+    Only a send's last request asks for an acknowledgement: the kernel handles a send's
+    messages in order and answers a failed request whatever its flags, so that one
+    acknowledgement follows every error of the send, each matched to its route by sequence
+    number. Fewer, larger sends also mean fewer waits for the interpreter lock between them
+    (this runs in a worker thread beside the BGP speaker); the first send is small and each
+    next one four times larger up to the limit, so the kernel starts on a big batch at once."""
     errors: list[BulkError] = []
-    for start in range(0, len(work), CHUNK):
-        chunk = work[start : start + CHUNK]
-        sent: dict[int, tuple[Route, bool]] = {}
-        data = bytearray()
-        last = start + len(chunk)
-        for offset, (route, is_delete) in enumerate(chunk):
-            seq = start + offset + 1
+    max_messages, max_bytes = chunk_limits(sock)
+    limit = min(FIRST_CHUNK, max_messages)
+    sent: dict[int, tuple[Route, bool]] = {}
+    parts: list[bytes] = []
+    size = 0
+    seq = 0
+    for routes, is_delete in ((delete, True), (replace, False)):
+        for route in routes:
+            seq += 1
             try:
-                # Only the chunk's last message asks for an acknowledgement: the kernel handles
-                # a send's messages in order, so its ack follows every error of the chunk.
-                data += encode_route(
-                    route, seq, protocol, index_of, delete=is_delete, ack=seq == last
-                )
+                message = encode_route(route, seq, protocol, index_of, delete=is_delete, ack=False)
             except KeyError:
                 errors.append(BulkError(route, is_delete, errno.ENODEV))
                 continue
+            parts.append(message)
+            size += len(message)
             sent[seq] = (route, is_delete)
-        if not sent:
-            continue
-        if last not in sent:  # the last one could not be encoded: a no-op barrier instead
-            data += _barrier(last)
-        sock.sendall(bytes(data))
-        _collect_errors(sock, sent, last, errors)
+            if len(sent) >= limit or size >= max_bytes:
+                _send(sock, parts, sent, seq, errors)
+                parts, size, sent = [], 0, {}
+                limit = min(limit * 4, max_messages)
+    if sent:
+        _send(sock, parts, sent, seq, errors)
     return errors
+
+
+def _send(
+    sock: socket.socket,
+    parts: list[bytes],
+    sent: dict[int, tuple[Route, bool]],
+    last: int,
+    errors: list[BulkError],
+) -> None:
+    """One send of ``parts`` (requests that ask for no acknowledgement), the last one turned
+    into one that does (or a barrier appended when the last route failed to encode); then read
+    the replies up to that acknowledgement."""
+    if last in sent:
+        closing = bytearray(parts[-1])
+        (flags,) = _FLAGS.unpack_from(closing, _FLAGS_OFFSET)
+        _FLAGS.pack_into(closing, _FLAGS_OFFSET, flags | NLM_F_ACK)
+        parts[-1] = bytes(closing)
+    else:
+        parts.append(_barrier(last))
+    sock.sendall(b"".join(parts))
+    _collect_errors(sock, sent, last, errors)
 
 
 def _barrier(seq: int) -> bytes:

@@ -43,7 +43,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 from pyroute2.netns import create_socket
 
-from felix.kernel.batch import apply_bulk, dump_routes, enable_strict_check
+from felix.kernel.batch import apply_bulk, dump_routes, enable_strict_check, size_buffers
 from felix.plan import FdbEntry, Neighbour, Route, Scope
 from felix.reconcile import ApplyError, KernelRoutes
 
@@ -188,6 +188,11 @@ class Netlink:
         self._index = {link.name: link.index for link in out}
         self._index_fresh = True
         return out
+
+    def reuse_links(self) -> None:
+        """The caller knows no link changed since the last :meth:`links` (a link monitor said
+        nothing): the next route write may use the indexes of that dump."""
+        self._index_fresh = True
 
     async def link(self, name: str) -> LinkInfo | None:
         try:
@@ -440,7 +445,7 @@ class Netlink:
         sock: socket.socket = create_socket(
             self.netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE, flags=0
         )
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        size_buffers(sock)
         sock.bind((0, 0))
         return sock
 

@@ -168,12 +168,15 @@ class NodeDataplane:
     def _on_event(self, speaker: Speaker, event: SpeakerEvent) -> None:
         if speaker is not self._speaker:
             return  # a replaced speaker winding down
-        if isinstance(event, BestRouteChange):
+        if isinstance(event, BestRouteChange):  # one per prefix: kept to the direct calls
             next_hop = None if event.local else event.next_hop
-            if self.dataplane is None:
+            dataplane = self.dataplane
+            if dataplane is None:
                 self._early[event.prefix] = next_hop
+            elif next_hop is None:
+                dataplane.remove_route(event.prefix, event.received)
             else:
-                self._apply(event.prefix, next_hop, event.received)
+                dataplane.set_route(event.prefix, next_hop, event.received)
         elif isinstance(event, EndOfRib):
             self._check_converged()
 

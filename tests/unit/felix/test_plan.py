@@ -254,7 +254,8 @@ def test_replan_equals_a_whole_plan(
             best.pop(prefix, None)
         else:
             best[prefix] = next_hop
-        current = replan(current, mixed_input(best), [prefix])
+        # In place or copied (the dataplane's way, then a caller that keeps the old plan).
+        current = replan(current, mixed_input(best), [prefix], reuse=len(best) % 2 == 0)
         whole = plan(mixed_input(best))
         assert current.routes == whole.routes
         assert current.skipped == whole.skipped
@@ -270,3 +271,41 @@ def test_replan_leaves_own_blocks_and_pods_alone() -> None:
     again = replan(base, mixed_input({"10.244.0.0/24": SAME}), ["10.244.0.0/24"])
     assert again.routes["10.244.0.0/24"].type == RouteType.BLACKHOLE
     assert again.touched == frozenset()
+
+
+@given(st.lists(st.tuples(st.sampled_from(PREFIXES), st.sampled_from([*NEXT_HOPS, None])),
+                max_size=30), st.integers(min_value=1, max_value=6))  # fmt: skip
+def test_replan_of_many_prefixes_at_once_equals_a_whole_plan(
+    changes: list[tuple[str, str | None]], per_pass: int
+) -> None:
+    """A burst replanned in passes of several prefixes, the old plan updated in place."""
+    from felix.plan import replan
+
+    best: dict[str, str] = {}
+    current = plan(mixed_input(best))
+    for start in range(0, len(changes), per_pass):
+        burst = changes[start : start + per_pass]
+        for prefix, next_hop in burst:
+            if next_hop is None:
+                best.pop(prefix, None)
+            else:
+                best[prefix] = next_hop
+        current = replan(current, mixed_input(best), [p for p, _ in burst], reuse=True)
+    whole = plan(mixed_input(best))
+    assert current.routes == whole.routes and current.skipped == whole.skipped
+    assert dict(current.vtep_users) == dict(whole.vtep_users)
+
+
+@given(
+    st.one_of(
+        st.ip_addresses(v=4).map(lambda a: (a, 32)), st.ip_addresses(v=6).map(lambda a: (a, 128))
+    ).flatmap(lambda x: st.tuples(st.just(x[0]), st.integers(0, x[1])))
+)
+def test_canonical_is_what_ipaddress_writes(address_and_length: tuple[object, int]) -> None:
+    """The fast path for canonical IPv4 text and the ipaddress path agree on every prefix,
+    written with or without host bits."""
+    address, length = address_and_length
+    written = f"{address}/{length}"
+    expected = str(ipaddress.ip_network(written, strict=False))
+    assert canonical(written) == expected
+    assert canonical(expected) == expected

@@ -7,10 +7,21 @@ exercised against real kernel routes in tests/integration/test_felix_routes.py.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from felix.plan import FdbEntry, Neighbour, Plan, Route, RouteType, Scope
-from felix.reconcile import ApplyError, KernelRoutes, Reconciler, diff_routes, diff_sets
+from felix.reconcile import (
+    ApplyError,
+    KernelRoutes,
+    Reconciler,
+    diff_routes,
+    diff_sets,
+    diff_touched,
+)
 
 A = Route("10.244.2.0/24", gateway="192.0.2.2", dev="eth0")
 A2 = Route("10.244.2.0/24", gateway="192.0.2.3", dev="eth0")
@@ -262,3 +273,105 @@ async def test_a_link_heal_reinstalls_only_the_routes_through_that_link_without_
     rec.heal(["pbgaaa"])
     await rec.sync_once(full=False)
     assert written == [A, pod] and kernel.dumps == 1
+
+
+DSTS = [f"10.244.{i}.0/24" for i in range(8)]
+_routes = st.dictionaries(st.sampled_from(DSTS), st.sampled_from(["192.0.2.2", "192.0.2.3"])).map(
+    lambda hops: {dst: Route(dst, gateway=hop, dev="eth0") for dst, hop in hops.items()}
+)
+
+
+@given(_routes, _routes, st.frozensets(st.sampled_from(DSTS)),
+       st.frozensets(st.sampled_from(DSTS)), st.booleans())  # fmt: skip
+def test_a_touched_diff_is_the_whole_diff_of_the_touched_destinations(
+    desired: dict[str, Route],
+    actual: dict[str, Route],
+    touched: frozenset[str],
+    foreign: frozenset[str],
+    converged: bool,
+) -> None:
+    got = diff_touched(desired, actual, touched, converged=converged, foreign=foreign)
+    want = diff_routes(
+        {d: r for d, r in desired.items() if d in touched},
+        {d: r for d, r in actual.items() if d in touched},
+        converged=converged,
+        foreign=foreign,
+    )
+    assert sorted(got.replace, key=repr) == sorted(want.replace, key=repr)
+    assert sorted(got.delete, key=repr) == sorted(want.delete, key=repr)
+    assert sorted(got.kept, key=repr) == sorted(want.kept, key=repr)
+    assert sorted(got.conflicts) == sorted(want.conflicts)
+
+
+class GatedKernel(TableKernel):
+    """Route writes wait for ``gate``; every dump and write is logged in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.log: list[str] = []
+        self.writing = False
+
+    async def dump_routes(self) -> KernelRoutes:
+        self.log.append("dump")
+        return await super().dump_routes()
+
+    async def apply_routes(
+        self, replace: Sequence[Route], delete: Sequence[Route]
+    ) -> list[ApplyError]:
+        self.log.append("write " + ",".join(sorted(r.dst for r in [*replace, *delete])))
+        self.writing = True
+        await self.gate.wait()
+        self.writing = False
+        return await super().apply_routes(replace, delete)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(400):  # 2 s at most
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not reached")
+
+
+async def test_the_next_pass_is_planned_while_the_kernel_takes_the_previous_writes() -> None:
+    """Passes overlap by one: planning and diffing go on while a write is in flight, the next
+    write waits for it, a full pass reads the kernel only after it, and each pass is reported
+    once, in order."""
+    kernel = GatedKernel()
+    desired: dict[str, Route] = {}
+    touched: set[str] = set()
+    planned_during_write: list[bool] = []
+
+    async def source(full: bool) -> Plan:
+        planned_during_write.append(kernel.writing)
+        changed = frozenset(touched)
+        touched.clear()
+        return Plan(dict(desired), frozenset(), frozenset(), {}, None if full else changed)
+
+    def change(route: Route) -> None:
+        desired[route.dst] = route
+        touched.add(route.dst)
+        rec.trigger()
+
+    applied: list[bool] = []
+    rec = Reconciler(kernel, source, resync_interval=3600.0, on_applied=applied.append)
+    task = asyncio.create_task(rec.run())
+    try:
+        await until(lambda: applied == [True])  # the first (full) pass: nothing to write
+        change(A)
+        await until(lambda: kernel.writing)
+        change(B)
+        await until(lambda: len(planned_during_write) == 3)
+        assert planned_during_write == [False, False, True]  # B planned while A is written
+        rec.trigger(full=True)
+        await asyncio.sleep(0.05)
+        assert kernel.log == ["dump", f"write {A.dst}"]  # B and the dump wait for A's write
+        kernel.gate.set()
+        await until(lambda: len(applied) == 4)
+        assert kernel.log == ["dump", f"write {A.dst}", f"write {B.dst}", "dump"]
+        assert kernel.routes == {A.dst: A, B.dst: B} and applied == [True] * 4
+    finally:
+        rec.stop()
+        kernel.gate.set()
+        await asyncio.wait_for(task, 5)

@@ -169,6 +169,11 @@ class _Pass:
     full: bool
     started: float  # monotonic times: pass began, plan and diff done
     planned: float
+    # Whether the speaker had converged when the plan was made: the pass deletes VXLAN entries
+    # only then, as its route diff does. A plan made before convergence (from a replaced
+    # speaker's partial table) must not delete what its routes keep, even if convergence is
+    # declared while the pass is being written.
+    converged: bool
 
 
 # Argument: this is a full resync (the plan must be whole). Otherwise the source may return an
@@ -304,6 +309,7 @@ class Reconciler:
         """Plan, (dump), diff; the cache takes the diff at once (as if written: a failed write
         empties it, so the next pass dumps)."""
         started = time.monotonic()
+        converged = self.converged  # before planning: the plan is at most this complete
         plan = await self.plan_source(full or self._cache is None)
         self.last_plan = plan
         dump = full or self._cache is None
@@ -325,12 +331,12 @@ class Reconciler:
             # An incremental plan: only its touched destinations (and healed ones) can differ.
             touched = (plan.touched or frozenset()) | healed
             diff = diff_touched(
-                plan.routes, cache, touched, converged=self.converged, foreign=self._foreign
+                plan.routes, cache, touched, converged=converged, foreign=self._foreign
             )
             self._kept.difference_update(touched)
             self._conflicts.difference_update(touched)
         else:
-            diff = diff_routes(plan.routes, cache, converged=self.converged, foreign=self._foreign)
+            diff = diff_routes(plan.routes, cache, converged=converged, foreign=self._foreign)
             self._kept.clear()
             self._conflicts.clear()
         self._kept.update(route.dst for route in diff.kept)
@@ -339,7 +345,7 @@ class Reconciler:
             cache[route.dst] = route
         for route in diff.delete:
             cache.pop(route.dst, None)
-        return _Pass(plan, diff, full, started, time.monotonic())
+        return _Pass(plan, diff, full, started, time.monotonic(), converged)
 
     async def _write(self, prepared: _Pass) -> None:
         """Apply a prepared pass and report it (stats, ``on_applied``, ``synced``)."""
@@ -350,7 +356,7 @@ class Reconciler:
                 errors += await self.kernel.apply_routes(diff.replace, diff.delete)
             if prepared.full or plan.neighbours or plan.fdb:
                 for device in self.vxlan_devices:
-                    errors += await self._sync_vxlan(plan, device)
+                    errors += await self._sync_vxlan(plan, device, prepared.converged)
         except Exception as exc:  # the next pass dumps and retries
             log.exception("event=sync-failed error=%s", exc)
             self._failed()
@@ -372,12 +378,12 @@ class Reconciler:
         log.info("event=link-heal devices=%s routes=%d", ",".join(sorted(devices)), len(dsts))
         return dsts
 
-    async def _sync_vxlan(self, plan: Plan, dev: str) -> list[ApplyError]:
+    async def _sync_vxlan(self, plan: Plan, dev: str, converged: bool) -> list[ApplyError]:
         neighbours = frozenset(n for n in plan.neighbours if n.dev == dev)
         fdb = frozenset(f for f in plan.fdb if f.dev == dev)
         add_n, del_n = diff_sets(neighbours, await self.kernel.dump_neighbours(dev))
         add_f, del_f = diff_sets(fdb, await self.kernel.dump_fdb(dev))
-        if not self.converged:
+        if not converged:
             del_n, del_f = [], []
         errors: list[ApplyError] = []
         if add_n or del_n:

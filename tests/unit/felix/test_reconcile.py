@@ -241,6 +241,38 @@ async def test_entries_of_both_vxlan_devices_follow_the_plan_each_on_its_own_dev
     assert kernel.dumped == ["vxlan.podbgp"]
 
 
+async def test_vxlan_entries_stay_when_convergence_comes_during_a_pass_planned_before() -> None:
+    """The speaker was replaced (its new table still empty): felix adopts the kernel's routes
+    and VXLAN entries. Convergence declared while that pass is being written must not let the
+    pass delete the entries its own (pre-convergence) plan left out: its routes stay adopted,
+    so the entries that carry them must stay too (a lost packet otherwise)."""
+    vtep = Neighbour("vxlan.podbgp", "10.244.75.1", "66:00:00:00:04:02")
+    fdb = FdbEntry("vxlan.podbgp", "66:00:00:00:04:02", "192.0.2.12")
+    route = Route("10.244.75.0/24", gateway="10.244.75.1", dev="vxlan.podbgp", onlink=True)
+    rec: Reconciler
+
+    class ConvergingKernel(EntryKernel):
+        async def dump_neighbours(self, dev: str) -> frozenset[Neighbour]:
+            rec.mark_converged()  # End-of-RIB from every peer arrives during the write
+            return await super().dump_neighbours(dev)
+
+    kernel = ConvergingKernel()
+    kernel.routes[route.dst] = route
+    kernel.neighbours.add(vtep)
+    kernel.fdb.add(fdb)
+    plans = [Plan({}, frozenset(), frozenset(), {}), Plan({route.dst: route}, frozenset({vtep}),
+                                                         frozenset({fdb}), {})]  # fmt: skip
+
+    async def source(full: bool) -> Plan:
+        return plans[0] if not rec.converged else plans[1]
+
+    rec = Reconciler(kernel, source, vxlan_devices=("vxlan.podbgp",))
+    await rec.sync_once(full=True)
+    assert rec.converged
+    assert kernel.routes == {route.dst: route}
+    assert kernel.neighbours == {vtep} and kernel.fdb == {fdb}
+
+
 async def test_a_link_heal_reinstalls_only_the_routes_through_that_link_without_a_dump() -> None:
     pod = Route("10.244.1.5/32", dev="pbgaaa", scope=Scope.LINK)
     kernel = TableKernel()

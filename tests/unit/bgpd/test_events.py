@@ -10,18 +10,28 @@ before a flush carries its final state).
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bgpd import speaker as speaker_module
-from bgpd.codec.types import Afi, Origin, PathAttributes, Safi, Update, prefix_from_str
+from bgpd.codec.types import (
+    Afi,
+    Origin,
+    PathAttributes,
+    Safi,
+    Update,
+    prefix_from_str,
+    prefix_to_str,
+)
 from bgpd.events import (
     BestRouteChange,
     BestRouteChanges,
     EndOfRib,
     SpeakerEvent,
+    best_route_changes,
     one_by_one,
 )
 from bgpd.speaker import Speaker
@@ -154,3 +164,18 @@ def test_a_per_prefix_subscriber_that_fails_on_one_change_still_gets_the_rest() 
     split(BestRouteChanges(Afi.IPV4, (TEXT[0], TEXT[1]), ("192.0.2.10", None), (False, False)))
     split(EndOfRib("192.0.2.10", Afi.IPV4, Safi.UNICAST))
     assert seen == [TEXT[1], "EndOfRib"]
+
+
+def test_prefix_text_in_a_batch_is_the_codec_text_for_every_length_and_family() -> None:
+    wires = {
+        Afi.IPV4: [
+            prefix_from_str(str(ip_network(f"203.0.113.255/{n}", False)))[1] for n in range(33)
+        ],
+        Afi.IPV6: [
+            prefix_from_str(str(ip_network(f"2001:db8::ff/{n}", False)))[1] for n in range(129)
+        ],
+    }
+    for afi, prefixes in wires.items():
+        batch = best_route_changes(afi, prefixes, {}, None)
+        assert batch.prefixes == tuple(prefix_to_str(afi, w) for w in prefixes)
+        assert batch.next_hops == (None,) * len(prefixes)

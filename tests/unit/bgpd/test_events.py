@@ -36,25 +36,10 @@ from bgpd.events import (
 )
 from bgpd.speaker import Speaker
 from tests.unit.bgpd.test_export import client, reflector
+from tests.unit.bgpd.test_rib_runs_properties import ADDRESSES, PREFIXES, TEXT, apply, changes
 
-TEXT = [f"10.244.{i}.0/24" for i in range(8)]
-PREFIXES = [prefix_from_str(p)[1] for p in TEXT]
-ADDRESSES = ["192.0.2.10", "192.0.2.11"]
 HOPS = ["192.0.2.10", "192.0.2.11", "192.0.2.99"]
 Table = dict[bytes, tuple[str | None, bool]]  # the Loc-RIB as events see it
-
-# (who: 0/1 a peer, -1 our own origination; prefix indices; next hop index or None to
-# withdraw; flush afterwards)
-changes = st.lists(
-    st.tuples(
-        st.sampled_from([0, 0, 1, -1]),
-        st.lists(st.integers(0, 7), min_size=1, max_size=8),
-        st.none() | st.integers(0, 2),
-        st.booleans(),
-    ),
-    min_size=1,
-    max_size=20,
-)
 
 
 def attrs(hop: str) -> PathAttributes:
@@ -99,22 +84,8 @@ async def test_batches_carry_the_per_prefix_events_in_order_each_prefix_once_fin
         for address in ADDRESSES:
             client(speaker, address)
         batches, singles = listen(speaker)
-        for who, indices, hop, flush in ops:
-            if who < 0:
-                for i in indices:
-                    if hop is None:
-                        speaker.withdraw_origin(TEXT[i])
-                    else:
-                        speaker.originate(TEXT[i], attrs("192.0.2.1"))
-            else:
-                peer = speaker.peers[ADDRESSES[who]]
-                nlri = tuple(PREFIXES[i] for i in indices)
-                update = (
-                    Update(withdrawn=nlri)
-                    if hop is None
-                    else Update(attributes=attrs(HOPS[hop]), nlri=nlri)
-                )
-                speaker._handle(peer, peer.generation, update, 1.0 + len(batches))
+        for who, indices, choice, flush in ops:
+            apply(speaker, who, indices, choice, 1.0 + len(batches))
             if flush:
                 flush_all(speaker)
         flush_all(speaker)

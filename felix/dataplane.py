@@ -6,10 +6,10 @@
 :class:`~felix.plan.Pool` s, own block CIDRs and remote :class:`~felix.plan.Vtep` s, and local
 pods from the kernel, where ``podbgp-cni`` tags each pod's host-side veth — and knows nothing of
 BGP (podbgp.node.wiring translates the speaker's events), keeps the tunnel devices converged
-(felix.tunnels), and runs the reconciler (felix.reconcile) that
-makes felix's routes in the kernel match felix.plan's output. Nothing is flushed on start or stop:
-routes left by a previous run are adopted and removed only once the speaker has converged
-(:meth:`mark_converged`, or the convergence timeout).
+(felix.tunnels), and runs the reconciler (felix.reconcile) that makes felix's routes in the
+kernel match felix.plan's output. Nothing is flushed on start or stop: routes left by a previous
+run are adopted and removed only once the speaker has converged (:meth:`mark_converged`, or the
+convergence timeout).
 
 The route inputs are synchronous and cheap (they only record the next hop and wake the
 reconciler), so the speaker task is never held up by kernel writes.

@@ -40,7 +40,7 @@ from bgpd.codec.types import (
 )
 from bgpd.decision import PathSource
 from bgpd.deferral import SelectionDeferral
-from bgpd.events import EndOfRib, EventSink, SpeakerEvent, best_route_change
+from bgpd.events import EndOfRib, EventSink, SpeakerEvent, best_route_changes, one_by_one
 from bgpd.export import Exporter
 from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
 from bgpd.import_rib import FilteredAdjRibIn, ImportDecision
@@ -630,19 +630,18 @@ class Speaker:
                 changed = self.loc_rib.decide(afi, prefixes, peers, self.originated.get(afi))
             # ADD-PATH groups advertise every path, so they see every touched prefix.
             self.exporter.export(afi, changed, prefixes, self.loc_rib.sole_source)
-            if changed and self._subscribers:
+            if changed and self._subscribers:  # one batch per step and family
                 best = self.loc_rib.table(afi)
-                family = Afi(afi)
-                for prefix in changed:
-                    self._publish(best_route_change(family, prefix, best.get(prefix), received))
+                self._publish(best_route_changes(Afi(afi), changed, best, received))
         if not self._dirty and not self._runs:
             self._received = None
 
     # --- events ----------------------------------------------------------------------------
 
-    def subscribe(self, sink: EventSink) -> None:
-        """Call ``sink`` with every later event (see :mod:`bgpd.events`)."""
-        self._subscribers.append(sink)
+    def subscribe(self, sink: EventSink, *, batched: bool = False) -> None:
+        """Call ``sink`` with every later event (see :mod:`bgpd.events`): best-route changes as
+        one ``BestRouteChanges`` per decision step if ``batched``, else one per prefix."""
+        self._subscribers.append(sink if batched else one_by_one(sink))
 
     def _publish(self, event: SpeakerEvent) -> None:
         for sink in self._subscribers:

@@ -2,13 +2,14 @@
 
 :class:`Dataplane` is what ``podbgp node`` runs next to its BGP speaker. It takes typed inputs only
 — remote routes as (prefix, next hop) through :meth:`Dataplane.set_route` /
-:meth:`Dataplane.remove_route`, :class:`~felix.plan.Pool` s, own block CIDRs and remote
-:class:`~felix.plan.Vtep` s, and local pods from the kernel, where ``podbgp-cni`` tags each pod's
-host-side veth — and knows nothing of BGP (podbgp.node.wiring translates the speaker's events),
-keeps the tunnel devices converged (felix.tunnels), and runs the reconciler (felix.reconcile) that
-makes felix's routes in the kernel match felix.plan's output. Nothing is flushed on start or stop:
-routes left by a previous run are adopted and removed only once the speaker has converged
-(:meth:`mark_converged`, or the convergence timeout).
+:meth:`Dataplane.remove_route` (many at once: :meth:`Dataplane.set_routes`),
+:class:`~felix.plan.Pool` s, own block CIDRs and remote :class:`~felix.plan.Vtep` s, and local
+pods from the kernel, where ``podbgp-cni`` tags each pod's host-side veth — and knows nothing of
+BGP (podbgp.node.wiring translates the speaker's events), keeps the tunnel devices converged
+(felix.tunnels), and runs the reconciler (felix.reconcile) that makes felix's routes in the
+kernel match felix.plan's output. Nothing is flushed on start or stop: routes left by a previous
+run are adopted and removed only once the speaker has converged (:meth:`mark_converged`, or the
+convergence timeout).
 
 The route inputs are synchronous and cheap (they only record the next hop and wake the
 reconciler), so the speaker task is never held up by kernel writes.
@@ -197,6 +198,28 @@ class Dataplane:
         """No remote route for ``prefix`` any more (withdrawn, or now originated here)."""
         if self.best.pop(prefix, None) is not None:
             self._changed(prefix, received)
+
+    def set_routes(
+        self, routes: Iterable[tuple[str, str | None]], received: float | None = None
+    ) -> None:
+        """Many :meth:`set_route` (next hop given) / :meth:`remove_route` (None) calls in order,
+        with one wake-up of the reconciler: a batch of best-route changes from one decision."""
+        best, dirty, times = self.best, self._dirty, self._received
+        changed = False
+        for prefix, next_hop in routes:
+            if next_hop is None:
+                if best.pop(prefix, None) is None:
+                    continue
+            elif best.get(prefix) != next_hop:
+                best[prefix] = next_hop
+            else:
+                continue
+            dirty.add(prefix)
+            if received is not None:
+                times.setdefault(prefix, received)
+            changed = True
+        if changed:
+            self.reconciler.trigger()
 
     def _changed(self, prefix: str, received: float | None) -> None:
         self._dirty.add(prefix)

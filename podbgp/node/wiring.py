@@ -2,8 +2,9 @@
 
 :class:`NodeDataplane` is the node agent's :class:`~podbgp.node.agent.Dataplane`. It
 
-* subscribes to every speaker the agent runs and translates its typed events
-  (:class:`bgpd.events.BestRouteChange`) into felix inputs (``set_route`` / ``remove_route``);
+* subscribes to every speaker the agent runs and hands each batch of its typed best-route
+  changes (:class:`bgpd.events.BestRouteChanges`, one per decision step) to felix in one call
+  (``set_routes``);
   when the agent replaces its speaker, felix forgets the old speaker's routes without touching
   the kernel (the new speaker re-learns them; adopted routes stay until it has converged);
 * after each agent reconcile, hands felix the pools (:class:`felix.plan.Pool`), own blocks of
@@ -30,7 +31,7 @@ import logging
 from typing import Any
 
 from bgpd.codec.types import Afi, Safi
-from bgpd.events import BestRouteChange, EndOfRib, SpeakerEvent
+from bgpd.events import BestRouteChanges, EndOfRib, SpeakerEvent
 from bgpd.speaker import Speaker
 from felix.dataplane import Dataplane, ipip_handle, vteps_of, vxlan_handle, vxlan_v6_handle
 from felix.kernel.netlink import Netlink
@@ -84,7 +85,7 @@ class NodeDataplane:
             self.dataplane.forget_routes()
         self._early.clear()
         self._speaker = speaker
-        speaker.subscribe(lambda event: self._on_event(speaker, event))
+        speaker.subscribe(lambda event: self._on_event(speaker, event), batched=True)
 
     def cluster_changed(self) -> None:
         if self.dataplane is None:
@@ -145,8 +146,7 @@ class NodeDataplane:
             node_address_v6=v6,
             address_source_v6=self._assign_tunnel_address_v6,
         )
-        for prefix, next_hop in self._early.items():
-            self._apply(prefix, next_hop)
+        self.dataplane.set_routes(self._early.items())
         self._early.clear()
         self.cluster_changed()
         self._task = asyncio.create_task(self.dataplane.run(), name="felix")
@@ -168,25 +168,15 @@ class NodeDataplane:
     def _on_event(self, speaker: Speaker, event: SpeakerEvent) -> None:
         if speaker is not self._speaker:
             return  # a replaced speaker winding down
-        if isinstance(event, BestRouteChange):  # one per prefix: kept to the direct calls
-            next_hop = None if event.local else event.next_hop
-            dataplane = self.dataplane
-            if dataplane is None:
-                self._early[event.prefix] = next_hop
-            elif next_hop is None:
-                dataplane.remove_route(event.prefix, event.received)
+        if isinstance(event, BestRouteChanges):  # a decision step's changes: one felix call
+            # No next hop: withdrawn, or a route this speaker originates (felix's own block).
+            routes = zip(event.prefixes, event.next_hops, strict=True)
+            if self.dataplane is None:
+                self._early.update(routes)
             else:
-                dataplane.set_route(event.prefix, next_hop, event.received)
+                self.dataplane.set_routes(routes, event.received)
         elif isinstance(event, EndOfRib):
             self._check_converged()
-
-    def _apply(self, prefix: str, next_hop: str | None, received: float | None = None) -> None:
-        """``received``: when the UPDATE behind the change arrived (felix's latency histogram)."""
-        assert self.dataplane is not None
-        if next_hop is None:
-            self.dataplane.remove_route(prefix, received)
-        else:
-            self.dataplane.set_route(prefix, next_hop, received)
 
     def _check_converged(self) -> None:
         dataplane, speaker = self.dataplane, self._speaker

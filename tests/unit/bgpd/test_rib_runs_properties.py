@@ -20,6 +20,7 @@ from bgpd import speaker as speaker_module
 from bgpd.codec.types import Afi, Origin, PathAttributes, Update, prefix_from_str
 from bgpd.decision import best_path
 from bgpd.events import BestRouteChange
+from bgpd.speaker import Speaker
 from tests.unit.bgpd.test_export import client, reflector
 from tests.unit.bgpd.test_rib_bulk_properties import moved
 
@@ -49,6 +50,26 @@ def attributes(choice: int, address: str) -> PathAttributes:
     )
 
 
+def apply(
+    speaker: Speaker, who: int, indices: list[int], choice: int | None, received: float = 1.0
+) -> None:
+    """One change of ``changes``: our own originations, or an UPDATE from a peer."""
+    if who < 0:
+        for i in indices:
+            if choice is None:
+                speaker.withdraw_origin(TEXT[i])
+            else:
+                speaker.originate(TEXT[i], attributes(choice, "192.0.2.1"))
+        return
+    peer = speaker.peers[ADDRESSES[who]]
+    nlri = tuple(PREFIXES[i] for i in indices)
+    if choice is None:
+        update = Update(withdrawn=nlri)
+    else:
+        update = Update(attributes=attributes(choice, ADDRESSES[who]), nlri=nlri)
+    speaker._handle(peer, peer.generation, update, received)
+
+
 @settings(max_examples=300, deadline=None)
 @given(ops=changes, chunk=st.integers(1, 6))
 async def test_runs_leave_the_loc_rib_and_events_as_deciding_would(
@@ -68,20 +89,7 @@ async def test_runs_leave_the_loc_rib_and_events_as_deciding_would(
         )
         before: dict[bytes, tuple[object, object]] = {}
         for who, indices, choice, flush in ops:
-            if who < 0:
-                for i in indices:
-                    if choice is None:
-                        speaker.withdraw_origin(TEXT[i])
-                    else:
-                        speaker.originate(TEXT[i], attributes(choice, "192.0.2.1"))
-            else:
-                peer = speaker.peers[ADDRESSES[who]]
-                nlri = tuple(PREFIXES[i] for i in indices)
-                if choice is None:
-                    update = Update(withdrawn=nlri)
-                else:
-                    update = Update(attributes=attributes(choice, ADDRESSES[who]), nlri=nlri)
-                speaker._handle(peer, peer.generation, update, 1.0)
+            apply(speaker, who, indices, choice)
             if not flush:
                 continue
             rounds = 0

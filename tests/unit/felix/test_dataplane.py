@@ -1,8 +1,11 @@
-"""felix.dataplane's pure parts: the VTEP record another node published, back into Vteps."""
+"""felix.dataplane's pure parts: the VTEP record another node published, back into Vteps;
+remote routes given many at once leave felix as the single calls would."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from felix.dataplane import Dataplane, vteps_of
 from felix.plan import Vtep
@@ -31,3 +34,53 @@ def test_the_v6_node_address_must_be_ipv6() -> None:
         Dataplane("n", "192.0.2.1/24", "eth0", node_address_v6="192.0.2.9/24")
     dp = Dataplane("n", "192.0.2.1/24", "eth0", node_address_v6="2001:db8::1/64")
     assert dp.snapshot()["addressV6"] == "2001:db8::1/64"
+
+
+# (prefix index, next hop index or None to remove), applied in order; a receive time or None
+route_changes = st.lists(
+    st.tuples(st.integers(0, 5), st.none() | st.integers(0, 2)), min_size=0, max_size=20
+)
+
+
+def counting(dp: Dataplane) -> list[int]:
+    """Count the dataplane's wake-ups of its reconciler (the real trigger still runs)."""
+    calls = [0]
+    trigger = dp.reconciler.trigger
+
+    def counted(*, full: bool = False) -> None:
+        calls[0] += 1
+        trigger(full=full)
+
+    dp.reconciler.trigger = counted  # type: ignore[method-assign]
+    return calls
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=route_changes,
+    batches=st.lists(st.tuples(route_changes, st.none() | st.floats(0, 100)), max_size=4),
+)
+def test_set_routes_leaves_felix_as_the_single_calls_would_with_one_wake_up(
+    before: list[tuple[int, int | None]],
+    batches: list[tuple[list[tuple[int, int | None]], float | None]],
+) -> None:
+    prefixes = [f"10.244.{i}.0/24" for i in range(6)]
+    hops = ["192.0.2.2", "192.0.2.3", "fe80::1%eth0"]
+    one, many = (Dataplane("n", "192.0.2.1/24", "eth0") for _ in range(2))
+    for dp in (one, many):  # the same start: some routes already there, some planned
+        dp.set_routes((prefixes[p], None if h is None else hops[h]) for p, h in before)
+        dp._dirty.clear()
+    single_calls, batch_calls = counting(one), counting(many)
+    for changes, received in batches:
+        routes = [(prefixes[p], None if h is None else hops[h]) for p, h in changes]
+        wakes, single_wakes = batch_calls[0], single_calls[0]
+        many.set_routes(routes, received)
+        for prefix, hop in routes:
+            if hop is None:
+                one.remove_route(prefix, received)
+            else:
+                one.set_route(prefix, hop, received)
+        assert many.best == one.best and list(many.best) == list(one.best)
+        assert many._dirty == one._dirty and many._received == one._received
+        # One wake-up for the batch if any single call woke the reconciler, none otherwise.
+        assert batch_calls[0] - wakes == min(1, single_calls[0] - single_wakes)

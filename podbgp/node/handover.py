@@ -20,7 +20,10 @@ logged as ``event=handover-timeout``.
 Retired node sessions close without a NOTIFICATION: the other node (graceful restart, RFC 4724)
 keeps our routes as stale until its own handover retires the session on its side, so neither end
 loses a route while the two ends apply the change a few milliseconds apart. Sessions to routers
-outside the cluster close with a Cease, as a de-configured peer should.
+outside the cluster close with a Cease, as a de-configured peer should — but only ``cease_grace``
+seconds after the conditions above hold: such a router (a dedicated route reflector) withdraws
+our routes from everyone at once, and the other nodes, applying the same change a little later,
+may still have them only through it.
 
 The conditions are checked every ``poll`` seconds while peers are retiring (a new path that does
 not change the best path produces no event to wait on); nothing runs when no change is pending.
@@ -41,6 +44,11 @@ log = logging.getLogger("podbgp.node.handover")
 
 HANDOVER_TIMEOUT = 30.0  # seconds an old session waits at most for its replacement
 POLL = 0.05  # seconds between checks while a handover is pending
+# Seconds a session closed with a Cease (a router outside the cluster, e.g. a dedicated route
+# reflector) stays up after our own conditions hold: the router withdraws our routes from
+# everyone at once, and the other nodes, applying the same change a little later, may still
+# have our routes only through it.
+CEASE_GRACE = 3.0
 
 
 def waiting_for(speaker: Speaker, retiring: Iterable[str], joining: Iterable[str]) -> str | None:
@@ -100,10 +108,13 @@ class Handover:
         *,
         timeout: float = HANDOVER_TIMEOUT,
         poll: float = POLL,
+        cease_grace: float = CEASE_GRACE,
     ) -> None:
         self.still_unwanted = still_unwanted
         self.timeout = timeout
         self.poll = poll
+        self.cease_grace = cease_grace
+        self._ready: float | None = None  # monotonic time our conditions first held
         self.retiring: dict[str, bool] = {}  # address -> close gracefully
         self.joining: set[str] = set()
         self.started: float | None = None  # monotonic time the pending change began
@@ -135,6 +146,7 @@ class Handover:
             return
         if self.started is None or fresh:
             self.started = time.monotonic()  # a newly dropped peer restarts the clock
+            self._ready = None
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="peer-handover")
 
@@ -146,6 +158,7 @@ class Handover:
         self.retiring.clear()
         self.joining.clear()
         self.started = None
+        self._ready = None
 
     async def close(self) -> None:
         task = self._task
@@ -160,6 +173,8 @@ class Handover:
         reason = None
         if speaker is not None and self.retiring:
             reason = waiting_for(speaker, self.retiring, self.joining)
+            if reason is None and self._ready is not None:
+                reason = f"the {self.cease_grace:.0f} s grace before a Cease to a router"
         return {
             "retiring": sorted(self.retiring),
             "joining": sorted(self.joining & set(speaker.peers)) if speaker else [],
@@ -172,7 +187,13 @@ class Handover:
         while self.retiring and self._speaker is not None and self.started is not None:
             speaker = self._speaker
             reason = waiting_for(speaker, self.retiring, self.joining)
-            elapsed = time.monotonic() - self.started
+            now = time.monotonic()
+            elapsed = now - self.started
+            if reason is None and self._ceased_up(speaker):
+                self._ready = self._ready if self._ready is not None else now
+                if now - self._ready < self.cease_grace and elapsed < self.timeout:
+                    await asyncio.sleep(self.poll)
+                    continue
             if reason is None or elapsed >= self.timeout:
                 if reason is None:
                     self.completed += 1
@@ -184,11 +205,19 @@ class Handover:
                 return
             await asyncio.sleep(self.poll)
 
+    def _ceased_up(self, speaker: Speaker) -> bool:
+        """Is a peer that will get a Cease still up (its router still has our routes)?"""
+        return any(
+            not graceful and not _down(speaker, address)
+            for address, graceful in self.retiring.items()
+        )
+
     def _retire_all(self, speaker: Speaker, elapsed: float) -> None:
         retiring, self.retiring = self.retiring, {}
         joined = sorted(self.joining & set(speaker.peers))
         self.joining.clear()
         self.started = None
+        self._ready = None
         for address, graceful in sorted(retiring.items()):
             if address not in speaker.peers or not self.still_unwanted(address):
                 continue

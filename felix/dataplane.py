@@ -190,14 +190,11 @@ class Dataplane:
     def set_route(self, prefix: str, next_hop: str, received: float | None = None) -> None:
         """A remote prefix is best reached through ``next_hop`` (another node's address).
         ``received``: the ``time.monotonic()`` the change arrived, for the latency histogram."""
-        if self.best.get(prefix) != next_hop:
-            self.best[prefix] = next_hop
-            self._changed(prefix, received)
+        self.set_routes(((prefix, next_hop),), received)
 
     def remove_route(self, prefix: str, received: float | None = None) -> None:
         """No remote route for ``prefix`` any more (withdrawn, or now originated here)."""
-        if self.best.pop(prefix, None) is not None:
-            self._changed(prefix, received)
+        self.set_routes(((prefix, None),), received)
 
     def set_routes(
         self, routes: Iterable[tuple[str, str | None]], received: float | None = None
@@ -220,12 +217,6 @@ class Dataplane:
             changed = True
         if changed:
             self.reconciler.trigger()
-
-    def _changed(self, prefix: str, received: float | None) -> None:
-        self._dirty.add(prefix)
-        if received is not None:
-            self._received.setdefault(prefix, received)
-        self.reconciler.trigger()
 
     def _applied(self, ok: bool) -> None:
         """The reconciler's writes were acknowledged (``ok``) or failed: a change planned in
@@ -437,7 +428,7 @@ class Dataplane:
             vxlan_v6_ready=vxlan6 is not None and vxlan6.ready,
         )
         dirty, self._dirty = self._dirty, set()
-        # Every prefix with a receive time is dirty (_changed records both): all are planned now.
+        # Every prefix with a receive time is dirty (set_routes records both): all are planned now.
         received, self._received = list(self._received.values()), {}
         last, last_input = self._last_plan, self._last_input
         if (

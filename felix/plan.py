@@ -299,16 +299,29 @@ def pod_route(pod_ip: str, ifname: str) -> Route:
     return Route(dst, dev=ifname, scope=scope)
 
 
+class PoolIndex:
+    """The most specific pool containing a prefix (pools should not overlap, but be exact),
+    found with integer arithmetic: the placer asks once per remote prefix."""
+
+    def __init__(self, pools: Iterable[Pool]) -> None:
+        # Most specific first; equal lengths keep the input order (the first one wins).
+        table = sorted(((p.network, p) for p in pools), key=lambda item: -item[0].prefixlen)
+        self._table = [
+            (net.version, int(net.network_address), net.prefixlen, net.max_prefixlen, pool)
+            for net, pool in table
+        ]
+
+    def find(self, version: int, value: int, plen: int) -> Pool | None:
+        """The pool of the prefix ``value``/``plen`` (network address as an integer)."""
+        for pversion, pvalue, pplen, bits, pool in self._table:
+            if pversion == version and pplen <= plen and (value ^ pvalue) >> (bits - pplen) == 0:
+                return pool
+        return None
+
+
 def pool_for(prefix: IPNetwork, pools: Iterable[Pool]) -> Pool | None:
-    """The most specific pool containing ``prefix`` (pools should not overlap, but be exact)."""
-    best: Pool | None = None
-    for pool in pools:
-        net = pool.network
-        if net.version != prefix.version or not prefix.subnet_of(net):  # type: ignore[arg-type]
-            continue
-        if best is None or net.prefixlen > best.network.prefixlen:
-            best = pool
-    return best
+    """The most specific pool containing ``prefix`` (see :class:`PoolIndex`)."""
+    return PoolIndex(pools).find(prefix.version, int(prefix.network_address), prefix.prefixlen)
 
 
 def plan(inp: PlanInput) -> Plan:
@@ -407,20 +420,8 @@ class _Placer:
     def __init__(self, inp: PlanInput) -> None:
         self.inp = inp
         self.node = inp.node_interfaces()
-        # Most specific first; equal lengths keep the input order (pool_for's choice).
-        table = [(p.network, p) for p in inp.pools]
-        table.sort(key=lambda item: -item[0].prefixlen)
-        self.pools = [
-            (net.version, int(net.network_address), net.prefixlen, net.max_prefixlen, pool)
-            for net, pool in table
-        ]
+        self.pools = PoolIndex(inp.pools)
         self.decided: dict[tuple[str, Pool | None, int], _Placement] = {}
-
-    def pool(self, version: int, value: int, plen: int) -> Pool | None:
-        for pversion, pvalue, pplen, bits, pool in self.pools:
-            if pversion == version and pplen <= plen and (value ^ pvalue) >> (bits - pplen) == 0:
-                return pool
-        return None
 
     def place(
         self,
@@ -432,7 +433,7 @@ class _Placer:
     ) -> None:
         """Plan one remote prefix into ``routes`` (counting its VTEP) or ``skipped`` (why)."""
         version, value, plen, dst = parsed
-        pool = self.pool(version, value, plen)
+        pool = self.pools.find(version, value, plen)
         key = (next_hop, pool, version)
         placement = self.decided.get(key)
         if placement is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -54,20 +55,8 @@ def diff_routes(
     foreign: Iterable[str] = (),
 ) -> RouteDiff:
     """Routes to replace (missing or different) and to delete (unwanted, once converged)."""
-    foreign_dsts = set(foreign)
-    replace: list[Route] = []
-    conflicts: list[str] = []
-    for dst, route in desired.items():
-        if actual.get(dst) == route:
-            continue
-        if dst in foreign_dsts and dst not in actual:
-            conflicts.append(dst)
-            continue
-        replace.append(route)
-    unwanted = [route for dst, route in actual.items() if dst not in desired]
-    if converged:
-        return RouteDiff(tuple(replace), tuple(unwanted), (), tuple(conflicts))
-    return RouteDiff(tuple(replace), (), tuple(unwanted), tuple(conflicts))
+    every = itertools.chain(desired, (dst for dst in actual if dst not in desired))
+    return diff_touched(desired, actual, every, converged=converged, foreign=frozenset(foreign))
 
 
 def diff_touched(

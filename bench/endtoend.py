@@ -35,7 +35,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +43,7 @@ from tempfile import TemporaryDirectory
 import yaml
 
 from bench import netlink as netlink_bench
+from bench import pyspy
 from bench.receive import RECEIVER as NODE
 from bench.receive import SENDER as PEER
 from bench.receive import RawBirdConfig, proc_cpu, sender_config
@@ -235,29 +235,6 @@ def veth_pair(factory: NetnsFactory) -> tuple[str, str]:
     return node_ns, peer_ns
 
 
-def profile_top(path: Path, limit: int = 15) -> list[tuple[str, float, float]]:
-    """(function, self %, total %) from py-spy's collapsed stacks, by self time."""
-    own: Counter[str] = Counter()
-    total: Counter[str] = Counter()
-    samples = 0
-    for line in path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = stack.split(";")
-        samples += count
-        own[frames[-1]] += count
-        for frame in set(frames):
-            total[frame] += count
-    if not samples:
-        return []
-    return [
-        (frame, round(100 * c / samples, 1), round(100 * total[frame] / samples, 1))
-        for frame, c in own.most_common(limit)
-    ]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--prefixes", type=int, default=100_000)
@@ -289,12 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             wait_until(lambda: "blackhole 10.244.1.0/24" in run(node_ns, "ip", "route").stdout, 60)
             time.sleep(1.0)  # the node's start-up work settles
             if args.profile:
-                spy = subprocess.Popen(
-                    ["py-spy", "record", "--pid", str(proc.pid), "--format", "raw",
-                     "--rate", "200", "--output", str(args.profile), "--nonblocking"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
-                time.sleep(1.0)
+                spy = pyspy.start(proc.pid, args.profile, settle=1.0)
             for i in range(args.runs):
                 print(f"... run {i + 1}/{args.runs}", file=sys.stderr, flush=True)
                 runs.append(node_run(bird, node_ns, node_listener, proc.pid, n))
@@ -306,8 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         finally:
             if spy is not None:
-                spy.send_signal(2)  # SIGINT: py-spy writes what it has
-                spy.wait(30)
+                pyspy.stop(spy)
             node_listener.close()
             ip_listener.close()
             factory.stop(proc)
@@ -323,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     report(runs, own_writes, n)
     if args.profile and args.profile.exists():
         print("\nnode profile (py-spy, by own time): function | self % | total %")
-        for frame, own, total in profile_top(args.profile):
+        for frame, own, total in pyspy.top(args.profile):
             print(f"  {own:5.1f} {total:5.1f}  {frame}")
     if args.out:
         args.out.write_text(

@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -46,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from bench import pyspy
 from bench.fanout_clients import client_address
 from bench.receive import proc_cpu, proc_mem
 from tests.support.bird import BirdConfig, BirdNeighbor, BirdRouter
@@ -245,7 +245,7 @@ def measure(
         addresses = [client_address(i) for i in range(count)]
         reflector = start_reflector(kind, factory, ns_rr, work / kind, addresses, podbgp_tree)
         if profile is not None and kind == "podbgp":
-            spy = py_spy(reflector.pid, profile.with_suffix(f".{count}.start.raw"))
+            spy = pyspy.start(reflector.pid, profile.with_suffix(f".{count}.start.raw"), 250)
         est = clients.expect("established", timeout)
         row.est_s = round(est["t"] - t0, 2)
         if est.get("first_connect"):
@@ -254,8 +254,8 @@ def measure(
         row.conv_s = round(conv["t"] - conv["first_update"], 2)
         row.bytes_sent = int(conv["bytes"])
         if spy is not None and profile is not None:
-            stop_py_spy(spy)
-            spy = py_spy(reflector.pid, profile.with_suffix(f".{count}.churn.raw"))
+            pyspy.stop(spy)
+            spy = pyspy.start(reflector.pid, profile.with_suffix(f".{count}.churn.raw"), 250)
         time.sleep(0.5)
         clients.send(cmd="churn", index=count // 2, timeout=10, repeat=churns)
         churn = clients.expect("churn", 30 * churns)
@@ -284,28 +284,11 @@ def measure(
             row.rss_mib = round(proc_mem(reflector.pid)[1] / 2**20, 1)
     finally:
         if spy is not None:
-            stop_py_spy(spy)
+            pyspy.stop(spy)
         clients.stop()
         if reflector is not None:
             reflector.stop()
     return row
-
-
-def py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
-    """Sample ``pid`` (collapsed stacks, 250 Hz) until :func:`stop_py_spy`."""
-    argv = ["py-spy", "record", "-p", str(pid), "-r", "250", "-f", "raw", "-o", str(out),
-            "--nonblocking"]  # fmt: skip
-    spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.2)  # attached
-    return spy
-
-
-def stop_py_spy(spy: subprocess.Popen[bytes]) -> None:
-    spy.send_signal(signal.SIGINT)  # py-spy writes its profile on Ctrl-C
-    try:
-        spy.wait(20)
-    except subprocess.TimeoutExpired:
-        stop_process(spy)
 
 
 def versions(podbgp_tree: Path | None = None) -> str:

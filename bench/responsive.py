@@ -27,14 +27,13 @@ import itertools
 import json
 import os
 import platform
-import subprocess
 import threading
 import time
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+from bench import pyspy
 from bench.receive import (
     RECEIVER,
     SENDER,
@@ -87,20 +86,6 @@ def stats_ms(values: list[float]) -> dict[str, float]:
     }
 
 
-def top_functions(collapsed: Path, count: int = 15) -> list[tuple[str, float]]:
-    """Own-sample share per function from py-spy's raw (collapsed stack) output."""
-    own: Counter[str] = Counter()
-    total = 0
-    for line in collapsed.read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
-        if not stack:
-            continue
-        total += int(n)
-        frame = stack.split(";")[-1]
-        own[frame.split(" (", 1)[0] + " (" + frame.split(" (", 1)[-1].split(":")[0] + ")"] += int(n)
-    return [(name, round(100 * n / total, 1)) for name, n in own.most_common(count)]
-
-
 def podbgp_run(n: int, work: Path, profile: Path | None, rate: int = 200) -> dict[str, object]:
     work.mkdir(parents=True, exist_ok=True)
     with NetnsFactory(log_dir=work) as factory:
@@ -127,20 +112,14 @@ def podbgp_run(n: int, work: Path, profile: Path | None, rate: int = 200) -> dic
             idle1 = time.monotonic()
             spy = None
             if profile is not None:
-                spy = subprocess.Popen(
-                    ["py-spy", "record", "-p", str(pid), "-r", str(rate), "-f", "raw",
-                     "-o", str(profile), "--nonblocking"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
-                time.sleep(1.0)
+                spy = pyspy.start(pid, profile, rate, settle=1.0)
             cpu0, t0 = proc_cpu(pid), time.monotonic()
             wall0 = time.time()
             sender.birdc("enable", "static4")
             t1 = wait(lambda: probe.routes() >= n, 900)
             cpu1, wall1 = proc_cpu(pid), time.time()
             if spy is not None:
-                spy.send_signal(2)  # SIGINT: py-spy writes its output and exits
-                spy.wait(30)
+                pyspy.stop(spy)
             time.sleep(1.5)
             still_up = sender.protocols()["feed"].bgp_state == "Established"
             factory.stop(dump)
@@ -164,7 +143,7 @@ def podbgp_run(n: int, work: Path, profile: Path | None, rate: int = 200) -> dic
         "session_up_after": still_up,
     }
     if profile is not None and profile.exists():
-        out["profile_top_own"] = top_functions(profile)
+        out["profile_top_own"] = [(name, own) for name, own, _ in pyspy.top(profile)]
     return out
 
 

@@ -42,8 +42,8 @@ from tempfile import TemporaryDirectory
 
 import yaml
 
+from bench import latency, pyspy
 from bench import netlink as netlink_bench
-from bench import pyspy
 from bench.receive import RECEIVER as NODE
 from bench.receive import SENDER as PEER
 from bench.receive import RawBirdConfig, proc_cpu, sender_config
@@ -54,32 +54,17 @@ from tests.support.netns import NetnsFactory, run, wait_until
 ASN = 64512
 PROTO = 80
 API = "127.0.0.1:9179"
-RESOURCES = f"""
-apiVersion: podbgp/v1
-kind: BGPConfiguration
-metadata: {{name: default}}
-spec: {{asNumber: {ASN}, nodeToNodeMeshEnabled: false}}
----
-apiVersion: podbgp/v1
-kind: IPPool
-metadata: {{name: pods}}
-spec: {{cidr: 10.244.0.0/16, blockSize: 24, ipipMode: Never, vxlanMode: Never}}
----
+# bench.latency's cluster, plus the pool the sender's blocks come from (felix programs only
+# routes inside a pool).
+RESOURCES = (
+    latency.RESOURCES
+    + """---
 apiVersion: podbgp/v1
 kind: IPPool
-metadata: {{name: remote}}
-spec: {{cidr: 16.0.0.0/7, blockSize: 24, ipipMode: Never, vxlanMode: Never}}
----
-apiVersion: podbgp/v1
-kind: Node
-metadata: {{name: n1}}
-spec: {{blocks: [10.244.1.0/24]}}
----
-apiVersion: podbgp/v1
-kind: BGPPeer
-metadata: {{name: bird}}
-spec: {{peerIP: {PEER}, asNumber: {ASN}}}
+metadata: {name: remote}
+spec: {cidr: 16.0.0.0/7, blockSize: 24, ipipMode: Never, vxlanMode: Never}
 """
+)
 RTMGRP_IPV4_ROUTE = 0x40
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 SO_RCVBUFFORCE = 33

@@ -166,7 +166,7 @@ class Speaker:
         peer = Peer(spec, self._session(address, spec))
         if spec.max_prefixes is not None:
             peer.prefix_limit = PrefixLimitState(spec.max_prefixes)
-        if self._filters_import(peer):
+        if self._filters_import(spec):
             peer.adj_in = FilteredAdjRibIn()
         self.peers[address] = peer
         self._start(peer)
@@ -182,9 +182,8 @@ class Speaker:
         go at once, as with ``remove_peer`` + ``add_peer``."""
         address = tcp.normalise_address(spec.address)
         peer = self.peers[address]
-        if self._filters_import(dataclasses.replace(peer, spec=spec, source=None)) != isinstance(
-            peer.adj_in, FilteredAdjRibIn
-        ):  # the Adj-RIB-In's kind changes with the filters: it cannot carry over
+        if self._filters_import(spec) != isinstance(peer.adj_in, FilteredAdjRibIn):
+            # the Adj-RIB-In's kind changes with the filters: it cannot carry over
             self.remove_peer(address, graceful=True)
             return self.add_peer(spec)
         self.bfd.detach(address)
@@ -215,8 +214,9 @@ class Speaker:
             ttl_security=spec.ttl_security,
         )
 
-    def _filters_import(self, peer: Peer) -> bool:
-        return self.session_filters(peer).filters_import(self._ebgp(peer))
+    def _filters_import(self, spec: PeerSpec) -> bool:
+        """Does a peer configured so (before its session says more) filter what it sends us?"""
+        return self._filters_of(spec).filters_import(self._configured_ebgp(spec))
 
     def _start(self, peer: Peer) -> None:
         spec, address = peer.spec, peer.session.address
@@ -494,15 +494,21 @@ class Speaker:
     def _ebgp(self, peer: Peer) -> bool:
         if peer.source is not None:
             return peer.source.ebgp
-        return peer.spec.asn != (peer.spec.local_asn or self.config.asn)
+        return self._configured_ebgp(peer.spec)
+
+    def _configured_ebgp(self, spec: PeerSpec) -> bool:
+        return spec.asn != (spec.local_asn or self.config.asn)
 
     def session_filters(self, peer: Peer) -> SessionFilters:
         """The peer's policy now: its filters, RFC 8212, and the owned prefixes if it has
         ``owned_only``."""
+        return self._filters_of(peer.spec)
+
+    def _filters_of(self, spec: PeerSpec) -> SessionFilters:
         return SessionFilters(
-            filters=peer.spec.filters,
+            filters=spec.filters,
             ebgp_requires_policy=self.ebgp_requires_policy,
-            owned=self.owned if peer.spec.owned_only else None,
+            owned=self.owned if spec.owned_only else None,
         )
 
     def policy_info(self, peer: Peer) -> list[str]:

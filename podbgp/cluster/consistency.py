@@ -26,8 +26,8 @@ __all__ = ["check_consistency"]
 
 
 def check_consistency(resources: Iterable[Resource]) -> None:
-    """Rules that involve several resources: no two pools overlap, no two nodes pin one block,
-    every pinned block lies in a pool and has that pool's block size. Raises ResourceError."""
+    """The rules of the module docstring, over every resource about to be stored. Raises
+    ResourceError naming the resource and field."""
     pools = sorted((r for r in resources if isinstance(r, IPPool)), key=lambda p: p.name)
     for i, a in enumerate(pools):
         for b in pools[i + 1 :]:

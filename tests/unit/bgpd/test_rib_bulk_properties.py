@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bgpd.codec.types import Afi, Origin, PathAttributes, prefix_from_str
-from bgpd.decision import LOCAL_SOURCE, Candidate, PathSource, best_path
+from bgpd.decision import PathSource, best_path
 from bgpd.rib import AdjRibIn, LocRib, PeerTable
+from tests.unit.bgpd.test_rib_properties import candidates
 
 AFI = Afi.IPV4
 PREFIXES = [prefix_from_str(f"10.244.{i}.0/24")[1] for i in range(8)]
@@ -51,13 +52,6 @@ def moved(
         if (q in before) != (q in after)
         or (q in before and (before[q][0] is not after[q][0] or before[q][1] != after[q][1]))
     }
-
-
-def candidates(
-    prefix: bytes, tables: list[PeerTable], local: dict[bytes, PathAttributes]
-) -> list[Candidate]:
-    out: list[Candidate] = [(local[prefix], LOCAL_SOURCE)] if prefix in local else []
-    return out + [(paths[prefix], source) for source, paths, _s, _i in tables if prefix in paths]
 
 
 @settings(max_examples=400, deadline=None)

@@ -129,7 +129,7 @@ def podbgp_run(n: int, work: Path, profile: Path | None, rate: int = 200) -> dic
     gaps = keepalive_gaps(work / "keepalives.txt", wall0, wall1)
     out: dict[str, object] = {
         "ingest_seconds": round(t1 - t0, 2),
-        "cpu_seconds": round(cpu1 - cpu0, 2),
+        "cpu_seconds": round(cpu1 - cpu0, 3),
         "api_idle_ms": stats_ms(probe.between(idle0, idle1)),
         "api_ingest_ms": stats_ms(probe.between(t0, t1)),
         # Each answer during ingest: (sent, ms after BIRD's enable; answer time ms; routes then)

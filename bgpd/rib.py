@@ -268,14 +268,17 @@ class LocRib:
         """Runs of prefixes new to a peer's Adj-RIB-In, one path each run (UPDATEs as they
         came, see ``AdjRibIn.announce_new``), when that peer is the only source and has nothing
         stale: its paths are the best, stored run by run with no lookup in its Adj-RIB-In.
-        Returns the prefixes, all new to the Loc-RIB; None if the case does not hold, or the
-        Loc-RIB holds some of them (the caller decides the prefixes instead)."""
+        Returns the prefixes; None if the case does not hold (the caller decides them instead).
+
+        No lookup in the Loc-RIB either: it holds none of them (the peer's Adj-RIB-In did not,
+        and any other source's removal is pending as decided work, which rules this case out).
+        Were it to hold one, the peer's path replaces it: the decision's answer for a prefix
+        with a single path."""
         if len(peers) != 1 or local or peers[0][2] or peers[0][3] is not None:
             return None
         source, table = peers[0][0], self.table(afi)
-        for src, _attrs, entries in runs:
-            if src is not source or not table.keys().isdisjoint(entries):
-                return None
+        if any(src is not source for src, _attrs, _entries in runs):
+            return None
         self.sole_source = source.peer
         changed: list[bytes] = []
         for _src, attrs, entries in runs:

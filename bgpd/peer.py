@@ -2,7 +2,8 @@
 session negotiated, its timers), the OPEN it sends (``fsm_config``: the capabilities we
 advertise, RFC 5492, from the ``SpeakerConfig`` and the peer's ``PeerSpec``), and the rules that
 act on its session alone: its maximum prefixes (RFC 4486, counted by :mod:`bgpd.prefix_limit`)
-and a NEXT_HOP that is our own address (RFC 4271 §6.3).
+and a NEXT_HOP that is our own address (RFC 4271 §6.3); and what its session's establishment
+makes of it (``establish``: its path source and export policy).
 
 The speaker owns every ``Peer`` (``Speaker.peers``) and changes them on its loop."""
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,9 +32,10 @@ from bgpd.codec.types import (
 from bgpd.decision import PathSource
 from bgpd.fsm import FsmConfig, Negotiated
 from bgpd.gr import FORWARDING, NOTIFICATION, RESTART_STATE
-from bgpd.nexthop import IPV4_OVER_IPV6
+from bgpd.nexthop import IPV4_OVER_IPV6, own_link_local, own_next_hops, session_link
 from bgpd.peerspec import PeerSpec, SpeakerConfig
 from bgpd.policy import PeerPolicy
+from bgpd.policy_filters import SessionFilters
 from bgpd.prefix_limit import PrefixLimitState, cease_data
 from bgpd.rib import AdjRibIn
 from bgpd.session import Session
@@ -146,6 +149,45 @@ def check_prefix_limit(
         peer.limit_timer = loop.call_later(state.setting.restart_after, restart, peer)
 
 
+def establish(
+    peer: Peer,
+    session: Session,
+    negotiated: Negotiated,
+    local_address: str,
+    config: SpeakerConfig,
+    filters: SessionFilters,
+) -> None:
+    """The peer's session is Established: what it negotiated becomes the peer's path source
+    (the decision process reads it) and its export policy; UPDATEs of this session generation
+    count from now, End-of-RIB marks and UPDATE error counts start again."""
+    local_asn = peer.spec.local_asn or config.asn
+    ebgp = negotiated.peer_asn != local_asn
+    peer.negotiated = negotiated
+    peer.generation = session.generation
+    peer.eor_received = set()
+    peer.update_errors = UpdateErrorStats()
+    peer.source = PathSource(
+        peer=session.address,
+        router_id=int.from_bytes(socket.inet_aton(negotiated.peer_router_id), "big"),
+        ebgp=ebgp,
+        rr_client=peer.spec.rr_client,
+    )
+    peer.link = session_link(session.address, local_address)
+    next_hop_v4, next_hop_v6 = own_next_hops(local_address, negotiated)
+    peer.policy = PeerPolicy(
+        local_asn=local_asn,
+        ebgp=ebgp,
+        next_hop_v4=next_hop_v4,
+        next_hop_v6=next_hop_v6,
+        rr_client=peer.spec.rr_client,
+        cluster_id=config.cluster_id,
+        keep_next_hop=peer.spec.keep_next_hop,
+        filters=filters,
+        next_hop_self=peer.spec.next_hop_self,
+        link_local=own_link_local(local_address),
+    )
+
+
 def end_limit_hold(peer: Peer) -> None:
     """The session held down by its prefix limit starts again."""
     if peer.prefix_limit is None:
@@ -153,3 +195,20 @@ def end_limit_hold(peer: Peer) -> None:
     log.info("peer=%s event=max-prefixes-restart", peer.spec.address)
     peer.prefix_limit.reached = ""
     peer.session.start()
+
+
+def cancel_limit_timer(peer: Peer) -> None:
+    """No restart of a session held down by its prefix limit (the session goes or restarts)."""
+    if peer.limit_timer is not None:
+        peer.limit_timer.cancel()
+        peer.limit_timer = None
+
+
+def release_limit_hold(peer: Peer) -> bool:
+    """An operator acts: a session held down by its prefix limit starts again now, not after
+    ``restart_after``. Whether it was held."""
+    if peer.prefix_limit is None or not peer.prefix_limit.reached:
+        return False
+    cancel_limit_timer(peer)
+    end_limit_hold(peer)
+    return True

@@ -8,7 +8,8 @@ loop directly; each UPDATE carries the session generation so a late UPDATE from 
 since gone down is dropped.
 
 The speaker owns the peers (add, remove, dynamic peers from ranges) and the RIBs; what acts on
-one peer alone is :mod:`bgpd.peer`, a gone peer's stale paths and their timers
+one peer alone is :mod:`bgpd.peer`, what the policy settings make of each session and of a
+received path :mod:`bgpd.session_policy`, a gone peer's stale paths and their timers
 :mod:`bgpd.stale`, the listening sockets :mod:`bgpd.listener`.
 """
 
@@ -19,7 +20,6 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
-import socket
 import time
 from collections.abc import Iterable, Sequence
 
@@ -27,7 +27,7 @@ from bgpd import shutdown, tcp
 from bgpd.bfd.peering import BfdPeering, BfdSettings, ManagerFactory
 from bgpd.bfd.thread import ThreadedBfdEndpoint
 from bgpd.bfd.views import BfdStateChange
-from bgpd.bgpfilter import BGPFilter, IPNetwork
+from bgpd.bgpfilter import BGPFilter
 from bgpd.bgpfilter_eval import Verdict
 from bgpd.codec.types import (
     Afi,
@@ -43,21 +43,29 @@ from bgpd.deferral import SelectionDeferral
 from bgpd.events import EndOfRib, EventSink, SpeakerEvent, best_route_changes, one_by_one
 from bgpd.export import Exporter
 from bgpd.fsm import FsmConfig, Negotiated, SessionDown, State
-from bgpd.import_rib import FilteredAdjRibIn, ImportDecision
+from bgpd.import_rib import FilteredAdjRibIn
 from bgpd.listener import Listener
-from bgpd.nexthop import own_link_local, own_next_hops, received_next_hop, session_link
+from bgpd.nexthop import received_next_hop
 from bgpd.peer import Peer as Peer  # re-exported: callers read peers here
-from bgpd.peer import check_prefix_limit, end_limit_hold, fsm_config, own_next_hop
+from bgpd.peer import (
+    cancel_limit_timer,
+    check_prefix_limit,
+    end_limit_hold,
+    establish,
+    fsm_config,
+    own_next_hop,
+    release_limit_hold,
+)
 from bgpd.peerspec import PeerRange as PeerRange  # re-exported: callers build peers here
 from bgpd.peerspec import PeerSpec as PeerSpec
 from bgpd.peerspec import SpeakerConfig as SpeakerConfig
-from bgpd.policy import PeerPolicy, import_path, local_path
-from bgpd.policy_filters import SessionFilters, import_verdict
+from bgpd.policy import local_path
+from bgpd.policy_filters import SessionFilters
 from bgpd.prefix_limit import PrefixLimitState
 from bgpd.rib import LocRib, Run, eligible_paths, take_chunk, take_runs
 from bgpd.session import Session
+from bgpd.session_policy import SessionPolicies
 from bgpd.stale import StaleRoutes
-from bgpd.update_errors import UpdateErrorStats
 
 log = logging.getLogger("podbgp.speaker")
 
@@ -104,8 +112,7 @@ class Speaker:
         self.peer_ranges: list[PeerRange] = []
         self._task: asyncio.Task[None] | None = None
         self._flush_scheduled = False
-        self.ebgp_requires_policy = config.ebgp_requires_policy
-        self.owned: tuple[IPNetwork, ...] = ()  # for peers with owned_only (a node's pools)
+        self.policies = SessionPolicies(lambda: self.config, self.exporter.intern)
         self.draining = False  # RFC 8326: our routes carry GRACEFUL_SHUTDOWN
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -129,8 +136,7 @@ class Speaker:
         """Stop every session. ``graceful``: close TCP without NOTIFICATION (we will restart)."""
         for peer in self.peers.values():
             peer.session.stop(notify=not graceful)
-            if peer.limit_timer is not None:
-                peer.limit_timer.cancel()
+            cancel_limit_timer(peer)
             self.stale.cancel(peer)
         self.listener.close()
         self.bfd.close()
@@ -166,7 +172,7 @@ class Speaker:
         peer = Peer(spec, self._session(address, spec))
         if spec.max_prefixes is not None:
             peer.prefix_limit = PrefixLimitState(spec.max_prefixes)
-        if self._filters_import(spec):
+        if self.policies.filters_import(spec):
             peer.adj_in = FilteredAdjRibIn()
         self.peers[address] = peer
         self._start(peer)
@@ -182,15 +188,13 @@ class Speaker:
         go at once, as with ``remove_peer`` + ``add_peer``."""
         address = tcp.normalise_address(spec.address)
         peer = self.peers[address]
-        if self._filters_import(spec) != isinstance(peer.adj_in, FilteredAdjRibIn):
+        if self.policies.filters_import(spec) != isinstance(peer.adj_in, FilteredAdjRibIn):
             # the Adj-RIB-In's kind changes with the filters: it cannot carry over
             self.remove_peer(address, graceful=True)
             return self.add_peer(spec)
         self.bfd.detach(address)
         peer.session.stop(notify=False)  # session_down keeps its paths stale, or clears them
-        if peer.limit_timer is not None:
-            peer.limit_timer.cancel()
-            peer.limit_timer = None
+        cancel_limit_timer(peer)
         if peer.spec.password and not spec.password:
             self.listener.set_key(address, None)
         generation = peer.session.generation
@@ -213,10 +217,6 @@ class Speaker:
             source_address=spec.source_address,
             ttl_security=spec.ttl_security,
         )
-
-    def _filters_import(self, spec: PeerSpec) -> bool:
-        """Does a peer configured so (before its session says more) filter what it sends us?"""
-        return self._filters_of(spec).filters_import(self._configured_ebgp(spec))
 
     def _start(self, peer: Peer) -> None:
         spec, address = peer.spec, peer.session.address
@@ -270,8 +270,7 @@ class Speaker:
         peer = self.peers.pop(tcp.normalise_address(address))  # graceful: no NOTIFICATION, the
         self.bfd.detach(peer.session.address)  # peer keeps our routes stale (RFC 4724)
         peer.session.stop(notify=not graceful)
-        if peer.limit_timer is not None:
-            peer.limit_timer.cancel()
+        cancel_limit_timer(peer)
         self._listener_gtsm()
         self.exporter.forget(peer)
         self.stale.cancel(peer)
@@ -305,33 +304,8 @@ class Speaker:
         peer = self.peers.get(session.address)
         if peer is None:
             return
-        local_asn = peer.spec.local_asn or self.config.asn
-        ebgp = negotiated.peer_asn != local_asn
-        peer.negotiated = negotiated
-        peer.generation = session.generation
-        peer.eor_received = set()
-        peer.update_errors = UpdateErrorStats()
         self.stale.cancel_llgr(peer)  # back: what is still stale waits for End-of-RIB
-        peer.source = PathSource(
-            peer=session.address,
-            router_id=int.from_bytes(socket.inet_aton(negotiated.peer_router_id), "big"),
-            ebgp=ebgp,
-            rr_client=peer.spec.rr_client,
-        )
-        peer.link = session_link(session.address, local_address)
-        next_hop_v4, next_hop_v6 = own_next_hops(local_address, negotiated)
-        peer.policy = PeerPolicy(
-            local_asn=local_asn,
-            ebgp=ebgp,
-            next_hop_v4=next_hop_v4,
-            next_hop_v6=next_hop_v6,
-            rr_client=peer.spec.rr_client,
-            cluster_id=self.config.cluster_id,
-            keep_next_hop=peer.spec.keep_next_hop,
-            filters=self.session_filters(peer),
-            next_hop_self=peer.spec.next_hop_self,
-            link_local=own_link_local(local_address),
-        )
+        establish(peer, session, negotiated, local_address, self.config, self.session_filters(peer))
         for afi in (Afi.IPV4, Afi.IPV6):
             add_path = (afi, Safi.UNICAST) in negotiated.add_path_receive
             self._mark_dirty(afi, peer.adj_in.set_add_path(afi, add_path))
@@ -443,7 +417,7 @@ class Speaker:
             if own_next_hop(peer, attrs.next_hop, len(update.nlri)):
                 self._mark_dirty(Afi.IPV4, adj.withdraw(Afi.IPV4, update.nlri))
             else:
-                imported = self._import(peer, attrs)
+                imported = self.policies.received(peer, attrs)
                 self._mark_dirty(Afi.IPV4, self._store(peer, Afi.IPV4, update.nlri, imported))
         if update.mp_reach is not None and update.mp_reach.nlri:
             mp = update.mp_reach
@@ -452,7 +426,7 @@ class Speaker:
                 self._mark_dirty(mp.afi, adj.withdraw(mp.afi, mp.nlri))
                 return
             mp_attrs = dataclasses.replace(attrs, next_hop=hop)
-            imported = self._import(peer, mp_attrs)
+            imported = self.policies.received(peer, mp_attrs)
             self._mark_dirty(mp.afi, self._store(peer, mp.afi, mp.nlri, imported))
 
     def _store(
@@ -464,7 +438,7 @@ class Speaker:
         source at the flush)."""
         adj = peer.adj_in
         if isinstance(adj, FilteredAdjRibIn):
-            return adj.receive(afi, entries, attrs, self._import_decision(peer))
+            return adj.receive(afi, entries, attrs, self.policies.import_decision(peer))
         if attrs is not None and peer.source is not None:
             new = adj.announce_new(afi, entries, attrs)
             if new is not None:
@@ -472,60 +446,20 @@ class Speaker:
                 return ()
         return adj.announce(afi, entries, attrs)
 
-    def _import(self, peer: Peer, attrs: PathAttributes) -> PathAttributes | None:
-        assert peer.source is not None
-        local_asn = peer.spec.local_asn or self.config.asn
-        if local_asn != self.config.asn and any(self.config.asn in a for _t, a in attrs.as_path):
-            return None  # a loop through our own AS, whatever AS this session presents
-        return self.exporter.intern(
-            shutdown.on_import(  # RFC 8326: GRACEFUL_SHUTDOWN paths get LOCAL_PREF 0
-                import_path(
-                    attrs,
-                    local_asn=local_asn,
-                    router_id=self.config.router_id,
-                    ebgp=peer.source.ebgp,
-                    cluster_id=self.config.cluster_id,
-                )
-            )
-        )
-
-    # --- routing policy (bgpd.policy_filters) -------------------------------------------------
-
-    def _ebgp(self, peer: Peer) -> bool:
-        if peer.source is not None:
-            return peer.source.ebgp
-        return self._configured_ebgp(peer.spec)
-
-    def _configured_ebgp(self, spec: PeerSpec) -> bool:
-        return spec.asn != (spec.local_asn or self.config.asn)
+    # --- routing policy (bgpd.session_policy) -------------------------------------------------
 
     def session_filters(self, peer: Peer) -> SessionFilters:
         """The peer's policy now: its filters, RFC 8212, and the owned prefixes if it has
         ``owned_only``."""
-        return self._filters_of(peer.spec)
-
-    def _filters_of(self, spec: PeerSpec) -> SessionFilters:
-        return SessionFilters(
-            filters=spec.filters,
-            ebgp_requires_policy=self.ebgp_requires_policy,
-            owned=self.owned if spec.owned_only else None,
-        )
+        return self.policies.of(peer.spec)
 
     def policy_info(self, peer: Peer) -> list[str]:
         """Why this peer's session passes nothing in some direction (RFC 8212), in words."""
-        return self.session_filters(peer).blocked(self._ebgp(peer))
+        return self.policies.blocked(peer)
 
     def explain_import(self, peer: Peer, afi: int, prefix: bytes, attrs: PathAttributes) -> Verdict:
         """What the peer's import policy makes of a received path (for the API's detail)."""
-        return import_verdict(self.session_filters(peer), self._ebgp(peer), afi, prefix, attrs)
-
-    def _import_decision(self, peer: Peer) -> ImportDecision:
-        policy, ebgp, intern = self.session_filters(peer), self._ebgp(peer), self.exporter.intern
-
-        def decide(afi: int, prefix: bytes, attrs: PathAttributes) -> PathAttributes | None:
-            return intern(import_verdict(policy, ebgp, afi, prefix, attrs).attributes)
-
-        return decide
+        return self.policies.explain_import(peer, afi, prefix, attrs)
 
     def set_peer_filters(self, address: str, filters: tuple[BGPFilter, ...]) -> None:
         """Change a peer's filters live: import re-runs over the kept Adj-RIB-In, export is
@@ -536,8 +470,7 @@ class Speaker:
             self._reapply_policy(peer)
 
     def set_ebgp_requires_policy(self, enabled: bool) -> None:
-        if enabled != self.ebgp_requires_policy:
-            self.ebgp_requires_policy = enabled
+        if enabled != self.config.ebgp_requires_policy:
             self.config = dataclasses.replace(self.config, ebgp_requires_policy=enabled)
             for peer in list(self.peers.values()):
                 self._reapply_policy(peer)
@@ -545,26 +478,17 @@ class Speaker:
     def set_owned_prefixes(self, cidrs: Iterable[str]) -> None:
         """What the cluster owns (IP pool CIDRs): all ``owned_only`` peers may receive."""
         owned = tuple(sorted({ipaddress.ip_network(c) for c in cidrs}, key=str))
-        if owned != self.owned:
-            self.owned = owned
+        if owned != self.policies.owned:
+            self.policies.owned = owned
             for peer in list(self.peers.values()):
                 if peer.spec.owned_only:
                     self._reapply_policy(peer)
 
     def _reapply_policy(self, peer: Peer) -> None:
-        policy = self.session_filters(peer)
-        adj = peer.adj_in
-        if policy.filters_import(self._ebgp(peer)):
-            if not isinstance(adj, FilteredAdjRibIn):
-                adj = peer.adj_in = FilteredAdjRibIn.wrap(adj)
-            changed = adj.reimport(self._import_decision(peer))
-        elif isinstance(adj, FilteredAdjRibIn):
-            changed = adj.reimport(lambda _afi, _prefix, attrs: attrs)
-            peer.adj_in = adj.received  # nothing filters: what was received is what counts
-        else:
-            changed = {}
+        changed = self.policies.reimport(peer)
         for afi, prefixes in changed.items():
             self._mark_dirty(afi, prefixes)
+        policy = self.policies.of(peer.spec)
         if peer.policy is not None and peer.policy.filters != policy:
             peer.policy = dataclasses.replace(peer.policy, filters=policy)
             self.exporter.regroup(peer)
@@ -581,14 +505,7 @@ class Speaker:
 
     def release_prefix_limits(self) -> list[str]:
         """An operator acts: start again every session held down by its prefix limit."""
-        released = []
-        for peer in self.peers.values():
-            if peer.prefix_limit is not None and peer.prefix_limit.reached:
-                if peer.limit_timer is not None:
-                    peer.limit_timer.cancel()
-                self._restart_after_limit(peer)
-                released.append(peer.spec.address)
-        return released
+        return [peer.spec.address for peer in self.peers.values() if release_limit_hold(peer)]
 
     def _mark_dirty(self, afi: int, prefixes: Iterable[bytes]) -> None:
         dirty = self._dirty.get(afi)

@@ -235,6 +235,39 @@ def test_max_prefixes_cease_and_restart(netns_factory: NetnsFactory, tmp_path: P
     assert sp.get(f"/v1/peers/{ROUTER_V4}")["flaps"] == flaps + 1
 
 
+def test_max_prefixes_held_until_the_operator_acts(
+    netns_factory: NetnsFactory, tmp_path: Path
+) -> None:
+    """Without restartAfter a session stopped by its limit stays down, however long; SIGHUP is
+    the operator acting: it starts again at once, and comes up once BIRD is under the limit."""
+    from tests.integration.interop import PODBGP_V4, ROUTER_V4, podbgp_in, two_namespaces
+
+    ns_p, ns_r = two_namespaces(netns_factory)
+    four = tuple(StaticRoute(f"10.245.{i}.0/24") for i in range(4))
+    config = BirdConfig(router_id=ROUTER_V4, asn=65001, listen_address=ROUTER_V4,
+                        neighbors=(BirdNeighbor(PODBGP_V4, 64512),), routes=four)  # fmt: skip
+    router = BirdRouter(netns_factory, ns_r, config, tmp_path / "bird").start()
+    sp = podbgp_in(netns_factory, ns_p, tmp_path, asn=64512, originate=["10.244.1.0/24"],
+                   peers=[{"address": ROUTER_V4, "asNumber": 65001, "maxPrefixes": {"limit": 3}}],
+                   graceful=False)  # fmt: skip
+    proto = BirdNeighbor(PODBGP_V4, 64512).protocol
+    info = wait_for(
+        lambda: "maximum prefixes reached" in (i := (sp.try_get(f"/v1/peers/{ROUTER_V4}") or {})
+                                                   .get("info", "")) and i,
+        30, what="peer info names the limit",
+    )  # fmt: skip
+    assert "staying down until an operator acts" in info, info
+    router.configure(router.with_routes(*four[:3]))  # BIRD is under the limit now
+    time.sleep(6)  # longer than BIRD's and our connect retries: still held down by us
+    assert sp.get(f"/v1/peers/{ROUTER_V4}")["state"] != "Established"
+    assert sp.route_prefixes() == {"10.244.1.0/24"}
+    sp.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "event=max-prefixes-released" in sp.log(), 10, what="released in the log")
+    router.wait_established(proto, 30)
+    wait_for(lambda: len(sp.route_prefixes()) == 4, 15, what="BIRD's 3 routes + ours")
+    assert "maximum prefixes reached" not in sp.get(f"/v1/peers/{ROUTER_V4}")["info"]
+
+
 def test_local_as_number_per_peer(netns_factory: NetnsFactory, tmp_path: Path) -> None:
     """Calico's localASNumber: the session presents another AS (BIRD expects 65100 there);
     our AS path to BIRD starts with it, and a path holding our real AS is still a loop."""

@@ -81,7 +81,7 @@ class BulkError:
         return f"{os.strerror(self.code)} (errno {self.code})"
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
+def attr(kind: int, payload: bytes) -> bytes:
     data = RTATTR.pack(RTATTR.size + len(payload), kind) + payload
     return data + b"\0" * (-len(data) % 4)
 
@@ -92,16 +92,16 @@ def _gateway(gateway: str, via: bool = False) -> bytes:
     family = socket.AF_INET6 if ":" in gateway else socket.AF_INET
     address = socket.inet_pton(family, gateway)
     if via:
-        return _attr(RTA_VIA, _VIA_FAMILY.pack(family) + address)
-    return _attr(RTA_GATEWAY, address)
+        return attr(RTA_VIA, _VIA_FAMILY.pack(family) + address)
+    return attr(RTA_GATEWAY, address)
 
 
 @functools.lru_cache(maxsize=256)
 def _mtu(mtu: int) -> bytes:
-    return _attr(RTA_METRICS, _attr(RTAX_MTU, struct.pack("=I", mtu)))
+    return attr(RTA_METRICS, attr(RTAX_MTU, struct.pack("=I", mtu)))
 
 
-_TABLE_ATTR = _attr(RTA_TABLE, struct.pack("=I", MAIN_TABLE))
+_TABLE_ATTR = attr(RTA_TABLE, struct.pack("=I", MAIN_TABLE))
 _REPLACE_FLAGS = NLM_F_REQUEST | NLM_F_REPLACE | NLM_F_CREATE
 _DELETE_FLAGS = NLM_F_REQUEST
 # RTA_DST's header per family: the address follows, 4 or 16 bytes, already 4-byte aligned.
@@ -355,7 +355,7 @@ def dump_routes(
     result = DumpResult([], set())
     for family in (socket.AF_INET, socket.AF_INET6):
         header = RTMSG.pack(family, 0, 0, 0, MAIN_TABLE if strict else 0, 0, 0, 0, 0)
-        attrs = _attr(RTA_TABLE, _U32.pack(MAIN_TABLE)) if strict else b""
+        attrs = attr(RTA_TABLE, _U32.pack(MAIN_TABLE)) if strict else b""
         payload = header + attrs
         seq = family
         sock.sendall(

@@ -14,7 +14,8 @@ and netlink messages, and exposes only what felix needs:
 * addresses, permanent neighbours and VXLAN FDB entries;
 * per-interface IPv4 settings (``net.ipv4.conf.<dev>.*``) and ARP proxy delay
   (``net.ipv4.neigh.<dev>.proxy_delay``), set through rtnetlink rather than ``/proc/sys``, which
-  is read-only inside a container (where ``podbgp-cni`` runs under docker-compose);
+  is read-only inside a container (where ``podbgp-cni`` runs under docker-compose), and an IPIP
+  device's path-MTU discovery (messages and ioctl in felix.kernel.devconf, sockets here);
 * the ``/etc/iproute2/rt_protos.d`` entry that names felix's route protocol.
 
 With ``netns`` set, the socket is opened inside that named namespace (or ``/proc/.../ns/net``
@@ -24,14 +25,11 @@ path), so a test process can drive several "nodes" without entering them.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
-import fcntl
 import ipaddress
 import logging
 import os
 import socket
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +41,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 from pyroute2.netns import create_socket
 
+from felix.kernel import devconf
 from felix.kernel.batch import apply_bulk, dump_routes, enable_strict_check, size_buffers
 from felix.plan import FdbEntry, Neighbour, Route, Scope
 from felix.reconcile import ApplyError, KernelRoutes
@@ -59,26 +58,7 @@ NTF_SELF = 0x02
 RT_PROTOS_DIR = Path("/etc/iproute2/rt_protos.d")
 PROTOCOL_NAME = "podbgp"
 _DEFAULT_PRIORITY = {4: 0, 6: 1024}  # what the kernel gives a route added without a metric
-# linux/if_tunnel.h: SIOCDEVPRIVATE + 0 / + 3; struct ip_tunnel_parm is name[16], link, i_flags,
-# o_flags, i_key, o_key, then struct iphdr (frag_off at offset 6 of the header).
-SIOCGETTUNNEL = 0x89F0
-SIOCCHGTUNNEL = 0x89F3
-_TUNNEL_PARM_SIZE = 16 + 4 + 2 + 2 + 4 + 4 + 20
-_FRAG_OFF_AT = 32 + 6
-IP_DF = 0x4000
 NETLINK_ROUTE = 0
-# rtnetlink constants for the per-device settings (linux/rtnetlink.h, if_link.h, neighbour.h).
-RTM_SETLINK = 19
-RTM_SETNEIGHTBL = 67
-IFLA_AF_SPEC = 26
-IFLA_INET_CONF = 1
-NDTA_NAME = 1
-NDTA_PARMS = 6
-NDTPA_IFINDEX = 1
-NDTPA_PROXY_DELAY = 13
-_NLMSG = struct.Struct("=IHHII")
-# linux/ip.h IPV4_DEVCONF_*: the index of each net.ipv4.conf.<dev> setting.
-IPV4_DEVCONF = {"forwarding": 1, "proxy_arp": 3, "rp_filter": 8, "arp_ignore": 20}
 BULK_THRESHOLD = 64  # route changes at which one chunked send beats one request per route
 
 
@@ -257,26 +237,13 @@ class Netlink:
                 raise KernelError(exc.code, f"create ipip device {name}") from None
 
     def ipip_pmtudisc(self, name: str, enable: bool | None = None) -> bool:
-        """Read (and with ``enable`` set) path-MTU discovery on an IPIP device.
-
-        The kernel refuses netlink changes to the fallback device ``tunl0`` (EINVAL), but the
-        tunnel ioctls (SIOCGETTUNNEL / SIOCCHGTUNNEL, as ``ip tunnel change`` uses) work: pmtudisc
-        is the DF bit of the outer header template.
-        """
+        """Read (and with ``enable`` set) path-MTU discovery on an IPIP device, by the tunnel
+        ioctls (``felix.kernel.devconf``: the kernel refuses netlink changes to ``tunl0``)."""
         sock = create_socket(self.netns, socket.AF_INET, socket.SOCK_DGRAM, flags=0)
         try:
-            parm = ctypes.create_string_buffer(_TUNNEL_PARM_SIZE)
-            ifreq = struct.pack("16sP16x", name.encode(), ctypes.addressof(parm))
-            try:
-                fcntl.ioctl(sock.fileno(), SIOCGETTUNNEL, ifreq)
-                (frag_off,) = struct.unpack_from("!H", parm.raw, _FRAG_OFF_AT)
-                if enable is not None and bool(frag_off & IP_DF) != enable:
-                    frag_off = frag_off | IP_DF if enable else frag_off & ~IP_DF
-                    struct.pack_into("!H", parm, _FRAG_OFF_AT, frag_off)
-                    fcntl.ioctl(sock.fileno(), SIOCCHGTUNNEL, ifreq)
-            except OSError as exc:
-                raise KernelError(exc.errno or errno.EIO, f"tunnel ioctl on {name}") from None
-            return bool(frag_off & IP_DF)
+            return devconf.ipip_df(sock, name, enable)
+        except OSError as exc:
+            raise KernelError(exc.errno or errno.EIO, f"tunnel ioctl on {name}") from None
         finally:
             sock.close()
 
@@ -335,32 +302,17 @@ class Netlink:
     # -- per-device settings (sysctls by netlink) -----------------------------------------------
 
     async def set_ipv4_conf(self, name: str, **settings: int) -> None:
-        """Set ``net.ipv4.conf.<name>.<key>`` (keys of :data:`IPV4_DEVCONF`) by RTM_SETLINK.
-
-        The same values ``/proc/sys`` holds, but through rtnetlink (``IFLA_AF_SPEC`` → ``AF_INET``
-        → ``IFLA_INET_CONF``), which needs only CAP_NET_ADMIN in the namespace: it works in a
-        container, where ``/proc/sys`` is mounted read-only.
-        """
-        conf = b"".join(
-            _nla(IPV4_DEVCONF[key], struct.pack("=I", value)) for key, value in settings.items()
-        )
-        index = await self.index(name)
-        body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, index, 0, 0)
-        body += _nla(IFLA_AF_SPEC, _nla(socket.AF_INET, _nla(IFLA_INET_CONF, conf)))
+        """Set ``net.ipv4.conf.<name>.<key>`` (keys of ``devconf.IPV4_DEVCONF``) by rtnetlink,
+        which works in a container, where ``/proc/sys`` is read-only."""
+        msg_type, body = devconf.ipv4_conf(await self.index(name), settings)
         await asyncio.to_thread(
-            self._request, f"set ipv4 conf {settings} on {name}", RTM_SETLINK, body
+            self._request, f"set ipv4 conf {settings} on {name}", msg_type, body
         )
 
     async def set_arp_proxy_delay(self, name: str, milliseconds: int) -> None:
         """Set ``net.ipv4.neigh.<name>.proxy_delay`` by RTM_SETNEIGHTBL (works in containers)."""
-        index = await self.index(name)
-        parms = _nla(NDTPA_IFINDEX, struct.pack("=I", index))
-        parms += _nla(NDTPA_PROXY_DELAY, struct.pack("=Q", milliseconds))
-        body = struct.pack("=Bxxx", socket.AF_INET) + _nla(NDTA_NAME, b"arp_cache\0")
-        body += _nla(NDTA_PARMS, parms)
-        await asyncio.to_thread(
-            self._request, f"set arp proxy_delay on {name}", RTM_SETNEIGHTBL, body
-        )
+        msg_type, body = devconf.proxy_delay(await self.index(name), milliseconds)
+        await asyncio.to_thread(self._request, f"set arp proxy_delay on {name}", msg_type, body)
 
     def _request(self, what: str, msg_type: int, body: bytes) -> None:
         """One acknowledged rtnetlink request on a socket of its own, in this namespace."""
@@ -368,17 +320,11 @@ class Netlink:
         try:
             sock.bind((0, 0))
             sock.settimeout(5.0)
-            sock.sendall(_NLMSG.pack(_NLMSG.size + len(body), msg_type, 0x1 | 0x4, 1, 0) + body)
-            reply = sock.recv(65536)
+            devconf.request(sock, msg_type, body)
         except OSError as exc:
             raise KernelError(exc.errno or errno.EIO, what) from None
         finally:
             sock.close()
-        _length, reply_type, _flags, _seq, _pid = _NLMSG.unpack_from(reply)
-        if reply_type == 2:  # NLMSG_ERROR; code 0 is the acknowledgement
-            (code,) = struct.unpack_from("=i", reply, _NLMSG.size)
-            if code:
-                raise KernelError(-code, what)
 
     # -- addresses ----------------------------------------------------------------------------
 
@@ -626,12 +572,6 @@ class LinkMonitor:
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None
-
-
-def _nla(kind: int, payload: bytes) -> bytes:
-    """One netlink attribute, padded to 4 bytes."""
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
 
 
 async def _collect(result: Any) -> list[Any]:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from bgpd import tcp
 from bgpd.codec.types import PathAttributes
 from bgpd.deferral import run_file_found
+from bgpd.peerspec import PeerSpec
 from bgpd.speaker import Speaker
 from bgpd.unnumbered import UnnumberedPeers
 from podbgp.cluster import ipam
@@ -461,43 +462,43 @@ class NodeAgent:
         retire = {a: not current[a].owned_only for a in sorted(set(current) - set(desired))}
         joining: list[str] = []
         for addr, spec in sorted(desired.items()):
-            if current.get(addr) == spec:
-                continue
             old = current.get(addr)
-            if old is not None and replace(old, peer_type=spec.peer_type) == spec:
-                # Mesh <-> route-reflector seen from a client: the same BGP session, renamed.
-                # It stays up (the reflector end restarts with its new cluster ID, gracefully).
-                speaker.set_peer_type(addr, spec.peer_type)
-                joining.append(addr)  # the handover waits for its End-of-RIB like a new one
-                log.info("event=peer-type-changed peer=%s type=%s", addr, spec.peer_type)
-                continue
-            if old is not None and replace(old, filters=spec.filters, bfd=spec.bfd) == spec:
-                if old.filters != spec.filters:
-                    speaker.set_peer_filters(addr, spec.filters)  # live, the session stays up
-                    log.info("event=peer-filters-changed peer=%s", addr)
-                if old.bfd != spec.bfd:
-                    speaker.set_bfd(addr, spec.bfd)  # nor does a BFD change reset it
-                    log.info("event=peer-bfd-changed peer=%s bfd=%s", addr, spec.bfd)
-                continue
-            if old is None:
-                speaker.add_peer(spec)
-            elif old.owned_only or spec.owned_only:  # a router outside the cluster: a Cease
-                speaker.remove_peer(addr)
-                speaker.add_peer(spec)
-            else:  # another node: a new session, its routes kept stale until End-of-RIB
-                speaker.replace_peer(spec)
-            joining.append(addr)
-            log.info(
-                "event=peer-added peer=%s type=%s asn=%d passive=%s reason=%s",
-                addr,
-                spec.peer_type,
-                spec.asn,
-                spec.passive,
-                topology.reasons.get(spec.address, ""),
-            )
+            if old != spec and self._apply_peer(speaker, addr, old, spec):
+                joining.append(addr)
         for addr in retire:
             log.info("event=peer-retiring peer=%s", addr)
         self.handover.change(speaker, retire, joining, keep=desired)
+
+    def _apply_peer(
+        self, speaker: Speaker, addr: str, old: PeerSpec | None, spec: PeerSpec
+    ) -> bool:
+        """One desired peer whose settings are new (``old``: as it runs now, if it does).
+        Whether it joins: a session whose End-of-RIB the handover waits for."""
+        if old is not None and replace(old, peer_type=spec.peer_type) == spec:
+            # Mesh <-> route-reflector seen from a client: the same BGP session, renamed.
+            # It stays up (the reflector end restarts with its new cluster ID, gracefully).
+            speaker.set_peer_type(addr, spec.peer_type)
+            log.info("event=peer-type-changed peer=%s type=%s", addr, spec.peer_type)
+            return True  # the handover waits for its End-of-RIB like a new one
+        if old is not None and replace(old, filters=spec.filters, bfd=spec.bfd) == spec:
+            if old.filters != spec.filters:
+                speaker.set_peer_filters(addr, spec.filters)  # live, the session stays up
+                log.info("event=peer-filters-changed peer=%s", addr)
+            if old.bfd != spec.bfd:
+                speaker.set_bfd(addr, spec.bfd)  # nor does a BFD change reset it
+                log.info("event=peer-bfd-changed peer=%s bfd=%s", addr, spec.bfd)
+            return False
+        if old is None:
+            speaker.add_peer(spec)
+        elif old.owned_only or spec.owned_only:  # a router outside the cluster: a Cease
+            speaker.remove_peer(addr)
+            speaker.add_peer(spec)
+        else:  # another node: a new session, its routes kept stale until End-of-RIB
+            speaker.replace_peer(spec)
+        reason = self.topology.reasons.get(spec.address, "") if self.topology else ""
+        log.info("event=peer-added peer=%s type=%s asn=%d passive=%s reason=%s",
+                 addr, spec.peer_type, spec.asn, spec.passive, reason)  # fmt: skip
+        return True
 
     def _unwanted(self, address: str) -> bool:
         topology = self.topology

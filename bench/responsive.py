@@ -193,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| | idle | during ingest |\n|---|---:|---:|")
     for key in ("n", "p50", "p99", "max"):
         print(f"| API /v1/status {key}{' ms' if key != 'n' else ''} | {idle[key]} | {busy[key]} |")
-    theirs = f", BIRD CPU {bird.cpu_seconds} s ({bird.load_seconds} s)" if bird else ""
+    theirs = ""
+    if bird:
+        ratio = float(podbgp["cpu_seconds"]) / bird.cpu_seconds  # type: ignore[arg-type]
+        theirs = f", BIRD CPU {bird.cpu_seconds} s ({bird.load_seconds} s): {ratio:.2f}x BIRD's"
     print(f"ingest {podbgp['ingest_seconds']} s, podbgp CPU {podbgp['cpu_seconds']} s{theirs}")
     print(f"keepalives: largest gap during ingest {podbgp['keepalive_max_gap_s']} s "
           f"(hold {HOLD} s), session still up: {podbgp['session_up_after']}")  # fmt: skip

@@ -264,7 +264,7 @@ class Dataplane:
         """
         self.best.clear()
         self._last_plan = None  # the next plan is whole
-        self.reconciler.converged = False
+        self.reconciler.unconverge()
         if self._tasks:
             self._tasks[0].cancel()
             self._tasks[0] = asyncio.create_task(

@@ -195,6 +195,7 @@ class Reconciler:
         # neighbour and FDB entries are felix's and follow the plan.
         self.vxlan_devices: tuple[str, ...] = tuple(vxlan_devices)
         self.converged = False
+        self._epoch = 0  # speakers replaced so far (``unconverge``)
         self.stats = SyncStats()
         self.last_plan: Plan | None = None
         self._cache: dict[str, Route] | None = None  # None: unknown, dump before diffing
@@ -224,6 +225,13 @@ class Reconciler:
         if new:
             self._heal |= new
             self.trigger()
+
+    def unconverge(self) -> None:
+        """The speaker was replaced: adopt unwanted routes again until :meth:`mark_converged`.
+        A pass being planned meanwhile counts as not converged either: its plan may come from
+        the replaced speaker's emptied table."""
+        self.converged = False
+        self._epoch += 1
 
     def mark_converged(self) -> None:
         """The speaker has converged: unwanted adopted routes may now be removed."""
@@ -299,7 +307,10 @@ class Reconciler:
         empties it, so the next pass dumps)."""
         started = time.monotonic()
         converged = self.converged  # before planning: the plan is at most this complete
+        epoch = self._epoch
         plan = await self.plan_source(full or self._cache is None)
+        if self._epoch != epoch:
+            converged = False  # the speaker was replaced while this plan was made
         self.last_plan = plan
         dump = full or self._cache is None
         whole = dump or plan.touched is None

@@ -273,6 +273,32 @@ async def test_vxlan_entries_stay_when_convergence_comes_during_a_pass_planned_b
     assert kernel.neighbours == {vtep} and kernel.fdb == {fdb}
 
 
+async def test_routes_stay_when_the_speaker_is_replaced_while_a_pass_is_planned() -> None:
+    """A pass starts converged; while it plans, the speaker is replaced (felix forgets its
+    routes: ``unconverge``) and the plan comes out of the emptied table. That pass must adopt
+    the kernel's routes, not delete them (a cluster lost 1.8 s of pings so)."""
+    kernel = TableKernel()
+    kernel.routes[A.dst] = A
+    rec: Reconciler
+    replaced = False
+
+    async def source(full: bool) -> Plan:
+        nonlocal replaced
+        if rec.converged and not replaced:
+            await asyncio.sleep(0)  # planning yields: the agent replaces the speaker now
+            rec.unconverge()
+            replaced = True
+            return Plan({}, frozenset(), frozenset(), {})
+        return Plan({A.dst: A}, frozenset(), frozenset(), {})
+
+    rec = Reconciler(kernel, source)
+    rec.mark_converged()
+    diff = await rec.sync_once(full=True)
+    assert replaced and not rec.converged
+    assert diff.delete == () and diff.kept == (A,)
+    assert kernel.routes == {A.dst: A}
+
+
 async def test_a_link_heal_reinstalls_only_the_routes_through_that_link_without_a_dump() -> None:
     pod = Route("10.244.1.5/32", dev="pbgaaa", scope=Scope.LINK)
     kernel = TableKernel()
